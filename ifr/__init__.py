@@ -1,0 +1,10 @@
+"""ifr: video instance segmentation with Inter-Frame Recurrent attention, on Detectron2.
+
+``import ifr`` registers every component: the datasets, the meta-architecture, the
+backbones and heads.
+"""
+from .utils.compat import apply_compat_shims
+
+apply_compat_shims()
+
+__version__ = "0.1.0"

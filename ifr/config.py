@@ -1,0 +1,131 @@
+"""Config keys of the project. ``add_ifr_config(cfg)`` adds every key on top of detectron2's
+defaults; each key says what it means and, for a symbol of SPEC.md, which symbol it is."""
+from detectron2.config import CfgNode as CN
+
+
+def add_ifr_config(cfg: CN) -> None:
+    _add_model_config(cfg)
+    _add_backbone_config(cfg)
+    _add_input_config(cfg)
+    _add_solver_config(cfg)
+    _add_test_config(cfg)
+
+
+def _add_model_config(cfg: CN) -> None:
+    cfg.MODEL.META_ARCHITECTURE = "IFR"
+    # Refuse pickled (non-tensor) checkpoint content unless the user opts in: weights from
+    # outside are untrusted. Detectron2 .pkl model-zoo files need this set to True.
+    cfg.MODEL.WEIGHTS_ALLOW_PICKLE = False
+
+    cfg.MODEL.IFR = CN()
+    cfg.MODEL.IFR.NUM_CLASSES = 40
+    cfg.MODEL.IFR.NUM_QUERIES = 100  # N, clip-level queries
+    cfg.MODEL.IFR.HIDDEN_DIM = 256  # d
+    cfg.MODEL.IFR.NHEADS = 8
+    cfg.MODEL.IFR.DIM_FEEDFORWARD = 2048
+    cfg.MODEL.IFR.DEC_LAYERS = 9  # L, IFR decoder layers (layer i reads scale i mod 3)
+    cfg.MODEL.IFR.PRE_NORM = False
+    cfg.MODEL.IFR.ENFORCE_INPUT_PROJ = False
+    cfg.MODEL.IFR.DROPOUT = 0.0
+    cfg.MODEL.IFR.SIZE_DIVISIBILITY = 32
+    # Loss and matching-cost weights, Eq. (4)-(5): lambda_c, lambda_m, lambda_D.
+    cfg.MODEL.IFR.CLASS_WEIGHT = 2.0
+    cfg.MODEL.IFR.MASK_WEIGHT = 5.0
+    cfg.MODEL.IFR.DICE_WEIGHT = 5.0
+    # lambda_e of Eq. (6)-(7): weight of the cross-frame mask loss; 0 turns it off.
+    cfg.MODEL.IFR.LAMBDA_E = 0.3
+    cfg.MODEL.IFR.FOCAL_ALPHA = 0.25
+    cfg.MODEL.IFR.FOCAL_GAMMA = 2.0
+    cfg.MODEL.IFR.DEEP_SUPERVISION = True
+    # Point sampling of the mask losses and costs (Mask2Former): K points per mask volume.
+    cfg.MODEL.IFR.TRAIN_NUM_POINTS = 112 * 112
+    cfg.MODEL.IFR.OVERSAMPLE_RATIO = 3.0
+    cfg.MODEL.IFR.IMPORTANCE_SAMPLE_RATIO = 0.75
+
+    cfg.MODEL.PIXEL_DECODER = CN()
+    cfg.MODEL.PIXEL_DECODER.NAME = "MSDeformAttnPixelDecoder"
+    cfg.MODEL.PIXEL_DECODER.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Levels encoded by the deformable-attention encoder (strides 8/16/32).
+    cfg.MODEL.PIXEL_DECODER.DEFORMABLE_IN_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.PIXEL_DECODER.CONVS_DIM = 256
+    cfg.MODEL.PIXEL_DECODER.MASK_DIM = 256  # channels of the per-frame mask features
+    cfg.MODEL.PIXEL_DECODER.NORM = "GN"
+    cfg.MODEL.PIXEL_DECODER.ENC_LAYERS = 6
+    cfg.MODEL.PIXEL_DECODER.NHEADS = 8
+    cfg.MODEL.PIXEL_DECODER.N_POINTS = 4
+    cfg.MODEL.PIXEL_DECODER.DIM_FEEDFORWARD = 1024
+    cfg.MODEL.PIXEL_DECODER.DROPOUT = 0.0
+    cfg.MODEL.PIXEL_DECODER.COMMON_STRIDE = 4  # stride of the mask features
+
+    cfg.MODEL.TRANSFORMER_DECODER = CN()
+    cfg.MODEL.TRANSFORMER_DECODER.NAME = "IFRTransformerDecoder"
+
+
+def _add_backbone_config(cfg: CN) -> None:
+    # Swin Transformer; defaults are Swin-T. Names as in Mask2Former so configs carry over.
+    cfg.MODEL.SWIN = CN()
+    cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224
+    cfg.MODEL.SWIN.PATCH_SIZE = 4
+    cfg.MODEL.SWIN.EMBED_DIM = 96
+    cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]
+    cfg.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]
+    cfg.MODEL.SWIN.WINDOW_SIZE = 7
+    cfg.MODEL.SWIN.MLP_RATIO = 4.0
+    cfg.MODEL.SWIN.QKV_BIAS = True
+    cfg.MODEL.SWIN.QK_SCALE = None
+    cfg.MODEL.SWIN.DROP_RATE = 0.0
+    cfg.MODEL.SWIN.ATTN_DROP_RATE = 0.0
+    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.3
+    cfg.MODEL.SWIN.APE = False
+    cfg.MODEL.SWIN.PATCH_NORM = True
+    cfg.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.SWIN.USE_CHECKPOINT = False
+
+
+def _add_input_config(cfg: CN) -> None:
+    cfg.INPUT.FORMAT = "RGB"
+    # Clip sampling for training: SAMPLING_FRAME_NUM frames (SPEC: 2) drawn within
+    # +-SAMPLING_FRAME_RANGE frames of a reference frame.
+    cfg.INPUT.SAMPLING_FRAME_NUM = 2
+    cfg.INPUT.SAMPLING_FRAME_RANGE = 20
+    cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
+    cfg.INPUT.MIN_SIZE_TRAIN = (360, 480)  # SPEC: shorter side 360 or 480
+    cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
+    cfg.INPUT.MAX_SIZE_TRAIN = 768
+    cfg.INPUT.MIN_SIZE_TEST = 360
+    cfg.INPUT.MAX_SIZE_TEST = 640
+    # "flip_by_clip": one horizontal flip decision for all frames of a clip.
+    cfg.INPUT.RANDOM_FLIP = "flip_by_clip"
+
+
+def _add_solver_config(cfg: CN) -> None:
+    cfg.SOLVER.OPTIMIZER = "ADAMW"
+    cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1  # SPEC: backbone learning rate x0.1
+    cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.01
+    cfg.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+    cfg.SOLVER.AMP.ENABLED = False
+
+
+def _add_test_config(cfg: CN) -> None:
+    cfg.MODEL.IFR.TEST = CN()
+    cfg.MODEL.IFR.TEST.TOP_K = 10  # (query, class) pairs kept per video
+    # "video": the whole video in one pass (default, as the paper);
+    # "clip": clips of CLIP_LENGTH frames linked across clips (appendix A.1).
+    cfg.MODEL.IFR.TEST.MODE = "video"
+    cfg.MODEL.IFR.TEST.CLIP_LENGTH = 5
+    cfg.MODEL.IFR.TEST.CLIP_OVERLAP = 1
+    # Frames per chunk through backbone + pixel decoder and through mask upsampling;
+    # bounds device memory for long videos.
+    cfg.MODEL.IFR.TEST.FRAME_CHUNK = 16
+    # Where per-frame features wait between decoder layers ("cpu" bounds device memory
+    # for long videos; "same" keeps them on the model's device).
+    cfg.MODEL.IFR.TEST.FEATURE_STORAGE = "same"
+    cfg.MODEL.IFR.TEST.MASK_THRESHOLD = 0.5
+    cfg.MODEL.IFR.TEST.TTA = CN()
+    cfg.MODEL.IFR.TEST.TTA.ENABLED = False
+    cfg.MODEL.IFR.TEST.TTA.MIN_SIZES = [360, 480, 600, 720]  # n resolutions (SPEC: 4)
+    cfg.MODEL.IFR.TEST.TTA.FLIP = False
+    cfg.MODEL.IFR.TEST.TTA.PIVOT = 0  # index into MIN_SIZES of the pivot result

@@ -1,0 +1,26 @@
+"""Install ifr. Use ``bash tools/install_deps.sh``: it installs torch and detectron2 first."""
+from setuptools import find_packages, setup
+
+setup(
+    name="ifr",
+    version="0.1.0",
+    description="Video instance segmentation with Inter-Frame Recurrent attention (Detectron2)",
+    license="Apache-2.0",
+    packages=find_packages(include=("ifr", "ifr.*")),
+    python_requires=">=3.9",
+    install_requires=[
+        # torch, torchvision and detectron2 are installed by tools/install_deps.sh.
+        "numpy",
+        "scipy",
+        "pycocotools>=2.0.6",
+        "opencv-python-headless",
+        "fvcore",
+        "motmetrics>=1.4.0",
+        "pandas",
+        "submitit",
+        "matplotlib",
+        "tqdm",
+        "safetensors",
+        "pytest",
+    ],
+)
