@@ -1,0 +1,69 @@
+"""2-D sine position embeddings of feature maps (DETR, as used by Mask2Former)."""
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+
+class PositionEmbeddingSine(nn.Module):
+    """Sine/cosine embedding of the (y, x) position of every pixel of a feature map.
+
+    Channel ``2k`` of a half is ``sin(p / T^(2k/F))`` and channel ``2k+1`` is
+    ``cos(p / T^(2k/F))``, with ``F = num_pos_feats`` and ``T = temperature``; the first
+    ``F`` output channels embed y, the last ``F`` embed x. With ``normalize`` the position
+    ``p`` is the 1-based pixel count divided by the map's extent and scaled to
+    ``(0, scale]`` (``scale`` defaults to 2*pi), so the embedding does not depend on the
+    resolution. The same layout and formula as Mask2Former, so pretrained weights that
+    learnt on these embeddings keep working.
+    """
+
+    def __init__(
+        self,
+        num_pos_feats: int = 128,
+        temperature: float = 10000,
+        normalize: bool = True,
+        scale: Optional[float] = None,
+    ):
+        super().__init__()
+        if scale is not None and not normalize:
+            raise ValueError("PositionEmbeddingSine: scale is only used with normalize=True")
+        self.num_pos_feats = num_pos_feats
+        self.temperature = temperature
+        self.normalize = normalize
+        self.scale = 2 * math.pi if scale is None else scale
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """
+        Args:
+            x: (B, C, H, W) feature map; only its shape, device and dtype are used.
+            mask: optional (B, H, W) bool, True at padded pixels (they are not counted).
+        Returns:
+            (B, 2 * num_pos_feats, H, W) embeddings, dtype of ``x``.
+        """
+        if mask is None:
+            mask = torch.zeros((x.shape[0], x.shape[2], x.shape[3]), device=x.device, dtype=torch.bool)
+        not_mask = ~mask
+        y_embed = not_mask.cumsum(1, dtype=torch.float32)
+        x_embed = not_mask.cumsum(2, dtype=torch.float32)
+        if self.normalize:
+            eps = 1e-6
+            y_embed = y_embed / (y_embed[:, -1:, :] + eps) * self.scale
+            x_embed = x_embed / (x_embed[:, :, -1:] + eps) * self.scale
+
+        pos_y = self._embed_coordinate(y_embed)
+        pos_x = self._embed_coordinate(x_embed)
+        return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2).to(x.dtype)
+
+    def _embed_coordinate(self, coord: Tensor) -> Tensor:
+        """(B, H, W) positions -> (B, H, W, num_pos_feats), sin and cos interleaved."""
+        k = torch.arange(self.num_pos_feats, dtype=torch.float32, device=coord.device)
+        dim_t = self.temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / self.num_pos_feats)
+        angles = coord[..., None] / dim_t
+        return torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=4).flatten(3)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_pos_feats={self.num_pos_feats}, temperature={self.temperature}, "
+            f"normalize={self.normalize}, scale={self.scale}"
+        )
