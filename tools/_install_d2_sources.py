@@ -3,7 +3,7 @@
 Used by ``tools/install_deps.sh`` when the official detectron2 git source cannot be
 reached. ``SRC`` is an unpacked ``pb1-detectron2==0.6`` sdist: the official v0.6 Python
 sources without their C++/CUDA sources, so the extension ``detectron2._C`` cannot be
-built. This script writes a *placeholder* ``detectron2/_C.py`` (an empty module, so that
+built. This script writes a *placeholder* ``detectron2/_C.py`` (a module without ops, so that
 ``from detectron2 import _C`` succeeds; any compiled op used through it raises
 AttributeError), replaces the removed Pillow alias ``Image.LINEAR``, and installs the sources as a regular ``detectron2`` distribution with
 the same package layout as the official setup.py, ``detectron2.projects.point_rend``
@@ -21,8 +21,21 @@ PLACEHOLDER = '''"""PLACEHOLDER for the compiled extension detectron2._C (instal
 Installed by ifr's tools/install_deps.sh from the Python-only v0.6 sources, which cannot
 build the C++/CUDA ops (deformable conv, rotated boxes, fast COCOeval). Any attempt to
 use one fails with AttributeError on this module. Install detectron2 from its official
-source to get them.
+source to get them. The three functions below only answer detectron2's environment
+report (``collect_env_info``), which queries them.
 """
+
+
+def get_compiler_version():
+    return "none: placeholder detectron2._C, no compiled ops"
+
+
+def get_cuda_version():
+    return "none: placeholder detectron2._C"
+
+
+def has_cuda():
+    return False
 '''
 
 # Same package layout as the official setup.py.
