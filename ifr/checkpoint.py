@@ -1,0 +1,184 @@
+"""Checkpoints: atomic saves, safe loads, and initialisation from Mask2Former weights.
+
+Weights from outside are untrusted. Without ``allow_pickle`` this checkpointer reads
+- ``.pth``/``.pt``: ``torch.load(weights_only=True)`` (tensors and plain containers only),
+- ``.safetensors``,
+- ``.pkl`` (Detectron2 / Mask2Former model zoo): a restricted unpickler that admits only
+  numpy arrays and plain containers, so no code in the file can run.
+Anything else needs ``allow_pickle=True`` (``MODEL.WEIGHTS_ALLOW_PICKLE True``).
+"""
+import collections
+import logging
+import os
+import pickle
+import tempfile
+from typing import Any, Dict, Iterable, List
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+
+logger = logging.getLogger(__name__)
+
+# Mask2Former(-VIS) module prefixes -> this project's modules.
+MASK2FORMER_PREFIXES = {
+    "sem_seg_head.pixel_decoder.": "pixel_decoder.",
+    "sem_seg_head.predictor.": "transformer_decoder.",
+}
+_IGNORED_PREFIXES = ("criterion.",)
+
+_SAFE_PICKLE_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),  # how protocol-2 pickles store bytes
+}
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds objects other than tensors/arrays and loading was not allowed."""
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _SAFE_PICKLE_GLOBALS:
+            raise UnsafeCheckpointError(f"refusing to unpickle {module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_arrays_pickle(path: str) -> Any:
+    """Read a Detectron2-style ``.pkl`` checkpoint admitting only numpy arrays."""
+    with open(path, "rb") as f:
+        return _ArraysOnlyUnpickler(f, encoding="latin1").load()
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` to a temp file in the same folder, then rename: a crash never leaves a
+    truncated checkpoint behind."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
+    """Map Mask2Former module names onto IFR's; drop keys of training-only modules."""
+    renamed = collections.OrderedDict()
+    for key, value in state_dict.items():
+        if key.startswith(_IGNORED_PREFIXES):
+            continue
+        for old, new in MASK2FORMER_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed
+
+
+def _group_by_module(keys: Iterable[str], depth: int = 3) -> List[str]:
+    counts = collections.Counter(".".join(k.split(".")[:depth]) for k in keys)
+    return [f"{prefix} ({n})" for prefix, n in sorted(counts.items())]
+
+
+class IFRCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer with atomic saves, safe loading and Mask2Former key mapping."""
+
+    def __init__(self, model, save_dir: str = "", *, allow_pickle: bool = False, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.allow_pickle = allow_pickle
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", path)
+        atomic_torch_save(data, path)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        atomic_write_text(last_filename_basename, os.path.join(self.save_dir, "last_checkpoint"))
+
+    def _load_file(self, filename: str) -> Dict[str, Any]:
+        if not os.path.isfile(filename):
+            raise FileNotFoundError(f"checkpoint {filename!r} does not exist (MODEL.WEIGHTS)")
+        if self.allow_pickle:
+            return super()._load_file(filename)
+        if filename.endswith(".pkl"):
+            return self._load_pkl(filename)
+        if filename.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return {"model": load_file(filename, device="cpu")}
+        try:
+            data = torch.load(filename, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise UnsafeCheckpointError(
+                f"{filename} holds pickled objects other than tensors ({e}). If you trust "
+                "the file, set MODEL.WEIGHTS_ALLOW_PICKLE True."
+            ) from e
+        return data if "model" in data else {"model": data}
+
+    def _load_pkl(self, filename: str) -> Dict[str, Any]:
+        try:
+            data = load_arrays_pickle(filename)
+        except UnsafeCheckpointError as e:
+            raise UnsafeCheckpointError(
+                f"{filename}: {e}. If you trust the file, set MODEL.WEIGHTS_ALLOW_PICKLE True."
+            ) from e
+        if "model" in data and "__author__" in data:
+            self.logger.info("Reading a file from '%s'", data["__author__"])
+            return data
+        if "blobs" in data:  # Caffe2 detection model zoo
+            data = data["blobs"]
+        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        checkpoint["model"] = rename_mask2former_keys(checkpoint["model"])
+        provided = set(checkpoint["model"])
+        incompatible = super()._load_model(checkpoint)
+        self._log_load_summary(provided, incompatible)
+        return incompatible
+
+    def _log_load_summary(self, provided, incompatible) -> None:
+        model_keys = set(self.model.state_dict())
+        mismatched = {k for k, _, _ in incompatible.incorrect_shapes}
+        loaded = (provided & model_keys) - mismatched
+        self.logger.info("Loaded %d of %d model tensors.", len(loaded), len(model_keys))
+        not_loaded = model_keys - loaded
+        if not_loaded:
+            self.logger.info(
+                "Not loaded (keep their initialisation): %s",
+                ", ".join(_group_by_module(not_loaded)),
+            )
