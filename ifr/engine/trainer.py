@@ -1,0 +1,189 @@
+"""Training loop: Detectron2's DefaultTrainer with IFR's data, evaluator, optimizer and
+checkpointer, DDP that also runs on CPU (gloo), and AMP only where CUDA is present."""
+import copy
+import itertools
+import json
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from typing import Any, Dict, List, Set
+
+import torch
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.solver.build import maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
+
+from ..checkpoint import IFRCheckpointer, atomic_write_text
+from ..data import build_ytvis_test_loader, build_ytvis_train_loader
+from ..evaluation import YTVISEvaluator
+
+logger = logging.getLogger(__name__)
+
+FINAL_METRICS_FILE = "final_metrics.json"
+_NORM_MODULES = (
+    torch.nn.BatchNorm2d,
+    torch.nn.SyncBatchNorm,
+    torch.nn.GroupNorm,
+    torch.nn.LayerNorm,
+    torch.nn.LocalResponseNorm,
+)
+
+
+def create_ddp_model(model: torch.nn.Module) -> torch.nn.Module:
+    """DDP over all processes; one GPU per process with CUDA, CPU (gloo) otherwise."""
+    if comm.get_world_size() == 1:
+        return model
+    device_ids = [comm.get_local_rank()] if torch.cuda.is_available() else None
+    # find_unused_parameters: with lambda_e = 0 or without deep supervision some heads
+    # receive no gradient.
+    return DistributedDataParallel(
+        model, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=True
+    )
+
+
+class Trainer(DefaultTrainer):
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model)
+        self._trainer = (AMPTrainer if use_amp(cfg) else SimpleTrainer)(
+            model, data_loader, optimizer
+        )
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = IFRCheckpointer(
+            model,
+            cfg.OUTPUT_DIR,
+            allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE,
+            trainer=weakref.proxy(self),
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_ytvis_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name: str):
+        return build_ytvis_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name: str, output_folder: str = None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return YTVISEvaluator(dataset_name, output_dir=output_folder)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+        params = build_param_groups(
+            model,
+            base_lr=cfg.SOLVER.BASE_LR,
+            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            weight_decay_embed=cfg.SOLVER.WEIGHT_DECAY_EMBED,
+            backbone_multiplier=cfg.SOLVER.BACKBONE_MULTIPLIER,
+        )
+        name = cfg.SOLVER.OPTIMIZER.upper()
+        if name == "ADAMW":
+            optimizer_cls = torch.optim.AdamW
+            kwargs = {}
+        elif name == "SGD":
+            optimizer_cls = torch.optim.SGD
+            kwargs = {"momentum": cfg.SOLVER.MOMENTUM}
+        else:
+            raise ValueError(f"SOLVER.OPTIMIZER must be ADAMW or SGD, got {cfg.SOLVER.OPTIMIZER!r}")
+        clip = cfg.SOLVER.CLIP_GRADIENTS
+        if clip.ENABLED and clip.CLIP_TYPE == "full_model":
+            optimizer_cls = with_full_model_gradient_clipping(optimizer_cls, clip.CLIP_VALUE)
+            return optimizer_cls(params, cfg.SOLVER.BASE_LR, **kwargs)
+        optimizer = optimizer_cls(params, cfg.SOLVER.BASE_LR, **kwargs)
+        return maybe_add_gradient_clipping(cfg, optimizer)
+
+
+def use_amp(cfg) -> bool:
+    if cfg.SOLVER.AMP.ENABLED and not torch.cuda.is_available():
+        logger.warning("SOLVER.AMP.ENABLED is set but CUDA is not available: training in fp32.")
+        return False
+    return bool(cfg.SOLVER.AMP.ENABLED)
+
+
+def build_param_groups(
+    model: torch.nn.Module,
+    *,
+    base_lr: float,
+    weight_decay: float,
+    weight_decay_norm: float,
+    weight_decay_embed: float,
+    backbone_multiplier: float,
+) -> List[Dict[str, Any]]:
+    """One group per parameter: learning rate x ``backbone_multiplier`` in the backbone
+    (SPEC: x0.1), no/other weight decay for normalisation layers and embeddings."""
+    groups: List[Dict[str, Any]] = []
+    seen: Set[torch.nn.Parameter] = set()
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or param in seen:
+                continue
+            seen.add(param)
+            group = {"params": [param], "lr": base_lr, "weight_decay": weight_decay}
+            if "backbone" in module_name:
+                group["lr"] = base_lr * backbone_multiplier
+            if isinstance(module, _NORM_MODULES):
+                group["weight_decay"] = weight_decay_norm
+            if isinstance(module, torch.nn.Embedding) or _is_position_table(param_name):
+                group["weight_decay"] = weight_decay_embed
+            groups.append(group)
+    return groups
+
+
+def _is_position_table(param_name: str) -> bool:
+    return "relative_position_bias_table" in param_name or "absolute_pos_embed" in param_name
+
+
+def with_full_model_gradient_clipping(optimizer_cls, clip_norm: float):
+    """An optimizer class whose ``step`` first clips the gradient norm of all parameters
+    together (Mask2Former's "full_model" clipping)."""
+
+    class FullModelGradientClippingOptimizer(optimizer_cls):
+        def step(self, closure=None):
+            all_params = itertools.chain(*[g["params"] for g in self.param_groups])
+            torch.nn.utils.clip_grad_norm_(all_params, clip_norm)
+            return super().step(closure=closure)
+
+    return FullModelGradientClippingOptimizer
+
+
+def flatten_metrics(results: Dict[str, Any]) -> Dict[str, float]:
+    """Evaluator results ``{"segm": {...}, "tracking": {...}}`` (possibly nested under a
+    dataset name) -> one flat dict of metric -> value."""
+    flat: "OrderedDict[str, float]" = OrderedDict()
+    if results and all(isinstance(v, dict) and _is_task_dict(v) for v in results.values()):
+        results = next(iter(results.values()))  # several test datasets: the first
+    for task in results.values():
+        if isinstance(task, dict):
+            flat.update({k: float(v) for k, v in task.items() if isinstance(v, (int, float))})
+    return flat
+
+
+def _is_task_dict(value: Dict[str, Any]) -> bool:
+    return any(isinstance(v, dict) for v in value.values())
+
+
+def write_final_metrics(cfg, results: Dict[str, Any]) -> str:
+    """``OUTPUT_DIR/final_metrics.json``: the flat metrics of the final evaluation, written
+    atomically; its existence marks a finished run (docs/design.md)."""
+    metrics = flatten_metrics(copy.deepcopy(results))
+    path = os.path.join(cfg.OUTPUT_DIR, FINAL_METRICS_FILE)
+    atomic_write_text(json.dumps(metrics, indent=2), path)
+    logger.info("Final metrics written to %s", path)
+    return path
