@@ -1,0 +1,148 @@
+"""Instance candidates of a video, shared by every inference mode.
+
+A ``SegmentPrediction`` is the decoder's raw output on consecutive frames (the whole
+video, one clip, or one TTA resolution). A ``VideoCandidates`` is a set of instance
+candidates over the whole video; each candidate has class probabilities and *members*,
+(segment, query) pairs whose mask probabilities are averaged where they cover a frame:
+- whole video: one segment, candidate q = query q;
+- per-clip tracking: a track = the linked queries of several clips;
+- TTA: a fused candidate = the matched candidates of every resolution.
+Masks are rendered frame-chunk by frame-chunk, only for the candidates asked for.
+"""
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+
+from .postprocess import (
+    Size,
+    compute_mask_logits,
+    encode_rle,
+    select_topk_probs,
+    upsample_mask_logits,
+)
+
+# (segment index, query index)
+Member = Tuple[int, int]
+
+
+@dataclass
+class SegmentPrediction:
+    """Decoder output on the frames ``[frame_offset, frame_offset + T)`` of a video.
+
+    class_probs: (N, K) sigmoid class probabilities of the clip-level queries.
+    mask_embeds: (N, T, C) per-frame mask embeddings, on the compute device.
+    mask_features: (T, C, h, w) per-frame mask features, on any device (e.g. CPU).
+    padded_size: (H, W) padded input size; image_size: resized size before padding.
+    flipped: the input was flipped horizontally (masks are flipped back when rendered).
+    """
+
+    class_probs: torch.Tensor
+    mask_embeds: torch.Tensor
+    mask_features: torch.Tensor
+    padded_size: Size
+    image_size: Size
+    frame_offset: int = 0
+    flipped: bool = False
+
+    @property
+    def num_frames(self) -> int:
+        return self.mask_embeds.shape[1]
+
+    @property
+    def frame_end(self) -> int:
+        return self.frame_offset + self.num_frames
+
+    def mask_probs(self, query_idx: torch.Tensor, start: int, end: int, output_size: Size) -> torch.Tensor:
+        """Mask probabilities (k, end - start, H0, W0) of queries ``query_idx`` (k,) on the
+        video frames [start, end), which must lie inside this segment."""
+        if start < self.frame_offset or end > self.frame_end:
+            raise ValueError(
+                f"frames [{start}, {end}) outside segment [{self.frame_offset}, {self.frame_end})"
+            )
+        local = slice(start - self.frame_offset, end - self.frame_offset)
+        embeds = self.mask_embeds[query_idx.to(self.mask_embeds.device), local]
+        logits = compute_mask_logits(embeds, self.mask_features[local])
+        probs = upsample_mask_logits(logits, self.padded_size, self.image_size, output_size).sigmoid()
+        return probs.flip(-1) if self.flipped else probs
+
+
+@dataclass
+class VideoCandidates:
+    """Instance candidates of a video of ``num_frames`` frames.
+
+    class_probs: (Q, K) class probabilities of the candidates.
+    members: Q lists of (segment index, query index); a candidate's mask at a frame is
+        the mean of its members' mask probabilities over the members covering the frame
+        (zero where none does).
+    segments: the predictions the members refer to.
+    """
+
+    class_probs: torch.Tensor
+    members: List[List[Member]]
+    segments: List[SegmentPrediction]
+    num_frames: int
+
+    def __post_init__(self):
+        if len(self.members) != self.class_probs.shape[0]:
+            raise ValueError(
+                f"{len(self.members)} member lists for {self.class_probs.shape[0]} candidates"
+            )
+
+    @classmethod
+    def from_segment(cls, segment: SegmentPrediction) -> "VideoCandidates":
+        """Every query of one segment covering the whole video is a candidate."""
+        members = [[(0, q)] for q in range(segment.class_probs.shape[0])]
+        return cls(segment.class_probs, members, [segment], segment.num_frames)
+
+    def mask_probs(self, candidate_idx: Sequence[int], start: int, end: int, output_size: Size) -> torch.Tensor:
+        """Mask probabilities (k, end - start, H0, W0) of the given candidates on frames
+        [start, end): mean over the members covering each frame."""
+        device = self.segments[0].mask_embeds.device
+        shape = (len(candidate_idx), end - start) + tuple(output_size)
+        total = torch.zeros(shape, device=device)
+        count = torch.zeros(shape[:2], device=device)
+        for seg_idx, segment in enumerate(self.segments):
+            seg_start, seg_end = max(start, segment.frame_offset), min(end, segment.frame_end)
+            if seg_start >= seg_end:
+                continue
+            rows, queries = self._members_in_segment(candidate_idx, seg_idx)
+            if not rows:
+                continue
+            probs = segment.mask_probs(torch.tensor(queries), seg_start, seg_end, output_size)
+            rows_t = torch.tensor(rows, device=device)
+            total[rows_t, seg_start - start : seg_end - start] += probs.to(device)
+            count[rows_t, seg_start - start : seg_end - start] += 1
+        return total / count.clamp(min=1)[:, :, None, None]
+
+    def _members_in_segment(self, candidate_idx: Sequence[int], seg_idx: int) -> Tuple[List[int], List[int]]:
+        # A candidate has at most one member per segment (a query joins one track; TTA
+        # matching is one-to-one).
+        rows, queries = [], []
+        for row, cand in enumerate(candidate_idx):
+            for member_seg, query in self.members[cand]:
+                if member_seg == seg_idx:
+                    rows.append(row)
+                    queries.append(query)
+        return rows, queries
+
+
+def candidates_to_output(
+    candidates: VideoCandidates, top_k: int, output_size: Size, chunk: int, threshold: float
+) -> Dict[str, object]:
+    """Top-k (candidate, class) pairs and their RLE masks at ``output_size``: the model's
+    per-video output of docs/design.md (``pred_masks``: per instance, T RLE dicts)."""
+    scores, labels, cand_idx = select_topk_probs(candidates.class_probs, top_k)
+    cand_list = cand_idx.tolist()
+    rles: List[List[dict]] = [[] for _ in cand_list]
+    for start in range(0, candidates.num_frames, chunk):
+        end = min(start + chunk, candidates.num_frames)
+        probs = candidates.mask_probs(cand_list, start, end, output_size)
+        for instance_rles, chunk_rles in zip(rles, encode_rle(probs > threshold)):
+            instance_rles.extend(chunk_rles)
+    return {
+        "image_size": tuple(output_size),
+        "pred_scores": scores.tolist(),
+        "pred_labels": labels.tolist(),
+        "pred_masks": rles,
+    }

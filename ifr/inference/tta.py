@@ -1,0 +1,160 @@
+"""Test-time augmentation (paper Sec. 3.2): several input resolutions (and optionally
+horizontal flips), fused by matching every result to a pivot result with the Eq. (4) cost.
+
+Each run yields candidates (queries in "video" mode, tracks in "clip" mode). Every other
+run's candidates are matched one-to-one to the pivot's by Hungarian matching on the
+Eq. (4) cost, where the pivot's argmax class is the target label and its mask
+probabilities the soft target masks; masks are compared at the pivot's mask-feature
+resolution. A fused candidate averages the matched candidates' class probabilities, and
+its mask probabilities are averaged at the original size when rendered.
+
+The runs rescale the frames the test mapper gave (shorter side ``min_size``, aspect
+ratio kept); to avoid upsampling small frames, set ``INPUT.MIN_SIZE_TEST`` to the largest
+TTA size. Memory: every run's mask features wait on the feature storage until the end.
+"""
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from .candidates import VideoCandidates, candidates_to_output
+from .video import output_size_of
+
+# Builds candidates from (model, frames, flipped): video_candidates or clip_candidates.
+CandidateFn = Callable[..., VideoCandidates]
+# Eq. (4) cost: (pred_probs (N, K), pred_masks (N, ...) logits, tgt_labels (M,), tgt_masks (M, ...)) -> (N, M).
+CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def resize_frames(frames: Sequence[torch.Tensor], min_size: int) -> List[torch.Tensor]:
+    """uint8 (3, H, W) frames -> shorter side ``min_size``, aspect ratio kept (bilinear).
+    Frames already at that size are returned unchanged."""
+    height, width = frames[0].shape[-2:]
+    scale = min_size / min(height, width)
+    new_size = (int(round(height * scale)), int(round(width * scale)))
+    if new_size == (height, width):
+        return list(frames)
+    resized = []
+    for frame in frames:
+        out = F.interpolate(frame[None].float(), size=new_size, mode="bilinear", align_corners=False)
+        resized.append(out[0].round().clamp(0, 255).to(torch.uint8))
+    return resized
+
+
+def augmentations(min_sizes: Sequence[int], flip: bool, pivot: int) -> List[Tuple[int, bool]]:
+    """(min_size, flipped) of every run; the pivot run (``min_sizes[pivot]``, unflipped) first."""
+    if not 0 <= pivot < len(min_sizes):
+        raise ValueError(f"MODEL.IFR.TEST.TTA.PIVOT={pivot} is not an index into MIN_SIZES {list(min_sizes)}")
+    order = [pivot] + [i for i in range(len(min_sizes)) if i != pivot]
+    runs = [(min_sizes[i], False) for i in order]
+    if flip:
+        runs += [(min_sizes[i], True) for i in order]
+    return runs
+
+
+def matching_size(candidates: VideoCandidates) -> Tuple[int, int]:
+    """Mask-feature resolution of the (unpadded) image of the first segment."""
+    segment = candidates.segments[0]
+    feat_h, feat_w = segment.mask_features.shape[-2:]
+    return (
+        max(1, round(segment.image_size[0] * feat_h / segment.padded_size[0])),
+        max(1, round(segment.image_size[1] * feat_w / segment.padded_size[1])),
+    )
+
+
+def all_mask_probs(candidates: VideoCandidates, size: Tuple[int, int], chunk: int) -> torch.Tensor:
+    """(Q, T, h, w) mask probabilities of every candidate at ``size``, chunk by chunk."""
+    everyone = list(range(candidates.class_probs.shape[0]))
+    parts = [
+        candidates.mask_probs(everyone, start, min(start + chunk, candidates.num_frames), size).cpu()
+        for start in range(0, candidates.num_frames, chunk)
+    ]
+    return torch.cat(parts, dim=1)
+
+
+def match_to_pivot(
+    pivot_probs: torch.Tensor,
+    pivot_masks: torch.Tensor,
+    other_probs: torch.Tensor,
+    other_masks: torch.Tensor,
+    cost_fn: CostFn,
+) -> Dict[int, int]:
+    """Eq. (4) Hungarian matching of another run's candidates to the pivot's.
+
+    Args:
+        pivot_probs: (P, K) and pivot_masks: (P, T, h, w) probabilities of the pivot.
+        other_probs: (Q, K) and other_masks: (Q, T, h, w) probabilities of the other run.
+    Returns:
+        pivot candidate -> matched candidate of the other run (min(P, Q) pairs).
+    """
+    other_logits = torch.logit(other_masks.float(), eps=1e-6)
+    cost = cost_fn(other_probs.float().cpu(), other_logits, pivot_probs.argmax(1).cpu(), pivot_masks.float())
+    other_idx, pivot_idx = linear_sum_assignment(cost.cpu().numpy())
+    return {int(p): int(o) for o, p in zip(other_idx, pivot_idx)}
+
+
+def fuse_to_pivot(pivot: VideoCandidates, others: Sequence[VideoCandidates], matches: Sequence[Dict[int, int]]) -> VideoCandidates:
+    """One candidate per pivot candidate: class probabilities averaged over the matched
+    candidates, members (hence mask probabilities) pooled."""
+    segments = list(pivot.segments)
+    members = [list(m) for m in pivot.members]
+    prob_sum = pivot.class_probs.float().cpu().clone()
+    prob_count = torch.ones(len(members), 1)
+    for other, match in zip(others, matches):
+        offset = len(segments)
+        segments.extend(other.segments)
+        for p, o in match.items():
+            members[p].extend((offset + seg, query) for seg, query in other.members[o])
+            prob_sum[p] += other.class_probs[o].float().cpu()
+            prob_count[p] += 1
+    return VideoCandidates(prob_sum / prob_count, members, segments, pivot.num_frames)
+
+
+def tta_candidates(
+    model,
+    frames: Sequence[torch.Tensor],
+    candidate_fn: CandidateFn,
+    cost_fn: Optional[CostFn] = None,
+) -> VideoCandidates:
+    """Candidates fused over the TTA runs of ``model.inference_options``."""
+    options = model.inference_options
+    if cost_fn is None:
+        cost_fn = default_cost_fn()
+    runs = augmentations(options.tta_min_sizes, options.tta_flip, options.tta_pivot)
+    pivot, others = None, []
+    for min_size, flipped in runs:
+        run_frames = resize_frames(frames, min_size)
+        if flipped:
+            run_frames = [f.flip(-1) for f in run_frames]
+        candidates = candidate_fn(model, run_frames, flipped=flipped)
+        if pivot is None:
+            pivot = candidates
+        else:
+            others.append(candidates)
+    size = matching_size(pivot)
+    pivot_masks = all_mask_probs(pivot, size, options.frame_chunk)
+    matches = [
+        match_to_pivot(
+            pivot.class_probs, pivot_masks, other.class_probs, all_mask_probs(other, size, options.frame_chunk), cost_fn
+        )
+        for other in others
+    ]
+    return fuse_to_pivot(pivot, others, matches)
+
+
+def default_cost_fn() -> CostFn:
+    # Imported here: ifr.modeling imports ifr.inference (the meta-architecture calls it).
+    from ..modeling.matcher import clip_matching_cost
+
+    return clip_matching_cost
+
+
+@torch.no_grad()
+def inference_tta(model, batched_input: Dict, candidate_fn: CandidateFn) -> Dict[str, object]:
+    """TTA inference on one test-mapper input -> the per-video output dict."""
+    options = model.inference_options
+    candidates = tta_candidates(model, batched_input["image"], candidate_fn)
+    return candidates_to_output(
+        candidates, options.top_k, output_size_of(batched_input), options.frame_chunk, options.mask_threshold
+    )

@@ -1,0 +1,99 @@
+"""Whole-video (offline) inference: every frame in one decoder pass (SPEC: default).
+
+Frames go through backbone + pixel decoder ``options.frame_chunk`` at a time and their
+features wait on ``options.feature_storage``; the decoder reads them once, and masks are
+computed only for the top-k (query, class) pairs, a chunk of frames at a time.
+"""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+
+from .candidates import SegmentPrediction, VideoCandidates, candidates_to_output
+
+# (padded_size, image_size)
+Size2 = Tuple[Tuple[int, int], Tuple[int, int]]
+
+
+def storage_device(model, feature_storage: str) -> torch.device:
+    """Device where per-frame features wait: ``"cpu"`` or ``"same"`` (the model's)."""
+    if feature_storage == "cpu":
+        return torch.device("cpu")
+    if feature_storage == "same":
+        return torch.device(model.device)
+    raise ValueError(f"MODEL.IFR.TEST.FEATURE_STORAGE must be 'cpu' or 'same', got {feature_storage!r}")
+
+
+def encode_video(
+    model, frames: Sequence[torch.Tensor], frame_chunk: int, storage: torch.device
+) -> Tuple[List[torch.Tensor], torch.Tensor, Size2]:
+    """Backbone + pixel decoder on ``frame_chunk`` frames at a time.
+
+    Args:
+        frames: T uint8 (3, H', W') frames, all of the same size.
+    Returns:
+        multi_scale_features: 3 tensors (1, T, C, h_l, w_l) on ``storage``;
+        mask_features: (1, T, C, h, w) on ``storage``;
+        (padded_size, image_size) of the frames.
+    """
+    if len(frames) == 0:
+        raise ValueError("cannot run inference on a video with no frames")
+    if frame_chunk < 1:
+        raise ValueError(f"MODEL.IFR.TEST.FRAME_CHUNK must be >= 1, got {frame_chunk}")
+    chunks_multi_scale, chunks_mask = [], []
+    for start in range(0, len(frames), frame_chunk):
+        images = model.preprocess_frames(list(frames[start : start + frame_chunk]))
+        multi_scale, mask_features = model.encode_frames(images)
+        chunks_multi_scale.append([f.to(storage) for f in multi_scale])
+        chunks_mask.append(mask_features.to(storage))
+    multi_scale = [torch.cat(level, dim=1) for level in zip(*chunks_multi_scale)]
+    sizes = (tuple(images.tensor.shape[-2:]), tuple(images.image_sizes[0]))
+    return multi_scale, torch.cat(chunks_mask, dim=1), sizes
+
+
+def predict_segment(model, frames: Sequence[torch.Tensor], frame_offset: int = 0, flipped: bool = False) -> SegmentPrediction:
+    """Encode and decode consecutive frames; no masks are computed here.
+
+    Args:
+        frames: T uint8 (3, H', W') frames (already resized, not normalised).
+        frame_offset: index in the video of ``frames[0]``.
+        flipped: the frames were flipped horizontally (recorded for rendering).
+    """
+    options = model.inference_options
+    storage = storage_device(model, options.feature_storage)
+    multi_scale, mask_features, (padded_size, image_size) = encode_video(
+        model, frames, options.frame_chunk, storage
+    )
+    outputs = model.transformer_decoder(multi_scale, mask_features, return_masks=False)
+    return SegmentPrediction(
+        class_probs=outputs["pred_logits"][0].float().sigmoid(),
+        mask_embeds=outputs["pred_mask_embeds"][0].float(),
+        mask_features=mask_features[0],
+        padded_size=padded_size,
+        image_size=image_size,
+        frame_offset=frame_offset,
+        flipped=flipped,
+    )
+
+
+def video_candidates(model, frames: Sequence[torch.Tensor], flipped: bool = False) -> VideoCandidates:
+    """Whole-video candidates: every query of one pass over all frames."""
+    return VideoCandidates.from_segment(predict_segment(model, frames, flipped=flipped))
+
+
+def output_size_of(batched_input: Dict) -> Tuple[int, int]:
+    """Original (H0, W0) of a test-mapper input; falls back to the frames' size."""
+    frames = batched_input["image"]
+    height = batched_input.get("height", frames[0].shape[-2])
+    width = batched_input.get("width", frames[0].shape[-1])
+    return int(height), int(width)
+
+
+@torch.no_grad()
+def inference_video(model, batched_input: Dict) -> Dict[str, object]:
+    """Whole-video inference on one test-mapper input -> the per-video output dict of
+    docs/design.md (top-k scores, labels and RLE masks at the original size)."""
+    options = model.inference_options
+    candidates = video_candidates(model, batched_input["image"])
+    return candidates_to_output(
+        candidates, options.top_k, output_size_of(batched_input), options.frame_chunk, options.mask_threshold
+    )
