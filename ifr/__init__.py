@@ -8,3 +8,5 @@ from .utils.compat import apply_compat_shims
 apply_compat_shims()
 
 __version__ = "0.1.0"
+
+from . import data  # noqa: F401  (registers datasets)

@@ -1,0 +1,76 @@
+"""Data loaders over YouTube-VIS-format datasets: one clip per sample for training, one
+whole video per batch for inference."""
+import logging
+from typing import Dict, List, Optional, Sequence, Union
+
+from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import build_detection_train_loader
+from detectron2.data.samplers import TrainingSampler
+
+from .dataset_mapper import YTVISDatasetMapper
+
+__all__ = [
+    "get_ytvis_dicts",
+    "filter_videos_without_instances",
+    "build_ytvis_train_loader",
+    "build_ytvis_test_loader",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def get_ytvis_dicts(names: Union[str, Sequence[str]]) -> List[Dict]:
+    """The dataset dicts of the registered datasets ``names``, concatenated in order."""
+    if isinstance(names, str):
+        names = [names]
+    if len(names) == 0:
+        raise ValueError("No dataset names given")
+    dicts = []
+    for name in names:
+        if name not in DatasetCatalog.list():
+            raise KeyError(f"Dataset '{name}' is not registered (see datasets/README.md)")
+        videos = DatasetCatalog.get(name)
+        if len(videos) == 0:
+            raise ValueError(f"Dataset '{name}' is empty")
+        dicts.extend(videos)
+    return dicts
+
+
+def filter_videos_without_instances(dicts: List[Dict]) -> List[Dict]:
+    """Drop videos with no annotated instance in any frame (nothing to train on); logs how
+    many were dropped."""
+    kept = [d for d in dicts if any(len(frame) > 0 for frame in d.get("annotations", []))]
+    removed = len(dicts) - len(kept)
+    if removed:
+        logger.info(f"Removed {removed} of {len(dicts)} videos without instances")
+    if not kept:
+        raise ValueError("No video with instances left to train on")
+    return kept
+
+
+def build_ytvis_train_loader(cfg, mapper: Optional[YTVISDatasetMapper] = None):
+    """Infinite loader of training clips over ``cfg.DATASETS.TRAIN`` (videos without
+    instances removed), ``cfg.SOLVER.IMS_PER_BATCH`` clips per batch (total over workers).
+    Yields lists of mapper outputs. The sampler is seeded by ``cfg.SEED`` when >= 0."""
+    dicts = filter_videos_without_instances(get_ytvis_dicts(cfg.DATASETS.TRAIN))
+    if mapper is None:
+        mapper = YTVISDatasetMapper(cfg, is_train=True)
+    seed = cfg.SEED if cfg.SEED >= 0 else None
+    return build_detection_train_loader(
+        dicts,
+        mapper=mapper,
+        sampler=TrainingSampler(len(dicts), seed=seed),
+        total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+        aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )
+
+
+def build_ytvis_test_loader(cfg, dataset_name: str, mapper: Optional[YTVISDatasetMapper] = None):
+    """Loader over every video of ``dataset_name`` once, in order, batch size 1
+    (Detectron2's inference sampler)."""
+    if mapper is None:
+        mapper = YTVISDatasetMapper(cfg, is_train=False)
+    return build_detection_test_loader(
+        get_ytvis_dicts(dataset_name), mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS
+    )

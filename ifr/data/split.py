@@ -1,0 +1,87 @@
+"""Hold out videos of a YouTube-VIS train set as a validation set with ground truth.
+
+SPEC (Fig. 4 ablation): 400 videos of YTVIS-2019 train are held out. The split is a seeded
+permutation of the sorted video ids, so the same seed always holds out the same videos.
+"""
+import json
+import logging
+import os
+import tempfile
+from typing import Dict, Tuple
+
+import numpy as np
+
+from .datasets.ytvis import YTVISFormatError
+
+__all__ = ["split_ytvis_json", "write_json_atomically"]
+
+logger = logging.getLogger(__name__)
+
+
+def split_ytvis_json(
+    train_json: str, out_dir: str, num_val: int = 400, seed: int = 0
+) -> Tuple[str, str]:
+    """Split ``train_json`` into ``out_dir/train_sub.json`` and ``out_dir/val_sub.json``.
+
+    Both are valid YouTube-VIS files with ground truth: the videos are disjoint, each keeps
+    its own annotations, and both keep every top-level key of the input (``categories``,
+    ``info``, ``licenses``). Files are written atomically.
+
+    Returns:
+        ``(train_sub_path, val_sub_path)``.
+
+    Raises:
+        YTVISFormatError: the input is not a YouTube-VIS train file.
+        ValueError: ``num_val`` is not between 1 and the number of videos - 1.
+    """
+    data = _read_train_json(train_json)
+    video_ids = sorted(v["id"] for v in data["videos"])
+    if not 0 < num_val < len(video_ids):
+        raise ValueError(
+            f"num_val must be in [1, {len(video_ids) - 1}] for {train_json} "
+            f"({len(video_ids)} videos), got {num_val}"
+        )
+    order = np.random.default_rng(seed).permutation(len(video_ids))
+    val_ids = {video_ids[i] for i in order[:num_val]}
+    os.makedirs(out_dir, exist_ok=True)
+    train_path = os.path.join(out_dir, "train_sub.json")
+    val_path = os.path.join(out_dir, "val_sub.json")
+    write_json_atomically(_subset(data, lambda vid: vid not in val_ids), train_path)
+    write_json_atomically(_subset(data, lambda vid: vid in val_ids), val_path)
+    logger.info(
+        f"Split {train_json}: {len(video_ids) - num_val} videos -> {train_path}, "
+        f"{num_val} videos -> {val_path} (seed {seed})"
+    )
+    return train_path, val_path
+
+
+def _read_train_json(train_json: str) -> Dict:
+    try:
+        with open(train_json) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise YTVISFormatError(train_json, f"cannot read ({e})") from e
+    for key in ("videos", "annotations", "categories"):
+        if key not in data:
+            raise YTVISFormatError(train_json, "missing top-level key", key=key)
+    return data
+
+
+def _subset(data: Dict, keep) -> Dict:
+    subset = {k: v for k, v in data.items() if k not in ("videos", "annotations")}
+    subset["videos"] = [v for v in data["videos"] if keep(v["id"])]
+    subset["annotations"] = [a for a in data["annotations"] if keep(a["video_id"])]
+    return subset
+
+
+def write_json_atomically(obj, path: str) -> None:
+    """Write ``obj`` as json to a temporary file next to ``path``, then ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
