@@ -1,0 +1,102 @@
+"""What ``tools/train_net.py`` does, as functions tests can call."""
+import argparse
+import json
+import logging
+import os
+from typing import Any, Dict, List
+
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from ..checkpoint import IFRCheckpointer, atomic_write_text
+from ..config import add_ifr_config
+from .trainer import Trainer, flatten_metrics, write_final_metrics
+
+logger = logging.getLogger("ifr")
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """Detectron2's parser: --config-file, --resume, --eval-only, --num-gpus,
+    --num-machines, --machine-rank, --dist-url and trailing KEY VALUE overrides."""
+    return default_argument_parser(
+        epilog="Example: python tools/train_net.py --config-file configs/ytvis19/r50.yaml "
+        "--num-gpus 8 SOLVER.IMS_PER_BATCH 16"
+    )
+
+
+def build_cfg(config_file: str = "", opts: List[str] = ()) -> CfgNode:
+    """detectron2 defaults + IFR keys + the yaml + command-line overrides (not frozen)."""
+    cfg = get_cfg()
+    add_ifr_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    cfg = build_cfg(args.config_file, args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)  # output dir, logs, config dump, seeds (SEED + rank)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="ifr")
+    return cfg
+
+
+def check_datasets_available(cfg: CfgNode) -> None:
+    """Fail at once, before any model is built, when a dataset of the config is unknown or
+    its files are missing."""
+    registered = set(DatasetCatalog.list())
+    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
+        if name not in registered:
+            ytvis = sorted(n for n in registered if n.startswith(("ytvis", "ovis")))
+            raise KeyError(f"Dataset {name!r} (DATASETS) is not registered. Known: {ytvis}")
+        meta = MetadataCatalog.get(name)
+        if meta.get("generated_on_demand", False):
+            continue
+        for key in ("json_file", "image_root"):
+            path = meta.get(key, None)
+            if path is not None and not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"Dataset {name!r}: {key} {path!r} does not exist. Put the dataset there "
+                    "as described in datasets/README.md, or point DETECTRON2_DATASETS to the "
+                    "folder that holds it."
+                )
+
+
+def evaluate(cfg: CfgNode) -> Dict[str, Any]:
+    """--eval-only: load MODEL.WEIGHTS and evaluate on every DATASETS.TEST; the results.json
+    (+ zip) of each dataset lands in OUTPUT_DIR/inference/<dataset>/."""
+    model = Trainer.build_model(cfg)
+    IFRCheckpointer(
+        model, cfg.OUTPUT_DIR, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE
+    ).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    results = Trainer.test(cfg, model)
+    if comm.is_main_process() and results:
+        path = os.path.join(cfg.OUTPUT_DIR, "eval_metrics.json")
+        atomic_write_text(json.dumps(flatten_metrics(results), indent=2), path)
+    return results
+
+
+def train(cfg: CfgNode, resume: bool) -> Dict[str, Any]:
+    """Train (resuming from OUTPUT_DIR/last_checkpoint with ``resume``), evaluate at the end,
+    and write OUTPUT_DIR/final_metrics.json."""
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    results = getattr(trainer, "_last_eval_results", None)
+    if not results and cfg.DATASETS.TEST:
+        results = Trainer.test(cfg, trainer.model)
+    if comm.is_main_process() and results:
+        write_final_metrics(cfg, results)
+    return results or {}
+
+
+def main(args: argparse.Namespace) -> Dict[str, Any]:
+    cfg = setup(args)
+    check_datasets_available(cfg)
+    if args.eval_only:
+        return evaluate(cfg)
+    return train(cfg, resume=args.resume)
