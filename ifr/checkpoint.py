@@ -129,23 +129,29 @@ class IFRCheckpointer(DetectionCheckpointer):
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write_text(last_filename_basename, os.path.join(self.save_dir, "last_checkpoint"))
 
+    def load(self, path: str, checkpointables=None) -> Dict[str, Any]:
+        if path and "://" not in path and not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint {path!r} does not exist (MODEL.WEIGHTS)")
+        return super().load(path, checkpointables=checkpointables)
+
     def _load_file(self, filename: str) -> Dict[str, Any]:
-        if not os.path.isfile(filename):
-            raise FileNotFoundError(f"checkpoint {filename!r} does not exist (MODEL.WEIGHTS)")
-        if self.allow_pickle:
-            return super()._load_file(filename)
         if filename.endswith(".pkl"):
-            return self._load_pkl(filename)
+            return super()._load_file(filename) if self.allow_pickle else self._load_pkl(filename)
         if filename.endswith(".safetensors"):
             from safetensors.torch import load_file
 
             return {"model": load_file(filename, device="cpu")}
+        if self.allow_pickle:
+            data = torch.load(filename, map_location="cpu", weights_only=False)
+            return data if "model" in data else {"model": data}
         try:
             data = torch.load(filename, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
+        except (pickle.UnpicklingError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and "weights_only" not in str(e):
+                raise
             raise UnsafeCheckpointError(
-                f"{filename} holds pickled objects other than tensors ({e}). If you trust "
-                "the file, set MODEL.WEIGHTS_ALLOW_PICKLE True."
+                f"{filename} holds pickled objects other than tensors. If you trust the "
+                f"file, set MODEL.WEIGHTS_ALLOW_PICKLE True. ({str(e).splitlines()[0]})"
             ) from e
         return data if "model" in data else {"model": data}
 
