@@ -1,0 +1,5 @@
+"""Backbones. Importing this package registers ``D2SwinTransformer`` in detectron2's
+``BACKBONE_REGISTRY``; ResNets come from detectron2's ``build_resnet_backbone``."""
+from .swin import D2SwinTransformer, SwinTransformer
+
+__all__ = ["D2SwinTransformer", "SwinTransformer"]
