@@ -1,0 +1,176 @@
+"""Statistics of a sweep: every run's ``final_metrics.json``, grouped by setting (the swept
+values without the seed), as mean ± sample std (ddof=1) over the seeds.
+
+A setting with one finished run has no std: the tables show ``-`` (and the CSV an empty
+cell) rather than a 0 that would read as "no spread". Runs without ``final_metrics.json``
+are listed as missing, with their state and log, never dropped silently.
+"""
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .atomic_io import atomic_open, atomic_write_text
+from .manifest import FINAL_METRICS_NAME, SweepManifest, load_manifest, refresh_states
+from .sweep import console_log_path
+
+DEFAULT_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
+TRACKING_METRICS = ("IDF1", "MOTA", "IDP", "IDR", "IDs")
+SUMMARY_MD, SUMMARY_CSV, SUMMARY_PNG = "summary.md", "summary.csv", "summary.png"
+
+
+@dataclass
+class MetricStats:
+    mean: float
+    std: Optional[float]  # sample std (ddof=1); None with fewer than 2 values
+    n: int
+
+
+@dataclass
+class SettingSummary:
+    setting: Dict[str, str]  # swept key -> value text
+    num_runs: int  # finished runs (seeds) of this setting
+    stats: Dict[str, MetricStats] = field(default_factory=dict)  # metric -> stats
+
+
+@dataclass
+class MissingRun:
+    name: str
+    state: str
+    log: str
+
+
+@dataclass
+class SweepSummary:
+    param_keys: List[str]
+    metrics: List[str]
+    settings: List[SettingSummary]
+    missing: List[MissingRun]
+
+
+def read_final_metrics(path: str) -> Dict[str, float]:
+    """The flat ``{metric: number}`` object of a run; raises ValueError naming the file."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a flat JSON object of metrics")
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
+
+
+def collect_metrics(manifest: SweepManifest, sweep_dir: str) -> Dict[str, Dict[str, float]]:
+    """Run name -> metrics, for every finished run of the manifest."""
+    metrics = {}
+    for name in manifest.runs:
+        path = os.path.join(sweep_dir, name, FINAL_METRICS_NAME)
+        if os.path.isfile(path):
+            metrics[name] = read_final_metrics(path)
+    return metrics
+
+
+def choose_metrics(run_metrics: Dict[str, Dict[str, float]],
+                   requested: Optional[Sequence[str]] = None) -> List[str]:
+    """The requested metrics (each must occur in some run), else the default ones and the
+    tracking ones that the runs report."""
+    present = set().union(*run_metrics.values()) if run_metrics else set()
+    if requested:
+        absent = [m for m in requested if m not in present]
+        if absent and run_metrics:
+            raise ValueError(f"--metrics: {absent} in no run's {FINAL_METRICS_NAME} "
+                             f"(found: {sorted(present)})")
+        return list(requested)
+    return [m for m in DEFAULT_METRICS + TRACKING_METRICS if m in present]
+
+
+def mean_std(values: Sequence[float]) -> MetricStats:
+    values = np.asarray(values, dtype=np.float64)
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return MetricStats(float(values.mean()), std, len(values))
+
+
+def summarize(manifest: SweepManifest, sweep_dir: str,
+              metrics: Optional[Sequence[str]] = None) -> SweepSummary:
+    """Groups the finished runs of a sweep by setting, in grid order."""
+    run_metrics = collect_metrics(manifest, sweep_dir)
+    metrics = choose_metrics(run_metrics, metrics)
+    groups: Dict[tuple, List[str]] = {}
+    for record in manifest.runs.values():
+        groups.setdefault(tuple(record.setting.items()), []).append(record.name)
+    settings = []
+    for setting, names in groups.items():
+        finished = [run_metrics[n] for n in names if n in run_metrics]
+        summary = SettingSummary(dict(setting), len(finished))
+        for metric in metrics:
+            values = [m[metric] for m in finished if metric in m]
+            if values:
+                summary.stats[metric] = mean_std(values)
+        settings.append(summary)
+    missing = [
+        MissingRun(r.name, r.state, console_log_path(sweep_dir, r))
+        for r in manifest.runs.values() if r.name not in run_metrics
+    ]
+    return SweepSummary(manifest.param_keys, metrics, settings, missing)
+
+
+def format_stats(stats: Optional[MetricStats], num_runs: int) -> str:
+    """``"46.5 ± 0.8"``; ``"46.5 ± -"`` with one value; ``(n=k)`` when some run lacks it."""
+    if stats is None:
+        return "-"
+    text = f"{stats.mean:.4g} ± " + ("-" if stats.std is None else f"{stats.std:.2g}")
+    return text if stats.n == num_runs else f"{text} (n={stats.n})"
+
+
+def format_markdown(summary: SweepSummary) -> str:
+    header = summary.param_keys + ["n"] + summary.metrics
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for s in summary.settings:
+        cells = [s.setting[k] for k in summary.param_keys] + [str(s.num_runs)]
+        cells += [format_stats(s.stats.get(m), s.num_runs) for m in summary.metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "Mean ± sample std (ddof=1) over seeds; n: finished runs.\n\n" + "\n".join(lines)
+    if summary.missing:
+        text += f"\n\nMissing runs ({len(summary.missing)}, no {FINAL_METRICS_NAME}):\n\n"
+        text += "\n".join(f"- {m.name} ({m.state}): {m.log}" for m in summary.missing)
+    return text + "\n"
+
+
+def write_csv(summary: SweepSummary, path: str) -> None:
+    """One row per setting: swept values, ``n``, then ``<m>_mean, <m>_std, <m>_n``."""
+    columns = summary.param_keys + ["n"]
+    columns += [f"{m}_{s}" for m in summary.metrics for s in ("mean", "std", "n")]
+    with atomic_open(path, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for s in summary.settings:
+            row = [s.setting[k] for k in summary.param_keys] + [s.num_runs]
+            for metric in summary.metrics:
+                stats = s.stats.get(metric)
+                row += ["", "", 0] if stats is None else [
+                    repr(stats.mean), "" if stats.std is None else repr(stats.std), stats.n]
+            writer.writerow(row)
+
+
+def aggregate_sweep(sweep_dir: str, metrics: Optional[Sequence[str]] = None,
+                    x_key: Optional[str] = None,
+                    echo: Callable[[str], None] = print) -> SweepSummary:
+    """Writes ``summary.md``, ``summary.csv`` and ``summary.png`` into ``sweep_dir``."""
+    from .plot import save_summary_figure  # matplotlib only when plotting
+
+    manifest = load_manifest(sweep_dir)
+    refresh_states(manifest, sweep_dir)
+    summary = summarize(manifest, sweep_dir, metrics)
+    if not any(s.num_runs for s in summary.settings):
+        raise ValueError(f"{sweep_dir}: no finished run ({FINAL_METRICS_NAME}) to aggregate")
+    markdown = format_markdown(summary)
+    atomic_write_text(os.path.join(sweep_dir, SUMMARY_MD), markdown)
+    write_csv(summary, os.path.join(sweep_dir, SUMMARY_CSV))
+    save_summary_figure(summary, os.path.join(sweep_dir, SUMMARY_PNG), x_key)
+    echo(markdown)
+    echo(f"Wrote {SUMMARY_MD}, {SUMMARY_CSV} and {SUMMARY_PNG} in {sweep_dir}")
+    return summary
+

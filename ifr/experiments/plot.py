@@ -1,0 +1,95 @@
+"""The Fig.-4-style plot of a sweep: one panel per metric, the metric's mean against the
+swept value with sample-std error bars; one line per combination of the other swept keys.
+Drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot state)."""
+import ast
+import math
+from typing import Dict, List, Optional
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .aggregate import SettingSummary, SweepSummary
+from .atomic_io import atomic_open
+
+PANEL_COLUMNS = 3
+PANEL_SIZE = (4.0, 3.2)  # inches
+
+
+def choose_x_key(summary: SweepSummary, x_key: Optional[str]) -> Optional[str]:
+    """The swept key on the x axis: ``x_key``, or the only swept key. None: no key swept."""
+    if x_key is not None:
+        if x_key not in summary.param_keys:
+            raise ValueError(f"--x {x_key}: not a swept key (swept: {summary.param_keys})")
+        return x_key
+    if len(summary.param_keys) > 1:
+        raise ValueError(f"several keys are swept ({summary.param_keys}); choose the x axis "
+                         "with --x KEY")
+    return summary.param_keys[0] if summary.param_keys else None
+
+
+def numeric_value(text: str) -> Optional[float]:
+    """``"0.3"`` -> 0.3; None for a value that is not a finite number (``"[1,2]"``)."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _series(summary: SweepSummary, x_key: Optional[str]) -> Dict[str, List[SettingSummary]]:
+    """Legend label -> the settings of one line (same values of the other swept keys)."""
+    series: Dict[str, List[SettingSummary]] = {}
+    for s in summary.settings:
+        label = ", ".join(f"{k}={v}" for k, v in s.setting.items() if k != x_key)
+        series.setdefault(label, []).append(s)
+    return series
+
+
+def _x_positions(summary: SweepSummary, x_key: Optional[str]) -> Dict[str, float]:
+    """Value text -> x position: numeric values at their value, others in grid order."""
+    texts = list(dict.fromkeys(s.setting[x_key] for s in summary.settings)) if x_key else [""]
+    numbers = [numeric_value(t) for t in texts]
+    if all(n is not None for n in numbers):
+        return dict(zip(texts, numbers))
+    return {t: float(i) for i, t in enumerate(texts)}
+
+
+def build_summary_figure(summary: SweepSummary, x_key: Optional[str] = None) -> Figure:
+    """One axes per metric of ``summary.metrics``, in order."""
+    x_key = choose_x_key(summary, x_key)
+    positions = _x_positions(summary, x_key)
+    num_panels = len(summary.metrics)
+    columns = min(PANEL_COLUMNS, num_panels)
+    rows = math.ceil(num_panels / columns)
+    figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    series = _series(summary, x_key)
+    for index, metric in enumerate(summary.metrics):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        for label, settings in series.items():
+            points = [(positions[s.setting[x_key] if x_key else ""], s.stats[metric])
+                      for s in settings if metric in s.stats]
+            points.sort(key=lambda p: p[0])
+            if not points:
+                continue
+            axes.errorbar(
+                [x for x, _ in points], [st.mean for _, st in points],
+                yerr=[st.std or 0.0 for _, st in points],
+                marker="o", capsize=4, label=label or None,
+            )
+        axes.set_title(metric)
+        axes.set_xlabel(x_key or "all runs")
+        axes.set_xticks(list(positions.values()), [t or "all" for t in positions])
+        if len(series) > 1:
+            axes.legend(fontsize="small")
+        axes.grid(alpha=0.3)
+    figure.suptitle("mean ± sample std over seeds")
+    return figure
+
+
+def save_summary_figure(summary: SweepSummary, path: str, x_key: Optional[str] = None) -> None:
+    figure = build_summary_figure(summary, x_key)
+    with atomic_open(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=100)

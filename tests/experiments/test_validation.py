@@ -1,0 +1,96 @@
+import re
+
+import pytest
+
+from ifr.experiments.grid import SweepParam
+from ifr.experiments.validation import (
+    build_reference_config,
+    normalize_value,
+    parse_overrides,
+    validate_sweep,
+)
+
+
+@pytest.fixture
+def cfg(config_file):
+    return build_reference_config(config_file)
+
+
+def test_reference_config_has_ifr_keys_and_the_yaml(cfg):
+    assert cfg.MODEL.IFR.LAMBDA_E == 0.2  # from the yaml, not the default 0.3
+    assert cfg.SOLVER.MAX_ITER == 10
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        build_reference_config(str(tmp_path / "nope.yaml"))
+
+
+def test_yaml_with_unknown_key_falls_back_to_defaults(tmp_path, caplog):
+    path = tmp_path / "other.yaml"
+    path.write_text("MODEL:\n  NOT_A_KEY_YET: 1\n")
+    cfg = build_reference_config(str(path))
+    assert cfg.MODEL.IFR.LAMBDA_E == 0.3
+    assert "NOT_A_KEY_YET" in caplog.text
+
+
+def test_broken_yaml_is_an_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("MODEL: [unclosed\n")
+    with pytest.raises(ValueError, match="broken.yaml"):
+        build_reference_config(str(path))
+
+
+def test_normalize_value(cfg):
+    assert normalize_value(cfg, "MODEL.IFR.LAMBDA_E", "0") == "0.0"  # int -> float key
+    assert normalize_value(cfg, "MODEL.IFR.LAMBDA_E", "0.5") == "0.5"
+    assert normalize_value(cfg, "INPUT.MIN_SIZE_TRAIN", "[360,480]") == "[360,480]"
+    assert normalize_value(cfg, "MODEL.IFR.DEEP_SUPERVISION", "False") == "False"
+    assert normalize_value(cfg, "SOLVER.MAX_ITER", "20") == "20"
+
+
+def test_unknown_key_is_named_with_suggestions(cfg):
+    with pytest.raises(ValueError, match="MODEL.IFR.LAMBDA_F does not exist.*LAMBDA_E"):
+        normalize_value(cfg, "MODEL.IFR.LAMBDA_F", "0.1")
+    with pytest.raises(ValueError, match="MODEL.IFR.LAMBDA_E.X does not exist"):
+        normalize_value(cfg, "MODEL.IFR.LAMBDA_E.X", "0.1")
+
+
+@pytest.mark.parametrize("key, value", [("MODEL.IFR.LAMBDA_E", "abc"),
+                                        ("SOLVER.MAX_ITER", "0.5"),
+                                        ("MODEL.IFR.DEEP_SUPERVISION", "[1]")])
+def test_wrong_type_is_named(cfg, key, value):
+    with pytest.raises(ValueError, match=re.escape(f"{key}={value}")):
+        normalize_value(cfg, key, value)
+
+
+def test_validate_sweep_normalises_params_and_overrides(cfg):
+    params, overrides = validate_sweep(
+        cfg, [SweepParam("MODEL.IFR.LAMBDA_E", ("0", "0.3"))], [("SOLVER.BASE_LR", "1")]
+    )
+    assert params == [SweepParam("MODEL.IFR.LAMBDA_E", ("0.0", "0.3"))]
+    assert overrides == [("SOLVER.BASE_LR", "1.0")]
+    assert cfg.SOLVER.BASE_LR != 1.0  # the reference config is left alone
+
+
+@pytest.mark.parametrize(
+    "params, overrides, message",
+    [
+        ([SweepParam("A.B", ("1",)), SweepParam("A.B", ("2",))], [], "given twice"),
+        ([SweepParam("SOLVER.MAX_ITER", ("1",))], [("SOLVER.MAX_ITER", "2")], "both swept"),
+        ([SweepParam("SEED", ("1", "2"))], [], "--seeds"),
+        ([], [("OUTPUT_DIR", "x")], "--output-dir"),
+        ([SweepParam("MODEL.IFR.LAMBDA_E", ("1", "1.0"))], [], "same after parsing"),
+    ],
+)
+def test_conflicts_are_refused(cfg, params, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        validate_sweep(cfg, params, overrides)
+
+
+def test_parse_overrides():
+    assert parse_overrides(["A", "1", "B", "x"]) == [("A", "1"), ("B", "x")]
+    with pytest.raises(ValueError, match="odd number"):
+        parse_overrides(["A", "1", "B"])
+    with pytest.raises(ValueError, match="A is given twice"):
+        parse_overrides(["A", "1", "A", "2"])
