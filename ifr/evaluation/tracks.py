@@ -6,7 +6,7 @@ one representation. Segmentations are converted with pycocotools: polygons and
 uncompressed RLE (``counts`` a list) become compressed RLE; an empty frame is ``None``.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_util
@@ -197,3 +197,14 @@ def _frame_intersections(d_rles: List[dict], g_rles: List[dict]) -> np.ndarray:
     over_d_area = np.asarray(mask_util.iou(d_rles, g_rles, [1] * len(g_rles)), dtype=np.float64)
     d_area = mask_util.area(d_rles).astype(np.float64)
     return np.rint(over_d_area.reshape(len(d_rles), len(g_rles)) * d_area[:, None])
+
+
+def restrict_to_videos(gt: Mapping[str, Any], video_ids: Iterable[int]) -> Dict[str, Any]:
+    """A shallow copy of a YouTube-VIS json keeping only the videos ``video_ids`` and their
+    annotations (other top-level keys, e.g. ``categories``, are kept as they are)."""
+    keep = set(video_ids)
+    subset = dict(gt)
+    subset["videos"] = [v for v in gt["videos"] if v["id"] in keep]
+    if gt.get("annotations") is not None:
+        subset["annotations"] = [a for a in gt["annotations"] if a["video_id"] in keep]
+    return subset
