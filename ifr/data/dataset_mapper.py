@@ -21,11 +21,14 @@ def sample_clip_frames(
     length: int, num_frames: int, frame_range: int, shuffle: bool = False
 ) -> List[int]:
     """Frame indices of a training clip: a random reference frame plus ``num_frames - 1``
-    distinct frames within ``frame_range`` of it (with repetition only when the window
-    holds fewer than ``num_frames`` frames). Sorted unless ``shuffle``. Uses ``np.random``
-    (seeded per data-loader worker by Detectron2)."""
+    distinct frames of a window of ``2 * frame_range + 1`` frames around it (the window is
+    shifted to stay inside the video near its ends). Frames repeat only when the window
+    (or the video) holds fewer than ``num_frames`` frames. Sorted unless ``shuffle``. Uses ``np.random`` (seeded per
+    data-loader worker by Detectron2)."""
     ref = int(np.random.randint(length))
-    lo, hi = max(0, ref - frame_range), min(length, ref + frame_range + 1)
+    window = 2 * frame_range + 1
+    lo = max(0, min(ref - frame_range, length - window))
+    hi = min(length, lo + window)
     others = [i for i in range(lo, hi) if i != ref]
     replace = len(others) < num_frames - 1
     if num_frames > 1 and not others:

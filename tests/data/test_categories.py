@@ -77,3 +77,16 @@ def test_2022_val_uses_2021_categories():
     assert MetadataCatalog.get("ytvis_2022_val").thing_classes == [
         c["name"] for c in YTVIS_2021_CATEGORIES
     ]
+
+
+def test_held_out_splits_appear_only_when_written(tmp_path):
+    from ifr.data.datasets import builtin_splits
+
+    assert "ytvis_2019_val_sub" not in builtin_splits(str(tmp_path))
+    (tmp_path / "ytvis_2019").mkdir()
+    for name in ("train_sub.json", "val_sub.json"):
+        (tmp_path / "ytvis_2019" / name).write_text("{}")
+    splits = builtin_splits(str(tmp_path))
+    assert splits["ytvis_2019_val_sub"] == (
+        str(tmp_path / "ytvis_2019/train/JPEGImages"), str(tmp_path / "ytvis_2019/val_sub.json"))
+    assert "ytvis_2019_train_sub" in splits and "ytvis_2021_val_sub" not in splits

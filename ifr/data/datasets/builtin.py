@@ -56,21 +56,26 @@ def _categories_of(name: str) -> List[Dict]:
     return YTVIS_2021_CATEGORIES
 
 
-def register_all_builtin(root: str) -> List[str]:
-    """Register every built-in split under ``root``; held-out splits only when their json
-    exists. Returns the registered names."""
-    names = []
-    for splits, only_if_present in (
+def builtin_splits(root: str) -> Dict[str, Tuple[str, str]]:
+    """Every built-in split as name -> (image root, json file) under ``root``; held-out
+    splits only when their json file exists."""
+    splits = {}
+    for table, only_if_present in (
         (YTVIS_2019_SPLITS, False),
         (YTVIS_2021_SPLITS, False),
         (OVIS_SPLITS, False),
         (HELD_OUT_SPLITS, True),
     ):
-        for name, (image_root, json_file) in splits.items():
+        for name, (image_root, json_file) in table.items():
             json_path = os.path.join(root, json_file)
-            if only_if_present and not os.path.isfile(json_path):
-                continue
-            meta = instances_meta(_categories_of(name))
-            register_ytvis_instances(name, meta, json_path, os.path.join(root, image_root))
-            names.append(name)
-    return names
+            if not only_if_present or os.path.isfile(json_path):
+                splits[name] = (os.path.join(root, image_root), json_path)
+    return splits
+
+
+def register_all_builtin(root: str) -> List[str]:
+    """Register every split of ``builtin_splits(root)``; returns the registered names."""
+    splits = builtin_splits(root)
+    for name, (image_root, json_file) in splits.items():
+        register_ytvis_instances(name, instances_meta(_categories_of(name)), json_file, image_root)
+    return list(splits)

@@ -1,0 +1,151 @@
+"""Tests of ifr/data/dataset_mapper.py on a hand-made video whose pixels and masks are
+known, so that resizing and flipping can be checked exactly."""
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
+
+from ifr.config import add_ifr_config
+from ifr.data.dataset_mapper import YTVISDatasetMapper, sample_clip_frames
+
+from ytvis_test_utils import write_frames
+
+H, W = 20, 30
+
+
+def _rle(mask):
+    return mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+def _frame_image(t):
+    """A left-right asymmetric image: a horizontal ramp, plus t in the blue channel."""
+    image = np.zeros((H, W, 3), np.uint8)
+    image[..., 0] = np.arange(W, dtype=np.uint8)[None, :] * 8
+    image[..., 2] = t * 40
+    return image
+
+
+def _box_mask(y0, y1, x0, x1):
+    mask = np.zeros((H, W), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+# Track 5 (class 0) in every frame on the left; track 9 (class 1) only in frame 1.
+MASKS = {5: [_box_mask(2, 6, 1, 5), _box_mask(3, 7, 2, 6), _box_mask(4, 8, 3, 7)],
+         9: [None, _box_mask(10, 15, 20, 28), None]}
+CLASSES = {5: 0, 9: 1}
+
+
+@pytest.fixture
+def video(tmp_path):
+    names = write_frames(str(tmp_path), "v", [_frame_image(t) for t in range(3)])
+    annotations = []
+    for t in range(3):
+        frame = []
+        for track_id in (9, 5):  # not in id order: the mapper must order instances itself
+            mask = MASKS[track_id][t]
+            if mask is not None:
+                frame.append({"id": track_id, "category_id": CLASSES[track_id],
+                              "segmentation": _rle(mask), "bbox": [0, 0, 1, 1],
+                              "bbox_mode": BoxMode.XYWH_ABS})
+        annotations.append(frame)
+    return {"file_names": [str(tmp_path / n) for n in names], "height": H, "width": W,
+            "length": 3, "video_id": 3, "annotations": annotations}
+
+
+def _cfg(**input_keys):
+    cfg = get_cfg()
+    add_ifr_config(cfg)
+    cfg.INPUT.MIN_SIZE_TRAIN = (H,)
+    cfg.INPUT.MAX_SIZE_TRAIN = 1000
+    cfg.INPUT.MIN_SIZE_TEST = H
+    cfg.INPUT.MAX_SIZE_TEST = 1000
+    cfg.INPUT.SAMPLING_FRAME_NUM = 3
+    cfg.INPUT.SAMPLING_FRAME_RANGE = 2
+    cfg.INPUT.RANDOM_FLIP = "none"
+    for key, value in input_keys.items():
+        setattr(cfg.INPUT, key, value)
+    return cfg
+
+
+def test_train_output_keys_shapes_and_instance_order(video):
+    out = YTVISDatasetMapper(_cfg(), is_train=True)(video)
+    assert out["frame_idx"] == [0, 1, 2]
+    assert out["file_names"] == video["file_names"]
+    assert (out["height"], out["width"], out["length"], out["video_id"]) == (H, W, 3, 3)
+    for t, (image, inst) in enumerate(zip(out["image"], out["instances"])):
+        assert image.dtype == torch.uint8 and image.shape == (3, H, W)
+        assert torch.equal(image, torch.from_numpy(_frame_image(t)).permute(2, 0, 1))
+        assert isinstance(inst, Instances) and inst.image_size == (H, W)
+        assert isinstance(inst.gt_masks, BitMasks) and isinstance(inst.gt_boxes, Boxes)
+        assert inst.gt_classes.tolist() == [0, 1]
+        assert inst.gt_ids.dtype == torch.int64
+        assert inst.gt_ids.tolist() == [5, 9 if t == 1 else -1]
+        assert torch.equal(inst.gt_masks.tensor[0], torch.from_numpy(MASKS[5][t]))
+        if t != 1:
+            assert not inst.gt_masks.tensor[1].any()
+            assert inst.gt_boxes.tensor[1].tolist() == [0, 0, 0, 0]
+    assert out["instances"][1].gt_boxes.tensor[1].tolist() == [20, 10, 28, 15]
+
+
+def test_resize_applies_to_images_masks_and_boxes(video):
+    out = YTVISDatasetMapper(_cfg(MIN_SIZE_TRAIN=(2 * H,)), is_train=True)(video)
+    assert all(image.shape == (3, 2 * H, 2 * W) for image in out["image"])
+    frame = out["instances"][1]
+    assert frame.gt_masks.tensor.shape == (2, 2 * H, 2 * W)
+    assert frame.gt_boxes.tensor[1].tolist() == [40, 20, 56, 30]
+    assert frame.gt_masks.tensor[1].sum() == 4 * MASKS[9][1].sum()
+
+
+def test_one_flip_decision_for_the_whole_clip(video):
+    mapper = YTVISDatasetMapper(_cfg(RANDOM_FLIP="flip_by_clip"), is_train=True)
+    seen = set()
+    np.random.seed(0)
+    for _ in range(16):
+        out = mapper(video)
+        flipped = [
+            torch.equal(image, torch.from_numpy(_frame_image(t)[:, ::-1].copy()).permute(2, 0, 1))
+            for t, image in enumerate(out["image"])
+        ]
+        assert len(set(flipped)) == 1  # every frame flipped, or none
+        for t, inst in enumerate(out["instances"]):
+            expected = MASKS[5][t][:, ::-1] if flipped[0] else MASKS[5][t]
+            assert torch.equal(inst.gt_masks.tensor[0], torch.from_numpy(expected.copy()))
+        seen.add(flipped[0])
+    assert seen == {True, False}
+
+
+def test_short_video_is_sampled_with_repetition(video):
+    one_frame = dict(video, length=1, file_names=video["file_names"][:1],
+                     annotations=video["annotations"][:1])
+    out = YTVISDatasetMapper(_cfg(), is_train=True)(one_frame)
+    assert out["frame_idx"] == [0, 0, 0] and len(out["instances"]) == 3
+    assert all(inst.gt_ids.tolist() == [5] for inst in out["instances"])
+
+
+def test_test_mapper_gives_all_frames_and_no_instances(video):
+    out = YTVISDatasetMapper(_cfg(MIN_SIZE_TEST=2 * H), is_train=False)(video)
+    assert out["frame_idx"] == [0, 1, 2] and "instances" not in out
+    assert all(image.shape == (3, 2 * H, 2 * W) for image in out["image"])
+
+
+def test_unknown_flip_mode_is_refused():
+    with pytest.raises(ValueError, match="RANDOM_FLIP"):
+        YTVISDatasetMapper(_cfg(RANDOM_FLIP="flip_by_frame"), is_train=True)
+
+
+@pytest.mark.parametrize("length,num,window,shuffle", [(36, 2, 20, False), (36, 5, 3, False),
+                                                       (10, 4, 20, True), (3, 5, 20, False)])
+def test_sample_clip_frames(length, num, window, shuffle):
+    np.random.seed(1)
+    for _ in range(50):
+        frames = sample_clip_frames(length, num, window, shuffle)
+        assert len(frames) == num and all(0 <= i < length for i in frames)
+        assert max(frames) - min(frames) <= 2 * window
+        if num <= length:
+            assert len(set(frames)) == num  # repetition only when the video is too short
+        if not shuffle:
+            assert frames == sorted(frames)
