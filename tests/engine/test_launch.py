@@ -1,0 +1,36 @@
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+from detectron2.utils import comm
+
+from ifr.engine.launch import launch
+
+
+def _all_reduce_rank(out_dir):
+    rank = comm.get_rank()
+    value = torch.tensor([float(rank + 1)])
+    dist.all_reduce(value)
+    with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
+        f.write(f"{comm.get_world_size()} {comm.get_local_size()} {comm.get_local_rank()} {value.item()}")
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_with_gloo(tmp_path):
+    launch(_all_reduce_rank, 2, dist_url="auto", args=(str(tmp_path),))
+    for rank in range(2):
+        world, local_size, local_rank, total = (tmp_path / f"rank{rank}.txt").read_text().split()
+        assert (int(world), int(local_size), int(local_rank)) == (2, 2, rank)
+        assert float(total) == 3.0  # 1 + 2
+
+
+def test_single_process_runs_in_place(tmp_path):
+    calls = []
+    launch(calls.append, 1, args=(5,))
+    assert calls == [5]
+
+
+def test_auto_url_is_refused_for_several_machines():
+    with pytest.raises(ValueError, match="dist-url"):
+        launch(print, 2, num_machines=2, machine_rank=0, dist_url="auto")
