@@ -2,7 +2,7 @@
 build per-frame ``Instances`` (formats in docs/design.md)."""
 import copy
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -12,7 +12,13 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, Instances
 
-__all__ = ["YTVISDatasetMapper", "sample_clip_frames", "build_clip_augmentations"]
+__all__ = [
+    "YTVISDatasetMapper",
+    "build_clip_augmentations",
+    "clip_instances",
+    "decode_segmentation",
+    "sample_clip_frames",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +29,8 @@ def sample_clip_frames(
     """Frame indices of a training clip: a random reference frame plus ``num_frames - 1``
     distinct frames of a window of ``2 * frame_range + 1`` frames around it (the window is
     shifted to stay inside the video near its ends). Frames repeat only when the window
-    (or the video) holds fewer than ``num_frames`` frames. Sorted unless ``shuffle``. Uses ``np.random`` (seeded per
-    data-loader worker by Detectron2)."""
+    (or the video) holds fewer than ``num_frames`` frames. Sorted unless ``shuffle``. Uses
+    ``np.random`` (seeded per data-loader worker by Detectron2)."""
     ref = int(np.random.randint(length))
     window = 2 * frame_range + 1
     lo = max(0, min(ref - frame_range, length - window))
@@ -115,7 +121,7 @@ class YTVISDatasetMapper:
             frame_idx = list(range(length))
         images, transforms = self._read_and_transform_frames(video, frame_idx)
         output = {
-            "image": [torch.as_tensor(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images],
+            "image": [_to_chw_tensor(image) for image in images],
             "height": video["height"],
             "width": video["width"],
             "length": length,
@@ -148,6 +154,11 @@ class YTVISDatasetMapper:
                 image = transforms.apply_image(image)
             images.append(image)
         return images, transforms
+
+
+def _to_chw_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 array -> (3, H, W) uint8 tensor."""
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 def clip_instances(

@@ -48,13 +48,15 @@ def test_test_loader_gives_every_video_once_in_order(tiny_root):
     loader = build_ytvis_test_loader(_cfg(), "ytvis_tiny_val")
     batches = list(loader)
     assert all(len(batch) == 1 for batch in batches)
-    assert [b[0]["video_id"] for b in batches] == [d["video_id"] for d in get_ytvis_dicts("ytvis_tiny_val")]
+    expected = [d["video_id"] for d in get_ytvis_dicts("ytvis_tiny_val")]
+    assert [b[0]["video_id"] for b in batches] == expected
     assert all(len(b[0]["image"]) == b[0]["length"] and "instances" not in b[0] for b in batches)
 
 
 def test_get_ytvis_dicts_concatenates_and_checks_names(tiny_root):
     both = get_ytvis_dicts(["ytvis_tiny_train", "ytvis_tiny_val"])
-    assert len(both) == len(get_ytvis_dicts("ytvis_tiny_train")) + len(get_ytvis_dicts("ytvis_tiny_val"))
+    train, val = get_ytvis_dicts("ytvis_tiny_train"), get_ytvis_dicts("ytvis_tiny_val")
+    assert [d["video_id"] for d in both] == [d["video_id"] for d in train + val]
     with pytest.raises(KeyError, match="no_such_dataset"):
         get_ytvis_dicts(["no_such_dataset"])
 
