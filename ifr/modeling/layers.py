@@ -8,6 +8,7 @@ transposes. Submodule names (``self_attn``, ``multihead_attn``, ``linear1``, ``l
 Each block is a residual unit with one LayerNorm: post-norm by default
 (``x = norm(x + f(x))``), pre-norm with ``normalize_before=True`` (``x = x + f(norm(x))``).
 """
+
 from typing import Optional
 
 from torch import Tensor, nn

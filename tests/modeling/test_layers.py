@@ -1,4 +1,5 @@
 """Tests of ifr/modeling/layers.py against attention written out by hand."""
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -7,7 +8,7 @@ from ifr.modeling.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentio
 
 
 def reference_attention(mha, query, key, value, attn_mask=None):
-    """Multi-head attention from the equations, sequence-first (S, B, C); bool mask True = masked."""
+    """Multi-head attention written out, sequence-first (S, B, C); bool mask True = masked."""
     num_heads, dim = mha.num_heads, mha.embed_dim
     head_dim = dim // num_heads
     w_q, w_k, w_v = mha.in_proj_weight.split(dim)
@@ -28,15 +29,28 @@ def reference_attention(mha, query, key, value, attn_mask=None):
 
 def test_state_dict_names_are_mask2formers():
     assert set(SelfAttentionLayer(8, 2).state_dict()) == {
-        "self_attn.in_proj_weight", "self_attn.in_proj_bias",
-        "self_attn.out_proj.weight", "self_attn.out_proj.bias", "norm.weight", "norm.bias",
+        "self_attn.in_proj_weight",
+        "self_attn.in_proj_bias",
+        "self_attn.out_proj.weight",
+        "self_attn.out_proj.bias",
+        "norm.weight",
+        "norm.bias",
     }
     assert set(CrossAttentionLayer(8, 2).state_dict()) == {
-        "multihead_attn.in_proj_weight", "multihead_attn.in_proj_bias",
-        "multihead_attn.out_proj.weight", "multihead_attn.out_proj.bias", "norm.weight", "norm.bias",
+        "multihead_attn.in_proj_weight",
+        "multihead_attn.in_proj_bias",
+        "multihead_attn.out_proj.weight",
+        "multihead_attn.out_proj.bias",
+        "norm.weight",
+        "norm.bias",
     }
     assert set(FFNLayer(8, 16).state_dict()) == {
-        "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias", "norm.weight", "norm.bias",
+        "linear1.weight",
+        "linear1.bias",
+        "linear2.weight",
+        "linear2.bias",
+        "norm.weight",
+        "norm.bias",
     }
     assert set(MLP(8, 16, 4, 3).state_dict()) == {
         f"layers.{i}.{p}" for i in range(3) for p in ("weight", "bias")
@@ -46,7 +60,9 @@ def test_state_dict_names_are_mask2formers():
 def test_self_attention_post_norm_matches_equations():
     layer = SelfAttentionLayer(8, 2).eval()
     tgt, pos = torch.randn(5, 3, 8), torch.randn(5, 3, 8)
-    expected = F.layer_norm(tgt + reference_attention(layer.self_attn, tgt + pos, tgt + pos, tgt), (8,))
+    expected = F.layer_norm(
+        tgt + reference_attention(layer.self_attn, tgt + pos, tgt + pos, tgt), (8,)
+    )
     torch.testing.assert_close(layer(tgt, query_pos=pos), expected)
 
 

@@ -1,0 +1,430 @@
+"""The Inter-Frame Recurrent (IFR) transformer decoder (SPEC "IFR transformer decoder",
+Eq. 1-3).
+
+Layer i (L layers) reads feature level ``i % 3`` (lowest resolution first, as
+Mask2Former) and works in two stages:
+
+1. Frame recurrence, frames t = 1..n in order, with ``Q_i^0 = Q_i``::
+
+       A = CrossAttn(Q_i^{t-1}, F_t),  B = CrossAttn(Q_i, F_t)   # Eq. (1)-(2), masked
+       Q_i^t = FFN(SelfAttn([A, B])[:N])                          # Eq. (3)
+
+   One cross-attention module computes both A and B (the two query sets go through it
+   as one sequence of 2N queries; attention rows are independent, so this is the same as
+   two calls). The attention mask of frame t is the previous prediction's mask of frame
+   t, as Mask2Former.
+2. Clip update: ``Q_{i+1} = FFN(SelfAttn(CrossAttn(Q_i, {Q_i^1..Q_i^n})))``.
+
+Positional embeddings (the paper is silent; choices made here):
+- queries of A, of B and the clip queries all get ``query_embed`` (query slot q keeps its
+  identity across frame and clip level, which is what loads from Mask2Former);
+- in the self-attention over ``Q' = [A, B]`` the two halves get ``query_embed`` plus a
+  learned group embedding (``pair_group_embed``, 2 rows, zero at init so the layer starts
+  as Mask2Former's self-attention on each half) so attention can tell the frame-level
+  half from the clip-level half;
+- in the temporal cross-attention, the key ``Q_i^t[q]`` gets ``query_embed[q]`` and no
+  temporal embedding: the decoder is trained on 2-frame clips and run on whole videos of
+  any length, and frame order already enters through the recurrence.
+
+Layout inside: sequence-first ``(S, B, d)`` as ``ifr.modeling.layers``. Feature tensors
+may live on another device than the parameters (long videos on CPU); one frame at a time
+is moved to the parameters' device.
+"""
+
+import math
+from typing import Dict, Sequence, Tuple
+
+import fvcore.nn.weight_init as weight_init
+import torch
+from detectron2.config import configurable
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from .position_encoding import PositionEmbeddingSine
+from .registry import TRANSFORMER_DECODER_REGISTRY
+
+__all__ = ["IFRTransformerDecoder"]
+
+
+@TRANSFORMER_DECODER_REGISTRY.register()
+class IFRTransformerDecoder(nn.Module):
+    """IFR decoder: clip-level class logits and per-frame mask embeddings.
+
+    Submodules with a Mask2Former counterpart carry its name (``query_feat``,
+    ``query_embed``, ``level_embed``, ``input_proj``, ``transformer_cross_attention_layers``,
+    ``transformer_self_attention_layers``, ``transformer_ffn_layers``, ``decoder_norm``,
+    ``class_embed``, ``mask_embed``) so COCO weights load; the IFR-only modules are
+    ``pair_group_embed``, ``temporal_cross_attention_layers``,
+    ``clip_self_attention_layers`` and ``clip_ffn_layers``.
+    """
+
+    num_feature_levels = 3
+
+    @configurable
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        mask_dim: int,
+        num_classes: int,
+        hidden_dim: int,
+        num_queries: int,
+        nheads: int,
+        dim_feedforward: int,
+        dec_layers: int,
+        pre_norm: bool,
+        enforce_input_project: bool,
+        dropout: float = 0.0,
+    ):
+        """
+        Args:
+            in_channels: channels of the pixel decoder's multi-scale features.
+            mask_dim: channels of the mask features (C of ``pred_mask_embeds``).
+            num_classes: K, columns of ``pred_logits`` (no "no-object" column).
+            hidden_dim: d.
+            num_queries: N clip-level queries.
+            nheads: attention heads.
+            dim_feedforward: hidden size of the FFN blocks.
+            dec_layers: L, IFR decoder layers (L + 1 predictions with the initial one).
+            pre_norm: pre-LayerNorm blocks instead of post-LayerNorm.
+            enforce_input_project: a 1x1 conv input projection even when
+                ``in_channels == hidden_dim``.
+            dropout: dropout of every attention and FFN block.
+        """
+        super().__init__()
+        if dec_layers < 1:
+            raise ValueError(f"MODEL.IFR.DEC_LAYERS must be >= 1, got {dec_layers}")
+        if hidden_dim % 2 or hidden_dim % nheads:
+            raise ValueError(
+                f"MODEL.IFR.HIDDEN_DIM ({hidden_dim}) must be even and divisible by "
+                f"MODEL.IFR.NHEADS ({nheads})"
+            )
+        self.in_channels = in_channels
+        self.mask_dim = mask_dim
+        self.num_heads = nheads
+        self.num_layers = dec_layers
+        self.num_queries = num_queries
+
+        self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
+
+        def attention_blocks(block_class):
+            return nn.ModuleList(
+                block_class(hidden_dim, nheads, dropout=dropout, normalize_before=pre_norm)
+                for _ in range(dec_layers)
+            )
+
+        def ffn_blocks():
+            return nn.ModuleList(
+                FFNLayer(hidden_dim, dim_feedforward, dropout=dropout, normalize_before=pre_norm)
+                for _ in range(dec_layers)
+            )
+
+        # Frame recurrence: the A/B cross-attention, the self-attention over Q' and its FFN.
+        self.transformer_cross_attention_layers = attention_blocks(CrossAttentionLayer)
+        self.transformer_self_attention_layers = attention_blocks(SelfAttentionLayer)
+        self.transformer_ffn_layers = ffn_blocks()
+        # Clip update.
+        self.temporal_cross_attention_layers = attention_blocks(CrossAttentionLayer)
+        self.clip_self_attention_layers = attention_blocks(SelfAttentionLayer)
+        self.clip_ffn_layers = ffn_blocks()
+
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.pair_group_embed = nn.Embedding(2, hidden_dim)
+        nn.init.zeros_(self.pair_group_embed.weight)
+        self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
+        self.input_proj = nn.ModuleList(
+            self._make_input_proj(in_channels, hidden_dim, enforce_input_project)
+            for _ in range(self.num_feature_levels)
+        )
+
+        self.class_embed = nn.Linear(hidden_dim, num_classes)
+        # Sigmoid/focal classification: start every class at probability 0.01
+        # (RetinaNet's prior) so the many background queries do not swamp the loss.
+        nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+
+    @staticmethod
+    def _make_input_proj(in_channels: int, hidden_dim: int, enforce: bool) -> nn.Module:
+        if in_channels == hidden_dim and not enforce:
+            return nn.Sequential()
+        conv = nn.Conv2d(in_channels, hidden_dim, kernel_size=1)
+        weight_init.c2_xavier_fill(conv)
+        return conv
+
+    @classmethod
+    def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
+        ifr = cfg.MODEL.IFR
+        return {
+            "in_channels": in_channels,
+            "mask_dim": mask_dim,
+            "num_classes": ifr.NUM_CLASSES,
+            "hidden_dim": ifr.HIDDEN_DIM,
+            "num_queries": ifr.NUM_QUERIES,
+            "nheads": ifr.NHEADS,
+            "dim_feedforward": ifr.DIM_FEEDFORWARD,
+            # L itself (Mask2Former's DEC_LAYERS counts the initial prediction too).
+            "dec_layers": ifr.DEC_LAYERS,
+            "pre_norm": ifr.PRE_NORM,
+            "enforce_input_project": ifr.ENFORCE_INPUT_PROJ,
+            "dropout": ifr.DROPOUT,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.query_feat.weight.device
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        multi_scale_features: Sequence[Tensor],
+        mask_features: Tensor,
+        return_masks: bool = True,
+    ) -> Dict:
+        """
+        Args:
+            multi_scale_features: 3 tensors (B, T, C_in, h_l, w_l), stride 32, 16, 8.
+            mask_features: (B, T, C, h, w), C = mask_dim.
+            return_masks: also return ``pred_masks`` (B, N, T, h, w); without it no
+                (B, N, T, h, w) tensor is ever built.
+
+        Returns:
+            dict with ``pred_logits`` (B, N, K) clip-level logits, ``pred_mask_embeds``
+            (B, N, T, C), ``pred_masks`` (B, N, T, h, w) logits if ``return_masks``, and
+            ``aux_outputs``: L dicts of the same keys, for the prediction from the initial
+            queries and after every layer but the last.
+        """
+        self._check_inputs(multi_scale_features, mask_features)
+        batch_size, num_frames = mask_features.shape[:2]
+
+        clip_queries = self.query_feat.weight.unsqueeze(1).repeat(1, batch_size, 1)  # (N, B, d)
+        # The initial prediction uses the initial clip queries as every frame's queries.
+        frame_queries = clip_queries.permute(1, 0, 2).unsqueeze(2).expand(-1, -1, num_frames, -1)
+        predictions = [self._predict(clip_queries, frame_queries, mask_features, return_masks)]
+        for layer in range(self.num_layers):
+            frame_queries = self._frame_recurrence(
+                layer,
+                clip_queries,
+                multi_scale_features,
+                mask_features,
+                predictions[-1]["pred_mask_embeds"],
+            )
+            clip_queries = self._clip_update(layer, clip_queries, frame_queries)
+            predictions.append(
+                self._predict(clip_queries, frame_queries, mask_features, return_masks)
+            )
+
+        outputs = predictions[-1]
+        outputs["aux_outputs"] = predictions[:-1]
+        return outputs
+
+    def _check_inputs(self, multi_scale_features: Sequence[Tensor], mask_features: Tensor) -> None:
+        if len(multi_scale_features) != self.num_feature_levels:
+            raise ValueError(
+                f"IFRTransformerDecoder needs {self.num_feature_levels} feature levels, "
+                f"got {len(multi_scale_features)}"
+            )
+        if mask_features.dim() != 5 or mask_features.shape[2] != self.mask_dim:
+            raise ValueError(
+                f"mask_features must be (B, T, {self.mask_dim}, h, w), "
+                f"got {tuple(mask_features.shape)}"
+            )
+        if mask_features.shape[1] < 1:
+            raise ValueError("mask_features has no frame (T == 0)")
+        for level, features in enumerate(multi_scale_features):
+            expected = (*mask_features.shape[:2], self.in_channels)
+            if features.dim() != 5 or tuple(features.shape[:3]) != expected:
+                raise ValueError(
+                    f"multi_scale_features[{level}] must be (B, T, C_in, h, w) = "
+                    f"({expected[0]}, {expected[1]}, {expected[2]}, h, w) like mask_features, "
+                    f"got {tuple(features.shape)}"
+                )
+
+    # ------------------------------------------------------ frame recurrence
+    def _frame_recurrence(
+        self,
+        layer: int,
+        clip_queries: Tensor,
+        multi_scale_features: Sequence[Tensor],
+        mask_features: Tensor,
+        prev_mask_embeds: Tensor,
+    ) -> Tensor:
+        """Frame-level queries of one layer, frames in order (SPEC Eq. 1-3).
+
+        Args:
+            layer: decoder layer i; it reads feature level ``i % 3``.
+            clip_queries: (N, B, d) clip-level queries Q_i.
+            multi_scale_features: 3 tensors (B, T, C_in, h_l, w_l), any device.
+            mask_features: (B, T, C, h, w), any device.
+            prev_mask_embeds: (B, N, T, C) mask embeddings of the previous prediction;
+                they give each frame's attention mask.
+
+        Returns:
+            (B, N, T, d) frame-level queries Q_i^1..Q_i^T.
+        """
+        level = layer % self.num_feature_levels
+        level_features = multi_scale_features[level]
+        level_size = tuple(level_features.shape[-2:])
+        pair_pos = self._pair_query_pos(clip_queries.shape[1])
+        frame_pos = None
+
+        prev_frame_queries = clip_queries  # Q_i^0 = Q_i
+        per_frame = []
+        for t in range(level_features.shape[1]):
+            frame_map = level_features[:, t].to(self.device, non_blocking=True)
+            if frame_pos is None:  # the sine embedding depends only on the map's shape
+                frame_pos = self.pe_layer(frame_map).flatten(2).permute(2, 0, 1)
+            attn_mask = self._attention_mask(
+                prev_mask_embeds[:, :, t],
+                mask_features[:, t].to(self.device, non_blocking=True),
+                level_size,
+            )
+            prev_frame_queries = self._frame_step(
+                layer,
+                prev_frame_queries,
+                clip_queries,
+                self._frame_source(level, frame_map),
+                frame_pos,
+                attn_mask,
+                pair_pos,
+            )
+            per_frame.append(prev_frame_queries)
+        return torch.stack(per_frame, dim=0).permute(2, 1, 0, 3)  # (T, N, B, d) -> (B, N, T, d)
+
+    def _frame_step(
+        self,
+        layer: int,
+        prev_frame_queries: Tensor,
+        clip_queries: Tensor,
+        source: Tensor,
+        source_pos: Tensor,
+        attn_mask: Tensor,
+        pair_pos: Tensor,
+    ) -> Tensor:
+        """Q_i^t from Q_i^{t-1}, Q_i and F_t (Eq. 2-3). Queries (N, B, d) -> (N, B, d)."""
+        frame_attended, clip_attended = self._cross_attend(
+            layer, prev_frame_queries, clip_queries, source, source_pos, attn_mask
+        )
+        pair = torch.cat([frame_attended, clip_attended], dim=0)  # Q' (2N, B, d), Eq. (2)
+        pair = self.transformer_self_attention_layers[layer](pair, query_pos=pair_pos)
+        frame_queries = pair[: clip_queries.shape[0]]  # Chunk: keep the first group, Eq. (3)
+        return self.transformer_ffn_layers[layer](frame_queries)
+
+    def _cross_attend(
+        self,
+        layer: int,
+        prev_frame_queries: Tensor,
+        clip_queries: Tensor,
+        source: Tensor,
+        source_pos: Tensor,
+        attn_mask: Tensor,
+    ) -> Tuple[Tensor, Tensor]:
+        """A = Attn(Q_i^{t-1}, F_t), B = Attn(Q_i, F_t) with one shared module (Eq. 1-2).
+
+        Args:
+            prev_frame_queries, clip_queries: (N, B, d).
+            source: (h_l * w_l, B, d) frame features F_t; source_pos: its sine embedding.
+            attn_mask: (B * nheads, N, h_l * w_l) bool, True = masked; shared by A and B.
+
+        Returns:
+            A, B: (N, B, d) each.
+        """
+        num_queries, batch_size = clip_queries.shape[:2]
+        query_pos = self._query_pos(batch_size).repeat(2, 1, 1)
+        attended = self.transformer_cross_attention_layers[layer](
+            torch.cat([prev_frame_queries, clip_queries], dim=0),
+            source,
+            memory_mask=attn_mask.repeat(1, 2, 1),
+            pos=source_pos,
+            query_pos=query_pos,
+        )
+        return attended[:num_queries], attended[num_queries:]
+
+    def _frame_source(self, level: int, frame_map: Tensor) -> Tensor:
+        """(B, C_in, h, w) features of one frame -> (h * w, B, d) with level embedding."""
+        source = (
+            self.input_proj[level](frame_map) + self.level_embed.weight[level][None, :, None, None]
+        )
+        return source.flatten(2).permute(2, 0, 1)
+
+    @torch.no_grad()
+    def _attention_mask(
+        self, mask_embeds: Tensor, frame_mask_features: Tensor, size: Tuple[int, int]
+    ) -> Tensor:
+        """Masked-attention mask of one frame (Eq. 1, as Mask2Former).
+
+        Args:
+            mask_embeds: (B, N, C) previous prediction's mask embeddings for this frame.
+            frame_mask_features: (B, C, h, w) this frame's mask features.
+            size: (h_l, w_l) of the feature level attended to.
+
+        Returns:
+            (B * nheads, N, h_l * w_l) bool, True = the query may not attend there. A
+            query whose mask is empty at this size attends everywhere instead.
+        """
+        mask_logits = torch.einsum("bnc,bchw->bnhw", mask_embeds, frame_mask_features)
+        mask_logits = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+        masked = mask_logits.sigmoid().flatten(2) < 0.5  # (B, N, h_l * w_l)
+        masked[masked.all(dim=-1)] = False
+        return masked.repeat_interleave(self.num_heads, dim=0)  # batch-major, as MHA expects
+
+    # ------------------------------------------------------------ clip update
+    def _clip_update(self, layer: int, clip_queries: Tensor, frame_queries: Tensor) -> Tensor:
+        """Q_{i+1} from Q_i and all frame-level queries.
+
+        Args:
+            clip_queries: (N, B, d) Q_i.
+            frame_queries: (B, N, T, d) Q_i^1..Q_i^T.
+
+        Returns:
+            (N, B, d) Q_{i+1}.
+        """
+        batch_size, num_queries, num_frames, hidden_dim = frame_queries.shape
+        memory = frame_queries.permute(2, 1, 0, 3).reshape(
+            num_frames * num_queries, batch_size, hidden_dim
+        )
+        query_pos = self._query_pos(batch_size)
+        clip_queries = self.temporal_cross_attention_layers[layer](
+            clip_queries, memory, pos=query_pos.repeat(num_frames, 1, 1), query_pos=query_pos
+        )
+        clip_queries = self.clip_self_attention_layers[layer](clip_queries, query_pos=query_pos)
+        return self.clip_ffn_layers[layer](clip_queries)
+
+    # ------------------------------------------------------------- heads
+    def _predict(
+        self, clip_queries: Tensor, frame_queries: Tensor, mask_features: Tensor, return_masks: bool
+    ) -> Dict[str, Tensor]:
+        """Heads on clip queries (N, B, d) and frame queries (B, N, T, d)."""
+        prediction = {
+            "pred_logits": self.class_embed(self.decoder_norm(clip_queries)).transpose(0, 1),
+            "pred_mask_embeds": self.mask_embed(self.decoder_norm(frame_queries)),
+        }
+        if return_masks:
+            prediction["pred_masks"] = self._masks_from_embeds(
+                prediction["pred_mask_embeds"], mask_features
+            )
+        return prediction
+
+    def _masks_from_embeds(self, mask_embeds: Tensor, mask_features: Tensor) -> Tensor:
+        """(B, N, T, C) embeds . (B, T, C, h, w) features -> (B, N, T, h, w) mask logits."""
+        per_frame = [
+            torch.einsum(
+                "bnc,bchw->bnhw",
+                mask_embeds[:, :, t],
+                mask_features[:, t].to(self.device, non_blocking=True),
+            )
+            for t in range(mask_embeds.shape[2])
+        ]
+        return torch.stack(per_frame, dim=2)
+
+    # ---------------------------------------------------- positional embeddings
+    def _query_pos(self, batch_size: int) -> Tensor:
+        return self.query_embed.weight.unsqueeze(1).repeat(1, batch_size, 1)  # (N, B, d)
+
+    def _pair_query_pos(self, batch_size: int) -> Tensor:
+        """(2N, B, d): query_embed for both halves of Q' plus their group embedding."""
+        query_pos = self._query_pos(batch_size)
+        groups = self.pair_group_embed.weight[:, None, None, :]  # (2, 1, 1, d)
+        return (query_pos.unsqueeze(0) + groups).flatten(0, 1)
