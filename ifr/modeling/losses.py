@@ -6,6 +6,7 @@ Costs (Eq. 4) compare every prediction with every target and return an ``(N, M)`
 Mask terms work on point-sampled logits: a row is one mask (or one mask volume), a column
 one sampled point. Targets may be soft (probabilities in [0, 1]), not only binary.
 """
+
 import torch
 from torch.nn import functional as F
 

@@ -1,4 +1,5 @@
 """Hungarian matching of clip-level queries to ground-truth instances, Eq. (4)."""
+
 from typing import Dict, List, Tuple
 
 import torch
@@ -65,7 +66,9 @@ class VideoHungarianMatcher(nn.Module):
         """
         super().__init__()
         if num_points <= 0:
-            raise ValueError(f"VideoHungarianMatcher: num_points must be positive, got {num_points}")
+            raise ValueError(
+                f"VideoHungarianMatcher: num_points must be positive, got {num_points}"
+            )
         self.cost_class = cost_class
         self.cost_mask = cost_mask
         self.cost_dice = cost_dice
@@ -136,7 +139,8 @@ class VideoHungarianMatcher(nn.Module):
                 "(NaN or inf in pred_logits or pred_masks)"
             )
         pred_idx, tgt_idx = linear_sum_assignment(cost.numpy())
-        return torch.as_tensor(pred_idx, dtype=torch.int64), torch.as_tensor(tgt_idx, dtype=torch.int64)
+        pred_idx = torch.as_tensor(pred_idx, dtype=torch.int64)
+        return pred_idx, torch.as_tensor(tgt_idx, dtype=torch.int64)
 
     def extra_repr(self) -> str:
         return (

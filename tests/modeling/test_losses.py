@@ -1,4 +1,5 @@
 """Tests of ifr/modeling/losses.py against values computed by hand from the definitions."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """Tests of ifr/modeling/matcher.py: the Eq. (4) cost by hand, and the Hungarian matcher."""
+
 import math
 
 import pytest
@@ -33,7 +34,9 @@ def _two_by_two_case():
         [[[-LN3, LN3], [LN3, -LN3]], [[LN3, LN3], [-LN3, 0.0]]], dtype=torch.float64
     )  # (N=2, T=2, P=2)
     tgt_labels = torch.tensor([0, 1])
-    tgt_masks = torch.tensor([[[1.0, 1.0], [0.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]]], dtype=torch.float64)
+    tgt_masks = torch.tensor(
+        [[[1.0, 1.0], [0.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]]], dtype=torch.float64
+    )
     return pred_probs, pred_masks, tgt_labels, tgt_masks
 
 
@@ -56,7 +59,9 @@ def test_clip_matching_cost_equals_eq4_by_hand():
 def test_clip_matching_cost_treats_clip_as_one_volume():
     pred_probs, pred_masks, tgt_labels, tgt_masks = _two_by_two_case()
     as_volumes = clip_matching_cost(pred_probs, pred_masks, tgt_labels, tgt_masks)
-    flattened = clip_matching_cost(pred_probs, pred_masks.flatten(1), tgt_labels, tgt_masks.flatten(1))
+    flattened = clip_matching_cost(
+        pred_probs, pred_masks.flatten(1), tgt_labels, tgt_masks.flatten(1)
+    )
     torch.testing.assert_close(as_volumes, flattened)
     # Dice over the volume differs from the mean of per-frame Dice: the frames are pooled.
     per_frame = torch.stack(
@@ -73,7 +78,13 @@ def test_clip_matching_cost_weights_and_soft_targets():
     pred_masks = torch.tensor([[[0.0, LN3]]], dtype=torch.float64)  # (1, T=1, P=2)
     tgt_masks = torch.tensor([[[0.25, 0.5]]], dtype=torch.float64)  # probabilities
     cost = clip_matching_cost(
-        pred_probs, pred_masks, torch.tensor([1]), tgt_masks, cost_class=1.0, cost_mask=3.0, cost_dice=0.5
+        pred_probs,
+        pred_masks,
+        torch.tensor([1]),
+        tgt_masks,
+        cost_class=1.0,
+        cost_mask=3.0,
+        cost_dice=0.5,
     )
     expected = _eq4_cost_by_hand(0.6, [0.0, LN3], [0.25, 0.5], weights=(1.0, 3.0, 0.5))
     assert cost.item() == pytest.approx(expected, rel=1e-6)
@@ -81,7 +92,9 @@ def test_clip_matching_cost_weights_and_soft_targets():
 
 def test_clip_matching_cost_rejects_mismatched_sizes():
     with pytest.raises(ValueError, match="same size"):
-        clip_matching_cost(torch.rand(2, 3), torch.randn(2, 2, 4, 4), torch.tensor([0]), torch.rand(1, 2, 8, 8))
+        clip_matching_cost(
+            torch.rand(2, 3), torch.randn(2, 2, 4, 4), torch.tensor([0]), torch.rand(1, 2, 8, 8)
+        )
 
 
 def test_sample_clip_points_uses_the_same_points_in_every_frame():
@@ -159,7 +172,7 @@ def test_matcher_does_not_track_gradients():
         "pred_masks": torch.randn(1, 3, 1, 4, 4, requires_grad=True),
     }
     targets = [{"labels": torch.tensor([0]), "masks": torch.ones(1, 1, 16, 16)}]
-    (pred_idx, _), = matcher(outputs, targets)
+    ((pred_idx, _),) = matcher(outputs, targets)
     assert not pred_idx.requires_grad
 
 
