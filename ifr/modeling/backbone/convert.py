@@ -1,0 +1,185 @@
+"""Conversion of ImageNet-pretrained backbone weights to the detectron2 checkpoint format
+that ``DetectionCheckpointer`` loads into the model (``backbone.<name>`` keys).
+
+- Official Swin classification checkpoints (``{"model": state_dict}``) ->
+  ``D2SwinTransformer`` names (the classifier head and final norm dropped).
+- torchvision ResNet state dicts -> detectron2 ResNet names.
+
+Input files are loaded without unpickling arbitrary objects unless the caller allows it.
+"""
+import math
+import os
+import pickle
+import re
+import tempfile
+from typing import Callable, Dict, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CONVERTERS",
+    "UnsafeCheckpointError",
+    "load_state_dict_safely",
+    "swin_official_to_d2",
+    "torchvision_resnet_to_d2",
+    "to_detectron2_checkpoint",
+    "save_checkpoint_atomic",
+    "convert_checkpoint",
+]
+
+AUTHOR = "ifr"
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The checkpoint holds pickled objects other than tensors and plain containers."""
+
+
+def load_state_dict_safely(path: str, allow_pickle: bool = False) -> Dict[str, Tensor]:
+    """Loads the tensors of a checkpoint file (``.pth``/``.pt``/``.bin`` or ``.safetensors``).
+
+    A state dict nested under ``"model"`` or ``"state_dict"`` is unwrapped. Arbitrary
+    pickled objects are refused unless ``allow_pickle`` (only for files you trust).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    if allow_pickle:
+        loaded = torch.load(path, map_location="cpu", weights_only=False)
+        return _unwrap_state_dict(loaded, path)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = _last_line(str(e))
+        raise UnsafeCheckpointError(
+            f"{path} could not be loaded as plain tensors (it holds other pickled Python objects, "
+            f"or it is not a checkpoint): {reason}. Refusing to unpickle it; if you trust this file, "
+            "pass --allow-pickle (allow_pickle=True)."
+        ) from e
+    return _unwrap_state_dict(loaded, path)
+
+
+def _last_line(message: str) -> str:
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else message
+
+
+def _unwrap_state_dict(loaded, path: str) -> Dict[str, Tensor]:
+    if isinstance(loaded, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(loaded.get(key), dict):
+                loaded = loaded[key]
+                break
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(loaded).__name__}")
+    not_tensors = [k for k, v in loaded.items() if not isinstance(v, Tensor)]
+    if not_tensors:
+        raise ValueError(f"{path}: entries {not_tensors[:5]} of the state dict are not tensors")
+    return dict(loaded)
+
+
+def swin_official_to_d2(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> Dict[str, Tensor]:
+    """Official Swin classification names -> ``D2SwinTransformer`` names.
+
+    The names of the stages are the same; dropped are the classifier (``head.*``), the
+    final norm (``norm.*``: the backbone has one norm per output, ``norm{i}``) and the
+    precomputed shifted-window masks (``*.attn_mask``, recomputed for every input size).
+    ``absolute_pos_embed`` is reshaped from (1, L, C) to (1, C, sqrt(L), sqrt(L)).
+    """
+    converted = {}
+    for name, tensor in state_dict.items():
+        if name.startswith(("head.", "norm.")) or name.endswith(".attn_mask"):
+            continue
+        if name == "absolute_pos_embed" and tensor.dim() == 3:
+            side = math.isqrt(tensor.shape[1])
+            tensor = tensor.transpose(1, 2).reshape(1, tensor.shape[2], side, side)
+        elif not name.startswith(("patch_embed.", "layers.")):
+            raise ValueError(f"{source}: unexpected key '{name}' for an official Swin checkpoint")
+        converted[name] = tensor
+    if not converted:
+        raise ValueError(f"{source}: no Swin weights found (expected patch_embed.*, layers.*)")
+    return converted
+
+
+_RESNET_STEM = re.compile(r"^(conv1|bn1)\.(.+)$")
+_RESNET_BLOCK = re.compile(r"^layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.0|downsample\.1)\.(.+)$")
+
+
+def torchvision_resnet_to_d2(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> Dict[str, Tensor]:
+    """torchvision ResNet names -> detectron2 ResNet names.
+
+    ``conv1``/``bn1`` -> ``stem.conv1``/``stem.conv1.norm``; ``layer{k}.{i}.conv{j}`` ->
+    ``res{k+1}.{i}.conv{j}``, ``bn{j}`` -> ``conv{j}.norm``, ``downsample.0``/``.1`` ->
+    ``shortcut``/``shortcut.norm``. The classifier (``fc.*``) and ``num_batches_tracked``
+    (absent from detectron2's FrozenBatchNorm2d) are dropped.
+    """
+    converted = {}
+    for name, tensor in state_dict.items():
+        if name.startswith("fc.") or name.endswith("num_batches_tracked"):
+            continue
+        stem = _RESNET_STEM.match(name)
+        block = _RESNET_BLOCK.match(name)
+        if stem:
+            module, param = stem.groups()
+            new_name = "stem.conv1." + ("norm." if module == "bn1" else "") + param
+        elif block:
+            stage, index, module, param = block.groups()
+            prefix = f"res{int(stage) + 1}.{index}."
+            target = {"downsample.0": "shortcut", "downsample.1": "shortcut.norm"}.get(module)
+            if target is None:
+                target = module if module.startswith("conv") else f"conv{module[2:]}.norm"
+            new_name = prefix + target + "." + param
+        else:
+            raise ValueError(f"{source}: unexpected key '{name}' for a torchvision ResNet state dict")
+        converted[new_name] = tensor
+    return converted
+
+
+CONVERTERS: Dict[str, Callable[..., Dict[str, Tensor]]] = {
+    "swin": swin_official_to_d2,
+    "torchvision-resnet": torchvision_resnet_to_d2,
+}
+
+
+def to_detectron2_checkpoint(backbone_state: Dict[str, Tensor], prefix: str = "backbone.") -> dict:
+    """Wraps backbone weights as a detectron2 checkpoint with exact (prefixed) names."""
+    return {
+        "model": {prefix + name: tensor.contiguous() for name, tensor in backbone_state.items()},
+        "__author__": AUTHOR,
+        "matching_heuristics": False,
+    }
+
+
+def save_checkpoint_atomic(obj: dict, path: str) -> None:
+    """torch.save to a temporary file in the destination folder, then rename over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pth")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def convert_checkpoint(
+    input_path: str, output_path: str, kind: str, allow_pickle: bool = False, log: Optional[Callable] = print
+) -> dict:
+    """Converts ``input_path`` with the converter ``kind`` (a key of ``CONVERTERS``) and
+    writes the detectron2 checkpoint to ``output_path``. Returns the written object."""
+    if kind not in CONVERTERS:
+        raise ValueError(f"unknown conversion '{kind}'; choose one of {sorted(CONVERTERS)}")
+    state_dict = load_state_dict_safely(input_path, allow_pickle=allow_pickle)
+    backbone_state = CONVERTERS[kind](state_dict, source=input_path)
+    checkpoint = to_detectron2_checkpoint(backbone_state)
+    save_checkpoint_atomic(checkpoint, output_path)
+    if log is not None:
+        dropped = len(state_dict) - len(backbone_state)
+        log(f"{input_path}: {len(backbone_state)} tensors converted ({dropped} dropped) -> {output_path}")
+    return checkpoint

@@ -1,0 +1,40 @@
+#!/usr/bin/env python
+"""Convert ImageNet-pretrained backbone weights to a detectron2 checkpoint for MODEL.WEIGHTS.
+
+    python tools/convert_pretrained.py --kind swin swin_tiny_patch4_window7_224.pth swin_tiny.pth
+    python tools/convert_pretrained.py --kind torchvision-resnet resnet50-0676ba61.pth R-50.pth
+
+The output holds ``backbone.*`` weights only; the heads start random (or come from a
+Mask2Former checkpoint). See ifr/modeling/backbone/convert.py.
+"""
+import argparse
+import sys
+
+from ifr.modeling.backbone.convert import CONVERTERS, UnsafeCheckpointError, convert_checkpoint
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="checkpoint to convert (.pth/.pt/.bin/.safetensors)")
+    parser.add_argument("output", help="detectron2 checkpoint to write (.pth)")
+    parser.add_argument("--kind", required=True, choices=sorted(CONVERTERS), help="naming of the input")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="unpickle arbitrary Python objects in the input (only for files you trust)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        convert_checkpoint(args.input, args.output, args.kind, allow_pickle=args.allow_pickle)
+    except (UnsafeCheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
