@@ -27,20 +27,18 @@ def sample_clip_frames(
     length: int, num_frames: int, frame_range: int, shuffle: bool = False
 ) -> List[int]:
     """Frame indices of a training clip: a random reference frame plus ``num_frames - 1``
-    distinct frames of a window of ``2 * frame_range + 1`` frames around it (the window is
-    shifted to stay inside the video near its ends). Frames repeat only when the window
-    (or the video) holds fewer than ``num_frames`` frames. Sorted unless ``shuffle``. Uses
+    distinct frames within ``frame_range`` frames of it. Where the window holds too few
+    frames (short videos, a reference near an end with a small range), its frames are all
+    used and the rest is drawn from it with repetition. Sorted unless ``shuffle``. Uses
     ``np.random`` (seeded per data-loader worker by Detectron2)."""
     ref = int(np.random.randint(length))
-    window = 2 * frame_range + 1
-    lo = max(0, min(ref - frame_range, length - window))
-    hi = min(length, lo + window)
-    others = [i for i in range(lo, hi) if i != ref]
-    replace = len(others) < num_frames - 1
-    if num_frames > 1 and not others:
-        picked = [ref] * (num_frames - 1)
+    window = list(range(max(0, ref - frame_range), min(length, ref + frame_range + 1)))
+    others = [i for i in window if i != ref]
+    needed = num_frames - 1
+    if len(others) >= needed:
+        picked = list(np.random.choice(others, needed, replace=False))
     else:
-        picked = list(np.random.choice(others, num_frames - 1, replace=replace))
+        picked = others + list(np.random.choice(window, needed - len(others), replace=True))
     frames = [ref] + [int(i) for i in picked]
     if shuffle:
         np.random.shuffle(frames)

@@ -145,7 +145,9 @@ def test_sample_clip_frames(length, num, window, shuffle):
         frames = sample_clip_frames(length, num, window, shuffle)
         assert len(frames) == num and all(0 <= i < length for i in frames)
         assert max(frames) - min(frames) <= 2 * window
-        if num <= length:
-            assert len(set(frames)) == num  # repetition only when the video is too short
+        if num <= min(length, window + 1):
+            assert len(set(frames)) == num  # the window always holds enough frames
+        else:  # every frame of the window (at least window + 1 of them) is used
+            assert len(set(frames)) >= min(length, window + 1)
         if not shuffle:
             assert frames == sorted(frames)
