@@ -2,7 +2,6 @@
 import itertools
 import json
 import logging
-import os
 from collections import Counter, OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 

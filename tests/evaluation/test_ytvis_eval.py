@@ -217,7 +217,7 @@ def _to_coco(gt, results):
 def test_single_frame_videos_match_pycocotools_cocoeval(seed):
     rng = np.random.default_rng(seed)
     size = 300  # large enough for all three YouTube-VIS area ranges
-    videos = [(v, size, size, 1) for v in range(1, 7)]
+    videos = [(v, size, size, 1) for v in range(1, 9)]
     annotations, results = [], []
     for video_id, *_ in videos:
         for mask in random_masks(rng, int(rng.integers(0, 4)), size, size):
@@ -229,7 +229,8 @@ def test_single_frame_videos_match_pycocotools_cocoeval(seed):
                 results.append(make_result(video_id, 1 + category % 3 if wrong else category,
                                            float(rng.random()), [pred]))
         for mask in random_masks(rng, int(rng.integers(0, 3)), size, size):  # false positives
-            results.append(make_result(video_id, int(rng.integers(1, 4)), float(rng.random()), [mask]))
+            category = int(rng.integers(1, 4))
+            results.append(make_result(video_id, category, float(rng.random()), [mask]))
     gt = make_gt(videos, annotations, categories=(1, 2, 3))
 
     coco_gt, coco_dt = _to_coco(gt, results)
