@@ -83,7 +83,7 @@ def _moving_object(category_id, size, start, end, depth, num_frames) -> Dict:
     return {"category_id": category_id, "size": size, "centres": centres, "depth": depth}
 
 
-def _crossing_pair(rng, num_frames) -> List[Tuple]:
+def _crossing_pair(rng) -> List[Tuple]:
     """Two objects of one category moving towards each other on nearly the same row."""
     category_id = int(rng.integers(1, 4))
     y = rng.uniform(30, HEIGHT - 30)
@@ -95,7 +95,7 @@ def _crossing_pair(rng, num_frames) -> List[Tuple]:
     ]
 
 
-def _edge_crossing(rng, num_frames) -> Tuple:
+def _edge_crossing(rng) -> Tuple:
     """An object entering the frame from a side, or leaving it through a side."""
     size = rng.uniform(10, 15)
     outside_x = -size - 2 if rng.random() < 0.5 else WIDTH + size + 2
@@ -106,7 +106,7 @@ def _edge_crossing(rng, num_frames) -> Tuple:
     return (int(rng.integers(1, 4)), size, start, end)
 
 
-def _free_mover(rng, num_frames) -> Tuple:
+def _free_mover(rng) -> Tuple:
     size = rng.uniform(9, 15)
     start = (rng.uniform(15, WIDTH - 15), rng.uniform(15, HEIGHT - 15))
     end = (
@@ -117,8 +117,8 @@ def _free_mover(rng, num_frames) -> Tuple:
 
 
 def _scene(rng, num_frames) -> List[Dict]:
-    specs = _crossing_pair(rng, num_frames) + [_edge_crossing(rng, num_frames)]
-    specs += [_free_mover(rng, num_frames) for _ in range(int(rng.integers(0, 2)))]
+    specs = _crossing_pair(rng) + [_edge_crossing(rng)]
+    specs += [_free_mover(rng) for _ in range(int(rng.integers(0, 2)))]
     depths = rng.permutation(len(specs))  # larger depth = farther away
     return [
         _moving_object(c, s, a, b, int(d), num_frames)
