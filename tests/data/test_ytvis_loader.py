@@ -185,3 +185,9 @@ def test_category_outside_a_builtin_table_is_refused(dataset):
     data["categories"].append({"id": 41, "name": "not_in_ytvis"})
     with pytest.raises(YTVISFormatError, match="ytvis_2019_train"):
         load_ytvis_json(write_json(json_file, data), image_root, "ytvis_2019_train")
+
+
+def test_missing_json_names_the_file(tmp_path):
+    missing = str(tmp_path / "ytvis_2019" / "train.json")
+    with pytest.raises(YTVISFormatError, match="train.json: file not found"):
+        load_ytvis_json(missing, str(tmp_path))
