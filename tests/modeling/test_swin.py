@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 
 from ifr.config import add_ifr_config
@@ -158,3 +157,18 @@ def test_rejects_non_image_input():
     backbone = build_backbone(_tiny_cfg())
     with pytest.raises(ValueError, match="B, C, H, W"):
         backbone(torch.randn(3, 32, 32))
+
+
+def test_activation_checkpointing_gives_same_outputs_and_gradients():
+    cfg = _tiny_cfg(depths=(2, 1, 1, 1), window=3)
+    plain = build_backbone(cfg).train()
+    cfg.MODEL.SWIN.USE_CHECKPOINT = True
+    checkpointed = build_backbone(cfg).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 40, 40)
+    losses = [sum(o.sum() for o in model(x).values()) for model in (plain, checkpointed)]
+    torch.testing.assert_close(losses[0], losses[1])
+    for loss in losses:
+        loss.backward()
+    grad_plain = plain.layers[0].blocks[1].attn.qkv.weight.grad
+    torch.testing.assert_close(checkpointed.layers[0].blocks[1].attn.qkv.weight.grad, grad_plain)

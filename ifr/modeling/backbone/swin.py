@@ -5,7 +5,7 @@ classification checkpoints after ``tools/convert_pretrained.py``), so their weig
 Outputs ``res2..res5`` at strides 4/8/16/32 for inputs of any size: the patch embedding,
 the windows and the patch merging pad what they need.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.utils.checkpoint as checkpoint
