@@ -81,6 +81,9 @@ def encode_track(mask: Any) -> List[Optional[dict]]:
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise ValueError(f"a track mask must be (T, H, W), got shape {mask.shape}")
+    if mask.dtype.kind == "f":
+        # Probabilities or logits would be silently truncated by the cast to uint8.
+        raise ValueError(f"a track mask must be bool (thresholded), got {mask.dtype}")
     frames_last = np.asfortranarray(mask.astype(np.uint8).transpose(1, 2, 0))
     rles = mask_util.encode(frames_last)
     present = mask.reshape(mask.shape[0], -1).any(axis=1)

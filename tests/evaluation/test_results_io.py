@@ -56,6 +56,10 @@ def test_instances_to_results_errors():
     output = {"pred_scores": [0.5], "pred_labels": [2], "pred_masks": [np.zeros((1, 2, 2), bool)]}
     with pytest.raises(KeyError, match="video 4: predicted class 2"):
         instances_to_ytvis_results(4, output, {0: 1})
+    with pytest.raises(ValueError, match="must be bool"):
+        instances_to_ytvis_results(4, dict(output, pred_masks=[np.ones((1, 2, 2))]), {2: 1})
+    with pytest.raises(ValueError, match=r"must be \(T, H, W\)"):
+        instances_to_ytvis_results(4, dict(output, pred_masks=[np.ones((2, 2), bool)]), {2: 1})
     with pytest.raises(ValueError, match="video 4: 1 pred_scores, 1 pred_labels and 0"):
         instances_to_ytvis_results(4, dict(output, pred_masks=[]), {2: 1})
 
