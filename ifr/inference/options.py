@@ -27,6 +27,18 @@ class InferenceOptions:
                 "MODEL.IFR.TEST.CLIP_OVERLAP must be smaller than CLIP_LENGTH, got "
                 f"{test.CLIP_OVERLAP} >= {test.CLIP_LENGTH}"
             )
+        if test.FEATURE_STORAGE not in ("same", "cpu"):
+            raise ValueError(
+                f"MODEL.IFR.TEST.FEATURE_STORAGE must be 'same' or 'cpu', got {test.FEATURE_STORAGE!r}"
+            )
+        for key in ("TOP_K", "FRAME_CHUNK", "CLIP_LENGTH"):
+            if test[key] < 1:
+                raise ValueError(f"MODEL.IFR.TEST.{key} must be >= 1, got {test[key]}")
+        if test.TTA.ENABLED and not 0 <= test.TTA.PIVOT < len(test.TTA.MIN_SIZES):
+            raise ValueError(
+                f"MODEL.IFR.TEST.TTA.PIVOT={test.TTA.PIVOT} is not an index into "
+                f"MODEL.IFR.TEST.TTA.MIN_SIZES {list(test.TTA.MIN_SIZES)}"
+            )
         return cls(
             top_k=test.TOP_K,
             mode=test.MODE,
