@@ -7,6 +7,7 @@
 ``--input`` is a video file, a folder of frames (sorted by name) or a quoted glob
 ('frames/*.jpg'). The output has the input's frame rate (``--fps`` for frames, default 24).
 """
+
 import argparse
 import logging
 import os
@@ -26,14 +27,27 @@ logger = logging.getLogger("ifr.demo")
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--input", required=True, help="video file, frame folder or 'glob*.jpg'")
     parser.add_argument("--output", required=True, help="output .mp4")
-    parser.add_argument("--frames-dir", default="", help="also write every drawn frame as JPEG here")
-    parser.add_argument("--confidence", type=float, default=0.5, help="minimum score of a drawn instance")
-    parser.add_argument("--fps", type=float, default=None, help=f"frame rate for frame inputs (default {DEFAULT_FPS})")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides", default=[])
+    parser.add_argument(
+        "--frames-dir", default="", help="also write every drawn frame as JPEG here"
+    )
+    parser.add_argument(
+        "--confidence", type=float, default=0.5, help="minimum score of a drawn instance"
+    )
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help=f"frame rate for frame inputs (default {DEFAULT_FPS})",
+    )
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides", default=[]
+    )
     return parser
 
 
@@ -56,7 +70,14 @@ def run_demo(args: argparse.Namespace) -> dict:
     """Read, predict, draw and write; returns the model's output dict."""
     frames, source_fps = read_video(args.input)
     fps = args.fps or source_fps or DEFAULT_FPS
-    logger.info("%s: %d frames of %dx%d at %.2f fps", args.input, len(frames), frames[0].shape[1], frames[0].shape[0], fps)
+    logger.info(
+        "%s: %d frames of %dx%d at %.2f fps",
+        args.input,
+        len(frames),
+        frames[0].shape[1],
+        frames[0].shape[0],
+        fps,
+    )
     predictor = VideoPredictor(setup_cfg(args.config_file, args.opts))
     output = predictor(frames)
     drawn = []

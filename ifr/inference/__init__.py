@@ -4,6 +4,7 @@
 dispatches on ``model.inference_options``: ``mode`` "video" (whole video, one pass) or
 "clip" (per-clip + clip tracking), each optionally with test-time augmentation.
 """
+
 from typing import Dict
 
 from .clip_tracking import clip_candidates, inference_clips

@@ -9,6 +9,7 @@ candidates over the whole video; each candidate has class probabilities and *mem
 - TTA: a fused candidate = the matched candidates of every resolution.
 Masks are rendered frame-chunk by frame-chunk, only for the candidates asked for.
 """
+
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
@@ -53,7 +54,9 @@ class SegmentPrediction:
     def frame_end(self) -> int:
         return self.frame_offset + self.num_frames
 
-    def mask_probs(self, query_idx: torch.Tensor, start: int, end: int, output_size: Size) -> torch.Tensor:
+    def mask_probs(
+        self, query_idx: torch.Tensor, start: int, end: int, output_size: Size
+    ) -> torch.Tensor:
         """Mask probabilities (k, end - start, H0, W0) of queries ``query_idx`` (k,) on the
         video frames [start, end), which must lie inside this segment."""
         if start < self.frame_offset or end > self.frame_end:
@@ -63,7 +66,9 @@ class SegmentPrediction:
         local = slice(start - self.frame_offset, end - self.frame_offset)
         embeds = self.mask_embeds[query_idx.to(self.mask_embeds.device), local]
         logits = compute_mask_logits(embeds, self.mask_features[local])
-        probs = upsample_mask_logits(logits, self.padded_size, self.image_size, output_size).sigmoid()
+        probs = upsample_mask_logits(
+            logits, self.padded_size, self.image_size, output_size
+        ).sigmoid()
         return probs.flip(-1) if self.flipped else probs
 
 
@@ -95,7 +100,9 @@ class VideoCandidates:
         members = [[(0, q)] for q in range(segment.class_probs.shape[0])]
         return cls(segment.class_probs, members, [segment], segment.num_frames)
 
-    def mask_probs(self, candidate_idx: Sequence[int], start: int, end: int, output_size: Size) -> torch.Tensor:
+    def mask_probs(
+        self, candidate_idx: Sequence[int], start: int, end: int, output_size: Size
+    ) -> torch.Tensor:
         """Mask probabilities (k, end - start, H0, W0) of the given candidates on frames
         [start, end): mean over the members covering each frame."""
         device = self.segments[0].mask_embeds.device
@@ -115,7 +122,9 @@ class VideoCandidates:
             count[rows_t, seg_start - start : seg_end - start] += 1
         return total / count.clamp(min=1)[:, :, None, None]
 
-    def _members_in_segment(self, candidate_idx: Sequence[int], seg_idx: int) -> Tuple[List[int], List[int]]:
+    def _members_in_segment(
+        self, candidate_idx: Sequence[int], seg_idx: int
+    ) -> Tuple[List[int], List[int]]:
         # A candidate has at most one member per segment (a query joins one track; TTA
         # matching is one-to-one).
         rows, queries = [], []

@@ -9,6 +9,7 @@ the mask-feature resolution), with "same argmax class" as a tie-breaker; a pair 
 probabilities are the mean over its clips weighted by the clips' frame counts; on a
 frame shared by two linked clips its mask probability is the mean of the two clips'.
 """
+
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
@@ -44,7 +45,8 @@ def split_into_clips(num_frames: int, clip_length: int, clip_overlap: int) -> Li
     than a clip is one clip."""
     if clip_length < 1 or not 0 <= clip_overlap < clip_length:
         raise ValueError(
-            f"need CLIP_LENGTH >= 1 and 0 <= CLIP_OVERLAP < CLIP_LENGTH, got {clip_length}, {clip_overlap}"
+            "need MODEL.IFR.TEST.CLIP_LENGTH >= 1 and 0 <= CLIP_OVERLAP < CLIP_LENGTH, "
+            f"got {clip_length}, {clip_overlap}"
         )
     if num_frames <= clip_length:
         return [(0, num_frames)]
@@ -96,7 +98,10 @@ def link_clips(clips: Sequence[ClipLinkInput], min_iou: float = MIN_LINK_IOU) ->
     tracks: List[List[Member]] = [[(0, q)] for q in range(clips[0].class_probs.shape[0])]
     track_of_query = list(range(len(tracks)))
     for clip_idx in range(1, len(clips)):
-        links = dict((cur, prev) for prev, cur in match_clip_pair(clips[clip_idx - 1], clips[clip_idx], min_iou))
+        links = dict(
+            (cur, prev)
+            for prev, cur in match_clip_pair(clips[clip_idx - 1], clips[clip_idx], min_iou)
+        )
         new_track_of_query = []
         for query in range(clips[clip_idx].class_probs.shape[0]):
             if query in links:
@@ -110,7 +115,9 @@ def link_clips(clips: Sequence[ClipLinkInput], min_iou: float = MIN_LINK_IOU) ->
     return tracks
 
 
-def track_class_probs(tracks: Sequence[Sequence[Member]], clips: Sequence[ClipLinkInput]) -> torch.Tensor:
+def track_class_probs(
+    tracks: Sequence[Sequence[Member]], clips: Sequence[ClipLinkInput]
+) -> torch.Tensor:
     """(num_tracks, K): each track's class probabilities averaged over its clips, weighted
     by the clips' frame counts."""
     rows = []
@@ -134,10 +141,14 @@ def link_input_of(segment: SegmentPrediction, shared_frames: Sequence[int]) -> C
     mask_probs = {}
     for t in shared_frames:
         mask_probs[t] = segment.mask_probs(all_queries, t, t + 1, link_size)[:, 0].cpu()
-    return ClipLinkInput(segment.frame_offset, segment.frame_end, segment.class_probs.cpu(), mask_probs)
+    return ClipLinkInput(
+        segment.frame_offset, segment.frame_end, segment.class_probs.cpu(), mask_probs
+    )
 
 
-def clip_candidates(model, frames: Sequence[torch.Tensor], flipped: bool = False) -> VideoCandidates:
+def clip_candidates(
+    model, frames: Sequence[torch.Tensor], flipped: bool = False
+) -> VideoCandidates:
     """Candidates of per-clip inference: the tracks of the linked clips."""
     options = model.inference_options
     ranges = split_into_clips(len(frames), options.clip_length, options.clip_overlap)
@@ -161,5 +172,9 @@ def inference_clips(model, batched_input: Dict) -> Dict[str, object]:
     options = model.inference_options
     candidates = clip_candidates(model, batched_input["image"])
     return candidates_to_output(
-        candidates, options.top_k, output_size_of(batched_input), options.frame_chunk, options.mask_threshold
+        candidates,
+        options.top_k,
+        output_size_of(batched_input),
+        options.frame_chunk,
+        options.mask_threshold,
     )

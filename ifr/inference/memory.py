@@ -1,4 +1,5 @@
 """Peak memory of one inference pass, for the benchmark (``tools/benchmark.py``)."""
+
 import os
 import threading
 import time
@@ -42,8 +43,17 @@ class _PeakRSSSampler:
 def random_video_input(num_frames: int, size: Tuple[int, int], seed: int = 0) -> dict:
     """A test-mapper-like input of ``num_frames`` random uint8 frames of ``size`` (H, W)."""
     generator = torch.Generator().manual_seed(seed)
-    frames = [torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=generator) for _ in range(num_frames)]
-    return {"image": frames, "height": size[0], "width": size[1], "video_id": -1, "length": num_frames}
+    frames = [
+        torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=generator)
+        for _ in range(num_frames)
+    ]
+    return {
+        "image": frames,
+        "height": size[0],
+        "width": size[1],
+        "video_id": -1,
+        "length": num_frames,
+    }
 
 
 @torch.no_grad()

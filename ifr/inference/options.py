@@ -1,4 +1,5 @@
 """Test-time settings of the IFR model (``cfg.MODEL.IFR.TEST``), as one plain object."""
+
 from dataclasses import dataclass, field
 from typing import List
 
@@ -29,7 +30,8 @@ class InferenceOptions:
             )
         if test.FEATURE_STORAGE not in ("same", "cpu"):
             raise ValueError(
-                f"MODEL.IFR.TEST.FEATURE_STORAGE must be 'same' or 'cpu', got {test.FEATURE_STORAGE!r}"
+                "MODEL.IFR.TEST.FEATURE_STORAGE must be 'same' or 'cpu', "
+                f"got {test.FEATURE_STORAGE!r}"
             )
         for key in ("TOP_K", "FRAME_CHUNK", "CLIP_LENGTH"):
             if test[key] < 1:

@@ -6,6 +6,7 @@ Upsampling rule (Mask2Former-VIS): mask logits at the mask-feature size (h, w) -
 bilinear to the padded input size (H, W) -> crop to the resized image size ->
 bilinear to the original size (H0, W0) -> sigmoid > threshold.
 """
+
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -17,7 +18,9 @@ Size = Tuple[int, int]
 RLE = Dict[str, object]
 
 
-def select_topk(pred_logits: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def select_topk(
+    pred_logits: torch.Tensor, k: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k over all (query, class) pairs of sigmoid class scores, as Mask2Former-VIS.
 
     Args:
@@ -30,7 +33,9 @@ def select_topk(pred_logits: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.
     return select_topk_probs(pred_logits.sigmoid(), k)
 
 
-def select_topk_probs(class_probs: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def select_topk_probs(
+    class_probs: torch.Tensor, k: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``select_topk`` on class probabilities (N, K) already in [0, 1]."""
     if class_probs.dim() != 2:
         raise ValueError(f"class scores must be (N, K), got shape {tuple(class_probs.shape)}")

@@ -1,5 +1,6 @@
 """``VideoPredictor``: a trained IFR model applied to one video, like Detectron2's
 ``DefaultPredictor`` for images."""
+
 from typing import Dict, Sequence
 
 import numpy as np
@@ -31,12 +32,16 @@ class VideoPredictor:
         if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {cfg.INPUT.FORMAT!r}")
         self.input_format = cfg.INPUT.FORMAT
-        self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
+        self.metadata = (
+            MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
+        )
 
     def _load_weights(self, cfg) -> None:
         from ..checkpoint import IFRCheckpointer
 
-        IFRCheckpointer(self.model, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE).load(cfg.MODEL.WEIGHTS)
+        IFRCheckpointer(self.model, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE).load(
+            cfg.MODEL.WEIGHTS
+        )
 
     def to_model_input(self, frames: Sequence[np.ndarray]) -> Dict:
         """BGR uint8 (H, W, 3) frames -> the test mapper's dict (``image``: T uint8
@@ -53,7 +58,13 @@ class VideoPredictor:
                 frame = frame[:, :, ::-1]
             resized = transform.apply_image(np.ascontiguousarray(frame))
             images.append(torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))))
-        return {"image": images, "height": height, "width": width, "length": len(frames), "video_id": 0}
+        return {
+            "image": images,
+            "height": height,
+            "width": width,
+            "length": len(frames),
+            "video_id": 0,
+        }
 
     @torch.no_grad()
     def __call__(self, frames: Sequence[np.ndarray]) -> Dict[str, object]:

@@ -12,6 +12,7 @@ The runs rescale the frames the test mapper gave (shorter side ``min_size``, asp
 ratio kept); to avoid upsampling small frames, set ``INPUT.MIN_SIZE_TEST`` to the largest
 TTA size. Memory: every run's mask features wait on the feature storage until the end.
 """
+
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -23,7 +24,8 @@ from .video import output_size_of
 
 # Builds candidates from (model, frames, flipped): video_candidates or clip_candidates.
 CandidateFn = Callable[..., VideoCandidates]
-# Eq. (4) cost: (pred_probs (N, K), pred_masks (N, ...) logits, tgt_labels (M,), tgt_masks (M, ...)) -> (N, M).
+# Eq. (4) cost: (pred_probs (N, K), pred_masks (N, ...) logits, tgt_labels (M,),
+# tgt_masks (M, ...) in [0, 1]) -> (N, M).
 CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -37,7 +39,9 @@ def resize_frames(frames: Sequence[torch.Tensor], min_size: int) -> List[torch.T
         return list(frames)
     resized = []
     for frame in frames:
-        out = F.interpolate(frame[None].float(), size=new_size, mode="bilinear", align_corners=False)
+        out = F.interpolate(
+            frame[None].float(), size=new_size, mode="bilinear", align_corners=False
+        )
         resized.append(out[0].round().clamp(0, 255).to(torch.uint8))
     return resized
 
@@ -45,7 +49,9 @@ def resize_frames(frames: Sequence[torch.Tensor], min_size: int) -> List[torch.T
 def augmentations(min_sizes: Sequence[int], flip: bool, pivot: int) -> List[Tuple[int, bool]]:
     """(min_size, flipped) of every run; the pivot run (``min_sizes[pivot]``, unflipped) first."""
     if not 0 <= pivot < len(min_sizes):
-        raise ValueError(f"MODEL.IFR.TEST.TTA.PIVOT={pivot} is not an index into MIN_SIZES {list(min_sizes)}")
+        raise ValueError(
+            f"MODEL.IFR.TEST.TTA.PIVOT={pivot} is not an index into MIN_SIZES {list(min_sizes)}"
+        )
     order = [pivot] + [i for i in range(len(min_sizes)) if i != pivot]
     runs = [(min_sizes[i], False) for i in order]
     if flip:
@@ -67,7 +73,9 @@ def all_mask_probs(candidates: VideoCandidates, size: Tuple[int, int], chunk: in
     """(Q, T, h, w) mask probabilities of every candidate at ``size``, chunk by chunk."""
     everyone = list(range(candidates.class_probs.shape[0]))
     parts = [
-        candidates.mask_probs(everyone, start, min(start + chunk, candidates.num_frames), size).cpu()
+        candidates.mask_probs(
+            everyone, start, min(start + chunk, candidates.num_frames), size
+        ).cpu()
         for start in range(0, candidates.num_frames, chunk)
     ]
     return torch.cat(parts, dim=1)
@@ -89,12 +97,16 @@ def match_to_pivot(
         pivot candidate -> matched candidate of the other run (min(P, Q) pairs).
     """
     other_logits = torch.logit(other_masks.float(), eps=1e-6)
-    cost = cost_fn(other_probs.float().cpu(), other_logits, pivot_probs.argmax(1).cpu(), pivot_masks.float())
+    cost = cost_fn(
+        other_probs.float().cpu(), other_logits, pivot_probs.argmax(1).cpu(), pivot_masks.float()
+    )
     other_idx, pivot_idx = linear_sum_assignment(cost.cpu().numpy())
     return {int(p): int(o) for o, p in zip(other_idx, pivot_idx)}
 
 
-def fuse_to_pivot(pivot: VideoCandidates, others: Sequence[VideoCandidates], matches: Sequence[Dict[int, int]]) -> VideoCandidates:
+def fuse_to_pivot(
+    pivot: VideoCandidates, others: Sequence[VideoCandidates], matches: Sequence[Dict[int, int]]
+) -> VideoCandidates:
     """One candidate per pivot candidate: class probabilities averaged over the matched
     candidates, members (hence mask probabilities) pooled."""
     segments = list(pivot.segments)
@@ -136,7 +148,11 @@ def tta_candidates(
     pivot_masks = all_mask_probs(pivot, size, options.frame_chunk)
     matches = [
         match_to_pivot(
-            pivot.class_probs, pivot_masks, other.class_probs, all_mask_probs(other, size, options.frame_chunk), cost_fn
+            pivot.class_probs,
+            pivot_masks,
+            other.class_probs,
+            all_mask_probs(other, size, options.frame_chunk),
+            cost_fn,
         )
         for other in others
     ]
@@ -156,5 +172,9 @@ def inference_tta(model, batched_input: Dict, candidate_fn: CandidateFn) -> Dict
     options = model.inference_options
     candidates = tta_candidates(model, batched_input["image"], candidate_fn)
     return candidates_to_output(
-        candidates, options.top_k, output_size_of(batched_input), options.frame_chunk, options.mask_threshold
+        candidates,
+        options.top_k,
+        output_size_of(batched_input),
+        options.frame_chunk,
+        options.mask_threshold,
     )

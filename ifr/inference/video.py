@@ -4,6 +4,7 @@ Frames go through backbone + pixel decoder ``options.frame_chunk`` at a time and
 features wait on ``options.feature_storage``; the decoder reads them once, and masks are
 computed only for the top-k (query, class) pairs, a chunk of frames at a time.
 """
+
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -20,7 +21,9 @@ def storage_device(model, feature_storage: str) -> torch.device:
         return torch.device("cpu")
     if feature_storage == "same":
         return torch.device(model.device)
-    raise ValueError(f"MODEL.IFR.TEST.FEATURE_STORAGE must be 'cpu' or 'same', got {feature_storage!r}")
+    raise ValueError(
+        f"MODEL.IFR.TEST.FEATURE_STORAGE must be 'cpu' or 'same', got {feature_storage!r}"
+    )
 
 
 def encode_video(
@@ -50,7 +53,9 @@ def encode_video(
     return multi_scale, torch.cat(chunks_mask, dim=1), sizes
 
 
-def predict_segment(model, frames: Sequence[torch.Tensor], frame_offset: int = 0, flipped: bool = False) -> SegmentPrediction:
+def predict_segment(
+    model, frames: Sequence[torch.Tensor], frame_offset: int = 0, flipped: bool = False
+) -> SegmentPrediction:
     """Encode and decode consecutive frames; no masks are computed here.
 
     Args:
@@ -75,7 +80,9 @@ def predict_segment(model, frames: Sequence[torch.Tensor], frame_offset: int = 0
     )
 
 
-def video_candidates(model, frames: Sequence[torch.Tensor], flipped: bool = False) -> VideoCandidates:
+def video_candidates(
+    model, frames: Sequence[torch.Tensor], flipped: bool = False
+) -> VideoCandidates:
     """Whole-video candidates: every query of one pass over all frames."""
     return VideoCandidates.from_segment(predict_segment(model, frames, flipped=flipped))
 
@@ -95,5 +102,9 @@ def inference_video(model, batched_input: Dict) -> Dict[str, object]:
     options = model.inference_options
     candidates = video_candidates(model, batched_input["image"])
     return candidates_to_output(
-        candidates, options.top_k, output_size_of(batched_input), options.frame_chunk, options.mask_threshold
+        candidates,
+        options.top_k,
+        output_size_of(batched_input),
+        options.frame_chunk,
+        options.mask_threshold,
     )

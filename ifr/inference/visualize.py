@@ -1,5 +1,6 @@
 """Drawing a video's predicted instances: one colour per instance for the whole track,
 its class name and score, on every frame where its mask is not empty."""
+
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
@@ -23,7 +24,9 @@ def instance_label(label: int, score: float, class_names: Optional[Sequence[str]
 def kept_instances(output: Dict, confidence: float) -> List[int]:
     """Indices of the output's instances with score >= ``confidence``, best first."""
     scores = output["pred_scores"]
-    return [i for i in sorted(range(len(scores)), key=lambda i: -scores[i]) if scores[i] >= confidence]
+    return [
+        i for i in sorted(range(len(scores)), key=lambda i: -scores[i]) if scores[i] >= confidence
+    ]
 
 
 def frame_mask(masks, frame_idx: int) -> np.ndarray:
@@ -34,12 +37,16 @@ def frame_mask(masks, frame_idx: int) -> np.ndarray:
     return np.asarray(mask, dtype=bool)
 
 
-def draw_instance(image: np.ndarray, mask: np.ndarray, color, text: str, alpha: float = 0.5) -> None:
+def draw_instance(
+    image: np.ndarray, mask: np.ndarray, color, text: str, alpha: float = 0.5
+) -> None:
     """Blend ``mask`` (H, W bool) into ``image`` (BGR, in place) with its outline and text."""
     if not mask.any():
         return
     image[mask] = (image[mask] * (1 - alpha) + np.asarray(color) * alpha).astype(np.uint8)
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     cv2.drawContours(image, contours, -1, color, 1)
     ys, xs = np.nonzero(mask)
     origin = (int(xs.min()), max(int(ys.min()) - 3, 10))
@@ -56,7 +63,10 @@ def draw_video(
     """Yield each BGR frame with the instances of ``output`` (the model's per-video dict)
     scoring at least ``confidence`` drawn on it; instance i keeps colour ``track_color(i)``."""
     kept = kept_instances(output, confidence)
-    texts = {i: instance_label(output["pred_labels"][i], output["pred_scores"][i], class_names) for i in kept}
+    texts = {
+        i: instance_label(output["pred_labels"][i], output["pred_scores"][i], class_names)
+        for i in kept
+    }
     for t, frame in enumerate(frames):
         image = frame.copy()
         for i in reversed(kept):  # best on top

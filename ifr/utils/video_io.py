@@ -2,6 +2,7 @@
 
 Frames are uint8 (H, W, 3) numpy arrays in BGR order, as OpenCV reads and writes them.
 """
+
 import glob
 import os
 from typing import List, Optional, Sequence, Tuple
@@ -24,7 +25,9 @@ def list_frame_files(path: str) -> List[str]:
         files = sorted(glob.glob(path))
     elif os.path.isdir(path):
         files = sorted(
-            os.path.join(path, name) for name in os.listdir(path) if name.lower().endswith(IMAGE_EXTENSIONS)
+            os.path.join(path, name)
+            for name in os.listdir(path)
+            if name.lower().endswith(IMAGE_EXTENSIONS)
         )
     else:
         raise FileNotFoundError(f"{path!r} is neither a folder nor a glob pattern of frames")
@@ -41,7 +44,9 @@ def read_frame_files(files: Sequence[str]) -> List[np.ndarray]:
         if frame is None:
             raise OSError(f"cannot read frame {file!r}")
         if frames and frame.shape != frames[0].shape:
-            raise ValueError(f"frame {file!r} is {frame.shape[:2]}, the first frame {frames[0].shape[:2]}")
+            raise ValueError(
+                f"frame {file!r} is {frame.shape[:2]}, the first frame {frames[0].shape[:2]}"
+            )
         frames.append(frame)
     return frames
 
@@ -93,7 +98,10 @@ def write_video(path: str, frames: Sequence[np.ndarray], fps: float) -> None:
             raise OSError(f"cannot open a video writer for {path!r}")
         for frame in frames:
             if frame.shape[:2] != (height, width):
-                raise ValueError(f"frames written to {path!r} differ in size: {frame.shape[:2]} vs {(height, width)}")
+                raise ValueError(
+                    f"frames written to {path!r} differ in size: {frame.shape[:2]} vs "
+                    f"{(height, width)}"
+                )
             writer.write(np.ascontiguousarray(frame))
         writer.release()
         os.replace(tmp_path, path)

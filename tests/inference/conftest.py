@@ -3,6 +3,7 @@
 ``device``), fast enough for unit tests. Its decoder mixes information across all frames
 (a clip-level context), so chunked encoding must give the same result as one chunk.
 """
+
 import dataclasses
 
 import pytest
@@ -33,7 +34,13 @@ class ToyDecoder(nn.Module):
 
 
 class ToyVideoModel(nn.Module):
-    def __init__(self, options: InferenceOptions, channels: int = 8, num_queries: int = 6, num_classes: int = 3):
+    def __init__(
+        self,
+        options: InferenceOptions,
+        channels: int = 8,
+        num_queries: int = 6,
+        num_classes: int = 3,
+    ):
         super().__init__()
         self.inference_options = options
         self.stem = nn.Conv2d(3, channels, 3, padding=1)
@@ -72,8 +79,17 @@ def toy_model():
 def random_video(num_frames: int, height: int = 40, width: int = 56, seed: int = 0) -> dict:
     """A test-mapper-like input: frames at the model size, original size 1.5x larger."""
     generator = torch.Generator().manual_seed(seed)
-    frames = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator) for _ in range(num_frames)]
-    return {"image": frames, "height": height * 3 // 2, "width": width * 3 // 2, "video_id": 7, "length": num_frames}
+    frames = [
+        torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+        for _ in range(num_frames)
+    ]
+    return {
+        "image": frames,
+        "height": height * 3 // 2,
+        "width": width * 3 // 2,
+        "video_id": 7,
+        "length": num_frames,
+    }
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The inference modes on the real (tiny, randomly initialised) IFR model and a video of
 the tiny synthetic dataset read by the test mapper."""
+
 import dataclasses
 import os
 
@@ -67,7 +68,9 @@ def test_chunked_whole_video_equals_one_chunk(setup):
 def test_one_clip_covering_the_video_equals_whole_video(setup):
     model, batched_input = setup
     whole = infer(model, batched_input, mode="video", frame_chunk=2)
-    per_clip = infer(model, batched_input, mode="clip", clip_length=NUM_FRAMES + 1, clip_overlap=1, frame_chunk=2)
+    per_clip = infer(
+        model, batched_input, mode="clip", clip_length=NUM_FRAMES + 1, clip_overlap=1, frame_chunk=2
+    )
     assert_same(per_clip, whole)
 
 
@@ -75,8 +78,15 @@ def test_one_clip_covering_the_video_equals_whole_video(setup):
 def test_modes_give_masks_of_every_frame_at_the_original_size(setup, mode, tta):
     model, batched_input = setup
     output = infer(
-        model, batched_input, mode=mode, clip_length=2, clip_overlap=1, tta_enabled=tta,
-        tta_min_sizes=[64, 48], tta_flip=True, top_k=4,
+        model,
+        batched_input,
+        mode=mode,
+        clip_length=2,
+        clip_overlap=1,
+        tta_enabled=tta,
+        tta_min_sizes=[64, 48],
+        tta_flip=True,
+        top_k=4,
     )
     size = (batched_input["height"], batched_input["width"])
     assert len(output["pred_scores"]) == 4

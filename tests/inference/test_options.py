@@ -19,7 +19,12 @@ def cfg_with(**test_keys):
 
 def test_defaults_follow_the_config():
     options = InferenceOptions.from_config(cfg_with(MODE="clip", CLIP_LENGTH=2, CLIP_OVERLAP=1))
-    assert (options.mode, options.clip_length, options.clip_overlap, options.top_k) == ("clip", 2, 1, 10)
+    assert (options.mode, options.clip_length, options.clip_overlap, options.top_k) == (
+        "clip",
+        2,
+        1,
+        10,
+    )
     assert options.tta_min_sizes == [360, 480, 600, 720]
 
 

@@ -88,4 +88,6 @@ def test_masks_to_rle_gives_the_known_masks_for_any_chunk(chunk):
 
 def test_masks_to_rle_rejects_frame_mismatch():
     with pytest.raises(ValueError, match="frames"):
-        masks_to_rle(torch.zeros(1, 3, 2), torch.zeros(4, 2, 4, 4), (16, 16), (16, 16), (8, 8), chunk=2)
+        masks_to_rle(
+            torch.zeros(1, 3, 2), torch.zeros(4, 2, 4, 4), (16, 16), (16, 16), (8, 8), chunk=2
+        )

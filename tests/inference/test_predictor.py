@@ -39,7 +39,9 @@ def test_frames_are_resized_and_converted_to_rgb(predictor):
 
 
 def test_prediction_is_at_the_original_size(predictor):
-    frames = [np.random.default_rng(t).integers(0, 255, (48, 80, 3), dtype=np.uint8) for t in range(2)]
+    frames = [
+        np.random.default_rng(t).integers(0, 255, (48, 80, 3), dtype=np.uint8) for t in range(2)
+    ]
     output = predictor(frames)
     assert output["image_size"] == (48, 80)
     assert len(output["pred_masks"]) == 3 and all(len(m) == 2 for m in output["pred_masks"])

@@ -16,7 +16,9 @@ def test_output_format(toy_model, make_video):
     video = make_video(3)
     output = run_inference(model, video)
     assert output["image_size"] == (60, 84)
-    assert len(output["pred_scores"]) == len(output["pred_labels"]) == len(output["pred_masks"]) == 4
+    assert (
+        len(output["pred_scores"]) == len(output["pred_labels"]) == len(output["pred_masks"]) == 4
+    )
     assert output["pred_scores"] == sorted(output["pred_scores"], reverse=True)
     for masks in decoded(output):
         assert masks.shape == (3, 60, 84)

@@ -23,7 +23,11 @@ def test_track_colors_are_deterministic_and_distinct():
 
 def test_each_instance_keeps_one_color_over_the_video():
     masks = moving_masks()
-    output = {"pred_scores": [0.9, 0.2], "pred_labels": [1, 0], "pred_masks": [rle_masks(masks), torch.from_numpy(masks)]}
+    output = {
+        "pred_scores": [0.9, 0.2],
+        "pred_labels": [1, 0],
+        "pred_masks": [rle_masks(masks), torch.from_numpy(masks)],
+    }
     frames = [np.zeros((40, 60, 3), np.uint8) for _ in range(3)]
     drawn = list(draw_video(frames, output, confidence=0.5, class_names=["cat", "dog"]))
     expected = np.asarray(track_color(0)) * 0.5

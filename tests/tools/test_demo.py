@@ -16,7 +16,9 @@ CONFIG = os.path.join(HERE, "ifr_r18_tiny_random.yaml")
 
 
 def load_demo():
-    spec = importlib.util.spec_from_file_location("demo", os.path.join(HERE, "..", "..", "tools", "demo.py"))
+    spec = importlib.util.spec_from_file_location(
+        "demo", os.path.join(HERE, "..", "..", "tools", "demo.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -39,9 +41,13 @@ def video_properties(path):
         count = 0
         while capture.read()[0]:
             count += 1
-        return count, capture.get(cv2.CAP_PROP_FPS), (
-            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        return (
+            count,
+            capture.get(cv2.CAP_PROP_FPS),
+            (
+                int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            ),
         )
     finally:
         capture.release()
@@ -54,8 +60,20 @@ def test_demo_writes_a_playable_video_at_the_source_rate(tmp_path):
     synthetic_video(source)
     out, frames_dir = tmp_path / "out.mp4", tmp_path / "frames"
     output = load_demo().main(
-        ["--config-file", CONFIG, "--input", str(source), "--output", str(out),
-         "--frames-dir", str(frames_dir), "--confidence", "0.0", "MODEL.IFR.TEST.TOP_K", "2"]
+        [
+            "--config-file",
+            CONFIG,
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--frames-dir",
+            str(frames_dir),
+            "--confidence",
+            "0.0",
+            "MODEL.IFR.TEST.TOP_K",
+            "2",
+        ]
     )
     assert len(output["pred_scores"]) == 2 and output["image_size"] == (64, 96)
     assert video_properties(out) == (4, 12.0, (64, 96))
@@ -71,11 +89,15 @@ def test_demo_on_a_frame_folder_uses_the_given_fps(tmp_path):
     for t in range(3):
         cv2.imwrite(str(frames_in / f"{t:03d}.png"), np.full((64, 80, 3), 40 * t, np.uint8))
     out = tmp_path / "out.mp4"
-    load_demo().main(["--config-file", CONFIG, "--input", str(frames_in), "--output", str(out), "--fps", "5"])
+    load_demo().main(
+        ["--config-file", CONFIG, "--input", str(frames_in), "--output", str(out), "--fps", "5"]
+    )
     assert video_properties(out) == (3, 5.0, (64, 80))
 
 
 def test_demo_names_a_missing_input(tmp_path):
     missing = str(tmp_path / "nope.mp4")
     with pytest.raises(FileNotFoundError, match="nope.mp4"):
-        load_demo().main(["--config-file", CONFIG, "--input", missing, "--output", str(tmp_path / "o.mp4")])
+        load_demo().main(
+            ["--config-file", CONFIG, "--input", missing, "--output", str(tmp_path / "o.mp4")]
+        )

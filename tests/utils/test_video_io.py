@@ -27,7 +27,11 @@ def test_frame_folder_and_glob_are_read_in_name_order(tmp_path):
     (tmp_path / "notes.txt").write_text("not a frame")
     frames, fps = read_video(str(tmp_path))
     assert fps is None and [int(f[0, 0, 0]) for f in frames] == [0, 10, 20]
-    assert [os.path.basename(f) for f in list_frame_files(str(tmp_path / "*.png"))] == ["000.png", "001.png", "002.png"]
+    assert [os.path.basename(f) for f in list_frame_files(str(tmp_path / "*.png"))] == [
+        "000.png",
+        "001.png",
+        "002.png",
+    ]
 
 
 def test_errors_name_the_path(tmp_path):
@@ -53,7 +57,11 @@ def test_frames_of_different_sizes_are_refused(tmp_path):
     with pytest.raises(ValueError, match="b.png"):
         read_video(str(tmp_path))
     with pytest.raises(ValueError, match="out.mp4"):
-        write_video(str(tmp_path / "out.mp4"), [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)], DEFAULT_FPS)
+        write_video(
+            str(tmp_path / "out.mp4"),
+            [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)],
+            DEFAULT_FPS,
+        )
     assert not (tmp_path / "out.mp4").exists()
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]
 
