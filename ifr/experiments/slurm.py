@@ -17,7 +17,14 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .manifest import CONSOLE_LOG_NAME, SUBMITTED, RunRecord, SweepManifest, save_manifest
+from .manifest import (
+    CONSOLE_LOG_NAME,
+    SUBMITTED,
+    RunRecord,
+    SweepManifest,
+    refresh_states,
+    save_manifest,
+)
 from .sweep import (
     config_opts,
     console_log_path,
@@ -161,6 +168,7 @@ def submit_sweep_to_slurm(
     in one folder). ``make_executor(folder)`` builds the executor of a run; submitit's
     files go to ``<run dir>/submitit``. The manifest records each job id as it goes.
     """
+    refresh_states(manifest, sweep_dir)
     todo = unfinished_runs(manifest, sweep_dir)
     echo(f"Sweep {sweep_dir}: {len(manifest.runs)} runs, {len(todo)} unfinished")
     jobs = []

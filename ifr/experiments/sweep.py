@@ -146,6 +146,7 @@ def run_sweep_locally(
     process group is terminated, the run is recorded as interrupted and the exception
     propagates; the manifest on disk stays consistent throughout.
     """
+    refresh_states(manifest, sweep_dir)
     records = list(manifest.runs.values())
     total = len(records)
     todo = unfinished_runs(manifest, sweep_dir)

@@ -47,6 +47,11 @@ def fake_metrics(lam: float, seed: int) -> dict:
             "AP75": 45 + seed * seed, "AR1": 30.0, "AR10": 50 + lam * seed}
 
 
+@pytest.fixture(name="fake_metrics")
+def fake_metrics_fixture():
+    return fake_metrics
+
+
 @pytest.fixture
 def fake_train_script(tmp_path):
     path = tmp_path / "fake_train_net.py"

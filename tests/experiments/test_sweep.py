@@ -1,0 +1,142 @@
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ifr.experiments.manifest import DONE, FAILED, INTERRUPTED, load_manifest
+from ifr.experiments.sweep import REPO_ROOT, build_train_command, prepare_sweep, run_sweep_locally
+
+LAMBDA = "MODEL.IFR.LAMBDA_E"
+CRASHING = f"{LAMBDA}=0.5/seed=1"
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(REPO_ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def calls(sweep_dir, name):
+    with open(os.path.join(sweep_dir, name, "calls.txt")) as f:
+        return f.read().splitlines()
+
+
+def test_train_command(tmp_path, config_file, fake_train_script):
+    manifest = prepare_sweep(str(tmp_path / "s"), config_file, [f"{LAMBDA}=0,0.5"], 1,
+                             overrides=["SOLVER.MAX_ITER", "5"], train_script=fake_train_script)
+    record = manifest.runs[f"{LAMBDA}=0.0/seed=0"]
+    command = build_train_command(manifest, record, str(tmp_path / "s"), ["--num-gpus", "2"])
+    assert command == [
+        sys.executable, fake_train_script, "--config-file", config_file, "--num-gpus", "2",
+        "--resume", "SOLVER.MAX_ITER", "5", LAMBDA, "0.0", "SEED", "0",
+        "OUTPUT_DIR", str(tmp_path / "s" / LAMBDA) + "=0.0/seed=0",
+    ]
+
+
+def test_validation_fails_before_any_run(tmp_path, config_file, fake_train_script):
+    sweep_dir = tmp_path / "s"
+    with pytest.raises(ValueError, match="MODEL.IFR.NOPE"):
+        prepare_sweep(str(sweep_dir), config_file, [f"{LAMBDA}=0,0.5", "MODEL.IFR.NOPE=1"], 2,
+                      train_script=fake_train_script)
+    assert not sweep_dir.exists()
+    with pytest.raises(FileNotFoundError, match="--train-script"):
+        prepare_sweep(str(sweep_dir), config_file, [], 1, train_script=str(tmp_path / "no.py"))
+
+
+def test_dry_run_writes_nothing(tmp_path, config_file, fake_train_script, capsys):
+    sweep = load_tool("sweep")
+    argv = ["--config-file", config_file, "--param", f"{LAMBDA}=0,0.5", "--seeds", "2",
+            "--output-dir", str(tmp_path / "s"), "--train-script", fake_train_script, "--dry-run"]
+    assert sweep.main(argv) == 0
+    assert not (tmp_path / "s").exists()
+    assert capsys.readouterr().out.count(fake_train_script) == 4
+    assert sweep.main(argv[:-1] + ["--param", "oops", "--dry-run"]) == 2
+    assert "no '=' found" in capsys.readouterr().err
+
+
+def test_sweep_end_to_end_with_failure_and_rerun(tmp_path, config_file, fake_train_script,
+                                                 fake_metrics, monkeypatch, capsys):
+    """2 values x 2 seeds; one run crashes after its first checkpoint. The re-run skips the
+    finished runs and resumes the crashed one."""
+    sweep = load_tool("sweep")
+    sweep_dir = str(tmp_path / "sweep")
+    argv = ["--config-file", config_file, "--param", f"{LAMBDA}=0,0.5", "--seeds", "2",
+            "--output-dir", sweep_dir, "--train-script", fake_train_script, "SOLVER.MAX_ITER", "5"]
+    monkeypatch.setenv("FAKE_CRASH_RUN", "0.5/1")
+    assert sweep.main(argv) == 1
+    out = capsys.readouterr().out
+    assert f"[4/4] {LAMBDA}=0.5 seed=1: FAILED (exit code 3, log: " in out
+    assert f"[1/4] {LAMBDA}=0.0 seed=0: done" in out
+    crashed_log = os.path.join(sweep_dir, CRASHING, "console.txt")
+    assert crashed_log in out.split("FAILED")[-1]  # the end report names the log
+    assert "fake crash in run 0.5/1" in open(crashed_log).read()
+
+    manifest = load_manifest(sweep_dir)
+    assert [r.state for r in manifest.runs.values()] == [DONE, DONE, DONE, FAILED]
+    assert manifest.runs[CRASHING].exit_code == 3
+    assert manifest.seeds == [0, 1] and manifest.params[0].values == ("0.0", "0.5")
+    assert manifest.overrides == [("SOLVER.MAX_ITER", "5")]
+    finished = [n for n in manifest.runs if n != CRASHING]
+    mtimes = {n: os.path.getmtime(os.path.join(sweep_dir, n, "final_metrics.json")) for n in finished}
+    for name in finished:
+        lam, seed = float(name.split("=")[1].split("/")[0]), int(name[-1])
+        with open(os.path.join(sweep_dir, name, "final_metrics.json")) as f:
+            assert json.load(f) == pytest.approx(fake_metrics(lam, seed))
+
+    monkeypatch.delenv("FAKE_CRASH_RUN")
+    assert sweep.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3 finished, 1 to run" in out and "4/4 runs finished, 0 failed" in out
+    for name in finished:  # skipped: not called again, metrics untouched
+        assert calls(sweep_dir, name) == ["resume=True had_checkpoint=False"]
+        assert os.path.getmtime(os.path.join(sweep_dir, name, "final_metrics.json")) == mtimes[name]
+    assert calls(sweep_dir, CRASHING) == ["resume=True had_checkpoint=False",
+                                          "resume=True had_checkpoint=True"]
+    record = load_manifest(sweep_dir).runs[CRASHING]
+    assert (record.state, record.attempts, record.exit_code) == (DONE, 2, 0)
+
+
+def test_exit_zero_without_metrics_is_a_failure(tmp_path, config_file):
+    script = tmp_path / "silent.py"
+    script.write_text("import sys\n")
+    manifest = prepare_sweep(str(tmp_path / "s"), config_file, [], 1, train_script=str(script))
+    lines = []
+    result = run_sweep_locally(manifest, str(tmp_path / "s"), echo=lines.append)
+    assert [r.name for r in result.failed] == ["seed=0"]
+    assert any("exit code 0 but no final_metrics.json" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_a_consistent_manifest(tmp_path, config_file, fake_train_script):
+    """SIGTERM during a run: the run's process group is stopped, the manifest records it
+    as interrupted, and the next sweep resumes it."""
+    sweep_dir = tmp_path / "sweep"
+    command = [sys.executable, os.path.join(REPO_ROOT, "tools", "sweep.py"),
+               "--config-file", config_file, "--param", f"{LAMBDA}=0.5", "--seeds", "1",
+               "--output-dir", str(sweep_dir), "--train-script", fake_train_script]
+    env = dict(os.environ, FAKE_SLEEP_RUN="0.5/0")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sleeping = sweep_dir / f"{LAMBDA}=0.5" / "seed=0" / "sleeping"
+    deadline = time.monotonic() + 60
+    while not sleeping.exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
+        time.sleep(0.1)
+    child_pid = int(sleeping.read_text())
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)  # the training process was stopped with the sweep
+    record = load_manifest(str(sweep_dir)).runs[f"{LAMBDA}=0.5/seed=0"]
+    assert record.state == INTERRUPTED
+
+    manifest = prepare_sweep(str(sweep_dir), config_file, [f"{LAMBDA}=0.5"], 1,
+                             train_script=fake_train_script)
+    assert not run_sweep_locally(manifest, str(sweep_dir), echo=lambda line: None).failed
+    assert calls(str(sweep_dir), f"{LAMBDA}=0.5/seed=0")[-1] == "resume=True had_checkpoint=True"
