@@ -117,6 +117,9 @@ def _add_test_config(cfg: CN) -> None:
     cfg.MODEL.IFR.TEST.MODE = "video"
     cfg.MODEL.IFR.TEST.CLIP_LENGTH = 5
     cfg.MODEL.IFR.TEST.CLIP_OVERLAP = 1
+    # Clip tracking: queries of consecutive clips whose soft mask IoU on the shared frames
+    # is below this are not linked (the later one starts a new track).
+    cfg.MODEL.IFR.TEST.CLIP_MIN_IOU = 0.1
     # Frames per chunk through backbone + pixel decoder and through mask upsampling;
     # bounds device memory for long videos.
     cfg.MODEL.IFR.TEST.FRAME_CHUNK = 16

@@ -21,7 +21,8 @@ from .video import output_size_of, predict_segment
 
 # Bonus added to the IoU of a pair with the same argmax class: breaks ties only.
 CLASS_TIE_BREAK = 1e-3
-# Pairs of queries whose soft mask IoU on the shared frames is lower are not linked.
+# Default of MODEL.IFR.TEST.CLIP_MIN_IOU: pairs of queries whose soft mask IoU on the
+# shared frames is lower are not linked.
 MIN_LINK_IOU = 0.1
 
 
@@ -162,7 +163,7 @@ def clip_candidates(
             shared.update(range(ranges[clip_idx + 1][0], end))
         segments.append(segment)
         link_inputs.append(link_input_of(segment, sorted(shared)))
-    tracks = link_clips(link_inputs)
+    tracks = link_clips(link_inputs, options.clip_min_iou)
     return VideoCandidates(track_class_probs(tracks, link_inputs), tracks, segments, len(frames))
 
 

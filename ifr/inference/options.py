@@ -10,6 +10,7 @@ class InferenceOptions:
     mode: str = "video"  # "video": whole video in one pass; "clip": per-clip + tracking
     clip_length: int = 5  # T of per-clip inference (appendix A.1)
     clip_overlap: int = 1  # frames shared by consecutive clips
+    clip_min_iou: float = 0.1  # least soft mask IoU on shared frames to link two clips' queries
     frame_chunk: int = 16  # frames per chunk through backbone/pixel decoder/upsampling
     feature_storage: str = "same"  # "same" (model's device) or "cpu"
     mask_threshold: float = 0.5
@@ -36,6 +37,10 @@ class InferenceOptions:
         for key in ("TOP_K", "FRAME_CHUNK", "CLIP_LENGTH"):
             if test[key] < 1:
                 raise ValueError(f"MODEL.IFR.TEST.{key} must be >= 1, got {test[key]}")
+        if not 0.0 <= test.CLIP_MIN_IOU <= 1.0:
+            raise ValueError(
+                f"MODEL.IFR.TEST.CLIP_MIN_IOU must be in [0, 1], got {test.CLIP_MIN_IOU}"
+            )
         if test.TTA.ENABLED and not 0 <= test.TTA.PIVOT < len(test.TTA.MIN_SIZES):
             raise ValueError(
                 f"MODEL.IFR.TEST.TTA.PIVOT={test.TTA.PIVOT} is not an index into "
@@ -46,6 +51,7 @@ class InferenceOptions:
             mode=test.MODE,
             clip_length=test.CLIP_LENGTH,
             clip_overlap=test.CLIP_OVERLAP,
+            clip_min_iou=test.CLIP_MIN_IOU,
             frame_chunk=test.FRAME_CHUNK,
             feature_storage=test.FEATURE_STORAGE,
             mask_threshold=test.MASK_THRESHOLD,

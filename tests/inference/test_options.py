@@ -18,13 +18,11 @@ def cfg_with(**test_keys):
 
 
 def test_defaults_follow_the_config():
-    options = InferenceOptions.from_config(cfg_with(MODE="clip", CLIP_LENGTH=2, CLIP_OVERLAP=1))
-    assert (options.mode, options.clip_length, options.clip_overlap, options.top_k) == (
-        "clip",
-        2,
-        1,
-        10,
+    options = InferenceOptions.from_config(
+        cfg_with(MODE="clip", CLIP_LENGTH=2, CLIP_OVERLAP=1, CLIP_MIN_IOU=0.3)
     )
+    assert (options.mode, options.clip_length, options.clip_overlap) == ("clip", 2, 1)
+    assert (options.clip_min_iou, options.top_k) == (0.3, 10)
     assert options.tta_min_sizes == [360, 480, 600, 720]
 
 
@@ -36,6 +34,7 @@ def test_defaults_follow_the_config():
         ({"FEATURE_STORAGE": "disk"}, "FEATURE_STORAGE"),
         ({"TOP_K": 0}, "TOP_K"),
         ({"FRAME_CHUNK": 0}, "FRAME_CHUNK"),
+        ({"CLIP_MIN_IOU": 1.5}, "CLIP_MIN_IOU"),
         ({"TTA.ENABLED": True, "TTA.PIVOT": 4}, "TTA.PIVOT"),
     ],
 )
