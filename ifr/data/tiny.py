@@ -43,7 +43,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Bump when the generator's output changes: a cache of another version is refused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 HEIGHT, WIDTH = 96, 128
 MIN_VISIBLE_PIXELS = 12
 _JPEG_QUALITY = 95
@@ -63,7 +63,7 @@ TINY_SPLITS: Dict[str, Dict[str, int]] = {
 _TEXTURE_COLORS = {
     1: ((220, 40, 40), (250, 240, 230)),  # red / white diagonal stripes
     2: ((30, 60, 210), (245, 215, 40)),  # blue / yellow checkerboard
-    3: ((40, 170, 60), (15, 25, 15)),  # green with dark dots
+    3: ((60, 225, 80), (10, 20, 10)),  # bright green with dark dots
 }
 
 
@@ -151,8 +151,8 @@ def _texture(category_id, centre, xx, yy) -> np.ndarray:
     elif category_id == 2:
         pattern = ((np.floor(u / 5.0) + np.floor(v / 5.0)) % 2) == 0
     else:
-        du, dv = (u % 6.0) - 3.0, (v % 6.0) - 3.0
-        pattern = du * du + dv * dv > 2.5
+        du, dv = (u % 7.0) - 3.5, (v % 7.0) - 3.5
+        pattern = du * du + dv * dv > 5.0
     return np.where(pattern[..., None], first, second)
 
 
@@ -160,7 +160,7 @@ def _render_frame(rng, objects, t, background_level) -> Tuple[np.ndarray, List[n
     """Render frame t back to front. Returns the RGB image (H, W, 3) uint8 and the visible
     mask (H, W) bool of every object."""
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    image = background_level + rng.normal(0.0, 22.0, (HEIGHT, WIDTH, 3))
+    image = background_level + rng.normal(0.0, 18.0, (HEIGHT, WIDTH, 3))
     full = [_shape_mask(o["category_id"], o["centres"][t], o["size"], xx, yy) for o in objects]
     for k in sorted(range(len(objects)), key=lambda k: -objects[k]["depth"]):
         texture = _texture(objects[k]["category_id"], objects[k]["centres"][t], xx, yy)
@@ -191,7 +191,8 @@ def _write_video(rng, video_id, name, num_frames, image_dir) -> Tuple[Dict, List
     """Render one video into ``image_dir/name/``; returns its json video entry and one
     annotation (track) per object, before track ids are assigned."""
     objects = _scene(rng, num_frames)
-    background_level = rng.uniform(90, 160, size=3)
+    # Near-grey background (small tint), so that the saturated textures stand out.
+    background_level = rng.uniform(70, 150) + rng.uniform(-12, 12, size=3)
     os.makedirs(os.path.join(image_dir, name))
     file_names = []
     tracks = [{"segmentations": [], "bboxes": [], "areas": []} for _ in objects]
@@ -252,6 +253,9 @@ def generate_tiny_ytvis(
     ``os.rename``; when several processes start at once, one rename wins and the others
     discard their copy. The result depends only on the arguments (byte-identical files).
 
+    A cache written by another generator version is replaced; one written with other
+    parameters of this version is refused.
+
     Raises:
         RuntimeError: ``root/split`` exists but was generated with other parameters, or is
             incomplete.
@@ -265,6 +269,10 @@ def generate_tiny_ytvis(
     }
     target = os.path.join(root, split)
     json_file = os.path.join(target, "instances.json")
+    if os.path.isfile(json_file) and _cached_params(json_file).get("generator_version") != (
+        GENERATOR_VERSION
+    ):
+        _discard_stale(root, target)
     if not os.path.exists(target):
         _generate_atomically(root, target, split, params)
     _check_cached_params(target, json_file, params)
@@ -287,11 +295,27 @@ def _generate_atomically(root: str, target: str, split: str, params: Dict) -> No
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _cached_params(json_file: str) -> Dict:
+    with open(json_file) as f:
+        return json.load(f).get("info", {})
+
+
+def _discard_stale(root: str, target: str) -> None:
+    """Move a cache of another generator version out of the way (one atomic rename; a
+    concurrent process that loses the race finds it gone), then delete it."""
+    logger.info(f"{target} was made by another version of the generator; regenerating it")
+    trash = tempfile.mkdtemp(prefix=".stale-", dir=root)
+    try:
+        os.rename(target, os.path.join(trash, "old"))
+    except OSError:
+        pass  # another process moved it first
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def _check_cached_params(target: str, json_file: str, params: Dict) -> None:
     if not os.path.isfile(json_file):
         raise RuntimeError(f"{target} exists but has no instances.json; delete the folder")
-    with open(json_file) as f:
-        cached = {k: v for k, v in json.load(f).get("info", {}).items() if k in params}
+    cached = {k: v for k, v in _cached_params(json_file).items() if k in params}
     if cached != params:
         raise RuntimeError(
             f"{json_file} was generated with {cached}, not {params}; delete {target} "
@@ -320,6 +344,7 @@ def register_tiny_ytvis(root: Optional[str] = None) -> List[str]:
             json_file=os.path.join(root, split, "instances.json"),
             image_root=os.path.join(root, split, "JPEGImages"),
             evaluator_type="ytvis",
+            generated_on_demand=True,  # files appear on first use: no pre-flight file check
             **instances_meta(TINY_CATEGORIES),
         )
         names.append(name)
