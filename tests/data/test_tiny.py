@@ -1,6 +1,7 @@
 """Tests of ifr/data/tiny.py: deterministic, atomic generation and the content that makes
 identity switches possible (absent frames, same-category pairs, occlusion, edge crossing)."""
 import hashlib
+import json
 import multiprocessing
 import os
 
@@ -137,3 +138,17 @@ def test_visible_masks_never_overlap(tiny_train):
             masks = [mask_util.decode(obj["segmentation"]).astype(int) for obj in frame]
             if masks:
                 assert np.sum(masks, axis=0).max() <= 1
+
+
+def test_cache_of_another_generator_version_is_replaced(tmp_path):
+    image_root, json_file = generate_tiny_ytvis(str(tmp_path), "train", **SMALL)
+    with open(json_file) as f:
+        data = json.load(f)
+    data["info"]["generator_version"] = -1
+    with open(json_file, "w") as f:
+        json.dump(data, f)
+    generate_tiny_ytvis(str(tmp_path), "train", **SMALL)
+    expected = tmp_path / "expected"
+    generate_tiny_ytvis(str(expected), "train", **SMALL)
+    assert _tree_digest(tmp_path / "train") == _tree_digest(expected / "train")
+    assert sorted(os.listdir(tmp_path)) == ["expected", "train"]
