@@ -42,7 +42,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Bump when the generator's output changes: a cache of another version is refused.
+# Bump when the generator's output changes: a cache of another version is regenerated.
 GENERATOR_VERSION = 2
 HEIGHT, WIDTH = 96, 128
 MIN_VISIBLE_PIXELS = 12
