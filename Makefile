@@ -9,7 +9,7 @@ install:
 	bash tools/install_deps.sh
 
 demo: install
-	$(PYTHON) tools/train_net.py --config-file configs/tiny/ifr_r18_tiny.yaml --num-gpus 1
+	$(PYTHON) tools/train_net.py --config-file configs/tiny/ifr_tiny.yaml --num-gpus 1
 
 test: install
 	$(PYTHON) -m pytest -q tests

@@ -9,4 +9,6 @@ apply_compat_shims()
 
 __version__ = "0.1.0"
 
-from . import data  # noqa: F401  (registers datasets)
+from . import data  # noqa: E402,F401  (registers datasets)
+from . import modeling  # noqa: E402,F401  (registers the model's components)
+from .config import add_ifr_config  # noqa: E402,F401
