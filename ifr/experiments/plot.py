@@ -66,6 +66,7 @@ def build_summary_figure(summary: SweepSummary, x_key: Optional[str] = None) -> 
     figure = Figure(figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows), layout="constrained")
     FigureCanvasAgg(figure)
     series = _series(summary, x_key)
+    max_runs = max(s.num_runs for s in summary.settings)
     for index, metric in enumerate(summary.metrics):
         axes = figure.add_subplot(rows, columns, index + 1)
         for label, settings in series.items():
@@ -79,11 +80,16 @@ def build_summary_figure(summary: SweepSummary, x_key: Optional[str] = None) -> 
                 yerr=[st.std or 0.0 for _, st in points],
                 marker="o", capsize=4, label=label or None,
             )
+            for x, st in points:  # fewer seeds than elsewhere: say so, the bar hides it
+                if st.n < max_runs:
+                    axes.annotate(f"n={st.n}", (x, st.mean), textcoords="offset points",
+                                  xytext=(4, 4), fontsize="x-small")
         axes.set_title(metric)
         axes.set_xlabel(x_key or "all runs")
         axes.set_xticks(list(positions.values()), [t or "all" for t in positions])
         if len(series) > 1:
             axes.legend(fontsize="small")
+        axes.margins(x=0.12)
         axes.grid(alpha=0.3)
     figure.suptitle("mean ± sample std over seeds")
     return figure

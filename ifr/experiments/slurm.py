@@ -184,7 +184,8 @@ def submit_sweep_to_slurm(
         record.mark(SUBMITTED, job_id=str(job.job_id), attempts=record.attempts + 1,
                     exit_code=None)
         save_manifest(manifest, sweep_dir)
-        echo(f"{prefix}: submitted as job {job.job_id} (log: {console_log_path(sweep_dir, record)})")
+        log = console_log_path(sweep_dir, record)
+        echo(f"{prefix}: submitted as job {job.job_id} (log: {log})")
         jobs.append(job)
     return jobs
 

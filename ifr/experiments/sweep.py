@@ -158,7 +158,8 @@ def run_sweep_locally(
             if is_finished(sweep_dir, record.name):
                 echo(f"{prefix}: done (finished earlier, skipped)")
                 continue
-            command = build_train_command(manifest, record, sweep_dir, ["--num-gpus", str(num_gpus)])
+            launch_args = ["--num-gpus", str(num_gpus)]
+            command = build_train_command(manifest, record, sweep_dir, launch_args)
             echo(f"{prefix}: running (log: {console_log_path(sweep_dir, record)})")
             start = time.monotonic()
             _run_one(manifest, record, sweep_dir, command)
@@ -174,7 +175,9 @@ def run_sweep_locally(
     return SweepResult(finished, failed)
 
 
-def _run_one(manifest: SweepManifest, record: RunRecord, sweep_dir: str, command: List[str]) -> None:
+def _run_one(
+    manifest: SweepManifest, record: RunRecord, sweep_dir: str, command: List[str]
+) -> None:
     """Runs one training process, its output appended to the run's console log."""
     os.makedirs(run_dir(sweep_dir, record), exist_ok=True)
     record.mark(RUNNING, attempts=record.attempts + 1, exit_code=None)

@@ -51,7 +51,8 @@ def lambda_sweep(tmp_path):
 def test_mean_std_matches_numpy_sample_std():
     stats = mean_std([1.0, 2.0, 4.0])
     assert stats.mean == pytest.approx(7 / 3)
-    assert stats.std == pytest.approx(np.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
+    squares = (1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2
+    assert stats.std == pytest.approx(np.sqrt(squares / 2))  # ddof=1: divide by n - 1
     assert mean_std([5.0]).std is None and mean_std([5.0]).n == 1
 
 
@@ -69,7 +70,8 @@ def test_summary_groups_by_setting(lambda_sweep):
             assert s.stats[metric].std == pytest.approx(np.std(values, ddof=1))
     single = summary.settings[2].stats["AP"]
     assert (single.mean, single.std, single.n) == (50.0, None, 1)
-    assert sorted(m.name for m in summary.missing) == [f"{LAMBDA}=1.0/seed=1", f"{LAMBDA}=1.0/seed=2"]
+    missing = sorted(m.name for m in summary.missing)
+    assert missing == [f"{LAMBDA}=1.0/seed=1", f"{LAMBDA}=1.0/seed=2"]
 
 
 def test_aggregate_writes_markdown_csv_and_png(lambda_sweep):
@@ -104,13 +106,15 @@ def test_figure_has_one_panel_per_metric(lambda_sweep):
     assert ap.get_title() == "AP" and ap.get_xlabel() == LAMBDA
     assert len(ap.containers) == 1  # one errorbar series
     line = ap.containers[0].lines[0]
-    np.testing.assert_allclose(np.asarray(line.get_xdata(), float), [0.0, 0.3, 1.0])  # numeric x axis
-    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), [np.mean([40, 41, 44]), np.mean([43, 44, 47]), 50])
+    x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+    np.testing.assert_allclose(x, [0.0, 0.3, 1.0])  # numeric x axis, at the values
+    np.testing.assert_allclose(y, [np.mean([40, 41, 44]), np.mean([43, 44, 47]), 50])
 
 
 def test_tracking_metrics_are_included_when_present(tmp_path):
     sweep_dir = str(tmp_path / "s")
-    write_sweep(sweep_dir, [], [0, 1], lambda s, seed: {"AP": 40.0 + seed, "IDF1": 70.0, "IDs": 50 + seed})
+    write_sweep(sweep_dir, [], [0, 1],
+                lambda s, seed: {"AP": 40.0 + seed, "IDF1": 70.0, "IDs": 50 + seed})
     summary = aggregate_sweep(sweep_dir, echo=lambda line: None)
     assert summary.metrics == ["AP", "IDF1", "IDs"]
     assert summary.settings[0].stats["IDs"].mean == 50.5
@@ -119,7 +123,8 @@ def test_tracking_metrics_are_included_when_present(tmp_path):
 
 def test_two_swept_keys_need_x_and_draw_one_line_per_other_value(tmp_path):
     sweep_dir = str(tmp_path / "s")
-    params = [SweepParam(LAMBDA, ("0.0", "0.5")), SweepParam("INPUT.MIN_SIZE_TRAIN", ("(360,)", "(480,)"))]
+    params = [SweepParam(LAMBDA, ("0.0", "0.5")),
+              SweepParam("INPUT.MIN_SIZE_TRAIN", ("(360,)", "(480,)"))]
     write_sweep(sweep_dir, params, [0, 1], lambda s, seed: {"AP": float(seed)})
     with pytest.raises(ValueError, match="--x"):
         aggregate_sweep(sweep_dir, echo=lambda line: None)

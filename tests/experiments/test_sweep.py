@@ -1,3 +1,4 @@
+import csv
 import importlib.util
 import json
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from ifr.experiments.manifest import DONE, FAILED, INTERRUPTED, load_manifest
@@ -16,7 +18,8 @@ CRASHING = f"{LAMBDA}=0.5/seed=1"
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(REPO_ROOT, "tools", f"{name}.py"))
+    path = os.path.join(REPO_ROOT, "tools", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -83,7 +86,10 @@ def test_sweep_end_to_end_with_failure_and_rerun(tmp_path, config_file, fake_tra
     assert manifest.seeds == [0, 1] and manifest.params[0].values == ("0.0", "0.5")
     assert manifest.overrides == [("SOLVER.MAX_ITER", "5")]
     finished = [n for n in manifest.runs if n != CRASHING]
-    mtimes = {n: os.path.getmtime(os.path.join(sweep_dir, n, "final_metrics.json")) for n in finished}
+    def metrics_mtime(name):
+        return os.path.getmtime(os.path.join(sweep_dir, name, "final_metrics.json"))
+
+    mtimes = {n: metrics_mtime(n) for n in finished}
     for name in finished:
         lam, seed = float(name.split("=")[1].split("/")[0]), int(name[-1])
         with open(os.path.join(sweep_dir, name, "final_metrics.json")) as f:
@@ -95,7 +101,7 @@ def test_sweep_end_to_end_with_failure_and_rerun(tmp_path, config_file, fake_tra
     assert "3 finished, 1 to run" in out and "4/4 runs finished, 0 failed" in out
     for name in finished:  # skipped: not called again, metrics untouched
         assert calls(sweep_dir, name) == ["resume=True had_checkpoint=False"]
-        assert os.path.getmtime(os.path.join(sweep_dir, name, "final_metrics.json")) == mtimes[name]
+        assert metrics_mtime(name) == mtimes[name]
     assert calls(sweep_dir, CRASHING) == ["resume=True had_checkpoint=False",
                                           "resume=True had_checkpoint=True"]
     record = load_manifest(sweep_dir).runs[CRASHING]
@@ -140,3 +146,20 @@ def test_sigterm_leaves_a_consistent_manifest(tmp_path, config_file, fake_train_
                              train_script=fake_train_script)
     assert not run_sweep_locally(manifest, str(sweep_dir), echo=lambda line: None).failed
     assert calls(str(sweep_dir), f"{LAMBDA}=0.5/seed=0")[-1] == "resume=True had_checkpoint=True"
+
+
+def test_sweep_then_aggregate_tool(tmp_path, config_file, fake_train_script, fake_metrics, capsys):
+    sweep_dir = str(tmp_path / "sweep")
+    argv = ["--config-file", config_file, "--param", f"{LAMBDA}=0,0.5", "--seed-list", "1,4",
+            "--output-dir", sweep_dir, "--train-script", fake_train_script]
+    assert load_tool("sweep").main(argv) == 0
+    assert load_tool("aggregate").main([sweep_dir, "--metrics", "AP,AR10"]) == 0
+    with open(os.path.join(sweep_dir, "summary.csv")) as f:
+        rows = list(csv.DictReader(f))
+    for row, lam in zip(rows, (0.0, 0.5)):
+        for metric in ("AP", "AR10"):
+            values = [fake_metrics(lam, seed)[metric] for seed in (1, 4)]
+            assert float(row[f"{metric}_mean"]) == pytest.approx(np.mean(values))
+            assert float(row[f"{metric}_std"]) == pytest.approx(np.std(values, ddof=1))
+    assert load_tool("aggregate").main([str(tmp_path / "nowhere")]) == 2
+    assert "no sweep manifest" in capsys.readouterr().err
