@@ -20,6 +20,11 @@ from .sweep import console_log_path
 DEFAULT_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
 TRACKING_METRICS = ("IDF1", "MOTA", "IDP", "IDR", "IDs")
 SUMMARY_MD, SUMMARY_CSV, SUMMARY_PNG = "summary.md", "summary.csv", "summary.png"
+# COCO-style evaluators report -1 for a metric with nothing to measure (APm without medium
+# objects, IDP without predictions); such a value is left out of the statistics. MOTA can
+# truly be negative, so its values are all kept.
+UNDEFINED_VALUE = -1.0
+MAY_BE_NEGATIVE = ("MOTA",)
 
 
 @dataclass
@@ -87,6 +92,13 @@ def choose_metrics(run_metrics: Dict[str, Dict[str, float]],
     return [m for m in DEFAULT_METRICS + TRACKING_METRICS if m in present]
 
 
+def is_defined(metric: str, value: Optional[float]) -> bool:
+    """False for a missing value and for the -1 'nothing to measure' of a non-negative metric."""
+    if value is None:
+        return False
+    return metric in MAY_BE_NEGATIVE or value != UNDEFINED_VALUE
+
+
 def mean_std(values: Sequence[float]) -> MetricStats:
     values = np.asarray(values, dtype=np.float64)
     std = float(np.std(values, ddof=1)) if len(values) > 1 else None
@@ -106,7 +118,7 @@ def summarize(manifest: SweepManifest, sweep_dir: str,
         finished = [run_metrics[n] for n in names if n in run_metrics]
         summary = SettingSummary(dict(setting), len(finished))
         for metric in metrics:
-            values = [m[metric] for m in finished if metric in m]
+            values = [m[metric] for m in finished if is_defined(metric, m.get(metric))]
             if values:
                 summary.stats[metric] = mean_std(values)
         settings.append(summary)

@@ -134,6 +134,19 @@ def test_two_swept_keys_need_x_and_draw_one_line_per_other_value(tmp_path):
         build_summary_figure(summary, "SOLVER.BASE_LR")
 
 
+def test_undefined_minus_one_is_left_out_except_for_mota(tmp_path):
+    sweep_dir = str(tmp_path / "s")
+    values = {0: {"AP": 40.0, "IDP": -1.0, "MOTA": -1.0},
+              1: {"AP": 42.0, "IDP": 80.0, "MOTA": 5.0}}
+    write_sweep(sweep_dir, [], [0, 1], lambda s, seed: values[seed])
+    summary = aggregate_sweep(sweep_dir, echo=lambda line: None)
+    stats = summary.settings[0].stats
+    assert (stats["IDP"].mean, stats["IDP"].n) == (80.0, 1)
+    assert (stats["MOTA"].mean, stats["MOTA"].n) == (2.0, 2)
+    # columns in the default order: AP, MOTA, IDP
+    assert "| 41 ± 1.4 | 2 ± 4.2 | 80 ± - (n=1) |" in open(f"{sweep_dir}/summary.md").read()
+
+
 def test_errors_name_the_file_or_metric(tmp_path):
     sweep_dir = str(tmp_path / "s")
     write_sweep(sweep_dir, [], [0], lambda s, seed: {"AP": 1.0})
