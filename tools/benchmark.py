@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""Speed and memory of a config on synthetic input (no dataset needed).
+
+    python tools/benchmark.py --config-file configs/ytvis19/r50.yaml --size 360 640 \
+        [--lengths 50 100 500] [KEY VALUE ...]
+
+Prints training iterations/s and peak memory, inference frames/s, and peak inference
+memory against video length (device memory on GPU; process peak RSS on CPU).
+"""
+import argparse
+
+from tabulate import tabulate
+
+import ifr  # noqa: F401
+from ifr.engine.benchmark import benchmark_inference, benchmark_training, memory_vs_length
+from ifr.engine.defaults import build_cfg
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--size", type=int, nargs=2, default=[360, 640], metavar=("H", "W"))
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--infer-frames", type=int, default=36, help="frames of the timed video")
+    parser.add_argument("--lengths", type=int, nargs="*", default=[50, 100, 200],
+                        help="video lengths for the memory table")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    cfg = build_cfg(args.config_file, args.opts)
+    cfg.freeze()
+    size = tuple(args.size)
+    rows = [("device", cfg.MODEL.DEVICE), ("input size (H, W)", size)]
+    if not args.skip_train:
+        train = benchmark_training(cfg, size, args.iters, args.warmup)
+        rows += [
+            (f"train it/s (batch {cfg.SOLVER.IMS_PER_BATCH} x {cfg.INPUT.SAMPLING_FRAME_NUM} frames)",
+             f"{train['train_iter_per_s']:.3f}"),
+            ("train peak memory (MiB)", f"{train['train_peak_mem_mb']:.0f}"),
+        ]
+    infer = benchmark_inference(cfg, size, args.infer_frames, args.iters)
+    rows.append((f"inference frames/s ({args.infer_frames}-frame video)", f"{infer['infer_frames_per_s']:.2f}"))
+    print(tabulate(rows, tablefmt="github", headers=["metric", "value"]))
+    if args.lengths:
+        table = memory_vs_length(cfg, size, args.lengths)
+        print()
+        print(tabulate([(n, f"{mb:.0f}") for n, mb in table], tablefmt="github",
+                       headers=["video frames", "peak inference memory (MiB)"]))
+
+
+if __name__ == "__main__":
+    main()
