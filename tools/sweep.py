@@ -101,7 +101,12 @@ def main(argv=None) -> int:
     if options is not None:
         submit_sweep_to_slurm(manifest, args.output_dir, options, resubmit=args.resubmit)
         return 0
-    result = run_sweep_locally(manifest, args.output_dir, num_gpus=args.num_gpus)
+    try:
+        result = run_sweep_locally(manifest, args.output_dir, num_gpus=args.num_gpus)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (SweepInterrupted)
+        print(f"sweep: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume",
+              file=sys.stderr)
+        return 130
     return 1 if result.failed else 0
 
 

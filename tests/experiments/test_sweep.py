@@ -136,7 +136,7 @@ def test_sigterm_leaves_a_consistent_manifest(tmp_path, config_file, fake_train_
     child_pid = int(sleeping.read_text())
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
-    assert process.returncode != 0
+    assert process.returncode == 130
     with pytest.raises(ProcessLookupError):
         os.kill(child_pid, 0)  # the training process was stopped with the sweep
     record = load_manifest(str(sweep_dir)).runs[f"{LAMBDA}=0.5/seed=0"]
