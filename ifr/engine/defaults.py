@@ -86,9 +86,12 @@ def train(cfg: CfgNode, resume: bool) -> Dict[str, Any]:
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
     trainer.train()
-    results = getattr(trainer, "_last_eval_results", None)
-    if not results and cfg.DATASETS.TEST:
-        results = Trainer.test(cfg, trainer.model)
+    # The EvalHook evaluates after the last iteration on every process (an empty result on
+    # all but the main one); evaluate here only when it did not run, on every process alike.
+    if hasattr(trainer, "_last_eval_results"):
+        results = trainer._last_eval_results
+    else:
+        results = Trainer.test(cfg, trainer.model) if cfg.DATASETS.TEST else {}
     if comm.is_main_process() and results:
         write_final_metrics(cfg, results)
     return results or {}

@@ -1,0 +1,66 @@
+"""End to end through tools/train_net.py on the tiny dataset (few iterations, CPU)."""
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
+TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
+FAST = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.IFR.TRAIN_NUM_POINTS", "64", "SOLVER.IMS_PER_BATCH", "2"]
+
+
+def run_train_net(*args, env=None, check=True):
+    result = subprocess.run(
+        [sys.executable, TRAIN_NET, "--config-file", TINY, *args],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"train_net failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.mark.slow
+def test_two_process_training_then_resume_then_eval_only(tmp_path):
+    out = str(tmp_path / "run")
+    # 2 CPU processes with gloo (DDP), 3 iterations, checkpoint every 2.
+    run_train_net("--num-gpus", "2", *FAST, "SOLVER.MAX_ITER", "3",
+                  "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", out)
+    files = set(os.listdir(out))
+    assert {"model_0000001.pth", "model_final.pth", "last_checkpoint", "final_metrics.json"} <= files
+    metrics = json.load(open(os.path.join(out, "final_metrics.json")))
+    assert set(metrics) >= {"AP", "AP50", "AP75", "AR1", "AR10", "IDF1", "MOTA", "IDs"}
+    results_dir = os.path.join(out, "inference", "ytvis_tiny_val")
+    results = json.load(open(os.path.join(results_dir, "results.json")))
+    assert {r["video_id"] for r in results} == set(range(1, 9))  # every val video, once gathered
+    with zipfile.ZipFile(os.path.join(results_dir, "results.zip")) as z:
+        assert z.namelist() == ["results.json"]
+
+    # --resume continues from model_final (iteration 2) to the new MAX_ITER.
+    log = run_train_net("--resume", *FAST, "SOLVER.MAX_ITER", "5", "OUTPUT_DIR", out)
+    text = log.stdout + log.stderr
+    assert "model_final.pth" in text and "Starting training from iteration 3" in text
+
+    # --eval-only on the trained weights writes the server files and the metrics.
+    eval_dir = str(tmp_path / "eval")
+    log = run_train_net("--eval-only", *FAST, "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"),
+                        "OUTPUT_DIR", eval_dir)
+    assert os.path.exists(os.path.join(eval_dir, "inference", "ytvis_tiny_val", "results.zip"))
+    assert "copypaste: AP,AP50,AP75" in log.stdout + log.stderr
+    assert "AP" in json.load(open(os.path.join(eval_dir, "eval_metrics.json")))
+
+
+@pytest.mark.slow
+def test_missing_dataset_stops_at_once_naming_where_to_put_it(tmp_path):
+    result = run_train_net(
+        "DATASETS.TRAIN", "('ytvis_2019_train',)", "OUTPUT_DIR", str(tmp_path / "x"),
+        env={"DETECTRON2_DATASETS": str(tmp_path / "nowhere")}, check=False,
+    )
+    assert result.returncode != 0
+    err = result.stderr
+    assert "ytvis_2019_train" in err and "datasets/README.md" in err
+    assert str(tmp_path / "nowhere") in err
+    assert "Starting training" not in result.stdout + err
