@@ -194,7 +194,8 @@ class IFRTransformerDecoder(nn.Module):
             dict with ``pred_logits`` (B, N, K) clip-level logits, ``pred_mask_embeds``
             (B, N, T, C), ``pred_masks`` (B, N, T, h, w) logits if ``return_masks``, and
             ``aux_outputs``: L dicts of the same keys, for the prediction from the initial
-            queries and after every layer but the last.
+            queries and after every layer but the last (training mode only; empty in eval
+            mode, so inference memory does not grow with L x T).
         """
         self._check_inputs(multi_scale_features, mask_features)
         batch_size, num_frames = mask_features.shape[:2]
@@ -215,6 +216,8 @@ class IFRTransformerDecoder(nn.Module):
             predictions.append(
                 self._predict(clip_queries, frame_queries, mask_features, return_masks)
             )
+            if not self.training:  # aux predictions only serve deep supervision
+                del predictions[:-1]
 
         outputs = predictions[-1]
         outputs["aux_outputs"] = predictions[:-1]

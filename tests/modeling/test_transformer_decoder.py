@@ -37,7 +37,8 @@ def make_decoder(in_channels=HIDDEN, **overrides):
         enforce_input_project=False,
     )
     kwargs.update(overrides)
-    return IFRTransformerDecoder(**kwargs).eval()
+    # Training mode (dropout is 0, so outputs are deterministic) keeps the aux outputs.
+    return IFRTransformerDecoder(**kwargs).train()
 
 
 def make_inputs(batch=2, frames=3, in_channels=HIDDEN):
@@ -399,7 +400,7 @@ def test_built_from_config_through_the_registry():
     assert decoder.class_embed.out_features == CLASSES
     features, mask_features = make_inputs(batch=1, frames=2)
     with torch.no_grad():
-        assert len(decoder.eval()(features, mask_features)["aux_outputs"]) == 2
+        assert len(decoder.train()(features, mask_features)["aux_outputs"]) == 2
 
 
 def test_bad_inputs_name_the_fault():
@@ -425,3 +426,14 @@ def test_features_on_cpu_with_parameters_on_gpu():
     for key in ("pred_logits", "pred_mask_embeds", "pred_masks"):
         assert out[key].device.type == "cuda"
         torch.testing.assert_close(out[key].cpu(), expected[key], rtol=1e-4, atol=1e-4)
+
+
+def test_eval_mode_keeps_no_aux_outputs_and_the_same_final_prediction():
+    decoder = make_decoder()
+    features, mask_features = make_inputs(batch=1, frames=3)
+    with torch.no_grad():
+        train_out = decoder.train()(features, mask_features)
+        eval_out = decoder.eval()(features, mask_features)
+    assert eval_out["aux_outputs"] == []
+    assert torch.equal(train_out["pred_logits"], eval_out["pred_logits"])
+    assert torch.equal(train_out["pred_mask_embeds"], eval_out["pred_mask_embeds"])
