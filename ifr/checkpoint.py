@@ -11,11 +11,12 @@ import collections
 import logging
 import os
 import pickle
-import tempfile
 from typing import Any, Dict, Iterable, List
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from .utils.atomic_io import atomic_torch_save, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -53,38 +54,6 @@ def load_arrays_pickle(path: str) -> Any:
     """Read a Detectron2-style ``.pkl`` checkpoint admitting only numpy arrays."""
     with open(path, "rb") as f:
         return _ArraysOnlyUnpickler(f, encoding="latin1").load()
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename: a crash never leaves a
-    truncated checkpoint behind."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_text(text: str, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
@@ -127,7 +96,7 @@ class IFRCheckpointer(DetectionCheckpointer):
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        atomic_write_text(last_filename_basename, os.path.join(self.save_dir, "last_checkpoint"))
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
     def load(self, path: str, checkpointables=None) -> Dict[str, Any]:
         if path and "://" not in path and not os.path.isfile(path):

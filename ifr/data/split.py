@@ -6,11 +6,11 @@ permutation of the sorted video ids, so the same seed always holds out the same 
 import json
 import logging
 import os
-import tempfile
 from typing import Dict, Tuple
 
 import numpy as np
 
+from ..utils.atomic_io import atomic_write_json
 from .datasets.ytvis import YTVISFormatError
 
 __all__ = ["split_ytvis_json", "write_json_atomically"]
@@ -75,13 +75,5 @@ def _subset(data: Dict, keep) -> Dict:
 
 
 def write_json_atomically(obj, path: str) -> None:
-    """Write ``obj`` as json to a temporary file next to ``path``, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``obj`` as compact json to ``path`` atomically."""
+    atomic_write_json(path, obj, indent=None)

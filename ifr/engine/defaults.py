@@ -1,6 +1,5 @@
 """What ``tools/train_net.py`` does, as functions tests can call."""
 import argparse
-import json
 import logging
 import os
 from typing import Any, Dict, List
@@ -11,8 +10,9 @@ from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..checkpoint import IFRCheckpointer, atomic_write_text
+from ..checkpoint import IFRCheckpointer
 from ..config import add_ifr_config
+from ..utils.atomic_io import atomic_write_json
 from .trainer import Trainer, flatten_metrics, write_final_metrics
 
 logger = logging.getLogger("ifr")
@@ -76,7 +76,7 @@ def evaluate(cfg: CfgNode) -> Dict[str, Any]:
     results = Trainer.test(cfg, model)
     if comm.is_main_process() and results:
         path = os.path.join(cfg.OUTPUT_DIR, "eval_metrics.json")
-        atomic_write_text(json.dumps(flatten_metrics(results), indent=2), path)
+        atomic_write_json(path, flatten_metrics(results))
     return results
 
 

@@ -2,7 +2,6 @@
 checkpointer, DDP that also runs on CPU (gloo), and AMP only where CUDA is present."""
 import copy
 import itertools
-import json
 import logging
 import os
 import weakref
@@ -16,7 +15,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoint import IFRCheckpointer, atomic_write_text
+from ..checkpoint import IFRCheckpointer
+from ..utils.atomic_io import atomic_write_json
 from ..data import build_ytvis_test_loader, build_ytvis_train_loader
 from ..evaluation import YTVISEvaluator
 
@@ -184,6 +184,6 @@ def write_final_metrics(cfg, results: Dict[str, Any]) -> str:
     atomically; its existence marks a finished run (docs/design.md)."""
     metrics = flatten_metrics(copy.deepcopy(results))
     path = os.path.join(cfg.OUTPUT_DIR, FINAL_METRICS_FILE)
-    atomic_write_text(json.dumps(metrics, indent=2), path)
+    atomic_write_json(path, metrics)
     logger.info("Final metrics written to %s", path)
     return path

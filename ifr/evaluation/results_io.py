@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import zipfile
 from numbers import Real
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_util
 
+from ..utils.atomic_io import atomic_open, atomic_write_json
 from .tracks import VideoInfo
 
 logger = logging.getLogger(__name__)
@@ -101,18 +101,8 @@ def _rle_with_str_counts(rle: Mapping[str, Any]) -> dict:
 
 
 def write_json_atomic(obj: Any, path: str) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    """Write ``obj`` as compact JSON to ``path`` atomically."""
+    atomic_write_json(path, obj, indent=None)
 
 
 def write_results(results: Sequence[Mapping[str, Any]], out_dir: str) -> Tuple[str, str]:
@@ -124,16 +114,9 @@ def write_results(results: Sequence[Mapping[str, Any]], out_dir: str) -> Tuple[s
     json_path = os.path.join(out_dir, RESULTS_JSON)
     zip_path = os.path.join(out_dir, RESULTS_ZIP)
     write_json_atomic(list(results), json_path)
-    fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(zip_path)), suffix=".zip")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_open(zip_path, "wb") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.write(json_path, arcname=RESULTS_JSON)
-        os.replace(tmp_path, zip_path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
     logger.info(f"Wrote {len(results)} result entries to {json_path} and {zip_path}")
     return json_path, zip_path
 

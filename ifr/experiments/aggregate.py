@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .atomic_io import atomic_open, atomic_write_text
+from ..utils.atomic_io import atomic_open, atomic_write_text
 from .manifest import FINAL_METRICS_NAME, SweepManifest, load_manifest, refresh_states
 from .sweep import console_log_path
 

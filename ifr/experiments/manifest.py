@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .atomic_io import atomic_write_json
+from ..utils.atomic_io import atomic_write_json
 from .grid import RunSpec, SweepParam
 
 MANIFEST_NAME = "sweep.json"

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .aggregate import SettingSummary, SweepSummary
-from .atomic_io import atomic_open
+from ..utils.atomic_io import atomic_open
 
 PANEL_COLUMNS = 3
 PANEL_SIZE = (4.0, 3.2)  # inches

@@ -11,11 +11,12 @@ import math
 import os
 import pickle
 import re
-import tempfile
 from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor
+
+from ...utils.atomic_io import atomic_torch_save
 
 __all__ = [
     "CONVERTERS",
@@ -155,17 +156,7 @@ def to_detectron2_checkpoint(backbone_state: Dict[str, Tensor], prefix: str = "b
 
 def save_checkpoint_atomic(obj: dict, path: str) -> None:
     """torch.save to a temporary file in the destination folder, then rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pth")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    atomic_torch_save(obj, path)
 
 
 def convert_checkpoint(

@@ -1,10 +1,11 @@
-"""Atomic writes: a reader (or an interrupted sweep) sees the old file or the new one,
-never half of one. Write to a temporary file in the same folder, then ``os.replace``."""
+"""Atomic writes, for every file that matters (checkpoints, results, manifests, splits): a
+reader, or a run killed at any moment, sees the old file or the new one, never half of one.
+Write to a temporary file in the same folder, then ``os.replace``."""
 import contextlib
 import json
 import os
 import tempfile
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Optional
 
 
 @contextlib.contextmanager
@@ -31,5 +32,12 @@ def atomic_write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-def atomic_write_json(path: str, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+def atomic_write_json(path: str, obj: Any, indent: Optional[int] = 2) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    import torch
+
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
