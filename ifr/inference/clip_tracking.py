@@ -16,8 +16,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .candidates import Member, SegmentPrediction, VideoCandidates, candidates_to_output
-from .video import output_size_of, predict_segment
+from .candidates import Member, SegmentPrediction, VideoCandidates
+from .video import predict_segment
 
 # Bonus added to the IoU of a pair with the same argmax class: breaks ties only.
 CLASS_TIE_BREAK = 1e-3
@@ -165,17 +165,3 @@ def clip_candidates(
         link_inputs.append(link_input_of(segment, sorted(shared)))
     tracks = link_clips(link_inputs, options.clip_min_iou)
     return VideoCandidates(track_class_probs(tracks, link_inputs), tracks, segments, len(frames))
-
-
-@torch.no_grad()
-def inference_clips(model, batched_input: Dict) -> Dict[str, object]:
-    """Per-clip inference with tracking on one test-mapper input -> per-video output dict."""
-    options = model.inference_options
-    candidates = clip_candidates(model, batched_input["image"])
-    return candidates_to_output(
-        candidates,
-        options.top_k,
-        output_size_of(batched_input),
-        options.frame_chunk,
-        options.mask_threshold,
-    )

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from .candidates import VideoCandidates, candidates_to_output
-from .video import output_size_of
+from .candidates import VideoCandidates
 
 # Builds candidates from (model, frames, flipped): video_candidates or clip_candidates.
 CandidateFn = Callable[..., VideoCandidates]
@@ -164,17 +163,3 @@ def default_cost_fn() -> CostFn:
     from ..modeling.matcher import clip_matching_cost
 
     return clip_matching_cost
-
-
-@torch.no_grad()
-def inference_tta(model, batched_input: Dict, candidate_fn: CandidateFn) -> Dict[str, object]:
-    """TTA inference on one test-mapper input -> the per-video output dict."""
-    options = model.inference_options
-    candidates = tta_candidates(model, batched_input["image"], candidate_fn)
-    return candidates_to_output(
-        candidates,
-        options.top_k,
-        output_size_of(batched_input),
-        options.frame_chunk,
-        options.mask_threshold,
-    )

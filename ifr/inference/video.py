@@ -9,7 +9,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-from .candidates import SegmentPrediction, VideoCandidates, candidates_to_output
+from .candidates import SegmentPrediction, VideoCandidates
 
 # (padded_size, image_size)
 Size2 = Tuple[Tuple[int, int], Tuple[int, int]]
@@ -93,18 +93,3 @@ def output_size_of(batched_input: Dict) -> Tuple[int, int]:
     height = batched_input.get("height", frames[0].shape[-2])
     width = batched_input.get("width", frames[0].shape[-1])
     return int(height), int(width)
-
-
-@torch.no_grad()
-def inference_video(model, batched_input: Dict) -> Dict[str, object]:
-    """Whole-video inference on one test-mapper input -> the per-video output dict of
-    docs/design.md (top-k scores, labels and RLE masks at the original size)."""
-    options = model.inference_options
-    candidates = video_candidates(model, batched_input["image"])
-    return candidates_to_output(
-        candidates,
-        options.top_k,
-        output_size_of(batched_input),
-        options.frame_chunk,
-        options.mask_threshold,
-    )
