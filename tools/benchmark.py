@@ -2,7 +2,7 @@
 """Speed and memory of a config on synthetic input (no dataset needed).
 
     python tools/benchmark.py --config-file configs/ytvis19/r50.yaml --size 360 640 \
-        [--lengths 50 100 500] [KEY VALUE ...]
+        [--lengths 50,100,500] [KEY VALUE ...]
 
 Prints training iterations/s and peak memory, inference frames/s, and peak inference
 memory against video length (device memory on GPU; process peak RSS on CPU).
@@ -16,6 +16,10 @@ from ifr.engine.benchmark import benchmark_inference, benchmark_training, memory
 from ifr.engine.defaults import build_cfg
 
 
+def _int_list(text: str):
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True)
@@ -23,8 +27,8 @@ def parse_args(argv=None):
     parser.add_argument("--iters", type=int, default=5, help="timed iterations")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--infer-frames", type=int, default=36, help="frames of the timed video")
-    parser.add_argument("--lengths", type=int, nargs="*", default=[50, 100, 200],
-                        help="video lengths for the memory table")
+    parser.add_argument("--lengths", type=_int_list, default=[50, 100, 200], metavar="N,N,...",
+                        help="video lengths for the memory table (comma-separated; empty: none)")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
