@@ -13,6 +13,7 @@ class InferenceOptions:
     clip_min_iou: float = 0.1  # least soft mask IoU on shared frames to link two clips' queries
     frame_chunk: int = 16  # frames per chunk through backbone/pixel decoder/upsampling
     feature_storage: str = "same"  # "same" (model's device) or "cpu"
+    feature_storage_dtype: str = "float32"  # or "float16": half the stored features' memory
     mask_threshold: float = 0.5
     tta_enabled: bool = False
     tta_min_sizes: List[int] = field(default_factory=lambda: [360, 480, 600, 720])
@@ -34,6 +35,11 @@ class InferenceOptions:
                 "MODEL.IFR.TEST.FEATURE_STORAGE must be 'same' or 'cpu', "
                 f"got {test.FEATURE_STORAGE!r}"
             )
+        if test.FEATURE_STORAGE_DTYPE not in ("float32", "float16"):
+            raise ValueError(
+                "MODEL.IFR.TEST.FEATURE_STORAGE_DTYPE must be 'float32' or 'float16', "
+                f"got {test.FEATURE_STORAGE_DTYPE!r}"
+            )
         for key in ("TOP_K", "FRAME_CHUNK", "CLIP_LENGTH"):
             if test[key] < 1:
                 raise ValueError(f"MODEL.IFR.TEST.{key} must be >= 1, got {test[key]}")
@@ -54,6 +60,7 @@ class InferenceOptions:
             clip_min_iou=test.CLIP_MIN_IOU,
             frame_chunk=test.FRAME_CHUNK,
             feature_storage=test.FEATURE_STORAGE,
+            feature_storage_dtype=test.FEATURE_STORAGE_DTYPE,
             mask_threshold=test.MASK_THRESHOLD,
             tta_enabled=test.TTA.ENABLED,
             tta_min_sizes=list(test.TTA.MIN_SIZES),

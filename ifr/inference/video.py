@@ -27,9 +27,15 @@ def storage_device(model, feature_storage: str) -> torch.device:
 
 
 def encode_video(
-    model, frames: Sequence[torch.Tensor], frame_chunk: int, storage: torch.device
+    model,
+    frames: Sequence[torch.Tensor],
+    frame_chunk: int,
+    storage: torch.device,
+    storage_dtype: torch.dtype = torch.float32,
 ) -> Tuple[List[torch.Tensor], torch.Tensor, Size2]:
-    """Backbone + pixel decoder on ``frame_chunk`` frames at a time.
+    """Backbone + pixel decoder on ``frame_chunk`` frames at a time, each chunk's features
+    written into tensors preallocated on ``storage`` (no concatenation, so the stored
+    features are never held twice).
 
     Args:
         frames: T uint8 (3, H', W') frames, all of the same size.
@@ -42,15 +48,21 @@ def encode_video(
         raise ValueError("cannot run inference on a video with no frames")
     if frame_chunk < 1:
         raise ValueError(f"MODEL.IFR.TEST.FRAME_CHUNK must be >= 1, got {frame_chunk}")
-    chunks_multi_scale, chunks_mask = [], []
-    for start in range(0, len(frames), frame_chunk):
+    num_frames = len(frames)
+    stored = None
+    for start in range(0, num_frames, frame_chunk):
         images = model.preprocess_frames(list(frames[start : start + frame_chunk]))
         multi_scale, mask_features = model.encode_frames(images)
-        chunks_multi_scale.append([f.to(storage) for f in multi_scale])
-        chunks_mask.append(mask_features.to(storage))
-    multi_scale = [torch.cat(level, dim=1) for level in zip(*chunks_multi_scale)]
+        chunk = [*multi_scale, mask_features]
+        if stored is None:
+            stored = [
+                torch.empty((1, num_frames, *f.shape[2:]), dtype=storage_dtype, device=storage)
+                for f in chunk
+            ]
+        for target, features in zip(stored, chunk):
+            target[:, start : start + features.shape[1]] = features.to(storage, storage_dtype)
     sizes = (tuple(images.tensor.shape[-2:]), tuple(images.image_sizes[0]))
-    return multi_scale, torch.cat(chunks_mask, dim=1), sizes
+    return stored[:-1], stored[-1], sizes
 
 
 def predict_segment(
@@ -66,7 +78,7 @@ def predict_segment(
     options = model.inference_options
     storage = storage_device(model, options.feature_storage)
     multi_scale, mask_features, (padded_size, image_size) = encode_video(
-        model, frames, options.frame_chunk, storage
+        model, frames, options.frame_chunk, storage, getattr(torch, options.feature_storage_dtype)
     )
     outputs = model.transformer_decoder(multi_scale, mask_features, return_masks=False)
     return SegmentPrediction(

@@ -94,25 +94,14 @@ class IFR(nn.Module):
         return ImageList.from_tensors(frames, self.size_divisibility)
 
     def encode_frames(self, images: ImageList) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        """Backbone + pixel decoder over the frames of ONE video, in chunks of
-        ``inference_options.frame_chunk`` frames, results stored on the feature-storage
-        device ("cpu" keeps device memory flat in the video length).
+        """Backbone + pixel decoder over the frames of ONE video (inference chunks them:
+        ``ifr.inference.video.encode_video``).
 
         Returns:
             multi_scale_features: 3 tensors (1, T, C, h_l, w_l), strides 32, 16, 8;
             mask_features: (1, T, C_mask, H/4, W/4).
         """
-        opts = self.inference_options
-        storage = torch.device("cpu") if opts.feature_storage == "cpu" else self.device
-        chunks_ms: List[List[torch.Tensor]] = []
-        chunks_mask: List[torch.Tensor] = []
-        for start in range(0, len(images.tensor), opts.frame_chunk):
-            chunk = images.tensor[start : start + opts.frame_chunk]
-            multi_scale, mask_features = self._encode(chunk, 1, len(chunk))
-            chunks_ms.append([f.to(storage) for f in multi_scale])
-            chunks_mask.append(mask_features.to(storage))
-        multi_scale = [torch.cat(level, dim=1) for level in zip(*chunks_ms)]
-        return multi_scale, torch.cat(chunks_mask, dim=1)
+        return self._encode(images.tensor, 1, len(images.tensor))
 
     def _encode(
         self, frames: torch.Tensor, num_videos: int, num_frames: int

@@ -176,6 +176,11 @@ class IFRTransformerDecoder(nn.Module):
     def device(self) -> torch.device:
         return self.query_feat.weight.device
 
+    def _to_compute(self, frame_features: Tensor) -> Tensor:
+        """One frame's stored features (any device, float32 or float16) -> the parameters'
+        device and dtype."""
+        return frame_features.to(self.device, self.query_feat.weight.dtype, non_blocking=True)
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -276,12 +281,12 @@ class IFRTransformerDecoder(nn.Module):
         prev_frame_queries = clip_queries  # Q_i^0 = Q_i
         per_frame = []
         for t in range(level_features.shape[1]):
-            frame_map = level_features[:, t].to(self.device, non_blocking=True)
+            frame_map = self._to_compute(level_features[:, t])
             if frame_pos is None:  # the sine embedding depends only on the map's shape
                 frame_pos = self.pe_layer(frame_map).flatten(2).permute(2, 0, 1)
             attn_mask = self._attention_mask(
                 prev_mask_embeds[:, :, t],
-                mask_features[:, t].to(self.device, non_blocking=True),
+                self._to_compute(mask_features[:, t]),
                 level_size,
             )
             prev_frame_queries = self._frame_step(
@@ -416,7 +421,7 @@ class IFRTransformerDecoder(nn.Module):
             torch.einsum(
                 "bnc,bchw->bnhw",
                 mask_embeds[:, :, t],
-                mask_features[:, t].to(self.device, non_blocking=True),
+                self._to_compute(mask_features[:, t]),
             )
             for t in range(mask_embeds.shape[2])
         ]

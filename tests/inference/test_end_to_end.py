@@ -65,6 +65,17 @@ def test_chunked_whole_video_equals_one_chunk(setup):
     assert_same(chunked, one_chunk)
 
 
+def test_half_precision_feature_storage_keeps_the_predictions(setup):
+    model, batched_input = setup
+    full = infer(model, batched_input, mode="video", frame_chunk=2, feature_storage="cpu")
+    half = infer(model, batched_input, mode="video", frame_chunk=2, feature_storage="cpu",
+                 feature_storage_dtype="float16")
+    assert np.allclose(full["pred_scores"], half["pred_scores"], atol=2e-2)
+    assert full["pred_labels"] == half["pred_labels"]
+    for masks_full, masks_half in zip(decoded(full), decoded(half)):
+        assert (masks_full != masks_half).mean() < 2e-2
+
+
 def test_one_clip_covering_the_video_equals_whole_video(setup):
     model, batched_input = setup
     whole = infer(model, batched_input, mode="video", frame_chunk=2)
