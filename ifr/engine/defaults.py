@@ -66,6 +66,21 @@ def check_datasets_available(cfg: CfgNode) -> None:
                 )
 
 
+def check_weights_available(cfg: CfgNode, resume: bool) -> None:
+    """Fail at once when MODEL.WEIGHTS names a local file that does not exist (unless
+    --resume will load OUTPUT_DIR/last_checkpoint instead)."""
+    weights = cfg.MODEL.WEIGHTS
+    if not weights or "://" in weights or os.path.isfile(weights):
+        return
+    if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        return
+    raise FileNotFoundError(
+        f"MODEL.WEIGHTS {weights!r} does not exist. Download the COCO-pretrained Mask2Former "
+        "weights there (README, 'Pretrained weights'), point MODEL.WEIGHTS to them, or pass "
+        "MODEL.WEIGHTS \"\" to start from random initialisation."
+    )
+
+
 def evaluate(cfg: CfgNode) -> Dict[str, Any]:
     """--eval-only: load MODEL.WEIGHTS and evaluate on every DATASETS.TEST; the results.json
     (+ zip) of each dataset lands in OUTPUT_DIR/inference/<dataset>/."""
@@ -100,6 +115,7 @@ def train(cfg: CfgNode, resume: bool) -> Dict[str, Any]:
 def main(args: argparse.Namespace) -> Dict[str, Any]:
     cfg = setup(args)
     check_datasets_available(cfg)
+    check_weights_available(cfg, resume=args.resume and not args.eval_only)
     if args.eval_only:
         return evaluate(cfg)
     return train(cfg, resume=args.resume)

@@ -64,3 +64,15 @@ def test_missing_dataset_stops_at_once_naming_where_to_put_it(tmp_path):
     assert "ytvis_2019_train" in err and "datasets/README.md" in err
     assert str(tmp_path / "nowhere") in err
     assert "Starting training" not in result.stdout + err
+
+
+def test_missing_weights_stop_before_the_model_is_built(tmp_path):
+    from ifr.engine.defaults import build_cfg, check_weights_available
+
+    cfg = build_cfg(TINY, ["MODEL.WEIGHTS", str(tmp_path / "m2f.pkl"), "OUTPUT_DIR", str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="m2f.pkl"):
+        check_weights_available(cfg, resume=False)
+    (tmp_path / "last_checkpoint").write_text("model_0000009.pth")
+    check_weights_available(cfg, resume=True)  # --resume loads OUTPUT_DIR's checkpoint instead
+    cfg.MODEL.WEIGHTS = ""
+    check_weights_available(cfg, resume=False)
