@@ -1,10 +1,6 @@
-import os
-
 import pytest
 
 import ifr  # noqa: F401  registers datasets and model components
-
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 @pytest.fixture(autouse=True)
