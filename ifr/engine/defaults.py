@@ -54,6 +54,12 @@ def check_datasets_available(cfg: CfgNode) -> None:
             ytvis = sorted(n for n in registered if n.startswith(("ytvis", "ovis")))
             raise KeyError(f"Dataset {name!r} (DATASETS) is not registered. Known: {ytvis}")
         meta = MetadataCatalog.get(name)
+        num_classes = len(meta.get("thing_classes", []))
+        if num_classes and num_classes != cfg.MODEL.IFR.NUM_CLASSES:
+            raise ValueError(
+                f"Dataset {name!r} has {num_classes} categories but MODEL.IFR.NUM_CLASSES is "
+                f"{cfg.MODEL.IFR.NUM_CLASSES}; set MODEL.IFR.NUM_CLASSES {num_classes}."
+            )
         if meta.get("generated_on_demand", False):
             continue
         for key in ("json_file", "image_root"):

@@ -76,3 +76,12 @@ def test_missing_weights_stop_before_the_model_is_built(tmp_path):
     check_weights_available(cfg, resume=True)  # --resume loads OUTPUT_DIR's checkpoint instead
     cfg.MODEL.WEIGHTS = ""
     check_weights_available(cfg, resume=False)
+
+
+def test_class_count_mismatch_with_the_dataset_is_refused():
+    from ifr.engine.defaults import build_cfg, check_datasets_available
+
+    cfg = build_cfg(TINY, ["MODEL.IFR.NUM_CLASSES", "40"])
+    with pytest.raises(ValueError, match="ytvis_tiny_train.*3 categories.*NUM_CLASSES"):
+        check_datasets_available(cfg)
+    check_datasets_available(build_cfg(TINY))
