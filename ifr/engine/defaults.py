@@ -46,30 +46,33 @@ def setup(args: argparse.Namespace) -> CfgNode:
 
 
 def check_datasets_available(cfg: CfgNode) -> None:
-    """Fail at once, before any model is built, when a dataset of the config is unknown or
-    its files are missing."""
+    """Fail at once, before any model is built, when a dataset of the config is unknown,
+    its files are missing, or its number of categories is not MODEL.IFR.NUM_CLASSES."""
     registered = set(DatasetCatalog.list())
     for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
         if name not in registered:
             ytvis = sorted(n for n in registered if n.startswith(("ytvis", "ovis")))
             raise KeyError(f"Dataset {name!r} (DATASETS) is not registered. Known: {ytvis}")
         meta = MetadataCatalog.get(name)
+        if not meta.get("generated_on_demand", False):
+            _check_dataset_files(name, meta)
         num_classes = len(meta.get("thing_classes", []))
         if num_classes and num_classes != cfg.MODEL.IFR.NUM_CLASSES:
             raise ValueError(
                 f"Dataset {name!r} has {num_classes} categories but MODEL.IFR.NUM_CLASSES is "
                 f"{cfg.MODEL.IFR.NUM_CLASSES}; set MODEL.IFR.NUM_CLASSES {num_classes}."
             )
-        if meta.get("generated_on_demand", False):
-            continue
-        for key in ("json_file", "image_root"):
-            path = meta.get(key, None)
-            if path is not None and not os.path.exists(path):
-                raise FileNotFoundError(
-                    f"Dataset {name!r}: {key} {path!r} does not exist. Put the dataset there "
-                    "as described in datasets/README.md, or point DETECTRON2_DATASETS to the "
-                    "folder that holds it."
-                )
+
+
+def _check_dataset_files(name: str, meta) -> None:
+    for key in ("json_file", "image_root"):
+        path = meta.get(key, None)
+        if path is not None and not os.path.exists(path):
+            raise FileNotFoundError(
+                f"Dataset {name!r}: {key} {path!r} does not exist. Put the dataset there "
+                "as described in datasets/README.md, or point DETECTRON2_DATASETS to the "
+                "folder that holds it."
+            )
 
 
 def check_weights_available(cfg: CfgNode, resume: bool) -> None:
