@@ -56,6 +56,33 @@ def load_arrays_pickle(path: str) -> Any:
         return _ArraysOnlyUnpickler(f, encoding="latin1").load()
 
 
+def load_tensor_file(path: str, allow_pickle: bool, opt_in: str) -> Any:
+    """Contents of a ``.safetensors`` or ``torch.save`` file, admitting only tensors and plain
+    containers unless ``allow_pickle``; ``opt_in`` tells the user how to allow more."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    if allow_pickle:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "weights_only" not in str(e):
+            raise
+        raise UnsafeCheckpointError(
+            f"{path} holds pickled objects other than tensors (or is not a checkpoint). If "
+            f"you trust the file, {opt_in}. ({_unpickling_reason(str(e))})"
+        ) from e
+
+
+def _unpickling_reason(message: str) -> str:
+    """The line of torch's weights-only error that names what was refused."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    named = [line for line in lines if "WeightsUnpickler error" in line]
+    return (named or lines or [message])[0]
+
+
 def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
     """Map Mask2Former module names onto IFR's; drop keys of training-only modules."""
     renamed = collections.OrderedDict()
@@ -106,22 +133,9 @@ class IFRCheckpointer(DetectionCheckpointer):
     def _load_file(self, filename: str) -> Dict[str, Any]:
         if filename.endswith(".pkl"):
             return super()._load_file(filename) if self.allow_pickle else self._load_pkl(filename)
-        if filename.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            return {"model": load_file(filename, device="cpu")}
-        if self.allow_pickle:
-            data = torch.load(filename, map_location="cpu", weights_only=False)
-            return data if "model" in data else {"model": data}
-        try:
-            data = torch.load(filename, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError) as e:
-            if isinstance(e, RuntimeError) and "weights_only" not in str(e):
-                raise
-            raise UnsafeCheckpointError(
-                f"{filename} holds pickled objects other than tensors. If you trust the "
-                f"file, set MODEL.WEIGHTS_ALLOW_PICKLE True. ({str(e).splitlines()[0]})"
-            ) from e
+        data = load_tensor_file(
+            filename, self.allow_pickle, "set MODEL.WEIGHTS_ALLOW_PICKLE True"
+        )
         return data if "model" in data else {"model": data}
 
     def _load_pkl(self, filename: str) -> Dict[str, Any]:

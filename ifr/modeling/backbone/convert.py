@@ -9,13 +9,12 @@ Input files are loaded without unpickling arbitrary objects unless the caller al
 """
 import math
 import os
-import pickle
 import re
 from typing import Callable, Dict, Optional
 
-import torch
 from torch import Tensor
 
+from ...checkpoint import UnsafeCheckpointError, load_tensor_file
 from ...utils.atomic_io import atomic_torch_save
 
 __all__ = [
@@ -32,10 +31,6 @@ __all__ = [
 AUTHOR = "ifr"
 
 
-class UnsafeCheckpointError(RuntimeError):
-    """The checkpoint holds pickled objects other than tensors and plain containers."""
-
-
 def load_state_dict_safely(path: str, allow_pickle: bool = False) -> Dict[str, Tensor]:
     """Loads the tensors of a checkpoint file (``.pth``/``.pt``/``.bin`` or ``.safetensors``).
 
@@ -44,28 +39,8 @@ def load_state_dict_safely(path: str, allow_pickle: bool = False) -> Dict[str, T
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path, device="cpu")
-    if allow_pickle:
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
-        return _unwrap_state_dict(loaded, path)
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = _last_line(str(e))
-        raise UnsafeCheckpointError(
-            f"{path} could not be loaded as plain tensors (it holds other pickled Python objects, "
-            f"or it is not a checkpoint): {reason}. Refusing to unpickle it; if you trust this file, "
-            "pass --allow-pickle (allow_pickle=True)."
-        ) from e
+    loaded = load_tensor_file(path, allow_pickle, "pass --allow-pickle (allow_pickle=True)")
     return _unwrap_state_dict(loaded, path)
-
-
-def _last_line(message: str) -> str:
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else message
 
 
 def _unwrap_state_dict(loaded, path: str) -> Dict[str, Tensor]:
