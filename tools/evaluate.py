@@ -15,7 +15,7 @@ from typing import List, Optional
 from tabulate import tabulate
 
 from ifr.evaluation.offline import evaluate_files
-from ifr.evaluation.results_io import write_json_atomic
+from ifr.utils.atomic_io import atomic_write_json
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     print(tabulate([list(metrics.values())], headers=list(metrics), floatfmt=".2f"))
     if args.output:
-        write_json_atomic(metrics, args.output)
+        atomic_write_json(args.output, metrics, indent=None)
         print(f"metrics written to {args.output}")
     return 0
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..utils.atomic_io import atomic_write_json
 from .datasets.ytvis import YTVISFormatError
 
-__all__ = ["split_ytvis_json", "write_json_atomically"]
+__all__ = ["split_ytvis_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def split_ytvis_json(
     os.makedirs(out_dir, exist_ok=True)
     train_path = os.path.join(out_dir, "train_sub.json")
     val_path = os.path.join(out_dir, "val_sub.json")
-    write_json_atomically(_subset(data, lambda vid: vid not in val_ids), train_path)
-    write_json_atomically(_subset(data, lambda vid: vid in val_ids), val_path)
+    atomic_write_json(train_path, _subset(data, lambda vid: vid not in val_ids), indent=None)
+    atomic_write_json(val_path, _subset(data, lambda vid: vid in val_ids), indent=None)
     logger.info(
         f"Split {train_json}: {len(video_ids) - num_val} videos -> {train_path}, "
         f"{num_val} videos -> {val_path} (seed {seed})"
@@ -72,8 +72,3 @@ def _subset(data: Dict, keep) -> Dict:
     subset["videos"] = [v for v in data["videos"] if keep(v["id"])]
     subset["annotations"] = [a for a in data["annotations"] if keep(a["video_id"])]
     return subset
-
-
-def write_json_atomically(obj, path: str) -> None:
-    """Write ``obj`` as compact json to ``path`` atomically."""
-    atomic_write_json(path, obj, indent=None)

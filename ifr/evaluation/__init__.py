@@ -5,7 +5,6 @@ from .results_io import (
     instances_to_ytvis_results,
     load_results,
     validate_results,
-    write_json_atomic,
     write_results,
 )
 from .tracking import TRACKING_METRIC_NAMES, evaluate_tracking
@@ -19,7 +18,6 @@ __all__ = [
     "load_results",
     "validate_results",
     "write_results",
-    "write_json_atomic",
     "METRIC_NAMES",
     "TRACKING_METRIC_NAMES",
 ]

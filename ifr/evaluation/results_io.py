@@ -100,11 +100,6 @@ def _rle_with_str_counts(rle: Mapping[str, Any]) -> dict:
     return {"size": [int(s) for s in rle["size"]], "counts": counts}
 
 
-def write_json_atomic(obj: Any, path: str) -> None:
-    """Write ``obj`` as compact JSON to ``path`` atomically."""
-    atomic_write_json(path, obj, indent=None)
-
-
 def write_results(results: Sequence[Mapping[str, Any]], out_dir: str) -> Tuple[str, str]:
     """Write ``results.json`` and ``results.zip`` (``results.json`` at its root) atomically.
 
@@ -113,7 +108,7 @@ def write_results(results: Sequence[Mapping[str, Any]], out_dir: str) -> Tuple[s
     """
     json_path = os.path.join(out_dir, RESULTS_JSON)
     zip_path = os.path.join(out_dir, RESULTS_ZIP)
-    write_json_atomic(list(results), json_path)
+    atomic_write_json(json_path, list(results), indent=None)
     with atomic_open(zip_path, "wb") as f:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.write(json_path, arcname=RESULTS_JSON)
