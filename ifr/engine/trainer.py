@@ -1,6 +1,5 @@
 """Training loop: Detectron2's DefaultTrainer with IFR's data, evaluator, optimizer and
 checkpointer, DDP that also runs on CPU (gloo), and AMP only where CUDA is present."""
-import copy
 import itertools
 import logging
 import os
@@ -182,7 +181,7 @@ def _is_task_dict(value: Dict[str, Any]) -> bool:
 def write_final_metrics(cfg, results: Dict[str, Any]) -> str:
     """``OUTPUT_DIR/final_metrics.json``: the flat metrics of the final evaluation, written
     atomically; its existence marks a finished run (docs/design.md)."""
-    metrics = flatten_metrics(copy.deepcopy(results))
+    metrics = flatten_metrics(results)
     path = os.path.join(cfg.OUTPUT_DIR, FINAL_METRICS_FILE)
     atomic_write_json(path, metrics)
     logger.info("Final metrics written to %s", path)
