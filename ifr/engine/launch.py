@@ -4,18 +4,33 @@ Same interface as ``detectron2.engine.launch``. detectron2 v0.6 asserts CUDA in 
 worker and always uses NCCL; here a worker uses NCCL and one GPU per process when CUDA
 is available and the gloo backend on CPU otherwise (as detectron2's later releases do),
 so ``--num-gpus 2`` runs two CPU processes on a machine without GPUs.
+
+When one worker fails, its peers then fail too (their next collective loses a peer),
+and ``torch.multiprocessing`` reports whichever failure it notices first, often a
+peer's "connection closed". Each worker here records the time of its failure, and
+``launch`` raises :class:`WorkerFailed` with the first one: the root cause.
 """
+import glob
 import logging
+import os
 import socket
+import tempfile
+import time
+import traceback
 from datetime import timedelta
 from typing import Callable, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import ProcessException
 from detectron2.utils import comm
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+
+
+class WorkerFailed(RuntimeError):
+    """The first worker of a multi-process job to fail, with its traceback."""
 
 
 def _find_free_port() -> int:
@@ -50,13 +65,42 @@ def launch(
         logging.getLogger(__name__).warning(
             "file:// is not a reliable init_method in multi-machine jobs; prefer tcp://"
         )
-    mp.start_processes(
-        _distributed_worker,
-        nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
-        daemon=False,
-        start_method="spawn",
-    )
+    with tempfile.TemporaryDirectory(prefix="ifr_launch_") as error_dir:
+        try:
+            mp.start_processes(
+                _distributed_worker,
+                nprocs=num_gpus_per_machine,
+                args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url,
+                      args, timeout, error_dir),
+                daemon=False,
+                start_method="spawn",
+            )
+        except ProcessException as err:
+            first = _first_worker_error(error_dir)
+            if first is None:  # killed by a signal, before it could record anything
+                raise
+            rank, trace = first
+            raise WorkerFailed(f"rank {rank} failed first:\n{trace}") from err
+
+
+def _record_worker_error(error_dir: str, rank: int) -> None:
+    path = os.path.join(error_dir, f"rank{rank}.err")
+    with open(path, "w") as f:
+        f.write(f"{time.time():.6f}\n{traceback.format_exc()}")
+
+
+def _first_worker_error(error_dir: str) -> Optional[Tuple[int, str]]:
+    """(rank, traceback) of the earliest recorded failure, or None if none was recorded."""
+    errors = []
+    for path in glob.glob(os.path.join(error_dir, "rank*.err")):
+        with open(path) as f:
+            stamp, trace = f.read().split("\n", 1)
+        rank = int(os.path.basename(path)[len("rank"):-len(".err")])
+        errors.append((float(stamp), rank, trace))
+    if not errors:
+        return None
+    _, rank, trace = min(errors)
+    return rank, trace
 
 
 def _distributed_worker(
@@ -68,6 +112,7 @@ def _distributed_worker(
     dist_url: str,
     args: Tuple,
     timeout: timedelta,
+    error_dir: str,
 ) -> None:
     use_cuda = torch.cuda.is_available()
     if use_cuda and num_gpus_per_machine > torch.cuda.device_count():
@@ -90,7 +135,18 @@ def _distributed_worker(
     if use_cuda:
         torch.cuda.set_device(local_rank)
     comm.synchronize()
-    main_func(*args)
+    try:
+        main_func(*args)
+        # Every rank leaves together: one that exits while a peer is still inside its
+        # last collective makes gloo's background threads abort that peer (SIGABRT).
+        comm.synchronize()
+    except BaseException:
+        # Recorded before the process group goes away, so before any peer can fail.
+        _record_worker_error(error_dir, global_rank)
+        raise
+    finally:
+        # Exiting with a live process group also aborts in gloo's destructors.
+        dist.destroy_process_group()
 
 
 def _create_local_process_group(world_size: int, per_machine: int, machine_rank: int) -> None:

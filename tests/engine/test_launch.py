@@ -5,7 +5,7 @@ import torch
 import torch.distributed as dist
 from detectron2.utils import comm
 
-from ifr.engine.launch import launch
+from ifr.engine.launch import WorkerFailed, launch
 
 
 def _all_reduce_rank(out_dir):
@@ -34,3 +34,15 @@ def test_single_process_runs_in_place(tmp_path):
 def test_auto_url_is_refused_for_several_machines():
     with pytest.raises(ValueError, match="dist-url"):
         launch(print, 2, num_machines=2, machine_rank=0, dist_url="auto")
+
+
+def _fail_on_rank_one():
+    if comm.get_rank() == 1:
+        raise RuntimeError("bad input on rank 1")
+
+
+@pytest.mark.slow
+def test_the_failing_worker_is_reported_not_the_peer_that_lost_it():
+    # Rank 0 then fails too, in its barrier; the root cause must still be rank 1's.
+    with pytest.raises(WorkerFailed, match="(?s)rank 1 failed first.*bad input on rank 1"):
+        launch(_fail_on_rank_one, 2, dist_url="auto")
