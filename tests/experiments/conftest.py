@@ -29,8 +29,10 @@ FAKE_SCRIPT = textwrap.dedent(
         print("fake crash in run", run, flush=True)
         sys.exit(3)
     if run == os.environ.get("FAKE_SLEEP_RUN"):
-        with open(os.path.join(out, "sleeping"), "w") as f:
+        # Renamed into place, so the test never reads a created but still empty file.
+        with open(os.path.join(out, "sleeping.tmp"), "w") as f:
             f.write(str(os.getpid()))
+        os.replace(os.path.join(out, "sleeping.tmp"), os.path.join(out, "sleeping"))
         time.sleep(60)
     metrics = {"AP": 40 + 10 * lam + seed, "AP50": 60 + lam - 0.5 * seed,
                "AP75": 45 + seed * seed, "AR1": 30.0, "AR10": 50 + lam * seed}
