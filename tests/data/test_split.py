@@ -1,5 +1,4 @@
 """Tests of ifr/data/split.py and tools/split_ytvis.py."""
-import importlib.util
 import json
 import os
 
@@ -74,11 +73,7 @@ def test_test_split_without_ground_truth_is_refused(tmp_path):
         split_ytvis_json(write_json(tmp_path / "test.json", data), str(tmp_path), 2)
 
 
-def test_command_line_tool_writes_next_to_the_input(train_json, tmp_path, capsys):
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "split_ytvis.py")
-    spec = importlib.util.spec_from_file_location("split_ytvis_tool", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    tool.main([train_json, "--num-val", "5", "--seed", "1"])
+def test_command_line_tool_writes_next_to_the_input(train_json, tmp_path, capsys, load_tool):
+    load_tool("split_ytvis").main([train_json, "--num-val", "5", "--seed", "1"])
     assert len(_video_ids(tmp_path / "val_sub.json")[0]) == 5
     assert "val_sub.json" in capsys.readouterr().out

@@ -1,5 +1,4 @@
 import csv
-import importlib.util
 import json
 import os
 import signal
@@ -15,14 +14,6 @@ from ifr.experiments.sweep import REPO_ROOT, build_train_command, prepare_sweep,
 
 LAMBDA = "MODEL.IFR.LAMBDA_E"
 CRASHING = f"{LAMBDA}=0.5/seed=1"
-
-
-def load_tool(name):
-    path = os.path.join(REPO_ROOT, "tools", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def calls(sweep_dir, name):
@@ -52,7 +43,7 @@ def test_validation_fails_before_any_run(tmp_path, config_file, fake_train_scrip
         prepare_sweep(str(sweep_dir), config_file, [], 1, train_script=str(tmp_path / "no.py"))
 
 
-def test_dry_run_writes_nothing(tmp_path, config_file, fake_train_script, capsys):
+def test_dry_run_writes_nothing(tmp_path, config_file, fake_train_script, capsys, load_tool):
     sweep = load_tool("sweep")
     argv = ["--config-file", config_file, "--param", f"{LAMBDA}=0,0.5", "--seeds", "2",
             "--output-dir", str(tmp_path / "s"), "--train-script", fake_train_script, "--dry-run"]
@@ -64,7 +55,7 @@ def test_dry_run_writes_nothing(tmp_path, config_file, fake_train_script, capsys
 
 
 def test_sweep_end_to_end_with_failure_and_rerun(tmp_path, config_file, fake_train_script,
-                                                 fake_metrics, monkeypatch, capsys):
+                                                 fake_metrics, monkeypatch, capsys, load_tool):
     """2 values x 2 seeds; one run crashes after its first checkpoint. The re-run skips the
     finished runs and resumes the crashed one."""
     sweep = load_tool("sweep")
@@ -148,7 +139,8 @@ def test_sigterm_leaves_a_consistent_manifest(tmp_path, config_file, fake_train_
     assert calls(str(sweep_dir), f"{LAMBDA}=0.5/seed=0")[-1] == "resume=True had_checkpoint=True"
 
 
-def test_sweep_then_aggregate_tool(tmp_path, config_file, fake_train_script, fake_metrics, capsys):
+def test_sweep_then_aggregate_tool(tmp_path, config_file, fake_train_script, fake_metrics, capsys,
+                                   load_tool):
     sweep_dir = str(tmp_path / "sweep")
     argv = ["--config-file", config_file, "--param", f"{LAMBDA}=0,0.5", "--seed-list", "1,4",
             "--output-dir", sweep_dir, "--train-script", fake_train_script]

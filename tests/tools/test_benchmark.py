@@ -1,27 +1,19 @@
-import importlib.util
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
 
 
-def load_benchmark_tool():
-    spec = importlib.util.spec_from_file_location("benchmark", os.path.join(ROOT, "tools", "benchmark.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_lengths_do_not_swallow_the_config_overrides():
-    args = load_benchmark_tool().parse_args(
+def test_lengths_do_not_swallow_the_config_overrides(load_tool):
+    args = load_tool("benchmark").parse_args(
         ["--config-file", TINY, "--lengths", "4,8", "MODEL.IFR.NUM_QUERIES", "5"]
     )
     assert args.lengths == [4, 8]
     assert args.opts == ["MODEL.IFR.NUM_QUERIES", "5"]
 
 
-def test_prints_speed_and_memory_tables(capsys):
-    load_benchmark_tool().main(
+def test_prints_speed_and_memory_tables(capsys, load_tool):
+    load_tool("benchmark").main(
         ["--config-file", TINY, "--size", "64", "96", "--iters", "1", "--warmup", "0",
          "--infer-frames", "3", "--lengths", "2,4", "MODEL.IFR.NUM_QUERIES", "5",
          "MODEL.IFR.TRAIN_NUM_POINTS", "64", "SOLVER.IMS_PER_BATCH", "1"]

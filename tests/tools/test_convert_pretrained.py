@@ -1,5 +1,4 @@
 import argparse
-import importlib.util
 import os
 
 import pytest
@@ -20,8 +19,6 @@ from ifr.modeling.backbone.convert import (
     swin_official_to_d2,
     torchvision_resnet_to_d2,
 )
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _Model(nn.Module):
@@ -217,16 +214,8 @@ def test_missing_input_is_named(tmp_path):
         load_state_dict_safely(str(tmp_path / "nowhere.pth"))
 
 
-def _load_tool():
-    path = os.path.join(REPO, "tools", "convert_pretrained.py")
-    spec = importlib.util.spec_from_file_location("convert_pretrained_tool", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_command_line_tool(tmp_path, capsys):
-    tool = _load_tool()
+def test_command_line_tool(tmp_path, capsys, load_tool):
+    tool = load_tool("convert_pretrained")
     src = tmp_path / "tv.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), src)
     out = tmp_path / "sub" / "R-18.pth"

@@ -1,4 +1,3 @@
-import importlib.util
 import os
 
 import cv2
@@ -13,15 +12,6 @@ from ifr.utils.video_io import write_video
 
 HERE = os.path.dirname(__file__)
 CONFIG = os.path.join(HERE, "ifr_r18_tiny_random.yaml")
-
-
-def load_demo():
-    spec = importlib.util.spec_from_file_location(
-        "demo", os.path.join(HERE, "..", "..", "tools", "demo.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def synthetic_video(path, num_frames=4, fps=12.0, size=(64, 96)):
@@ -54,12 +44,12 @@ def video_properties(path):
 
 
 @pytest.mark.slow
-def test_demo_writes_a_playable_video_at_the_source_rate(tmp_path):
+def test_demo_writes_a_playable_video_at_the_source_rate(tmp_path, load_tool):
     torch.set_num_threads(1)
     source = tmp_path / "in.mp4"
     synthetic_video(source)
     out, frames_dir = tmp_path / "out.mp4", tmp_path / "frames"
-    output = load_demo().main(
+    output = load_tool("demo").main(
         [
             "--config-file",
             CONFIG,
@@ -82,22 +72,22 @@ def test_demo_writes_a_playable_video_at_the_source_rate(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_on_a_frame_folder_uses_the_given_fps(tmp_path):
+def test_demo_on_a_frame_folder_uses_the_given_fps(tmp_path, load_tool):
     torch.set_num_threads(1)
     frames_in = tmp_path / "frames_in"
     frames_in.mkdir()
     for t in range(3):
         cv2.imwrite(str(frames_in / f"{t:03d}.png"), np.full((64, 80, 3), 40 * t, np.uint8))
     out = tmp_path / "out.mp4"
-    load_demo().main(
+    load_tool("demo").main(
         ["--config-file", CONFIG, "--input", str(frames_in), "--output", str(out), "--fps", "5"]
     )
     assert video_properties(out) == (3, 5.0, (64, 80))
 
 
-def test_demo_names_a_missing_input(tmp_path):
+def test_demo_names_a_missing_input(tmp_path, load_tool):
     missing = str(tmp_path / "nope.mp4")
     with pytest.raises(FileNotFoundError, match="nope.mp4"):
-        load_demo().main(
+        load_tool("demo").main(
             ["--config-file", CONFIG, "--input", missing, "--output", str(tmp_path / "o.mp4")]
         )

@@ -1,5 +1,4 @@
 """tools/evaluate.py, run as a user runs it (a subprocess) on hand-made files."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -44,14 +43,6 @@ def files(tmp_path):
     return gt_path, results_path, results
 
 
-def _load_cli():
-    path = os.path.join(REPO, "tools", "evaluate.py")
-    spec = importlib.util.spec_from_file_location("evaluate_cli", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run(*args):
     return subprocess.run(
         [sys.executable, os.path.join(REPO, "tools", "evaluate.py"), *map(str, args)],
@@ -80,10 +71,10 @@ def test_cli_prints_and_writes_flat_metrics(files, tmp_path):
     assert metrics["IDs"] == 0
 
 
-def test_cli_without_tracking_has_only_ap_keys(files, tmp_path, capsys):
+def test_cli_without_tracking_has_only_ap_keys(files, tmp_path, capsys, load_tool):
     gt_path, results_path, _ = files
     out = tmp_path / "metrics.json"
-    assert _load_cli().main(["--annotations", str(gt_path), "--results", str(results_path),
+    assert load_tool("evaluate").main(["--annotations", str(gt_path), "--results", str(results_path),
                              "--output", str(out)]) == 0
     assert "AR10" in capsys.readouterr().out
     assert set(json.loads(out.read_text())) == {"AP", "AP50", "AP75", "APs", "APm", "APl",
@@ -100,11 +91,11 @@ def test_cli_exits_nonzero_on_unknown_video(files, tmp_path):
     assert "bad.json" in proc.stderr and "video id 42 is not in the ground truth" in proc.stderr
 
 
-def test_cli_rejects_malformed_entry_and_missing_file(files, tmp_path, capsys):
+def test_cli_rejects_malformed_entry_and_missing_file(files, tmp_path, capsys, load_tool):
     gt_path, _, results = files
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{k: v for k, v in results[0].items() if k != "score"}]))
-    cli = _load_cli()
+    cli = load_tool("evaluate")
     assert cli.main(["--annotations", str(gt_path), "--results", str(bad)]) == 1
     assert "entry 0 (video 1): missing key(s) ['score']" in capsys.readouterr().err
     assert cli.main(["--annotations", str(tmp_path / "none.json"), "--results", str(bad)]) == 1
