@@ -11,9 +11,6 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-import ifr.modeling.meta_arch  # noqa: F401  registers IFR (until ``import ifr`` does)
-import ifr.modeling.pixel_decoder  # noqa: F401
-import ifr.modeling.transformer_decoder  # noqa: F401
 from ifr.config import add_ifr_config
 from ifr.data import YTVISDatasetMapper, generate_tiny_ytvis, load_ytvis_json
 

@@ -5,9 +5,6 @@ import pytest
 import torch
 from detectron2.config import get_cfg
 
-import ifr.modeling.meta_arch  # noqa: F401  registers IFR (until ``import ifr`` does)
-import ifr.modeling.pixel_decoder  # noqa: F401
-import ifr.modeling.transformer_decoder  # noqa: F401
 from ifr.config import add_ifr_config
 from ifr.inference.predictor import VideoPredictor
 

@@ -5,9 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-import ifr.modeling.meta_arch  # noqa: F401  registers IFR (until ``import ifr`` does)
-import ifr.modeling.pixel_decoder  # noqa: F401
-import ifr.modeling.transformer_decoder  # noqa: F401
 from ifr.utils.video_io import write_video
 
 HERE = os.path.dirname(__file__)
