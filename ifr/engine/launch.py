@@ -11,6 +11,7 @@ peer's "connection closed". Each worker here records the time of its failure, an
 ``launch`` raises :class:`WorkerFailed` with the first one: the root cause.
 """
 import glob
+import json
 import logging
 import os
 import socket
@@ -25,6 +26,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 from detectron2.utils import comm
+
+from ifr.utils.atomic_io import atomic_write_json
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
@@ -84,23 +87,23 @@ def launch(
 
 
 def _record_worker_error(error_dir: str, rank: int) -> None:
-    path = os.path.join(error_dir, f"rank{rank}.err")
-    with open(path, "w") as f:
-        f.write(f"{time.time():.6f}\n{traceback.format_exc()}")
+    # Atomic: spawn may kill a peer mid-write once it has seen the first failure.
+    atomic_write_json(
+        os.path.join(error_dir, f"rank{rank}.json"),
+        {"time": time.time(), "rank": rank, "traceback": traceback.format_exc()},
+    )
 
 
 def _first_worker_error(error_dir: str) -> Optional[Tuple[int, str]]:
     """(rank, traceback) of the earliest recorded failure, or None if none was recorded."""
     errors = []
-    for path in glob.glob(os.path.join(error_dir, "rank*.err")):
+    for path in glob.glob(os.path.join(error_dir, "rank*.json")):
         with open(path) as f:
-            stamp, trace = f.read().split("\n", 1)
-        rank = int(os.path.basename(path)[len("rank"):-len(".err")])
-        errors.append((float(stamp), rank, trace))
+            errors.append(json.load(f))
     if not errors:
         return None
-    _, rank, trace = min(errors)
-    return rank, trace
+    first = min(errors, key=lambda error: error["time"])
+    return first["rank"], first["traceback"]
 
 
 def _distributed_worker(
