@@ -8,13 +8,13 @@ are listed as missing, with their state and log, never dropped silently.
 import csv
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
+from ..engine.trainer import FINAL_METRICS_FILE
 from ..utils.atomic_io import atomic_open, atomic_write_text
-from .manifest import FINAL_METRICS_NAME, SweepManifest, load_manifest, refresh_states
+from .manifest import SweepManifest, load_manifest, refresh_states
+from .plot import save_summary_figure
+from .summary import MetricStats, MissingRun, SettingSummary, SweepSummary, mean_std
 from .sweep import console_log_path
 
 DEFAULT_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
@@ -25,35 +25,6 @@ SUMMARY_MD, SUMMARY_CSV, SUMMARY_PNG = "summary.md", "summary.csv", "summary.png
 # truly be negative, so its values are all kept.
 UNDEFINED_VALUE = -1.0
 MAY_BE_NEGATIVE = ("MOTA",)
-
-
-@dataclass
-class MetricStats:
-    mean: float
-    std: Optional[float]  # sample std (ddof=1); None with fewer than 2 values
-    n: int
-
-
-@dataclass
-class SettingSummary:
-    setting: Dict[str, str]  # swept key -> value text
-    num_runs: int  # finished runs (seeds) of this setting
-    stats: Dict[str, MetricStats] = field(default_factory=dict)  # metric -> stats
-
-
-@dataclass
-class MissingRun:
-    name: str
-    state: str
-    log: str
-
-
-@dataclass
-class SweepSummary:
-    param_keys: List[str]
-    metrics: List[str]
-    settings: List[SettingSummary]
-    missing: List[MissingRun]
 
 
 def read_final_metrics(path: str) -> Dict[str, float]:
@@ -68,14 +39,23 @@ def read_final_metrics(path: str) -> Dict[str, float]:
     return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
 
 
-def collect_metrics(manifest: SweepManifest, sweep_dir: str) -> Dict[str, Dict[str, float]]:
-    """Run name -> metrics, for every finished run of the manifest."""
-    metrics = {}
+def collect_metrics(
+    manifest: SweepManifest, sweep_dir: str
+) -> Tuple[Dict[str, Dict[str, float]], Dict[str, str]]:
+    """``(run name -> metrics, run name -> error)`` over the finished runs of the manifest.
+
+    A ``final_metrics.json`` that cannot be read (truncated, not an object) is reported
+    under its run, not raised: one bad file must not hide the statistics of the others.
+    """
+    metrics, errors = {}, {}
     for name in manifest.runs:
-        path = os.path.join(sweep_dir, name, FINAL_METRICS_NAME)
+        path = os.path.join(sweep_dir, name, FINAL_METRICS_FILE)
         if os.path.isfile(path):
-            metrics[name] = read_final_metrics(path)
-    return metrics
+            try:
+                metrics[name] = read_final_metrics(path)
+            except (ValueError, OSError) as e:
+                errors[name] = str(e)
+    return metrics, errors
 
 
 def choose_metrics(run_metrics: Dict[str, Dict[str, float]],
@@ -86,7 +66,7 @@ def choose_metrics(run_metrics: Dict[str, Dict[str, float]],
     if requested:
         absent = [m for m in requested if m not in present]
         if absent and run_metrics:
-            raise ValueError(f"--metrics: {absent} in no run's {FINAL_METRICS_NAME} "
+            raise ValueError(f"--metrics: {absent} in no run's {FINAL_METRICS_FILE} "
                              f"(found: {sorted(present)})")
         return list(requested)
     return [m for m in DEFAULT_METRICS + TRACKING_METRICS if m in present]
@@ -99,16 +79,10 @@ def is_defined(metric: str, value: Optional[float]) -> bool:
     return metric in MAY_BE_NEGATIVE or value != UNDEFINED_VALUE
 
 
-def mean_std(values: Sequence[float]) -> MetricStats:
-    values = np.asarray(values, dtype=np.float64)
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-    return MetricStats(float(values.mean()), std, len(values))
-
-
 def summarize(manifest: SweepManifest, sweep_dir: str,
               metrics: Optional[Sequence[str]] = None) -> SweepSummary:
     """Groups the finished runs of a sweep by setting, in grid order."""
-    run_metrics = collect_metrics(manifest, sweep_dir)
+    run_metrics, unreadable = collect_metrics(manifest, sweep_dir)
     metrics = choose_metrics(run_metrics, metrics)
     groups: Dict[tuple, List[str]] = {}
     for record in manifest.runs.values():
@@ -123,10 +97,18 @@ def summarize(manifest: SweepManifest, sweep_dir: str,
                 summary.stats[metric] = mean_std(values)
         settings.append(summary)
     missing = [
-        MissingRun(r.name, r.state, console_log_path(sweep_dir, r))
+        MissingRun(r.name, _missing_state(r.state, unreadable.get(r.name)),
+                   console_log_path(sweep_dir, r))
         for r in manifest.runs.values() if r.name not in run_metrics
     ]
     return SweepSummary(manifest.param_keys, metrics, settings, missing)
+
+
+def _missing_state(state: str, read_error: Optional[str]) -> str:
+    if read_error is None:
+        return state
+    return (f"unreadable: {read_error}; delete the file and re-run the sweep to train the "
+            "run again")
 
 
 def format_stats(stats: Optional[MetricStats], num_runs: int) -> str:
@@ -146,7 +128,8 @@ def format_markdown(summary: SweepSummary) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     text = "Mean ± sample std (ddof=1) over seeds; n: finished runs.\n\n" + "\n".join(lines)
     if summary.missing:
-        text += f"\n\nMissing runs ({len(summary.missing)}, no {FINAL_METRICS_NAME}):\n\n"
+        text += (f"\n\nMissing runs ({len(summary.missing)}, no readable "
+                 f"{FINAL_METRICS_FILE}):\n\n")
         text += "\n".join(f"- {m.name} ({m.state}): {m.log}" for m in summary.missing)
     return text + "\n"
 
@@ -171,13 +154,11 @@ def aggregate_sweep(sweep_dir: str, metrics: Optional[Sequence[str]] = None,
                     x_key: Optional[str] = None,
                     echo: Callable[[str], None] = print) -> SweepSummary:
     """Writes ``summary.md``, ``summary.csv`` and ``summary.png`` into ``sweep_dir``."""
-    from .plot import save_summary_figure  # matplotlib only when plotting
-
     manifest = load_manifest(sweep_dir)
     refresh_states(manifest, sweep_dir)
     summary = summarize(manifest, sweep_dir, metrics)
     if not any(s.num_runs for s in summary.settings):
-        raise ValueError(f"{sweep_dir}: no finished run ({FINAL_METRICS_NAME}) to aggregate")
+        raise ValueError(f"{sweep_dir}: no finished run ({FINAL_METRICS_FILE}) to aggregate")
     markdown = format_markdown(summary)
     atomic_write_text(os.path.join(sweep_dir, SUMMARY_MD), markdown)
     write_csv(summary, os.path.join(sweep_dir, SUMMARY_CSV))

@@ -43,13 +43,6 @@ class RunSpec:
     def setting_dict(self) -> Dict[str, str]:
         return dict(self.setting)
 
-    def config_overrides(self) -> List[str]:
-        """``KEY VALUE`` pairs for ``train_net.py``: the swept values and the seed."""
-        overrides: List[str] = []
-        for key, value in self.setting:
-            overrides += [key, value]
-        return overrides + [SEED_KEY, str(self.seed)]
-
 
 def split_values(text: str) -> List[str]:
     """Splits ``"0,0.1,[360,480],'a,b'"`` at the commas outside brackets and quotes.

@@ -11,11 +11,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..engine.trainer import FINAL_METRICS_FILE
 from ..utils.atomic_io import atomic_write_json
 from .grid import RunSpec, SweepParam
 
 MANIFEST_NAME = "sweep.json"
-FINAL_METRICS_NAME = "final_metrics.json"
 # The sweep's capture of a run's stdout/stderr. Not "log.txt": detectron2's logger already
 # writes OUTPUT_DIR/log.txt, and two writers on one file interleave every line twice.
 CONSOLE_LOG_NAME = "console.txt"
@@ -125,7 +125,7 @@ def load_manifest(sweep_dir: str) -> SweepManifest:
 
 
 def is_finished(sweep_dir: str, run_name: str) -> bool:
-    return os.path.isfile(os.path.join(sweep_dir, run_name, FINAL_METRICS_NAME))
+    return os.path.isfile(os.path.join(sweep_dir, run_name, FINAL_METRICS_FILE))
 
 
 def refresh_states(manifest: SweepManifest, sweep_dir: str) -> None:

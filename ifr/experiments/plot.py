@@ -8,8 +8,8 @@ from typing import Dict, List, Optional
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .aggregate import SettingSummary, SweepSummary
 from ..utils.atomic_io import atomic_open
+from .summary import SettingSummary, SweepSummary
 
 PANEL_COLUMNS = 3
 PANEL_SIZE = (4.0, 3.2)  # inches

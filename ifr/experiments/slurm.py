@@ -15,7 +15,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional
 
 from .manifest import (
     CONSOLE_LOG_NAME,
@@ -25,14 +25,7 @@ from .manifest import (
     refresh_states,
     save_manifest,
 )
-from .sweep import (
-    config_opts,
-    console_log_path,
-    run_dir,
-    run_label,
-    train_command_head,
-    unfinished_runs,
-)
+from .sweep import build_train_command, console_log_path, run_dir, run_label, unfinished_runs
 
 # Base of the rendezvous port of multi-node jobs; the job id picks one of PORT_SPAN ports.
 PORT_BASE = 20000
@@ -81,18 +74,19 @@ def rendezvous_port(job_id: str) -> int:
 class TrainNetJob:
     """The picklable function submitit runs on each node of a run's job.
 
-    ``command_head``: ``python TRAIN_SCRIPT --config-file CFG``; ``opts``: the run's
-    trailing ``KEY VALUE`` list (see :func:`ifr.experiments.sweep.config_opts`). The
-    command is the local one with the launch flags of this node.
+    It keeps the run's manifest entry and builds its command with
+    :func:`ifr.experiments.sweep.build_train_command`, the local command with the launch
+    flags of this node.
     """
 
-    def __init__(self, command_head: Sequence[str], opts: Sequence[str], num_gpus: int,
-                 num_machines: int, output_dir: str):
-        self.command_head = list(command_head)
-        self.opts = list(opts)
+    def __init__(self, manifest: SweepManifest, record: RunRecord, sweep_dir: str,
+                 num_gpus: int, num_machines: int):
+        self.manifest = manifest
+        self.record = record
+        self.sweep_dir = sweep_dir
         self.num_gpus = num_gpus
         self.num_machines = num_machines
-        self.output_dir = output_dir
+        self.output_dir = run_dir(sweep_dir, record)
 
     def launch_args(self, machine_rank: int, first_host: str, job_id: str) -> List[str]:
         if self.num_machines == 1:
@@ -107,8 +101,8 @@ class TrainNetJob:
         ]
 
     def command(self, machine_rank: int, first_host: str, job_id: str) -> List[str]:
-        return (self.command_head + self.launch_args(machine_rank, first_host, job_id)
-                + ["--resume"] + self.opts)
+        launch_args = self.launch_args(machine_rank, first_host, job_id)
+        return build_train_command(self.manifest, self.record, self.sweep_dir, launch_args)
 
     def console_log(self, machine_rank: int) -> str:
         name = CONSOLE_LOG_NAME if machine_rank == 0 else f"console.node{machine_rank}.txt"
@@ -139,13 +133,8 @@ class TrainNetJob:
 
 def make_train_job(manifest: SweepManifest, record: RunRecord, sweep_dir: str,
                    options: SlurmOptions) -> TrainNetJob:
-    return TrainNetJob(
-        train_command_head(manifest),
-        config_opts(manifest, record, sweep_dir),
-        num_gpus=options.gpus_per_node,
-        num_machines=options.nodes,
-        output_dir=run_dir(sweep_dir, record),
-    )
+    return TrainNetJob(manifest, record, sweep_dir, num_gpus=options.gpus_per_node,
+                       num_machines=options.nodes)
 
 
 def _slurm_executor(folder: str):

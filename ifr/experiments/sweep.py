@@ -103,31 +103,23 @@ def run_label(record: RunRecord) -> str:
     return " ".join([f"{k}={v}" for k, v in record.setting.items()] + [f"seed={record.seed}"])
 
 
-def config_opts(manifest: SweepManifest, record: RunRecord, sweep_dir: str) -> List[str]:
-    """The trailing ``KEY VALUE`` list of a run: overrides, swept values, seed, output dir."""
-    opts: List[str] = []
-    for key, value in list(manifest.overrides) + list(record.setting.items()):
-        opts += [key, value]
-    return opts + [SEED_KEY, str(record.seed), OUTPUT_DIR_KEY, run_dir(sweep_dir, record)]
-
-
-def train_command_head(manifest: SweepManifest) -> List[str]:
-    """``python TRAIN_SCRIPT --config-file CFG``: the start of every run's command."""
-    return [sys.executable, manifest.train_script, "--config-file", manifest.config_file]
-
-
 def build_train_command(
     manifest: SweepManifest, record: RunRecord, sweep_dir: str, launch_args: Sequence[str]
 ) -> List[str]:
-    """The full command of one run; ``launch_args`` are the process-group flags
-    (``--num-gpus N`` locally; ``--num-machines``/``--machine-rank``/``--dist-url`` too on
-    a cluster). They go before the config opts, which detectron2 parses as a remainder."""
-    return (
-        train_command_head(manifest)
-        + list(launch_args)
-        + ["--resume"]
-        + config_opts(manifest, record, sweep_dir)
-    )
+    """The command of one run, the one place it is built (local runs and SLURM jobs alike):
+    ``python TRAIN_SCRIPT --config-file CFG <launch_args> --resume [overrides] [swept
+    values] SEED s OUTPUT_DIR <run dir>``.
+
+    ``launch_args`` are the process-group flags (``--num-gpus N`` locally;
+    ``--num-machines``/``--machine-rank``/``--dist-url`` too on a cluster). They go before
+    the config opts, which detectron2 parses as a remainder.
+    """
+    opts: List[str] = []
+    for key, value in list(manifest.overrides) + list(record.setting.items()):
+        opts += [key, value]
+    opts += [SEED_KEY, str(record.seed), OUTPUT_DIR_KEY, run_dir(sweep_dir, record)]
+    head = [sys.executable, manifest.train_script, "--config-file", manifest.config_file]
+    return head + list(launch_args) + ["--resume"] + opts
 
 
 def unfinished_runs(manifest: SweepManifest, sweep_dir: str) -> List[RunRecord]:

@@ -65,7 +65,6 @@ def test_expand_grid_is_the_cartesian_product_with_seeds_innermost():
     assert runs[2] == RunSpec((("A", "1"), ("B.C", "y")), 0)
     assert runs[-1] == RunSpec((("A", "2"), ("B.C", "z")), 1)
     assert len({r.name for r in runs}) == len(runs)
-    assert runs[3].config_overrides() == ["A", "1", "B.C", "y", "SEED", "1"]
 
 
 def test_expand_grid_without_params_repeats_the_seeds():
