@@ -1,5 +1,8 @@
 """Config keys of the project. ``add_ifr_config(cfg)`` adds every key on top of detectron2's
 defaults; each key says what it means and, for a symbol of SPEC.md, which symbol it is."""
+import difflib
+from typing import Sequence
+
 from detectron2.config import CfgNode as CN
 
 
@@ -135,3 +138,38 @@ def _add_test_config(cfg: CN) -> None:
     cfg.MODEL.IFR.TEST.TTA.MIN_SIZES = [360, 480, 600, 720]  # n resolutions (SPEC: 4)
     cfg.MODEL.IFR.TEST.TTA.FLIP = False
     cfg.MODEL.IFR.TEST.TTA.PIVOT = 0  # index into MIN_SIZES of the pivot result
+
+
+def normalize_override(cfg: CN, key: str, value: str) -> str:
+    """The text of a command-line ``KEY VALUE`` override that ``cfg`` accepts, as
+    ``train_net.py`` and the sweep tools both merge it; ``cfg`` is not modified.
+
+    An integer given for a float key becomes that float (``MODEL.IFR.LAMBDA_E 1`` ->
+    ``1.0``): yacs refuses to coerce int to float, and a loss weight of 1 is legal.
+    Raises ValueError naming the key: an unknown key (with the closest existing names) or
+    a value of the wrong type.
+    """
+    node, path = cfg, []
+    for part in key.split("."):
+        if not isinstance(node, CN) or part not in node:
+            candidates = [".".join(path + [k]) for k in node] if isinstance(node, CN) else []
+            close = difflib.get_close_matches(key, candidates, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"config key {key} does not exist in the config{hint}")
+        node, path = node[part], path + [part]
+    if isinstance(node, float) and type(CN._decode_cfg_value(value)) is int:
+        value = repr(float(CN._decode_cfg_value(value)))
+    try:
+        cfg.clone().merge_from_list([key, value])
+    except Exception as e:
+        raise ValueError(f"{key}={value}: not a valid value for this config key: {e}") from None
+    return value
+
+
+def merge_overrides(cfg: CN, opts: Sequence[str]) -> None:
+    """``cfg.merge_from_list(opts)`` for ``[KEY, VALUE, ...]``, each pair checked and
+    normalised by :func:`normalize_override`."""
+    if len(opts) % 2:
+        raise ValueError(f"overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
+    for key, value in zip(opts[0::2], opts[1::2]):
+        cfg.merge_from_list([key, normalize_override(cfg, key, value)])

@@ -38,5 +38,5 @@ def test_swin_large_dimensions():
 
 
 def test_unknown_override_key_is_rejected():
-    with pytest.raises(AssertionError, match="MODEL.IFR.LAMBDA_X"):  # yacs' error type
+    with pytest.raises(ValueError, match="MODEL.IFR.LAMBDA_X does not exist.*LAMBDA_E"):
         build_cfg(os.path.join(ROOT, "configs", "ytvis19", "r50.yaml"), ["MODEL.IFR.LAMBDA_X", "1"])

@@ -11,7 +11,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import IFRCheckpointer
-from ..config import add_ifr_config
+from ..config import add_ifr_config, merge_overrides
 from ..utils.atomic_io import atomic_write_json
 from .trainer import Trainer, flatten_metrics, write_final_metrics
 
@@ -28,12 +28,15 @@ def argument_parser() -> argparse.ArgumentParser:
 
 
 def build_cfg(config_file: str = "", opts: List[str] = ()) -> CfgNode:
-    """detectron2 defaults + IFR keys + the yaml + command-line overrides (not frozen)."""
+    """detectron2 defaults + IFR keys + the yaml + command-line overrides (not frozen).
+
+    Overrides go through :func:`ifr.config.merge_overrides` (the sweep tools check theirs
+    with the same function): an unknown key or a wrong type is a ValueError naming it."""
     cfg = get_cfg()
     add_ifr_config(cfg)
     if config_file:
         cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    merge_overrides(cfg, list(opts))
     return cfg
 
 

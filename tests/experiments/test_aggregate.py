@@ -5,16 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from ifr.experiments.aggregate import (
-    aggregate_sweep,
-    format_stats,
-    mean_std,
-    read_final_metrics,
-    summarize,
-)
+from ifr.experiments.aggregate import aggregate_sweep, format_stats, read_final_metrics, summarize
 from ifr.experiments.grid import SweepParam, expand_grid
 from ifr.experiments.manifest import SweepManifest, save_manifest
 from ifr.experiments.plot import build_summary_figure, numeric_value
+from ifr.experiments.summary import mean_std
 
 LAMBDA = "MODEL.IFR.LAMBDA_E"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -160,6 +155,23 @@ def test_errors_name_the_file_or_metric(tmp_path):
     os.remove(bad)
     with pytest.raises(ValueError, match="no finished run"):
         aggregate_sweep(sweep_dir, echo=lambda line: None)
+
+
+def test_a_truncated_metrics_file_is_listed_not_fatal(lambda_sweep):
+    """Issue 11: one truncated final_metrics.json aborted the whole aggregate."""
+    bad = os.path.join(lambda_sweep, f"{LAMBDA}=0.3/seed=2", "final_metrics.json")
+    with open(bad) as f:
+        text = f.read()
+    with open(bad, "w") as f:
+        f.write(text[: len(text) // 2])
+    summary = aggregate_sweep(lambda_sweep, metrics=["AP"], echo=lambda line: None)
+    ap = summary.settings[1].stats["AP"]  # lambda 0.3: seeds 0 and 1 remain, AP 43 and 44
+    assert (summary.settings[1].num_runs, ap.n, ap.mean) == (2, 2, 43.5)
+    assert ap.std == pytest.approx(np.std([43, 44], ddof=1))
+    missing = {m.name: m.state for m in summary.missing}
+    assert "not valid JSON" in missing[f"{LAMBDA}=0.3/seed=2"]
+    markdown = open(os.path.join(lambda_sweep, "summary.md")).read()
+    assert f"- {LAMBDA}=0.3/seed=2 (unreadable: {bad}: not valid JSON" in markdown
 
 
 def test_format_stats_and_numeric_value():

@@ -1,14 +1,15 @@
+import os
 import re
 
 import pytest
 
+from ifr.config import normalize_override
+from ifr.engine.defaults import build_cfg
 from ifr.experiments.grid import SweepParam
-from ifr.experiments.validation import (
-    build_reference_config,
-    normalize_value,
-    parse_overrides,
-    validate_sweep,
-)
+from ifr.experiments.validation import build_reference_config, parse_overrides, validate_sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
 
 
 @pytest.fixture
@@ -26,12 +27,13 @@ def test_missing_config_file_is_named(tmp_path):
         build_reference_config(str(tmp_path / "nope.yaml"))
 
 
-def test_yaml_with_unknown_key_falls_back_to_defaults(tmp_path, caplog):
+def test_yaml_with_unknown_key_is_an_error_as_in_train_net(tmp_path):
     path = tmp_path / "other.yaml"
     path.write_text("MODEL:\n  NOT_A_KEY_YET: 1\n")
-    cfg = build_reference_config(str(path))
-    assert cfg.MODEL.IFR.LAMBDA_E == 0.3
-    assert "NOT_A_KEY_YET" in caplog.text
+    with pytest.raises(ValueError, match="other.yaml.*NOT_A_KEY_YET"):
+        build_reference_config(str(path))
+    with pytest.raises(KeyError, match="NOT_A_KEY_YET"):  # train_net's build_cfg: yacs
+        build_cfg(str(path))
 
 
 def test_broken_yaml_is_an_error(tmp_path):
@@ -41,19 +43,37 @@ def test_broken_yaml_is_an_error(tmp_path):
         build_reference_config(str(path))
 
 
-def test_normalize_value(cfg):
-    assert normalize_value(cfg, "MODEL.IFR.LAMBDA_E", "0") == "0.0"  # int -> float key
-    assert normalize_value(cfg, "MODEL.IFR.LAMBDA_E", "0.5") == "0.5"
-    assert normalize_value(cfg, "INPUT.MIN_SIZE_TRAIN", "[360,480]") == "[360,480]"
-    assert normalize_value(cfg, "MODEL.IFR.DEEP_SUPERVISION", "False") == "False"
-    assert normalize_value(cfg, "SOLVER.MAX_ITER", "20") == "20"
+def test_normalize_override(cfg):
+    assert normalize_override(cfg, "MODEL.IFR.LAMBDA_E", "0") == "0.0"  # int -> float key
+    assert normalize_override(cfg, "MODEL.IFR.LAMBDA_E", "0.5") == "0.5"
+    assert normalize_override(cfg, "INPUT.MIN_SIZE_TRAIN", "[360,480]") == "[360,480]"
+    assert normalize_override(cfg, "MODEL.IFR.DEEP_SUPERVISION", "False") == "False"
+    assert normalize_override(cfg, "SOLVER.MAX_ITER", "20") == "20"
 
 
 def test_unknown_key_is_named_with_suggestions(cfg):
     with pytest.raises(ValueError, match="MODEL.IFR.LAMBDA_F does not exist.*LAMBDA_E"):
-        normalize_value(cfg, "MODEL.IFR.LAMBDA_F", "0.1")
+        normalize_override(cfg, "MODEL.IFR.LAMBDA_F", "0.1")
     with pytest.raises(ValueError, match="MODEL.IFR.LAMBDA_E.X does not exist"):
-        normalize_value(cfg, "MODEL.IFR.LAMBDA_E.X", "0.1")
+        normalize_override(cfg, "MODEL.IFR.LAMBDA_E.X", "0.1")
+
+
+def test_sweep_and_train_net_accept_and_refuse_the_same_overrides(cfg):
+    """Issue 11: ``MODEL.IFR.LAMBDA_E 1`` (a loss weight of 1) was accepted by the sweep
+    and refused by train_net; both now merge overrides with normalize_override."""
+    params, _ = validate_sweep(cfg, [SweepParam("MODEL.IFR.LAMBDA_E", ("1",))], [])
+    assert params[0].values == ("1.0",)
+    train_cfg = build_cfg(TINY, ["MODEL.IFR.LAMBDA_E", "1", "SOLVER.MAX_ITER", "7"])
+    assert train_cfg.MODEL.IFR.LAMBDA_E == 1.0 and isinstance(train_cfg.MODEL.IFR.LAMBDA_E, float)
+    assert train_cfg.SOLVER.MAX_ITER == 7
+    for key, value, message in [("MODEL.IFR.LAMBDA_F", "1", "LAMBDA_F does not exist"),
+                                ("SOLVER.MAX_ITER", "0.5", "SOLVER.MAX_ITER=0.5")]:
+        with pytest.raises(ValueError, match=message):
+            validate_sweep(cfg, [SweepParam(key, (value,))], [])
+        with pytest.raises(ValueError, match=message):
+            build_cfg(TINY, [key, value])
+    with pytest.raises(ValueError, match="odd number"):
+        build_cfg(TINY, ["SOLVER.MAX_ITER"])
 
 
 @pytest.mark.parametrize("key, value", [("MODEL.IFR.LAMBDA_E", "abc"),
@@ -61,7 +81,7 @@ def test_unknown_key_is_named_with_suggestions(cfg):
                                         ("MODEL.IFR.DEEP_SUPERVISION", "[1]")])
 def test_wrong_type_is_named(cfg, key, value):
     with pytest.raises(ValueError, match=re.escape(f"{key}={value}")):
-        normalize_value(cfg, key, value)
+        normalize_override(cfg, key, value)
 
 
 def test_validate_sweep_normalises_params_and_overrides(cfg):
@@ -80,7 +100,9 @@ def test_validate_sweep_normalises_params_and_overrides(cfg):
         ([SweepParam("SOLVER.MAX_ITER", ("1",))], [("SOLVER.MAX_ITER", "2")], "both swept"),
         ([SweepParam("SEED", ("1", "2"))], [], "--seeds"),
         ([], [("OUTPUT_DIR", "x")], "--output-dir"),
-        ([SweepParam("MODEL.IFR.LAMBDA_E", ("1", "1.0"))], [], "same after parsing"),
+        ([SweepParam("MODEL.IFR.LAMBDA_E", ("1", "1.0"))], [], "'1' and '1.0' are the same"),
+        ([SweepParam("MODEL.IFR.LAMBDA_E", ("0.1", "0.10"))], [], "'0.1' and '0.10' are the"),
+        ([SweepParam("INPUT.MIN_SIZE_TRAIN", ("[360,480]", "[360, 480]"))], [], "same value"),
     ],
 )
 def test_conflicts_are_refused(cfg, params, overrides, message):
