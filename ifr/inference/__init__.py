@@ -5,39 +5,8 @@ dispatches on ``model.inference_options``: ``mode`` "video" (whole video, one pa
 "clip" (per-clip + clip tracking), each optionally with test-time augmentation.
 """
 
-import functools
-from typing import Dict
-
-import torch
-
-from .candidates import candidates_to_output
-from .clip_tracking import clip_candidates
 from .memory import measure_inference_memory
 from .options import InferenceOptions
-from .tta import tta_candidates
-from .video import output_size_of, video_candidates
+from .run import run_inference
 
 __all__ = ["InferenceOptions", "measure_inference_memory", "run_inference"]
-
-
-@torch.no_grad()
-def run_inference(model, batched_input: Dict) -> Dict[str, object]:
-    """One test-mapper input (``image``: T uint8 (3, H, W) frames, ``height``, ``width``)
-    -> ``{"image_size", "pred_scores", "pred_labels", "pred_masks"}`` (docs/design.md),
-    masks as T RLE dicts per instance at the original size."""
-    options = model.inference_options
-    if not batched_input.get("image"):
-        raise ValueError(f"video {batched_input.get('video_id', '?')!r} has no frames")
-    if options.mode not in ("video", "clip"):
-        raise ValueError(f"MODEL.IFR.TEST.MODE must be 'video' or 'clip', got {options.mode!r}")
-    candidate_fn = video_candidates if options.mode == "video" else clip_candidates
-    if options.tta_enabled:
-        candidate_fn = functools.partial(tta_candidates, candidate_fn=candidate_fn)
-    candidates = candidate_fn(model, batched_input["image"])
-    return candidates_to_output(
-        candidates,
-        options.top_k,
-        output_size_of(batched_input),
-        options.frame_chunk,
-        options.mask_threshold,
-    )

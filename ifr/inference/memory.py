@@ -7,6 +7,8 @@ from typing import Tuple
 
 import torch
 
+from .run import run_inference
+
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -65,8 +67,6 @@ def measure_inference_memory(model, num_frames: int, size: Tuple[int, int]) -> i
     peak resident set size (sampled every 2 ms), so it includes allocator slack; compare
     numbers measured in the same way.
     """
-    from . import run_inference
-
     batched_input = random_video_input(num_frames, size)
     model.eval()
     device = torch.device(model.device)

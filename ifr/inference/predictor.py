@@ -9,6 +9,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
+from ..checkpoint import IFRCheckpointer
+
 
 class VideoPredictor:
     """Builds the model of ``cfg``, loads ``cfg.MODEL.WEIGHTS`` (when set), and runs it on
@@ -37,8 +39,6 @@ class VideoPredictor:
         )
 
     def _load_weights(self, cfg) -> None:
-        from ..checkpoint import IFRCheckpointer
-
         IFRCheckpointer(self.model, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE).load(
             cfg.MODEL.WEIGHTS
         )

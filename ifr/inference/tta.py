@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from ..layers.matching_cost import clip_matching_cost
 from .candidates import VideoCandidates
 
 # Builds candidates from (model, frames, flipped): video_candidates or clip_candidates.
@@ -159,7 +160,4 @@ def tta_candidates(
 
 
 def default_cost_fn() -> CostFn:
-    # Imported here: ifr.modeling imports ifr.inference (the meta-architecture calls it).
-    from ..modeling.matcher import clip_matching_cost
-
     return clip_matching_cost

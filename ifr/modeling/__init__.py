@@ -2,7 +2,7 @@
 ``D2SwinTransformer`` backbone, the pixel decoder and the transformer decoder."""
 from . import backbone  # noqa: F401
 from .criterion import VideoSetCriterion, build_weight_dict
-from .matcher import VideoHungarianMatcher, clip_matching_cost
+from .matcher import VideoHungarianMatcher
 from .meta_arch import IFR
 from .pixel_decoder import MSDeformAttnPixelDecoder
 from .registry import (
@@ -20,7 +20,6 @@ __all__ = [
     "VideoHungarianMatcher",
     "VideoSetCriterion",
     "build_weight_dict",
-    "clip_matching_cost",
     "build_pixel_decoder",
     "build_transformer_decoder",
     "PIXEL_DECODER_REGISTRY",

@@ -17,6 +17,7 @@ from detectron2.projects.point_rend.point_features import (
 from detectron2.utils import comm
 from torch import nn
 
+from ..layers.point_sampling import sample_frame_points
 from .losses import dice_loss, sigmoid_ce_loss, sigmoid_focal_loss
 from .matcher import VideoHungarianMatcher
 
@@ -249,8 +250,8 @@ class VideoSetCriterion(nn.Module):
         num_frames = src_masks.shape[1]
 
         point_coords = self._sample_uncertain_points(src_masks)  # (M, T, P, 2)
-        point_labels = _sample_frames(tgt_masks, point_coords)  # (M, T, P)
-        point_logits = _sample_frames(src_masks, point_coords)
+        point_labels = sample_frame_points(tgt_masks, point_coords)  # (M, T, P)
+        point_logits = sample_frame_points(src_masks, point_coords)
         frame_logits, frame_labels = point_logits.flatten(0, 1), point_labels.flatten(0, 1)
         losses = {
             "loss_mask": sigmoid_ce_loss(frame_logits, frame_labels, num_masks),  # Eq. (6), t1
@@ -361,12 +362,3 @@ def _matched_query_index(indices: Indices) -> Tuple[torch.Tensor, torch.Tensor]:
     batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
     query_idx = torch.cat([src for src, _ in indices])
     return batch_idx, query_idx
-
-
-def _sample_frames(masks: torch.Tensor, point_coords: torch.Tensor) -> torch.Tensor:
-    """masks: (M, T, H, W); point_coords: (M, T, P, 2) -> (M, T, P), each frame at its points."""
-    num_instances, num_frames, num_points = point_coords.shape[:3]
-    samples = point_sample(
-        masks.flatten(0, 1)[:, None], point_coords.flatten(0, 1), align_corners=False
-    )
-    return samples.view(num_instances, num_frames, num_points)

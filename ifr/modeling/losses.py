@@ -1,8 +1,8 @@
-"""Loss and matching-cost terms of IFR as pure functions of tensors.
+"""Loss terms as pure functions of tensors (the matching costs of Eq. 4 are in
+``ifr.layers.matching_cost``).
 
 Losses (Eq. 5-7) take matched rows and return a scalar normalised by ``num_masks``, the
 number of ground-truth instances in the batch (averaged over processes by the caller).
-Costs (Eq. 4) compare every prediction with every target and return an ``(N, M)`` matrix.
 Mask terms work on point-sampled logits: a row is one mask (or one mask volume), a column
 one sampled point. Targets may be soft (probabilities in [0, 1]), not only binary.
 """
@@ -10,9 +10,7 @@ one sampled point. Targets may be soft (probabilities in [0, 1]), not only binar
 import torch
 from torch.nn import functional as F
 
-# Added to numerator and denominator of the Dice coefficient, as in Mask2Former: an empty
-# prediction of an empty mask has Dice 1, and the gradient stays finite.
-DICE_SMOOTH = 1.0
+from ..layers.matching_cost import DICE_SMOOTH
 
 
 def sigmoid_focal_loss(
@@ -81,44 +79,3 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> 
     numerator = 2 * (probs * targets).sum(1) + DICE_SMOOTH
     denominator = probs.sum(1) + targets.sum(1) + DICE_SMOOTH
     return (1 - numerator / denominator).sum() / num_masks
-
-
-def batch_sigmoid_ce_cost(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """
-    Mean binary cross-entropy between every prediction and every target (C_m of Eq. 4).
-
-    Args:
-        logits: (N, P) predicted mask logits at P points.
-        targets: (M, P) target masks in [0, 1] at the same points.
-
-    Returns:
-        (N, M): entry (n, m) is the BCE of prediction n against target m, averaged over P.
-    """
-    num_points = logits.shape[1]
-    # BCE(x, t) = t * BCE(x, 1) + (1 - t) * BCE(x, 0) is linear in t, so all pairs are
-    # two matrix products; this holds for soft targets too.
-    cost_if_positive = F.binary_cross_entropy_with_logits(
-        logits, torch.ones_like(logits), reduction="none"
-    )
-    cost_if_negative = F.binary_cross_entropy_with_logits(
-        logits, torch.zeros_like(logits), reduction="none"
-    )
-    cost = cost_if_positive @ targets.T + cost_if_negative @ (1 - targets).T
-    return cost / num_points
-
-
-def batch_dice_cost(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """
-    ``1 - DICE`` between every prediction and every target (Eq. 4).
-
-    Args:
-        logits: (N, P) predicted mask logits at P points.
-        targets: (M, P) target masks in [0, 1] at the same points.
-
-    Returns:
-        (N, M): entry (n, m) is ``1 - (2 |p_n t_m| + 1) / (|p_n| + |t_m| + 1)``.
-    """
-    probs = logits.sigmoid()
-    numerator = 2 * probs @ targets.T + DICE_SMOOTH
-    denominator = probs.sum(1)[:, None] + targets.sum(1)[None, :] + DICE_SMOOTH
-    return 1 - numerator / denominator

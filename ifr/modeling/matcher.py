@@ -4,51 +4,11 @@ from typing import Dict, List, Tuple
 
 import torch
 from detectron2.config import configurable
-from detectron2.projects.point_rend.point_features import point_sample
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from .losses import batch_dice_cost, batch_sigmoid_ce_cost
-
-
-def clip_matching_cost(
-    pred_probs: torch.Tensor,
-    pred_masks: torch.Tensor,
-    tgt_labels: torch.Tensor,
-    tgt_masks: torch.Tensor,
-    *,
-    cost_class: float = 2.0,
-    cost_mask: float = 5.0,
-    cost_dice: float = 5.0,
-) -> torch.Tensor:
-    """
-    Eq. (4): ``C = -lambda_c p(c) + lambda_m BCE(m, m_hat) + lambda_d (1 - DICE(m, m_hat))``,
-    BCE and Dice over the whole clip volume of each instance.
-
-    Args:
-        pred_probs: (N, K) class probabilities of the clip-level queries.
-        pred_masks: (N, T, h', w') mask logits, or (N, T * P) logits already sampled at P
-            points per frame. Flattened per query to one volume.
-        tgt_labels: (M,) int64 class of each target.
-        tgt_masks: (M, T, h', w') or (M, T * P) masks in [0, 1], laid out like
-            ``pred_masks``; soft targets (probabilities) are allowed, as the test-time
-            augmentation matches predictions to predictions.
-        cost_class, cost_mask, cost_dice: lambda_c, lambda_m, lambda_d.
-
-    Returns:
-        (N, M) float cost of assigning query n to target m.
-    """
-    pred_volumes = pred_masks.flatten(1).float()
-    tgt_volumes = tgt_masks.flatten(1).float().to(pred_volumes.device)
-    if pred_volumes.shape[1] != tgt_volumes.shape[1]:
-        raise ValueError(
-            "clip_matching_cost: predicted and target masks must have the same size per "
-            f"instance, got {tuple(pred_masks.shape)} and {tuple(tgt_masks.shape)}"
-        )
-    class_cost = -pred_probs.float()[:, tgt_labels]
-    mask_cost = batch_sigmoid_ce_cost(pred_volumes, tgt_volumes)
-    dice_cost = batch_dice_cost(pred_volumes, tgt_volumes)
-    return cost_class * class_cost + cost_mask * mask_cost + cost_dice * dice_cost
+from ..layers.matching_cost import clip_matching_cost
+from ..layers.point_sampling import sample_clip_points
 
 
 class VideoHungarianMatcher(nn.Module):
@@ -147,18 +107,3 @@ class VideoHungarianMatcher(nn.Module):
             f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
             f"cost_dice={self.cost_dice}, num_points={self.num_points}"
         )
-
-
-def sample_clip_points(masks: torch.Tensor, point_coords: torch.Tensor) -> torch.Tensor:
-    """
-    Sample every frame of every mask volume at the same points.
-
-    Args:
-        masks: (R, T, h, w) mask logits or probabilities.
-        point_coords: (1, P, 2) normalised (x, y) coordinates in [0, 1].
-
-    Returns:
-        (R, T * P): frame-major, the P points of frame 0 first.
-    """
-    coords = point_coords.expand(masks.shape[0], -1, -1)
-    return point_sample(masks, coords, align_corners=False).flatten(1)

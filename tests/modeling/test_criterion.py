@@ -64,21 +64,9 @@ def _targets(frames=2, size=16):
     """Video 0: 2 instances, the second absent from the last frame; video 1: 1 instance."""
     masks0 = (torch.rand(2, frames, size, size) > 0.5).float()
     masks0[1, -1] = 0
-    valid0 = torch.ones(2, frames, dtype=torch.bool)
-    valid0[1, -1] = False
     return [
-        {
-            "labels": torch.tensor([0, 2]),
-            "ids": torch.tensor([3, 7]),
-            "masks": masks0,
-            "valid": valid0,
-        },
-        {
-            "labels": torch.tensor([1]),
-            "ids": torch.tensor([1]),
-            "masks": (torch.rand(1, frames, size, size) > 0.5).float(),
-            "valid": torch.ones(1, frames, dtype=torch.bool),
-        },
+        {"labels": torch.tensor([0, 2]), "masks": masks0},
+        {"labels": torch.tensor([1]), "masks": (torch.rand(1, frames, size, size) > 0.5).float()},
     ]
 
 
@@ -173,7 +161,7 @@ def test_losses_of_a_tiny_clip_equal_eq5_to_eq7_by_hand():
         "pred_mask_embeds": embeds[None],
         "mask_features": features[None],
     }
-    targets = [{"labels": torch.tensor([1]), "masks": gt, "valid": torch.tensor([[True, False]])}]
+    targets = [{"labels": torch.tensor([1]), "masks": gt}]
     criterion = _criterion(matcher=FixedMatcher([([1], [0])]), num_classes=2, num_points=4)
     pixels = [(0, 0), (0, 1), (1, 0), (1, 1)]  # (y, x) of the 2x2 mask
     centres = torch.tensor([[(x + 0.5) / 2, (y + 0.5) / 2] for y, x in pixels])

@@ -5,13 +5,8 @@ import math
 import pytest
 import torch
 
-from ifr.modeling.losses import (
-    batch_dice_cost,
-    batch_sigmoid_ce_cost,
-    dice_loss,
-    sigmoid_ce_loss,
-    sigmoid_focal_loss,
-)
+from ifr.layers.matching_cost import batch_dice_cost, batch_sigmoid_ce_cost
+from ifr.modeling.losses import dice_loss, sigmoid_ce_loss, sigmoid_focal_loss
 
 LN3 = math.log(3.0)  # sigmoid(ln 3) = 3/4, sigmoid(-ln 3) = 1/4, sigmoid(0) = 1/2
 

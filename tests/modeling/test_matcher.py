@@ -7,7 +7,9 @@ import torch
 from detectron2.config import get_cfg
 
 from ifr.config import add_ifr_config
-from ifr.modeling.matcher import VideoHungarianMatcher, clip_matching_cost, sample_clip_points
+from ifr.layers.matching_cost import clip_matching_cost
+from ifr.layers.point_sampling import sample_clip_points
+from ifr.modeling.matcher import VideoHungarianMatcher
 
 LN3 = math.log(3.0)
 

@@ -7,7 +7,7 @@ from detectron2.config import get_cfg
 
 from ifr.config import add_ifr_config
 from ifr.modeling.registry import build_transformer_decoder
-from ifr.modeling.transformer_decoder import IFRTransformerDecoder
+from ifr.modeling.transformer_decoder.ifr import IFRTransformerDecoder
 
 HIDDEN, QUERIES, CLASSES, MASK_DIM, HEADS, LAYERS = 32, 5, 3, 16, 4, 3
 LEVEL_SIZES = [(2, 2), (4, 4), (8, 8)]  # strides 32, 16, 8

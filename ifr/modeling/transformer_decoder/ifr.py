@@ -26,7 +26,7 @@ Positional embeddings (the paper is silent; choices made here):
   temporal embedding: the decoder is trained on 2-frame clips and run on whole videos of
   any length, and frame order already enters through the recurrence.
 
-Layout inside: sequence-first ``(S, B, d)`` as ``ifr.modeling.layers``. Feature tensors
+Layout inside: sequence-first ``(S, B, d)`` as ``ifr.modeling.attention``. Feature tensors
 may live on another device than the parameters (long videos on CPU); one frame at a time
 is moved to the parameters' device.
 """
@@ -40,9 +40,9 @@ from detectron2.config import configurable
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
-from .position_encoding import PositionEmbeddingSine
-from .registry import TRANSFORMER_DECODER_REGISTRY
+from ..attention import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from ..position_encoding import PositionEmbeddingSine
+from ..registry import TRANSFORMER_DECODER_REGISTRY
 
 __all__ = ["IFRTransformerDecoder"]
 

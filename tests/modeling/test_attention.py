@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from ifr.modeling.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from ifr.modeling.attention import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 
 
 def reference_attention(mha, query, key, value, attn_mask=None):

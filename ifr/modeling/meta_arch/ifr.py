@@ -11,11 +11,10 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import ImageList
 from torch import nn
 
-from ..inference import run_inference
-from ..inference.options import InferenceOptions
-from .criterion import VideoSetCriterion, build_weight_dict
-from .matcher import VideoHungarianMatcher
-from .registry import build_pixel_decoder, build_transformer_decoder
+from ...inference import run_inference
+from ...inference.options import InferenceOptions
+from ..criterion import VideoSetCriterion
+from ..registry import build_pixel_decoder, build_transformer_decoder
 
 
 @META_ARCH_REGISTRY.register()
@@ -56,7 +55,7 @@ class IFR(nn.Module):
             "backbone": backbone,
             "pixel_decoder": pixel_decoder,
             "transformer_decoder": transformer_decoder,
-            "criterion": build_criterion(cfg),
+            "criterion": VideoSetCriterion(cfg),
             "size_divisibility": cfg.MODEL.IFR.SIZE_DIVISIBILITY,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
@@ -117,7 +116,7 @@ class IFR(nn.Module):
 
     def prepare_targets(self, batched_inputs: List[dict], padded_size) -> List[Dict]:
         """Per-frame ``Instances`` of each clip -> the criterion's targets (docs/design.md):
-        ``labels (M,)``, ``ids (M,)``, ``masks (M, T, H, W)`` (zero where absent), ``valid (M, T)``."""
+        ``labels (M,)`` and ``masks (M, T, H, W)`` at the padded size, zero where absent."""
         height, width = padded_size
         targets = []
         for video in batched_inputs:
@@ -126,19 +125,10 @@ class IFR(nn.Module):
             masks = torch.zeros(
                 (num_instances, num_frames, height, width), dtype=torch.float32, device=self.device
             )
-            ids = torch.stack([inst.gt_ids for inst in per_frame], dim=1).to(self.device)
             for t, inst in enumerate(per_frame):
                 frame_masks = inst.gt_masks.tensor.to(self.device)
                 masks[:, t, : frame_masks.shape[-2], : frame_masks.shape[-1]] = frame_masks.float()
-            valid = ids >= 0
-            targets.append(
-                {
-                    "labels": per_frame[0].gt_classes.to(self.device),
-                    "ids": ids.max(dim=1).values,
-                    "masks": masks,
-                    "valid": valid,
-                }
-            )
+            targets.append({"labels": per_frame[0].gt_classes.to(self.device), "masks": masks})
         return targets
 
 
@@ -147,33 +137,3 @@ def _attach_mask_features(outputs: dict, mask_features: torch.Tensor) -> None:
     outputs["mask_features"] = mask_features
     for aux in outputs.get("aux_outputs", []):
         aux["mask_features"] = mask_features
-
-
-def build_criterion(cfg) -> VideoSetCriterion:
-    ifr_cfg = cfg.MODEL.IFR
-    matcher = VideoHungarianMatcher(
-        cost_class=ifr_cfg.CLASS_WEIGHT,
-        cost_mask=ifr_cfg.MASK_WEIGHT,
-        cost_dice=ifr_cfg.DICE_WEIGHT,
-        num_points=ifr_cfg.TRAIN_NUM_POINTS,
-    )
-    num_aux = ifr_cfg.DEC_LAYERS if ifr_cfg.DEEP_SUPERVISION else 0
-    weight_dict = build_weight_dict(
-        class_weight=ifr_cfg.CLASS_WEIGHT,
-        mask_weight=ifr_cfg.MASK_WEIGHT,
-        dice_weight=ifr_cfg.DICE_WEIGHT,
-        lambda_e=ifr_cfg.LAMBDA_E,
-        num_aux=num_aux,
-    )
-    return VideoSetCriterion(
-        num_classes=ifr_cfg.NUM_CLASSES,
-        matcher=matcher,
-        weight_dict=weight_dict,
-        lambda_e=ifr_cfg.LAMBDA_E,
-        num_points=ifr_cfg.TRAIN_NUM_POINTS,
-        oversample_ratio=ifr_cfg.OVERSAMPLE_RATIO,
-        importance_sample_ratio=ifr_cfg.IMPORTANCE_SAMPLE_RATIO,
-        focal_alpha=ifr_cfg.FOCAL_ALPHA,
-        focal_gamma=ifr_cfg.FOCAL_GAMMA,
-        deep_supervision=ifr_cfg.DEEP_SUPERVISION,
-    )

@@ -1,0 +1,34 @@
+"""``run_inference``: one video through the model, in the mode of its inference options."""
+
+import functools
+from typing import Dict
+
+import torch
+
+from .candidates import candidates_to_output
+from .clip_tracking import clip_candidates
+from .tta import tta_candidates
+from .video import output_size_of, video_candidates
+
+
+@torch.no_grad()
+def run_inference(model, batched_input: Dict) -> Dict[str, object]:
+    """One test-mapper input (``image``: T uint8 (3, H, W) frames, ``height``, ``width``)
+    -> ``{"image_size", "pred_scores", "pred_labels", "pred_masks"}`` (docs/design.md),
+    masks as T RLE dicts per instance at the original size."""
+    options = model.inference_options
+    if not batched_input.get("image"):
+        raise ValueError(f"video {batched_input.get('video_id', '?')!r} has no frames")
+    if options.mode not in ("video", "clip"):
+        raise ValueError(f"MODEL.IFR.TEST.MODE must be 'video' or 'clip', got {options.mode!r}")
+    candidate_fn = video_candidates if options.mode == "video" else clip_candidates
+    if options.tta_enabled:
+        candidate_fn = functools.partial(tta_candidates, candidate_fn=candidate_fn)
+    candidates = candidate_fn(model, batched_input["image"])
+    return candidates_to_output(
+        candidates,
+        options.top_k,
+        output_size_of(batched_input),
+        options.frame_chunk,
+        options.mask_threshold,
+    )
