@@ -10,13 +10,17 @@ Anything else needs ``allow_pickle=True`` (``MODEL.WEIGHTS_ALLOW_PICKLE True``).
 import collections
 import logging
 import os
-import pickle
 from typing import Any, Dict, Iterable, List
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .utils.atomic_io import atomic_torch_save, atomic_write_text
+from .utils.tensor_io import (  # noqa: F401  (re-exported: the checkpoint layer's errors)
+    CheckpointFormatError,
+    UnsafeCheckpointError,
+    load_arrays_pickle,
+    load_tensor_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,61 +30,6 @@ MASK2FORMER_PREFIXES = {
     "sem_seg_head.predictor.": "transformer_decoder.",
 }
 _IGNORED_PREFIXES = ("criterion.",)
-
-_SAFE_PICKLE_GLOBALS = {
-    ("collections", "OrderedDict"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("_codecs", "encode"),  # how protocol-2 pickles store bytes
-}
-
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds objects other than tensors/arrays and loading was not allowed."""
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _SAFE_PICKLE_GLOBALS:
-            raise UnsafeCheckpointError(f"refusing to unpickle {module}.{name}")
-        return super().find_class(module, name)
-
-
-def load_arrays_pickle(path: str) -> Any:
-    """Read a Detectron2-style ``.pkl`` checkpoint admitting only numpy arrays."""
-    with open(path, "rb") as f:
-        return _ArraysOnlyUnpickler(f, encoding="latin1").load()
-
-
-def load_tensor_file(path: str, allow_pickle: bool, opt_in: str) -> Any:
-    """Contents of a ``.safetensors`` or ``torch.save`` file, admitting only tensors and plain
-    containers unless ``allow_pickle``; ``opt_in`` tells the user how to allow more."""
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path, device="cpu")
-    if allow_pickle:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as e:
-        if isinstance(e, RuntimeError) and "weights_only" not in str(e):
-            raise
-        raise UnsafeCheckpointError(
-            f"{path} holds pickled objects other than tensors (or is not a checkpoint). If "
-            f"you trust the file, {opt_in}. ({_unpickling_reason(str(e))})"
-        ) from e
-
-
-def _unpickling_reason(message: str) -> str:
-    """The line of torch's weights-only error that names what was refused."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    named = [line for line in lines if "WeightsUnpickler error" in line]
-    return (named or lines or [message])[0]
 
 
 def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:

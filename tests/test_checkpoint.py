@@ -47,7 +47,7 @@ def test_save_is_atomic_and_round_trips(tmp_path):
     ckpt = IFRCheckpointer(model, str(tmp_path))
     ckpt.save("model_0000009", iteration=9)
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000009.pth"
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp_")]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
     other = TinyIFRLike()
     extra = IFRCheckpointer(other, str(tmp_path)).resume_or_load("", resume=True)
@@ -72,7 +72,7 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
     assert not (tmp_path / "model_0000002.pth").exists()
     assert (tmp_path / "model_0000001.pth").read_bytes() == before
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp_")]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
 
 def test_pth_with_arbitrary_objects_is_refused_unless_allowed(tmp_path):

@@ -14,17 +14,17 @@ from typing import Callable, Dict, Optional
 
 from torch import Tensor
 
-from ...checkpoint import UnsafeCheckpointError, load_tensor_file
 from ...utils.atomic_io import atomic_torch_save
+from ...utils.tensor_io import CheckpointFormatError, UnsafeCheckpointError, load_tensor_file
 
 __all__ = [
     "CONVERTERS",
+    "CheckpointFormatError",
     "UnsafeCheckpointError",
     "load_state_dict_safely",
     "swin_official_to_d2",
     "torchvision_resnet_to_d2",
     "to_detectron2_checkpoint",
-    "save_checkpoint_atomic",
     "convert_checkpoint",
 ]
 
@@ -50,10 +50,12 @@ def _unwrap_state_dict(loaded, path: str) -> Dict[str, Tensor]:
                 loaded = loaded[key]
                 break
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(loaded).__name__}")
+        raise CheckpointFormatError(f"{path}: expected a state dict, got {type(loaded).__name__}")
     not_tensors = [k for k, v in loaded.items() if not isinstance(v, Tensor)]
     if not_tensors:
-        raise ValueError(f"{path}: entries {not_tensors[:5]} of the state dict are not tensors")
+        raise CheckpointFormatError(
+            f"{path}: entries {not_tensors[:5]} of the state dict are not tensors"
+        )
     return dict(loaded)
 
 
@@ -129,11 +131,6 @@ def to_detectron2_checkpoint(backbone_state: Dict[str, Tensor], prefix: str = "b
     }
 
 
-def save_checkpoint_atomic(obj: dict, path: str) -> None:
-    """torch.save to a temporary file in the destination folder, then rename over ``path``."""
-    atomic_torch_save(obj, path)
-
-
 def convert_checkpoint(
     input_path: str, output_path: str, kind: str, allow_pickle: bool = False, log: Optional[Callable] = print
 ) -> dict:
@@ -144,7 +141,7 @@ def convert_checkpoint(
     state_dict = load_state_dict_safely(input_path, allow_pickle=allow_pickle)
     backbone_state = CONVERTERS[kind](state_dict, source=input_path)
     checkpoint = to_detectron2_checkpoint(backbone_state)
-    save_checkpoint_atomic(checkpoint, output_path)
+    atomic_torch_save(checkpoint, output_path)
     if log is not None:
         dropped = len(state_dict) - len(backbone_state)
         log(f"{input_path}: {len(backbone_state)} tensors converted ({dropped} dropped) -> {output_path}")
