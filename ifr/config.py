@@ -12,6 +12,7 @@ def add_ifr_config(cfg: CN) -> None:
     _add_input_config(cfg)
     _add_solver_config(cfg)
     _add_test_config(cfg)
+    _add_m2f_vis_config(cfg)
 
 
 def _add_model_config(cfg: CN) -> None:
@@ -138,6 +139,24 @@ def _add_test_config(cfg: CN) -> None:
     cfg.MODEL.IFR.TEST.TTA.MIN_SIZES = [360, 480, 600, 720]  # n resolutions (SPEC: 4)
     cfg.MODEL.IFR.TEST.TTA.FLIP = False
     cfg.MODEL.IFR.TEST.TTA.PIVOT = 0  # index into MIN_SIZES of the pivot result
+    # Diagnostic (IFR decoder, inference only): False replaces Q_i^{t-1} by Q_i in
+    # Eq. (1), so frame t's queries no longer depend on frame t-1 (recurrence off). It
+    # measures what the recurrence contributes to a trained model; training ignores it.
+    cfg.MODEL.IFR.TEST.RECURRENCE = True
+
+
+def _add_m2f_vis_config(cfg: CN) -> None:
+    """Keys of the Mask2Former-VIS baseline (``MODEL.META_ARCHITECTURE "VideoMaskFormer"``)
+    that IFR does not have. The keys both models share stay under ``MODEL.IFR``
+    (NUM_CLASSES, NUM_QUERIES, HIDDEN_DIM, NHEADS, DIM_FEEDFORWARD, PRE_NORM,
+    ENFORCE_INPUT_PROJ, CLASS/MASK/DICE_WEIGHT, DEEP_SUPERVISION, point sampling, TEST.*).
+    ``MODEL.IFR.DEC_LAYERS`` counts decoder layers without the prediction from the initial
+    queries: Mask2Former-VIS's ``MODEL.MASK_FORMER.DEC_LAYERS: 10`` is ``MODEL.IFR.DEC_LAYERS:
+    9`` here (9 layers, 10 predictions, 9 of them auxiliary)."""
+    cfg.MODEL.M2F_VIS = CN()
+    # Weight of the "no-object" class in the softmax cross-entropy (Mask2Former's
+    # NO_OBJECT_WEIGHT / eos_coef): the last entry of the criterion's empty_weight.
+    cfg.MODEL.M2F_VIS.NO_OBJECT_WEIGHT = 0.1
 
 
 def normalize_override(cfg: CN, key: str, value: str) -> str:

@@ -3,9 +3,7 @@
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 
-from ifr.config import add_ifr_config
 from ifr.modeling.registry import build_transformer_decoder
 from ifr.modeling.transformer_decoder.ifr import IFRTransformerDecoder
 
@@ -149,6 +147,61 @@ def test_frame_t_depends_on_earlier_frames_only(layer):
     other_level = [f.clone() for f in features]
     other_level[(level + 1) % 3] += 1.0
     torch.testing.assert_close(recurrence(other_level), base, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("test_recurrence", [True, False])
+def test_recurrence_off_makes_frames_independent_in_eval_mode(test_recurrence):
+    """MODEL.IFR.TEST.RECURRENCE False: frame t's queries are those of frame 0's step
+    from Q_i with frame t's features, so changing frame t-1's features changes nothing."""
+    decoder = make_decoder(test_recurrence=test_recurrence).eval()
+    features, mask_features = make_inputs()
+    clip_queries = clip_queries_for(decoder, 2)
+    embeds = torch.randn(2, QUERIES, 3, MASK_DIM)
+
+    def recurrence(feats):
+        with torch.no_grad():
+            return decoder._frame_recurrence(0, clip_queries, feats, mask_features, embeds)
+
+    base = recurrence(features)
+    changed = [f.clone() for f in features]
+    changed[0][:, 1] += 1.0  # frame 1 of the level layer 0 reads
+    out = recurrence(changed)
+    assert not torch.allclose(out[:, :, 1], base[:, :, 1])  # frame 1 itself
+    torch.testing.assert_close(out[:, :, 0], base[:, :, 0], rtol=0, atol=0)
+    if test_recurrence:
+        assert not torch.allclose(out[:, :, 2], base[:, :, 2])  # through Q^{1}
+    else:
+        torch.testing.assert_close(out[:, :, 2], base[:, :, 2], rtol=0, atol=0)
+        # Each frame equals a one-frame run on that frame alone.
+        alone = [f[:, 2:3] for f in features]
+        with torch.no_grad():
+            single = decoder._frame_recurrence(
+                0, clip_queries, alone, mask_features[:, 2:3], embeds[:, :, 2:3]
+            )
+        torch.testing.assert_close(base[:, :, 2:3], single)
+
+
+def test_training_always_recurs():
+    decoder = make_decoder(test_recurrence=False).train()
+    features, mask_features = make_inputs()
+    clip_queries = clip_queries_for(decoder, 2)
+    embeds = torch.randn(2, QUERIES, 3, MASK_DIM)
+    with torch.no_grad():
+        base = decoder._frame_recurrence(0, clip_queries, features, mask_features, embeds)
+        changed = [f.clone() for f in features]
+        changed[0][:, 1] += 1.0
+        out = decoder._frame_recurrence(0, clip_queries, changed, mask_features, embeds)
+    assert not torch.allclose(out[:, :, 2], base[:, :, 2])
+
+
+def test_recurrence_key_reaches_the_decoder(make_cfg):
+    cfg = make_cfg()
+    assert cfg.MODEL.IFR.TEST.RECURRENCE is True
+    cfg.MODEL.IFR.TEST.RECURRENCE = False
+    cfg.MODEL.IFR.NUM_QUERIES, cfg.MODEL.IFR.HIDDEN_DIM, cfg.MODEL.IFR.NHEADS = 4, 32, 4
+    cfg.MODEL.IFR.DIM_FEEDFORWARD, cfg.MODEL.IFR.DEC_LAYERS = 64, 1
+    decoder = build_transformer_decoder(cfg, in_channels=32, mask_dim=16)
+    assert decoder.test_recurrence is False
 
 
 def test_frame_recurrence_follows_eq_2_and_3():
@@ -383,9 +436,8 @@ def test_mask2former_parameter_names():
     assert not any(n.startswith("input_proj") for n in make_decoder().state_dict())
 
 
-def test_built_from_config_through_the_registry():
-    cfg = get_cfg()
-    add_ifr_config(cfg)
+def test_built_from_config_through_the_registry(make_cfg):
+    cfg = make_cfg()
     cfg.MODEL.IFR.NUM_CLASSES = CLASSES
     cfg.MODEL.IFR.NUM_QUERIES = QUERIES
     cfg.MODEL.IFR.HIDDEN_DIM = HIDDEN

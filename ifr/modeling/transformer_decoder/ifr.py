@@ -76,6 +76,7 @@ class IFRTransformerDecoder(nn.Module):
         pre_norm: bool,
         enforce_input_project: bool,
         dropout: float = 0.0,
+        test_recurrence: bool = True,
     ):
         """
         Args:
@@ -91,6 +92,9 @@ class IFRTransformerDecoder(nn.Module):
             enforce_input_project: a 1x1 conv input projection even when
                 ``in_channels == hidden_dim``.
             dropout: dropout of every attention and FFN block.
+            test_recurrence: in eval mode, False replaces Q_i^{t-1} by Q_i in Eq. (1)
+                (recurrence off: frame t's queries do not depend on frame t-1), a
+                diagnostic of what the recurrence contributes. Training always recurs.
         """
         super().__init__()
         if dec_layers < 1:
@@ -105,6 +109,7 @@ class IFRTransformerDecoder(nn.Module):
         self.num_heads = nheads
         self.num_layers = dec_layers
         self.num_queries = num_queries
+        self.test_recurrence = test_recurrence
 
         self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
 
@@ -170,6 +175,7 @@ class IFRTransformerDecoder(nn.Module):
             "pre_norm": ifr.PRE_NORM,
             "enforce_input_project": ifr.ENFORCE_INPUT_PROJ,
             "dropout": ifr.DROPOUT,
+            "test_recurrence": ifr.TEST.RECURRENCE,
         }
 
     @property
@@ -278,6 +284,7 @@ class IFRTransformerDecoder(nn.Module):
         pair_pos = self._pair_query_pos(clip_queries.shape[1])
         frame_pos = None
 
+        recurrent = self.training or self.test_recurrence
         prev_frame_queries = clip_queries  # Q_i^0 = Q_i
         per_frame = []
         for t in range(level_features.shape[1]):
@@ -299,6 +306,8 @@ class IFRTransformerDecoder(nn.Module):
                 pair_pos,
             )
             per_frame.append(prev_frame_queries)
+            if not recurrent:  # recurrence off: every frame starts from Q_i
+                prev_frame_queries = clip_queries
         return torch.stack(per_frame, dim=0).permute(2, 1, 0, 3)  # (T, N, B, d) -> (B, N, T, d)
 
     def _frame_step(
