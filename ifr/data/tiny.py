@@ -8,6 +8,14 @@ enters or leaves the frame: the cases where identity switches happen. More objec
 freely. Masks are the visible parts (depth order applied); an instance whose visible part is
 smaller than ``MIN_VISIBLE_PIXELS`` in a frame is absent there (``null``).
 
+The class of an object is its shape and texture kind. In ``ytvis_tiny_{train,val}`` each
+object also has its own look (tint, size, texture phase, slight shape variation), so that
+identity is learnable from appearance; ``ytvis_tiny_hard_{train,val}`` give every object of
+a class the same look (only motion separates them). Scenes and rendering:
+``ifr/data/tiny_scene.py``.
+
+    python -m ifr.data.tiny          # generate the registered splits, print statistics
+
 Cache layout (one folder per split, published by one atomic rename)::
 
     <tiny root>/train/instances.json
@@ -16,6 +24,7 @@ Cache layout (one folder per split, published by one atomic rename)::
 
 The tiny root is ``$IFR_TINY_ROOT``, default ``<datasets root>/ytvis_tiny``.
 """
+
 import json
 import logging
 import os
@@ -31,11 +40,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from .datasets.builtin import datasets_root
 from .datasets.categories import instances_meta
 from .datasets.ytvis import load_ytvis_json
+from .tiny_scene import APPEARANCES, HEIGHT, WIDTH, make_scene, render_frame
 
 __all__ = [
     "TINY_CATEGORIES",
     "TINY_SPLITS",
     "generate_tiny_ytvis",
+    "tiny_statistics",
     "register_tiny_ytvis",
     "tiny_root",
 ]
@@ -43,8 +54,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Bump when the generator's output changes: a cache of another version is regenerated.
-GENERATOR_VERSION = 2
-HEIGHT, WIDTH = 96, 128
+GENERATOR_VERSION = 3
 MIN_VISIBLE_PIXELS = 12
 _JPEG_QUALITY = 95
 
@@ -53,17 +63,13 @@ TINY_CATEGORIES: List[Dict] = [
     {"id": 2, "name": "checkered_square", "color": [29, 110, 230], "isthing": 1},
     {"id": 3, "name": "dotted_triangle", "color": [46, 184, 76], "isthing": 1},
 ]
-# split -> generation parameters of the registered ``ytvis_tiny_<split>``.
-TINY_SPLITS: Dict[str, Dict[str, int]] = {
-    "train": {"num_videos": 32, "num_frames": 8, "seed": 1},
-    "val": {"num_videos": 8, "num_frames": 10, "seed": 2},
-}
-
-# Texture colours (RGB) per category: (first, second).
-_TEXTURE_COLORS = {
-    1: ((220, 40, 40), (250, 240, 230)),  # red / white diagonal stripes
-    2: ((30, 60, 210), (245, 215, 40)),  # blue / yellow checkerboard
-    3: ((60, 225, 80), (10, 20, 10)),  # bright green with dark dots
+# split -> generation parameters of the registered ``ytvis_tiny_<split>``. The hard splits
+# have the same trajectories (same seeds) with one look per class: the stress test.
+TINY_SPLITS: Dict[str, Dict] = {
+    "train": {"num_videos": 32, "num_frames": 8, "seed": 1, "appearance": "distinct"},
+    "val": {"num_videos": 8, "num_frames": 10, "seed": 2, "appearance": "distinct"},
+    "hard_train": {"num_videos": 32, "num_frames": 8, "seed": 1, "appearance": "identical"},
+    "hard_val": {"num_videos": 8, "num_frames": 10, "seed": 2, "appearance": "identical"},
 }
 
 
@@ -73,104 +79,7 @@ def tiny_root() -> str:
     return os.environ.get("IFR_TINY_ROOT") or os.path.join(datasets_root(), "ytvis_tiny")
 
 
-# ---------------------------------------------------------------- scene description
-
-
-def _moving_object(category_id, size, start, end, depth, num_frames) -> Dict:
-    """An object moving on a straight line from ``start`` to ``end`` (centre, (x, y))."""
-    steps = np.linspace(0.0, 1.0, num_frames)[:, None]
-    centres = (1 - steps) * np.asarray(start, float) + steps * np.asarray(end, float)
-    return {"category_id": category_id, "size": size, "centres": centres, "depth": depth}
-
-
-def _crossing_pair(rng) -> List[Tuple]:
-    """Two objects of one category moving towards each other on nearly the same row."""
-    category_id = int(rng.integers(1, 4))
-    y = rng.uniform(30, HEIGHT - 30)
-    dy = rng.uniform(-6, 6)
-    left, right = rng.uniform(18, 34), rng.uniform(WIDTH - 34, WIDTH - 18)
-    return [
-        (category_id, rng.uniform(11, 16), (left, y), (right, y + dy)),
-        (category_id, rng.uniform(11, 16), (right, y + dy), (left, y)),
-    ]
-
-
-def _edge_crossing(rng) -> Tuple:
-    """An object entering the frame from a side, or leaving it through a side."""
-    size = rng.uniform(10, 15)
-    outside_x = -size - 2 if rng.random() < 0.5 else WIDTH + size + 2
-    inside = (rng.uniform(35, WIDTH - 35), rng.uniform(22, HEIGHT - 22))
-    outside = (outside_x, inside[1] + rng.uniform(-10, 10))
-    entering = rng.random() < 0.5
-    start, end = (outside, inside) if entering else (inside, outside)
-    return (int(rng.integers(1, 4)), size, start, end)
-
-
-def _free_mover(rng) -> Tuple:
-    size = rng.uniform(9, 15)
-    start = (rng.uniform(15, WIDTH - 15), rng.uniform(15, HEIGHT - 15))
-    end = (
-        np.clip(start[0] + rng.uniform(-40, 40), 10, WIDTH - 10),
-        np.clip(start[1] + rng.uniform(-25, 25), 10, HEIGHT - 10),
-    )
-    return (int(rng.integers(1, 4)), size, start, end)
-
-
-def _scene(rng, num_frames) -> List[Dict]:
-    specs = _crossing_pair(rng) + [_edge_crossing(rng)]
-    specs += [_free_mover(rng) for _ in range(int(rng.integers(0, 2)))]
-    depths = rng.permutation(len(specs))  # larger depth = farther away
-    return [
-        _moving_object(c, s, a, b, int(d), num_frames)
-        for (c, s, a, b), d in zip(specs, depths)
-    ]
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def _shape_mask(category_id, centre, size, xx, yy) -> np.ndarray:
-    """Full (unoccluded) mask of an object, (H, W) bool."""
-    u, v = xx - centre[0], yy - centre[1]
-    if category_id == 1:  # disc
-        return u * u + v * v <= size * size
-    if category_id == 2:  # square
-        half = 0.85 * size
-        return (np.abs(u) <= half) & (np.abs(v) <= half)
-    # triangle pointing up: apex at v = -size, base at v = 0.8 size
-    height = 1.8 * size
-    return (v <= 0.8 * size) & (np.abs(u) <= (v + size) / height * size)
-
-
-def _texture(category_id, centre, xx, yy) -> np.ndarray:
-    """Texture of a category in the object's own coordinates (moves with it), (H, W, 3)."""
-    u, v = xx - centre[0], yy - centre[1]
-    first, second = (np.asarray(c, np.float32) for c in _TEXTURE_COLORS[category_id])
-    if category_id == 1:
-        pattern = (np.floor((u + v) / 4.0) % 2) == 0
-    elif category_id == 2:
-        pattern = ((np.floor(u / 5.0) + np.floor(v / 5.0)) % 2) == 0
-    else:
-        du, dv = (u % 7.0) - 3.5, (v % 7.0) - 3.5
-        pattern = du * du + dv * dv > 5.0
-    return np.where(pattern[..., None], first, second)
-
-
-def _render_frame(rng, objects, t, background_level) -> Tuple[np.ndarray, List[np.ndarray]]:
-    """Render frame t back to front. Returns the RGB image (H, W, 3) uint8 and the visible
-    mask (H, W) bool of every object."""
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    image = background_level + rng.normal(0.0, 18.0, (HEIGHT, WIDTH, 3))
-    full = [_shape_mask(o["category_id"], o["centres"][t], o["size"], xx, yy) for o in objects]
-    for k in sorted(range(len(objects)), key=lambda k: -objects[k]["depth"]):
-        texture = _texture(objects[k]["category_id"], objects[k]["centres"][t], xx, yy)
-        image[full[k]] = texture[full[k]]
-    visible = []
-    for k, obj in enumerate(objects):
-        nearer = [full[j] for j, o in enumerate(objects) if o["depth"] < obj["depth"]]
-        occluder = np.logical_or.reduce(nearer) if nearer else np.zeros_like(full[k])
-        visible.append(full[k] & ~occluder)
-    return np.clip(image, 0, 255).astype(np.uint8), visible
+# ---------------------------------------------------------------- generation
 
 
 def _encode(mask: np.ndarray) -> Tuple[Optional[Dict], Optional[List[float]], Optional[int]]:
@@ -184,20 +93,17 @@ def _encode(mask: np.ndarray) -> Tuple[Optional[Dict], Optional[List[float]], Op
     return rle, bbox, area
 
 
-# ---------------------------------------------------------------- generation
-
-
-def _write_video(rng, video_id, name, num_frames, image_dir) -> Tuple[Dict, List[Dict]]:
+def _write_video(rng, video_id, name, num_frames, appearance, image_dir) -> Tuple[Dict, List[Dict]]:
     """Render one video into ``image_dir/name/``; returns its json video entry and one
     annotation (track) per object, before track ids are assigned."""
-    objects = _scene(rng, num_frames)
+    objects = make_scene(rng, num_frames, appearance)
     # Near-grey background (small tint), so that the saturated textures stand out.
     background_level = rng.uniform(70, 150) + rng.uniform(-12, 12, size=3)
     os.makedirs(os.path.join(image_dir, name))
     file_names = []
     tracks = [{"segmentations": [], "bboxes": [], "areas": []} for _ in objects]
     for t in range(num_frames):
-        image, visible = _render_frame(rng, objects, t, background_level)
+        image, visible = render_frame(rng, objects, t, background_level)
         file_name = f"{name}/{t:05d}.jpg"
         path = os.path.join(image_dir, file_name)
         cv2.imwrite(path, image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
@@ -206,12 +112,22 @@ def _write_video(rng, video_id, name, num_frames, image_dir) -> Tuple[Dict, List
             for key, value in zip(("segmentations", "bboxes", "areas"), _encode(mask)):
                 track[key].append(value)
     video = {
-        "id": video_id, "width": WIDTH, "height": HEIGHT,
-        "length": num_frames, "file_names": file_names,
+        "id": video_id,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "length": num_frames,
+        "file_names": file_names,
     }
     annotations = [
-        dict(track, video_id=video_id, category_id=obj["category_id"], iscrowd=0,
-             width=WIDTH, height=HEIGHT, length=1)
+        dict(
+            track,
+            video_id=video_id,
+            category_id=obj["category_id"],
+            iscrowd=0,
+            width=WIDTH,
+            height=HEIGHT,
+            length=1,
+        )
         for obj, track in zip(objects, tracks)
         if any(s is not None for s in track["segmentations"])
     ]
@@ -224,7 +140,12 @@ def _write_split(folder: str, split: str, params: Dict) -> None:
     for index in range(params["num_videos"]):
         rng = np.random.default_rng([params["seed"], index])
         video, tracks = _write_video(
-            rng, index + 1, f"{split}_{index:03d}", params["num_frames"], image_dir
+            rng,
+            index + 1,
+            f"{split}_{index:03d}",
+            params["num_frames"],
+            params["appearance"],
+            image_dir,
         )
         videos.append(video)
         annotations.extend(tracks)
@@ -244,10 +165,17 @@ def _write_split(folder: str, split: str, params: Dict) -> None:
 
 
 def generate_tiny_ytvis(
-    root: str, split: str, num_videos: int, num_frames: int, seed: int
+    root: str,
+    split: str,
+    num_videos: int,
+    num_frames: int,
+    seed: int,
+    appearance: str = "distinct",
 ) -> Tuple[str, str]:
     """Make sure ``root/split`` holds the tiny dataset of these parameters, generating it
-    when absent. Returns ``(image_root, json_file)``.
+    when absent. Returns ``(image_root, json_file)``. ``appearance``: ``"distinct"`` (each
+    object has its own look) or ``"identical"`` (one look per class), see
+    ``ifr/data/tiny_scene.py``.
 
     Generation writes into a temporary folder inside ``root`` and publishes it with one
     ``os.rename``; when several processes start at once, one rename wins and the others
@@ -266,7 +194,10 @@ def generate_tiny_ytvis(
         "num_videos": int(num_videos),
         "num_frames": int(num_frames),
         "seed": int(seed),
+        "appearance": appearance,
     }
+    if appearance not in APPEARANCES:
+        raise ValueError(f"appearance must be one of {APPEARANCES}, got {appearance!r}")
     target = os.path.join(root, split)
     json_file = os.path.join(target, "instances.json")
     if os.path.isfile(json_file) and _cached_params(json_file).get("generator_version") != (
@@ -349,3 +280,92 @@ def register_tiny_ytvis(root: Optional[str] = None) -> List[str]:
         )
         names.append(name)
     return names
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def tiny_statistics(json_file: str, image_root: str) -> Dict[str, float]:
+    """Statistics of a tiny split (any YouTube-VIS file with RLE masks works):
+
+    - ``instances_per_video_{min,median,max}``;
+    - ``same_class_instance_share``: instances with another instance of their class in
+      their video; ``same_class_pair_share``: same-class pairs among instance pairs of a
+      video;
+    - ``object_size_{min,median}``: per instance, the longest side (px) of its largest
+      visible box over the video;
+    - ``same_class_colour_distance_{min,median}``: per same-class pair of a video, the
+      RGB distance between the instances' mean colours over their visible pixels (read
+      from the frames).
+    """
+    with open(json_file) as f:
+        data = json.load(f)
+    tracks: Dict[int, List[Dict]] = {}
+    for ann in data["annotations"]:
+        tracks.setdefault(ann["video_id"], []).append(ann)
+    videos = {v["id"]: v for v in data["videos"]}
+    counts, sizes, distances = [], [], []
+    same_instances = pairs = same_pairs = 0
+    for video_id, anns in tracks.items():
+        categories = [a["category_id"] for a in anns]
+        counts.append(len(anns))
+        same_instances += sum(categories.count(c) > 1 for c in categories)
+        n = len(anns)
+        pairs += n * (n - 1) // 2
+        sizes += [_largest_extent(a) for a in anns]
+        colours = _mean_colours(videos[video_id], anns, image_root)
+        for i in range(n):
+            for j in range(i + 1, n):
+                if categories[i] == categories[j]:
+                    same_pairs += 1
+                    distances.append(float(np.linalg.norm(colours[i] - colours[j])))
+    return {
+        "videos": len(videos),
+        "instances_per_video_min": int(np.min(counts)),
+        "instances_per_video_median": float(np.median(counts)),
+        "instances_per_video_max": int(np.max(counts)),
+        "same_class_instance_share": same_instances / sum(counts),
+        "same_class_pair_share": same_pairs / max(pairs, 1),
+        "object_size_min": float(np.min(sizes)),
+        "object_size_median": float(np.median(sizes)),
+        "same_class_colour_distance_min": float(np.min(distances)) if distances else 0.0,
+        "same_class_colour_distance_median": float(np.median(distances)) if distances else 0.0,
+    }
+
+
+def _largest_extent(ann: Dict) -> float:
+    boxes = [mask_util.toBbox(s) for s in ann["segmentations"] if s is not None]
+    return float(max(max(b[2], b[3]) for b in boxes))
+
+
+def _mean_colours(video: Dict, anns: List[Dict], image_root: str) -> List[np.ndarray]:
+    """Mean RGB (3,) of each annotation's visible pixels over the video."""
+    sums = [np.zeros(3) for _ in anns]
+    pixels = [0 for _ in anns]
+    for t, name in enumerate(video["file_names"]):
+        image = cv2.imread(os.path.join(image_root, name))[:, :, ::-1].astype(np.float64)
+        for k, ann in enumerate(anns):
+            segm = ann["segmentations"][t]
+            if segm is not None:
+                mask = mask_util.decode(segm).astype(bool)
+                sums[k] += image[mask].sum(axis=0)
+                pixels[k] += int(mask.sum())
+    return [s / max(p, 1) for s, p in zip(sums, pixels)]
+
+
+def main() -> None:
+    """Generate the registered tiny splits under ``tiny_root()`` and print statistics."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for split, params in TINY_SPLITS.items():
+        image_root, json_file = generate_tiny_ytvis(tiny_root(), split, **params)
+        stats = tiny_statistics(json_file, image_root)
+        print(
+            f"ytvis_tiny_{split}: "
+            + ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
