@@ -2,9 +2,7 @@
 import logging
 
 import pytest
-from detectron2.config import get_cfg
 
-from ifr.config import add_ifr_config
 from ifr.data.build import (
     build_ytvis_test_loader,
     build_ytvis_train_loader,
@@ -13,18 +11,20 @@ from ifr.data.build import (
 )
 
 
-def _cfg():
-    cfg = get_cfg()
-    add_ifr_config(cfg)
-    cfg.DATASETS.TRAIN = ("ytvis_tiny_train",)
-    cfg.SOLVER.IMS_PER_BATCH = 2
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.INPUT.MIN_SIZE_TRAIN = (96,)
-    cfg.INPUT.MAX_SIZE_TRAIN = 128
-    cfg.INPUT.MIN_SIZE_TEST = 96
-    cfg.INPUT.MAX_SIZE_TEST = 128
-    cfg.SEED = 5
-    return cfg
+@pytest.fixture
+def tiny_cfg(make_cfg):
+    return make_cfg(
+        overrides={
+            "DATASETS.TRAIN": ("ytvis_tiny_train",),
+            "SOLVER.IMS_PER_BATCH": 2,
+            "DATALOADER.NUM_WORKERS": 0,
+            "INPUT.MIN_SIZE_TRAIN": (96,),
+            "INPUT.MAX_SIZE_TRAIN": 128,
+            "INPUT.MIN_SIZE_TEST": 96,
+            "INPUT.MAX_SIZE_TEST": 128,
+            "SEED": 5,
+        }
+    )
 
 
 def _first_video_ids(loader, num_batches=3):
@@ -32,8 +32,8 @@ def _first_video_ids(loader, num_batches=3):
     return [[sample["video_id"] for sample in next(iterator)] for _ in range(num_batches)]
 
 
-def test_train_loader_yields_clips_and_is_seeded(tiny_root):
-    cfg = _cfg()
+def test_train_loader_yields_clips_and_is_seeded(tiny_root, tiny_cfg):
+    cfg = tiny_cfg
     batch = next(iter(build_ytvis_train_loader(cfg)))
     assert len(batch) == 2
     for sample in batch:
@@ -44,8 +44,8 @@ def test_train_loader_yields_clips_and_is_seeded(tiny_root):
     )
 
 
-def test_test_loader_gives_every_video_once_in_order(tiny_root):
-    loader = build_ytvis_test_loader(_cfg(), "ytvis_tiny_val")
+def test_test_loader_gives_every_video_once_in_order(tiny_root, tiny_cfg):
+    loader = build_ytvis_test_loader(tiny_cfg, "ytvis_tiny_val")
     batches = list(loader)
     assert all(len(batch) == 1 for batch in batches)
     expected = [d["video_id"] for d in get_ytvis_dicts("ytvis_tiny_val")]

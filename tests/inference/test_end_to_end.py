@@ -8,10 +8,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from ifr.config import add_ifr_config
 from ifr.data import YTVISDatasetMapper, generate_tiny_ytvis, load_ytvis_json
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "tools", "ifr_r18_tiny_random.yaml")
@@ -21,15 +19,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, make_cfg):
     torch.set_num_threads(1)
     image_root, json_file = generate_tiny_ytvis(
         str(tmp_path_factory.mktemp("tiny")), "val", num_videos=1, num_frames=NUM_FRAMES, seed=2
     )
     video = load_ytvis_json(json_file, image_root, "ytvis_tiny_e2e")[0]
-    cfg = get_cfg()
-    add_ifr_config(cfg)
-    cfg.merge_from_file(CONFIG)
+    cfg = make_cfg(CONFIG)
     batched_input = YTVISDatasetMapper(cfg, is_train=False)(video)
     torch.manual_seed(0)
     model = build_model(cfg).eval()

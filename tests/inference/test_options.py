@@ -1,23 +1,17 @@
 import pytest
-from detectron2.config import get_cfg
 
-from ifr.config import add_ifr_config
 from ifr.inference.options import InferenceOptions
 
 
-def cfg_with(**test_keys):
-    cfg = get_cfg()
-    add_ifr_config(cfg)
-    for key, value in test_keys.items():
-        node = cfg.MODEL.IFR.TEST
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
-    return cfg
+@pytest.fixture
+def cfg_with(make_cfg):
+    """``cfg_with(KEY=value)``: the default config with ``MODEL.IFR.TEST.<KEY>`` set."""
+    return lambda **test_keys: make_cfg(
+        overrides={f"MODEL.IFR.TEST.{key}": value for key, value in test_keys.items()}
+    )
 
 
-def test_defaults_follow_the_config():
+def test_defaults_follow_the_config(cfg_with):
     options = InferenceOptions.from_config(
         cfg_with(MODE="clip", CLIP_LENGTH=2, CLIP_OVERLAP=1, CLIP_MIN_IOU=0.3)
     )
@@ -38,6 +32,6 @@ def test_defaults_follow_the_config():
         ({"TTA.ENABLED": True, "TTA.PIVOT": 4}, "TTA.PIVOT"),
     ],
 )
-def test_bad_values_name_the_key(keys, named):
+def test_bad_values_name_the_key(keys, named, cfg_with):
     with pytest.raises(ValueError, match=named):
         InferenceOptions.from_config(cfg_with(**keys))

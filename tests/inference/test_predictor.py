@@ -3,26 +3,16 @@ import os
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 
-from ifr.config import add_ifr_config
 from ifr.inference.predictor import VideoPredictor
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "tools", "ifr_r18_tiny_random.yaml")
 
 
-def tiny_cfg(*opts):
-    cfg = get_cfg()
-    add_ifr_config(cfg)
-    cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list(list(opts))
-    return cfg
-
-
 @pytest.fixture(scope="module")
-def predictor():
+def predictor(make_cfg):
     torch.manual_seed(0)
-    return VideoPredictor(tiny_cfg())
+    return VideoPredictor(make_cfg(CONFIG))
 
 
 def test_frames_are_resized_and_converted_to_rgb(predictor):
@@ -45,11 +35,11 @@ def test_prediction_is_at_the_original_size(predictor):
     assert all(m[0]["size"] == [48, 80] for m in output["pred_masks"])
 
 
-def test_weights_are_loaded(predictor, tmp_path):
+def test_weights_are_loaded(predictor, tmp_path, make_cfg):
     path = tmp_path / "weights.pth"
     torch.save({"model": predictor.model.state_dict()}, path)
     torch.manual_seed(1)
-    loaded = VideoPredictor(tiny_cfg("MODEL.WEIGHTS", str(path)))
+    loaded = VideoPredictor(make_cfg(CONFIG, ["MODEL.WEIGHTS", str(path)]))
     for name, value in predictor.model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], value), name
 

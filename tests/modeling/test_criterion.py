@@ -5,11 +5,9 @@ from typing import List
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.projects.point_rend.point_features import point_sample
 from torch import nn
 
-from ifr.config import add_ifr_config
 from ifr.modeling.criterion import (
     VideoSetCriterion,
     build_weight_dict,
@@ -360,9 +358,8 @@ def test_bad_inputs_are_named():
     _criterion(lambda_e=0.0)(outputs, _targets())  # without cross terms it is not needed
 
 
-def test_criterion_from_config():
-    cfg = get_cfg()
-    add_ifr_config(cfg)
+def test_criterion_from_config(make_cfg):
+    cfg = make_cfg()
     cfg.MODEL.IFR.DEC_LAYERS = 3
     criterion = VideoSetCriterion(cfg)
     assert isinstance(criterion.matcher, VideoHungarianMatcher)

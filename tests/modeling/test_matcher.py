@@ -4,9 +4,7 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 
-from ifr.config import add_ifr_config
 from ifr.layers.matching_cost import clip_matching_cost
 from ifr.layers.point_sampling import sample_clip_points
 from ifr.modeling.matcher import VideoHungarianMatcher
@@ -199,9 +197,8 @@ def test_matcher_reports_non_finite_costs():
         matcher(outputs, targets)
 
 
-def test_matcher_from_config():
-    cfg = get_cfg()
-    add_ifr_config(cfg)
+def test_matcher_from_config(make_cfg):
+    cfg = make_cfg()
     cfg.MODEL.IFR.TRAIN_NUM_POINTS = 99
     matcher = VideoHungarianMatcher(cfg)
     assert (matcher.cost_class, matcher.cost_mask, matcher.cost_dice) == (2.0, 5.0, 5.0)

@@ -2,10 +2,8 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 
-from ifr.config import add_ifr_config
 from ifr.modeling.pixel_decoder import MSDeformAttnPixelDecoder
 from ifr.modeling.registry import PIXEL_DECODER_REGISTRY, build_pixel_decoder
 
@@ -62,10 +60,9 @@ def _expected_mask2former_keys(num_layers):
     return keys
 
 
-def test_registered_and_built_from_config_with_mask2former_names():
+def test_registered_and_built_from_config_with_mask2former_names(make_cfg):
     assert PIXEL_DECODER_REGISTRY.get("MSDeformAttnPixelDecoder") is MSDeformAttnPixelDecoder
-    cfg = get_cfg()
-    add_ifr_config(cfg)
+    cfg = make_cfg()
     decoder = build_pixel_decoder(cfg, INPUT_SHAPE)
     assert set(decoder.state_dict()) == _expected_mask2former_keys(num_layers=6)
     # input_proj runs from the lowest resolution (res5) to the highest (res3).
