@@ -165,41 +165,50 @@ def clip_instances(
     original_size: tuple,
     image_size: tuple,
 ) -> List[Instances]:
-    """Per-frame ``Instances`` of a clip holding the same M instances (every track present
-    in any of the T frames, sorted by track id) in the same order.
+    """Per-frame ``Instances`` of a clip holding the same M instances in the same order:
+    the tracks (sorted by track id) that are not crowds and whose mask, after augmentation,
+    is non-empty in at least one of the T frames (as Mask2Former-VIS trains: a track with
+    nothing to see in the clip is no target).
 
     Args:
         frame_annotations: T lists of instance dicts (``id``, ``category_id``,
-            ``segmentation``) of the sampled frames.
+            ``segmentation``, optional ``iscrowd``) of the sampled frames.
         transforms: the clip's augmentation, applied to the masks.
         original_size: (H0, W0) of the video.
         image_size: (H, W) after augmentation.
 
     Returns:
-        T ``Instances`` of size (H, W): ``gt_ids (M,) int64`` (-1 where absent),
-        ``gt_classes (M,) int64``, ``gt_masks`` BitMasks (M, H, W) (all-zero where absent),
-        ``gt_boxes`` Boxes (M, 4) XYXY from the masks (zero where absent).
+        T ``Instances`` of size (H, W): ``gt_ids (M,) int64`` (-1 where absent or empty
+        after augmentation), ``gt_classes (M,) int64``, ``gt_masks`` BitMasks (M, H, W)
+        (all-zero where absent), ``gt_boxes`` Boxes (M, 4) XYXY from the masks (zero where
+        absent).
     """
     classes: Dict[int, int] = {}
     for annotations in frame_annotations:
         for obj in annotations:
-            classes.setdefault(obj["id"], obj["category_id"])
+            if not obj.get("iscrowd", 0):
+                classes.setdefault(obj["id"], obj["category_id"])
     track_ids = sorted(classes)
     h, w = image_size
-    instances = []
-    for annotations in frame_annotations:
+    num_frames = len(frame_annotations)
+    masks = torch.zeros((num_frames, len(track_ids), h, w), dtype=torch.bool)
+    ids = torch.full((num_frames, len(track_ids)), -1, dtype=torch.int64)
+    for t, annotations in enumerate(frame_annotations):
         by_id = {obj["id"]: obj for obj in annotations}
-        masks = torch.zeros((len(track_ids), h, w), dtype=torch.bool)
-        ids = torch.full((len(track_ids),), -1, dtype=torch.int64)
         for m, track_id in enumerate(track_ids):
             if track_id in by_id:
                 mask = decode_segmentation(by_id[track_id]["segmentation"], *original_size)
-                masks[m] = torch.from_numpy(transforms.apply_segmentation(mask).astype(bool))
-                ids[m] = track_id
+                masks[t, m] = torch.from_numpy(transforms.apply_segmentation(mask).astype(bool))
+                if masks[t, m].any():
+                    ids[t, m] = track_id
+    keep = (ids >= 0).any(dim=0)  # (M,): visible in some frame of the clip
+    gt_classes = torch.tensor([classes[i] for i in track_ids], dtype=torch.int64)[keep]
+    instances = []
+    for t in range(num_frames):
         frame = Instances((h, w))
-        frame.gt_ids = ids
-        frame.gt_classes = torch.tensor([classes[i] for i in track_ids], dtype=torch.int64)
-        frame.gt_masks = BitMasks(masks)
+        frame.gt_ids = ids[t, keep]
+        frame.gt_classes = gt_classes
+        frame.gt_masks = BitMasks(masks[t, keep])
         frame.gt_boxes = frame.gt_masks.get_bounding_boxes()
         instances.append(frame)
     return instances

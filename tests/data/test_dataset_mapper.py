@@ -4,11 +4,10 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
-from detectron2.config import get_cfg
+from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
-from ifr.config import add_ifr_config
-from ifr.data.dataset_mapper import YTVISDatasetMapper, sample_clip_frames
+from ifr.data.dataset_mapper import YTVISDatasetMapper, clip_instances, sample_clip_frames
 
 from ytvis_test_utils import write_frames
 
@@ -56,23 +55,21 @@ def video(tmp_path):
             "length": 3, "video_id": 3, "annotations": annotations}
 
 
-def _cfg(**input_keys):
-    cfg = get_cfg()
-    add_ifr_config(cfg)
-    cfg.INPUT.MIN_SIZE_TRAIN = (H,)
-    cfg.INPUT.MAX_SIZE_TRAIN = 1000
-    cfg.INPUT.MIN_SIZE_TEST = H
-    cfg.INPUT.MAX_SIZE_TEST = 1000
-    cfg.INPUT.SAMPLING_FRAME_NUM = 3
-    cfg.INPUT.SAMPLING_FRAME_RANGE = 2
-    cfg.INPUT.RANDOM_FLIP = "none"
-    for key, value in input_keys.items():
-        setattr(cfg.INPUT, key, value)
-    return cfg
+@pytest.fixture
+def input_cfg(make_cfg):
+    """``input_cfg(KEY=value)``: 3-frame clips at the video's size, ``INPUT.<KEY>`` set."""
+
+    def build(**input_keys):
+        keys = {"MIN_SIZE_TRAIN": (H,), "MAX_SIZE_TRAIN": 1000, "MIN_SIZE_TEST": H,
+                "MAX_SIZE_TEST": 1000, "SAMPLING_FRAME_NUM": 3, "SAMPLING_FRAME_RANGE": 2,
+                "RANDOM_FLIP": "none", **input_keys}
+        return make_cfg(overrides={f"INPUT.{k}": v for k, v in keys.items()})
+
+    return build
 
 
-def test_train_output_keys_shapes_and_instance_order(video):
-    out = YTVISDatasetMapper(_cfg(), is_train=True)(video)
+def test_train_output_keys_shapes_and_instance_order(video, input_cfg):
+    out = YTVISDatasetMapper(input_cfg(), is_train=True)(video)
     assert out["frame_idx"] == [0, 1, 2]
     assert out["file_names"] == video["file_names"]
     assert (out["height"], out["width"], out["length"], out["video_id"]) == (H, W, 3, 3)
@@ -91,8 +88,8 @@ def test_train_output_keys_shapes_and_instance_order(video):
     assert out["instances"][1].gt_boxes.tensor[1].tolist() == [20, 10, 28, 15]
 
 
-def test_resize_applies_to_images_masks_and_boxes(video):
-    out = YTVISDatasetMapper(_cfg(MIN_SIZE_TRAIN=(2 * H,)), is_train=True)(video)
+def test_resize_applies_to_images_masks_and_boxes(video, input_cfg):
+    out = YTVISDatasetMapper(input_cfg(MIN_SIZE_TRAIN=(2 * H,)), is_train=True)(video)
     assert all(image.shape == (3, 2 * H, 2 * W) for image in out["image"])
     frame = out["instances"][1]
     assert frame.gt_masks.tensor.shape == (2, 2 * H, 2 * W)
@@ -100,8 +97,8 @@ def test_resize_applies_to_images_masks_and_boxes(video):
     assert frame.gt_masks.tensor[1].sum() == 4 * MASKS[9][1].sum()
 
 
-def test_one_flip_decision_for_the_whole_clip(video):
-    mapper = YTVISDatasetMapper(_cfg(RANDOM_FLIP="flip_by_clip"), is_train=True)
+def test_one_flip_decision_for_the_whole_clip(video, input_cfg):
+    mapper = YTVISDatasetMapper(input_cfg(RANDOM_FLIP="flip_by_clip"), is_train=True)
     seen = set()
     np.random.seed(0)
     for _ in range(16):
@@ -118,23 +115,23 @@ def test_one_flip_decision_for_the_whole_clip(video):
     assert seen == {True, False}
 
 
-def test_short_video_is_sampled_with_repetition(video):
+def test_short_video_is_sampled_with_repetition(video, input_cfg):
     one_frame = dict(video, length=1, file_names=video["file_names"][:1],
                      annotations=video["annotations"][:1])
-    out = YTVISDatasetMapper(_cfg(), is_train=True)(one_frame)
+    out = YTVISDatasetMapper(input_cfg(), is_train=True)(one_frame)
     assert out["frame_idx"] == [0, 0, 0] and len(out["instances"]) == 3
     assert all(inst.gt_ids.tolist() == [5] for inst in out["instances"])
 
 
-def test_test_mapper_gives_all_frames_and_no_instances(video):
-    out = YTVISDatasetMapper(_cfg(MIN_SIZE_TEST=2 * H), is_train=False)(video)
+def test_test_mapper_gives_all_frames_and_no_instances(video, input_cfg):
+    out = YTVISDatasetMapper(input_cfg(MIN_SIZE_TEST=2 * H), is_train=False)(video)
     assert out["frame_idx"] == [0, 1, 2] and "instances" not in out
     assert all(image.shape == (3, 2 * H, 2 * W) for image in out["image"])
 
 
-def test_unknown_flip_mode_is_refused():
+def test_unknown_flip_mode_is_refused(input_cfg):
     with pytest.raises(ValueError, match="RANDOM_FLIP"):
-        YTVISDatasetMapper(_cfg(RANDOM_FLIP="flip_by_frame"), is_train=True)
+        YTVISDatasetMapper(input_cfg(RANDOM_FLIP="flip_by_frame"), is_train=True)
 
 
 @pytest.mark.parametrize("length,num,window,shuffle", [(36, 2, 20, False), (36, 5, 3, False),
@@ -151,3 +148,37 @@ def test_sample_clip_frames(length, num, window, shuffle):
             assert len(set(frames)) >= min(length, window + 1)
         if not shuffle:
             assert frames == sorted(frames)
+
+
+def _obj(track_id, mask, category_id=0, **extra):
+    return {"id": track_id, "category_id": category_id, "segmentation": _rle(mask), **extra}
+
+
+def test_crowd_tracks_are_no_targets():
+    frames = [[_obj(5, MASKS[5][t]), _obj(7, _box_mask(0, 20, 10, 30), 1, iscrowd=1)]
+              for t in range(3)]
+    instances = clip_instances(frames, T.TransformList([]), (H, W), (H, W))
+    assert [inst.gt_ids.tolist() for inst in instances] == [[5], [5], [5]]
+    assert all(inst.gt_classes.tolist() == [0] for inst in instances)
+    assert all(inst.gt_masks.tensor.shape == (1, H, W) for inst in instances)
+
+
+def test_tracks_empty_in_every_frame_after_augmentation_are_dropped():
+    """A crop to the left half (x < 15) hides track 9 (x 20..27) in every frame, and track
+    4 in frame 0 only; track 3 is annotated with an empty mask."""
+    empty = np.zeros((H, W), bool)
+    frames = [
+        [_obj(5, MASKS[5][0]), _obj(4, _box_mask(0, 3, 16, 20)), _obj(3, empty)],
+        [_obj(5, MASKS[5][1]), _obj(9, MASKS[9][1], 1), _obj(4, _box_mask(0, 3, 10, 14))],
+    ]
+    crop = T.TransformList([T.CropTransform(0, 0, 15, H)])
+    instances = clip_instances(frames, crop, (H, W), (H, 15))
+    assert [inst.gt_ids.tolist() for inst in instances] == [[-1, 5], [4, 5]]
+    assert instances[0].gt_classes.tolist() == [0, 0]
+    assert not instances[0].gt_masks.tensor[0].any()
+    assert instances[1].gt_masks.tensor[0].sum() == 3 * 4
+    assert instances[1].gt_boxes.tensor[0].tolist() == [10, 0, 14, 3]
+    # Nothing visible at all: M = 0 in every frame, shapes still consistent.
+    none = clip_instances([[_obj(9, MASKS[9][1], 1)]], crop, (H, W), (H, 15))[0]
+    assert none.gt_masks.tensor.shape == (0, H, 15) and none.gt_ids.shape == (0,)
+    assert none.gt_classes.shape == (0,) and none.gt_boxes.tensor.shape == (0, 4)
