@@ -14,11 +14,10 @@ import os
 import sys
 from typing import List, Optional
 
-from detectron2.config import CfgNode, get_cfg
 from tqdm import tqdm
 
 import ifr  # noqa: F401  (registers datasets and model components)
-from ifr.config import add_ifr_config
+from ifr.engine.defaults import build_cfg
 from ifr.inference.predictor import VideoPredictor
 from ifr.inference.visualize import draw_video
 from ifr.utils.video_io import DEFAULT_FPS, read_video, write_image, write_video
@@ -51,15 +50,6 @@ def argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_cfg(config_file: str, opts: List[str]) -> CfgNode:
-    cfg = get_cfg()
-    add_ifr_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    cfg.freeze()
-    return cfg
-
-
 def class_names_of(predictor: VideoPredictor) -> Optional[List[str]]:
     if predictor.metadata is None:
         return None
@@ -78,7 +68,9 @@ def run_demo(args: argparse.Namespace) -> dict:
         frames[0].shape[0],
         fps,
     )
-    predictor = VideoPredictor(setup_cfg(args.config_file, args.opts))
+    cfg = build_cfg(args.config_file, args.opts)
+    cfg.freeze()
+    predictor = VideoPredictor(cfg)
     output = predictor(frames)
     drawn = []
     frames_iter = draw_video(frames, output, args.confidence, class_names_of(predictor))

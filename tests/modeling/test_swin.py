@@ -2,10 +2,8 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_backbone
 
-from ifr.config import add_ifr_config
 from ifr.modeling.backbone.swin import (
     D2SwinTransformer,
     SwinTransformerBlock,
@@ -15,20 +13,27 @@ from ifr.modeling.backbone.swin import (
 )
 
 
-def _tiny_cfg(depths=(1, 1, 1, 1), window=7):
-    cfg = get_cfg()
-    add_ifr_config(cfg)
-    cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
-    cfg.MODEL.SWIN.EMBED_DIM = 32
-    cfg.MODEL.SWIN.DEPTHS = list(depths)
-    cfg.MODEL.SWIN.NUM_HEADS = [1, 2, 4, 8]
-    cfg.MODEL.SWIN.WINDOW_SIZE = window
-    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.0
-    return cfg
+@pytest.fixture
+def swin_cfg(make_cfg):
+    """``swin_cfg(depths, window)``: a small D2SwinTransformer config."""
+
+    def build(depths=(1, 1, 1, 1), window=7):
+        return make_cfg(
+            overrides={
+                "MODEL.BACKBONE.NAME": "D2SwinTransformer",
+                "MODEL.SWIN.EMBED_DIM": 32,
+                "MODEL.SWIN.DEPTHS": list(depths),
+                "MODEL.SWIN.NUM_HEADS": [1, 2, 4, 8],
+                "MODEL.SWIN.WINDOW_SIZE": window,
+                "MODEL.SWIN.DROP_PATH_RATE": 0.0,
+            }
+        )
+
+    return build
 
 
-def test_builds_from_config_with_strides_and_channels():
-    backbone = build_backbone(_tiny_cfg())
+def test_builds_from_config_with_strides_and_channels(swin_cfg):
+    backbone = build_backbone(swin_cfg())
     assert isinstance(backbone, D2SwinTransformer)
     assert backbone.size_divisibility == 32
     shapes = backbone.output_shape()
@@ -38,9 +43,9 @@ def test_builds_from_config_with_strides_and_channels():
 
 
 @pytest.mark.parametrize("height,width", [(64, 96), (67, 45), (33, 31)])
-def test_output_sizes_for_any_input_size(height, width):
+def test_output_sizes_for_any_input_size(height, width, swin_cfg):
     torch.set_num_threads(1)
-    backbone = build_backbone(_tiny_cfg(depths=(2, 2, 2, 2), window=3)).eval()
+    backbone = build_backbone(swin_cfg(depths=(2, 2, 2, 2), window=3)).eval()
     with torch.no_grad():
         outputs = backbone(torch.randn(2, 3, height, width))
     for name, spec in backbone.output_shape().items():
@@ -49,8 +54,8 @@ def test_output_sizes_for_any_input_size(height, width):
         assert torch.isfinite(outputs[name]).all()
 
 
-def test_parameter_names_match_mask2former():
-    backbone = build_backbone(_tiny_cfg(depths=(2, 2, 2, 2)))
+def test_parameter_names_match_mask2former(swin_cfg):
+    backbone = build_backbone(swin_cfg(depths=(2, 2, 2, 2)))
     keys = set(backbone.state_dict())
     expected = {"patch_embed.proj.weight", "patch_embed.proj.bias", "patch_embed.norm.weight", "patch_embed.norm.bias"}
     for i in range(4):
@@ -66,8 +71,8 @@ def test_parameter_names_match_mask2former():
     assert keys == expected
 
 
-def test_out_features_subset():
-    cfg = _tiny_cfg()
+def test_out_features_subset(swin_cfg):
+    cfg = swin_cfg()
     cfg.MODEL.SWIN.OUT_FEATURES = ["res3", "res5"]
     backbone = build_backbone(cfg)
     assert set(backbone.output_shape()) == {"res3", "res5"}
@@ -136,16 +141,16 @@ def test_shifted_windows_mask_wrapped_regions():
     assert _block_output_change(block, mask, source=(2, 2), target=(4, 4)) > 1e-3
 
 
-def test_gradients_reach_every_parameter():
-    backbone = build_backbone(_tiny_cfg(depths=(2, 1, 1, 1), window=3))
+def test_gradients_reach_every_parameter(swin_cfg):
+    backbone = build_backbone(swin_cfg(depths=(2, 1, 1, 1), window=3))
     outputs = backbone(torch.randn(1, 3, 40, 40))
     sum(o.square().mean() for o in outputs.values()).backward()
     for name, param in backbone.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
-def test_absolute_position_embedding_resized():
-    cfg = _tiny_cfg()
+def test_absolute_position_embedding_resized(swin_cfg):
+    cfg = swin_cfg()
     cfg.MODEL.SWIN.APE = True
     cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 32
     backbone = build_backbone(cfg)
@@ -153,14 +158,14 @@ def test_absolute_position_embedding_resized():
     assert backbone(torch.randn(1, 3, 48, 40))["res2"].shape == (1, 32, 12, 10)
 
 
-def test_rejects_non_image_input():
-    backbone = build_backbone(_tiny_cfg())
+def test_rejects_non_image_input(swin_cfg):
+    backbone = build_backbone(swin_cfg())
     with pytest.raises(ValueError, match="B, C, H, W"):
         backbone(torch.randn(3, 32, 32))
 
 
-def test_activation_checkpointing_gives_same_outputs_and_gradients():
-    cfg = _tiny_cfg(depths=(2, 1, 1, 1), window=3)
+def test_activation_checkpointing_gives_same_outputs_and_gradients(swin_cfg):
+    cfg = swin_cfg(depths=(2, 1, 1, 1), window=3)
     plain = build_backbone(cfg).train()
     cfg.MODEL.SWIN.USE_CHECKPOINT = True
     checkpointed = build_backbone(cfg).train()

@@ -4,13 +4,11 @@ import pytest
 import torch
 import torchvision
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
-from ifr.config import add_ifr_config
 from ifr.modeling.backbone.convert import (
     UnsafeCheckpointError,
     convert_checkpoint,
@@ -28,16 +26,23 @@ class _Model(nn.Module):
         self.backbone = backbone
 
 
-def _resnet_cfg(depth):
-    cfg = get_cfg()
-    add_ifr_config(cfg)
-    cfg.MODEL.RESNETS.DEPTH = depth
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64 if depth in (18, 34) else 256
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    # torchvision weights: stride in the 3x3 conv, frozen ImageNet BN statistics.
-    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
-    cfg.MODEL.RESNETS.NORM = "FrozenBN"
-    return cfg
+@pytest.fixture
+def resnet_cfg(make_cfg):
+    """``resnet_cfg(depth)``: a detectron2 ResNet laid out as torchvision's: stride in the
+    3x3 conv, frozen ImageNet BN statistics, all four stages out."""
+
+    def build(depth):
+        return make_cfg(
+            overrides={
+                "MODEL.RESNETS.DEPTH": depth,
+                "MODEL.RESNETS.RES2_OUT_CHANNELS": 64 if depth in (18, 34) else 256,
+                "MODEL.RESNETS.OUT_FEATURES": ["res2", "res3", "res4", "res5"],
+                "MODEL.RESNETS.STRIDE_IN_1X1": False,
+                "MODEL.RESNETS.NORM": "FrozenBN",
+            }
+        )
+
+    return build
 
 
 def _randomize_bn(model):
@@ -59,8 +64,8 @@ def _torchvision_pyramid(model, x):
     return outputs
 
 
-def test_r18_builds_from_cfg():
-    backbone = build_resnet_backbone(_resnet_cfg(18), ShapeSpec(channels=3))
+def test_r18_builds_from_cfg(resnet_cfg):
+    backbone = build_resnet_backbone(resnet_cfg(18), ShapeSpec(channels=3))
     shapes = backbone.output_shape()
     assert {k: (v.channels, v.stride) for k, v in shapes.items()} == {
         "res2": (64, 4), "res3": (128, 8), "res4": (256, 16), "res5": (512, 32)
@@ -72,7 +77,7 @@ def test_r18_builds_from_cfg():
 
 
 @pytest.mark.parametrize("depth", [18, 50])
-def test_torchvision_resnet_round_trip(tmp_path, depth):
+def test_torchvision_resnet_round_trip(tmp_path, depth, resnet_cfg):
     torch.set_num_threads(1)
     reference = getattr(torchvision.models, f"resnet{depth}")(weights=None).eval()
     _randomize_bn(reference)
@@ -81,7 +86,7 @@ def test_torchvision_resnet_round_trip(tmp_path, depth):
     out = tmp_path / "d2.pth"
     convert_checkpoint(str(src), str(out), "torchvision-resnet", log=None)
 
-    backbone = build_resnet_backbone(_resnet_cfg(depth), ShapeSpec(channels=3))
+    backbone = build_resnet_backbone(resnet_cfg(depth), ShapeSpec(channels=3))
     model = _Model(backbone).eval()
     written = torch.load(out, weights_only=True)
     assert written["__author__"] == "ifr" and written["matching_heuristics"] is False
@@ -96,13 +101,13 @@ def test_torchvision_resnet_round_trip(tmp_path, depth):
         torch.testing.assert_close(actual[name], expected[name], atol=1e-4, rtol=1e-4)
 
 
-def test_resnet_loads_through_detection_checkpointer(tmp_path):
+def test_resnet_loads_through_detection_checkpointer(tmp_path, resnet_cfg):
     reference = torchvision.models.resnet18(weights=None).eval()
     src = tmp_path / "tv.pth"
     torch.save(reference.state_dict(), src)
     out = tmp_path / "d2.pth"
     convert_checkpoint(str(src), str(out), "torchvision-resnet", log=None)
-    model = _Model(build_resnet_backbone(_resnet_cfg(18), ShapeSpec(channels=3))).eval()
+    model = _Model(build_resnet_backbone(resnet_cfg(18), ShapeSpec(channels=3))).eval()
     DetectionCheckpointer(model).load(str(out))
     torch.testing.assert_close(model.backbone.stem.conv1.weight, reference.conv1.weight)
     torch.testing.assert_close(model.backbone.res5[1].conv2.norm.running_var, reference.layer4[1].bn2.running_var)
@@ -131,16 +136,14 @@ def test_resnet_key_mapping_hand_written():
         torchvision_resnet_to_d2({"layer9.bogus": torch.zeros(1)}, source="x.pth")
 
 
-def _tiny_swin_cfg():
-    cfg = get_cfg()
-    add_ifr_config(cfg)
-    cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
-    cfg.MODEL.SWIN.EMBED_DIM = 16
-    cfg.MODEL.SWIN.DEPTHS = [2, 2, 1, 1]
-    cfg.MODEL.SWIN.NUM_HEADS = [1, 2, 2, 4]
-    cfg.MODEL.SWIN.WINDOW_SIZE = 3
-    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.0
-    return cfg
+TINY_SWIN = {
+    "MODEL.BACKBONE.NAME": "D2SwinTransformer",
+    "MODEL.SWIN.EMBED_DIM": 16,
+    "MODEL.SWIN.DEPTHS": [2, 2, 1, 1],
+    "MODEL.SWIN.NUM_HEADS": [1, 2, 2, 4],
+    "MODEL.SWIN.WINDOW_SIZE": 3,
+    "MODEL.SWIN.DROP_PATH_RATE": 0.0,
+}
 
 
 def _fake_official_swin(model):
@@ -155,9 +158,9 @@ def _fake_official_swin(model):
     return {"model": state}
 
 
-def test_swin_round_trip(tmp_path):
+def test_swin_round_trip(tmp_path, make_cfg):
     torch.set_num_threads(1)
-    cfg = _tiny_swin_cfg()
+    cfg = make_cfg(overrides=TINY_SWIN)
     reference = build_backbone(cfg).eval()
     src = tmp_path / "swin_official.pth"
     torch.save(_fake_official_swin(reference), src)
