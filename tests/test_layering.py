@@ -195,5 +195,5 @@ def test_the_graph_sees_known_edges():
     assert "ifr.inference.run" in edges["ifr.inference"]  # from .run import ...
     assert "ifr.layers.matching_cost" in edges["ifr.modeling.matcher"]  # from ..layers...
     assert "ifr.layers" in edges["ifr.modeling.matcher"]  # its __init__ runs first
-    assert "ifr.inference" in edges["ifr.modeling.meta_arch.ifr"]
+    assert "ifr.inference" in edges["ifr.modeling.meta_arch.base"]
     assert "ifr.modeling" not in edges["ifr.modeling.matcher"]  # its own package

@@ -82,7 +82,7 @@ def predict_segment(
     )
     outputs = model.transformer_decoder(multi_scale, mask_features, return_masks=False)
     return SegmentPrediction(
-        class_probs=outputs["pred_logits"][0].float().sigmoid(),
+        class_probs=model.class_probabilities(outputs["pred_logits"][0].float()),
         mask_embeds=outputs["pred_mask_embeds"][0].float(),
         mask_features=mask_features[0],
         padded_size=padded_size,

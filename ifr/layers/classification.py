@@ -4,6 +4,7 @@
 - ``"softmax"`` (Mask2Former-VIS): softmax over K classes + a last "no-object" column,
   which is dropped after the softmax.
 """
+
 import torch
 
 CLASS_ACTIVATIONS = ("sigmoid", "softmax")

@@ -1,4 +1,5 @@
 """Point sampling of mask volumes (Mask2Former's point-sampled mask losses and costs)."""
+
 import torch
 from detectron2.projects.point_rend.point_features import point_sample
 

@@ -1,9 +1,11 @@
-"""The IFR model. Importing this package registers the meta-architecture ``IFR``, the
-``D2SwinTransformer`` backbone, the pixel decoder and the transformer decoder."""
+"""The models. Importing this package registers the meta-architectures ``IFR`` and
+``VideoMaskFormer`` (Mask2Former-VIS), the ``D2SwinTransformer`` backbone, the pixel
+decoder and the transformer decoders."""
+
 from . import backbone  # noqa: F401
-from .criterion import VideoSetCriterion, build_weight_dict
+from .criterion import IFRCriterion, VideoMaskFormerCriterion, VideoSetCriterion, build_weight_dict
 from .matcher import VideoHungarianMatcher
-from .meta_arch import IFR
+from .meta_arch import IFR, VideoMaskFormer
 from .pixel_decoder import MSDeformAttnPixelDecoder
 from .registry import (
     PIXEL_DECODER_REGISTRY,
@@ -11,11 +13,15 @@ from .registry import (
     build_pixel_decoder,
     build_transformer_decoder,
 )
-from .transformer_decoder import IFRTransformerDecoder
+from .transformer_decoder import IFRTransformerDecoder, VideoMultiScaleMaskedTransformerDecoder
 
 __all__ = [
     "IFR",
+    "IFRCriterion",
     "IFRTransformerDecoder",
+    "VideoMaskFormer",
+    "VideoMaskFormerCriterion",
+    "VideoMultiScaleMaskedTransformerDecoder",
     "MSDeformAttnPixelDecoder",
     "VideoHungarianMatcher",
     "VideoSetCriterion",

@@ -7,6 +7,7 @@ from detectron2.config import configurable
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from ..layers.classification import CLASS_ACTIVATIONS, class_probabilities
 from ..layers.matching_cost import clip_matching_cost
 from ..layers.point_sampling import sample_clip_points
 
@@ -15,14 +16,25 @@ class VideoHungarianMatcher(nn.Module):
     """
     One-to-one assignment of the N clip-level queries of each video to its M instances by
     the Eq. (4) cost on ``num_points`` random points, the same points in every frame.
+    The class term is minus the probability of the target's class: sigmoid for IFR,
+    softmax over K + 1 columns for Mask2Former-VIS (``class_activation``).
     """
 
     @configurable
-    def __init__(self, *, cost_class: float, cost_mask: float, cost_dice: float, num_points: int):
+    def __init__(
+        self,
+        *,
+        cost_class: float,
+        cost_mask: float,
+        cost_dice: float,
+        num_points: int,
+        class_activation: str = "sigmoid",
+    ):
         """
         Args:
             cost_class, cost_mask, cost_dice: lambda_c, lambda_m, lambda_d of Eq. (4).
             num_points: points sampled per frame for the mask costs.
+            class_activation: "sigmoid" or "softmax" (``ifr.layers.class_probabilities``).
         """
         super().__init__()
         if num_points <= 0:
@@ -33,10 +45,17 @@ class VideoHungarianMatcher(nn.Module):
         self.cost_mask = cost_mask
         self.cost_dice = cost_dice
         self.num_points = num_points
+        if class_activation not in CLASS_ACTIVATIONS:
+            raise ValueError(
+                f"VideoHungarianMatcher: class_activation must be one of {CLASS_ACTIVATIONS}, "
+                f"got {class_activation!r}"
+            )
+        self.class_activation = class_activation
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
+    def from_config(cls, cfg, class_activation: str = "sigmoid") -> dict:
         return {
+            "class_activation": class_activation,
             "cost_class": cfg.MODEL.IFR.CLASS_WEIGHT,
             "cost_mask": cfg.MODEL.IFR.MASK_WEIGHT,
             "cost_dice": cfg.MODEL.IFR.DICE_WEIGHT,
@@ -49,8 +68,8 @@ class VideoHungarianMatcher(nn.Module):
     ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """
         Args:
-            outputs: ``pred_logits (B, N, K)`` class logits and ``pred_masks (B, N, T, h, w)``
-                mask logits.
+            outputs: ``pred_logits (B, N, K)`` class logits (K + 1 columns with softmax)
+                and ``pred_masks (B, N, T, h, w)`` mask logits.
             targets: B dicts with ``labels (M,) int64`` and ``masks (M, T, H, W) float``.
 
         Returns:
@@ -71,7 +90,8 @@ class VideoHungarianMatcher(nn.Module):
     def _match_video(
         self, logits: torch.Tensor, masks: torch.Tensor, target: Dict[str, torch.Tensor], video: int
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """logits: (N, K); masks: (N, T, h, w) logits; ``video`` names the video in errors."""
+        """logits: (N, K) or (N, K + 1); masks: (N, T, h, w) logits; ``video`` names the
+        video in errors."""
         tgt_labels, tgt_masks = target["labels"], target["masks"]
         if tgt_masks.shape[0] == 0:
             empty = torch.empty(0, dtype=torch.int64)
@@ -85,7 +105,7 @@ class VideoHungarianMatcher(nn.Module):
         pred_points = sample_clip_points(masks, point_coords)
         tgt_points = sample_clip_points(tgt_masks.to(masks), point_coords)
         cost = clip_matching_cost(
-            logits.sigmoid(),
+            class_probabilities(logits, self.class_activation),
             pred_points,
             tgt_labels,
             tgt_points,
@@ -105,5 +125,6 @@ class VideoHungarianMatcher(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
-            f"cost_dice={self.cost_dice}, num_points={self.num_points}"
+            f"cost_dice={self.cost_dice}, num_points={self.num_points}, "
+            f"class_activation={self.class_activation}"
         )

@@ -1,4 +1,5 @@
-"""2-D sine position embeddings of feature maps (DETR, as used by Mask2Former)."""
+"""Sine position embeddings of feature maps: 2-D (DETR, as used by Mask2Former) and 3-D
+(clips, as Mask2Former-VIS)."""
 import math
 from typing import Optional
 
@@ -42,7 +43,9 @@ class PositionEmbeddingSine(nn.Module):
             (B, 2 * num_pos_feats, H, W) embeddings, dtype of ``x``.
         """
         if mask is None:
-            mask = torch.zeros((x.shape[0], x.shape[2], x.shape[3]), device=x.device, dtype=torch.bool)
+            mask = torch.zeros(
+                (x.shape[0], x.shape[2], x.shape[3]), device=x.device, dtype=torch.bool
+            )
         not_mask = ~mask
         y_embed = not_mask.cumsum(1, dtype=torch.float32)
         x_embed = not_mask.cumsum(2, dtype=torch.float32)
@@ -55,15 +58,55 @@ class PositionEmbeddingSine(nn.Module):
         pos_x = self._embed_coordinate(x_embed)
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2).to(x.dtype)
 
-    def _embed_coordinate(self, coord: Tensor) -> Tensor:
-        """(B, H, W) positions -> (B, H, W, num_pos_feats), sin and cos interleaved."""
-        k = torch.arange(self.num_pos_feats, dtype=torch.float32, device=coord.device)
-        dim_t = self.temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / self.num_pos_feats)
+    def _embed_coordinate(self, coord: Tensor, num_feats: Optional[int] = None) -> Tensor:
+        """(...) positions -> (..., num_feats) (default ``num_pos_feats``), sin and cos
+        interleaved."""
+        num_feats = num_feats or self.num_pos_feats
+        k = torch.arange(num_feats, dtype=torch.float32, device=coord.device)
+        dim_t = self.temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / num_feats)
         angles = coord[..., None] / dim_t
-        return torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=4).flatten(3)
+        return torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=-1).flatten(-2)
 
     def extra_repr(self) -> str:
         return (
             f"num_pos_feats={self.num_pos_feats}, temperature={self.temperature}, "
             f"normalize={self.normalize}, scale={self.scale}"
         )
+
+
+class PositionEmbeddingSine3D(PositionEmbeddingSine):
+    """Sine embedding of the (t, y, x) position of every pixel of a clip's feature maps, as
+    Mask2Former-VIS (``PositionEmbeddingSine3D``): the 2-D embedding of (y, x) above
+    (``2 * num_pos_feats`` channels, y first) plus a time embedding of the same width,
+    whose channel ``2k`` / ``2k+1`` is ``sin`` / ``cos(z / T^(2k / (2F)))``. With
+    ``normalize`` the frame position z is the 1-based frame index divided by the number
+    of frames, scaled to ``(0, scale]``, like y and x.
+    """
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """
+        Args:
+            x: (B, T, C, H, W) feature maps of a clip; only shape, device, dtype are used.
+            mask: optional (B, T, H, W) bool, True at padded pixels.
+        Returns:
+            (B, T, 2 * num_pos_feats, H, W) embeddings, dtype of ``x``.
+        """
+        if x.dim() != 5:
+            raise ValueError(f"PositionEmbeddingSine3D needs (B, T, C, H, W), got {tuple(x.shape)}")
+        batch, frames, _, height, width = x.shape
+        if mask is None:
+            mask = torch.zeros((batch, frames, height, width), device=x.device, dtype=torch.bool)
+        not_mask = ~mask
+        z_embed = not_mask.cumsum(1, dtype=torch.float32)
+        y_embed = not_mask.cumsum(2, dtype=torch.float32)
+        x_embed = not_mask.cumsum(3, dtype=torch.float32)
+        if self.normalize:
+            eps = 1e-6
+            z_embed = z_embed / (z_embed[:, -1:] + eps) * self.scale
+            y_embed = y_embed / (y_embed[:, :, -1:] + eps) * self.scale
+            x_embed = x_embed / (x_embed[:, :, :, -1:] + eps) * self.scale
+        spatial = torch.cat(
+            (self._embed_coordinate(y_embed), self._embed_coordinate(x_embed)), dim=-1
+        )
+        time = self._embed_coordinate(z_embed, 2 * self.num_pos_feats)
+        return (spatial + time).permute(0, 1, 4, 2, 3).to(x.dtype)

@@ -52,6 +52,10 @@ class ToyVideoModel(nn.Module):
     def device(self) -> torch.device:
         return self.stem.weight.device
 
+    def class_probabilities(self, pred_logits):
+        """Sigmoid class scores, as IFR (the models' contract, docs/design.md)."""
+        return pred_logits.sigmoid()
+
     def preprocess_frames(self, frames):
         frames = [(f.to(self.device).float() - 128.0) / 64.0 for f in frames]
         return ImageList.from_tensors(frames, 32)

@@ -1,5 +1,9 @@
 """Meta-architectures, one module per system (registered in detectron2's
-``META_ARCH_REGISTRY``, chosen by ``MODEL.META_ARCHITECTURE``)."""
-from .ifr import IFR
+``META_ARCH_REGISTRY``, chosen by ``MODEL.META_ARCHITECTURE``): ``IFR`` and
+``VideoMaskFormer`` (Mask2Former-VIS), both on the shared ``VideoMaskClassifier``."""
 
-__all__ = ["IFR"]
+from .base import VideoMaskClassifier
+from .ifr import IFR
+from .m2f_vis import VideoMaskFormer
+
+__all__ = ["IFR", "VideoMaskClassifier", "VideoMaskFormer"]

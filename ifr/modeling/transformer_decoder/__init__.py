@@ -1,5 +1,9 @@
 """Transformer decoders, one module per system (registered in
-``TRANSFORMER_DECODER_REGISTRY``, chosen by ``MODEL.TRANSFORMER_DECODER.NAME``)."""
+``TRANSFORMER_DECODER_REGISTRY``, chosen by ``MODEL.TRANSFORMER_DECODER.NAME``):
+``IFRTransformerDecoder`` (IFR) and ``VideoMultiScaleMaskedTransformerDecoder``
+(Mask2Former-VIS). Each says how its logits become class probabilities
+(``class_activation``, see ``ifr.layers.classification``)."""
 from .ifr import IFRTransformerDecoder
+from .m2f_vis import VideoMultiScaleMaskedTransformerDecoder
 
-__all__ = ["IFRTransformerDecoder"]
+__all__ = ["IFRTransformerDecoder", "VideoMultiScaleMaskedTransformerDecoder"]

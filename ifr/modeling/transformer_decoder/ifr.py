@@ -34,15 +34,20 @@ is moved to the parameters' device.
 import math
 from typing import Dict, Sequence, Tuple
 
-import fvcore.nn.weight_init as weight_init
 import torch
 from detectron2.config import configurable
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from ..attention import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from ..position_encoding import PositionEmbeddingSine
 from ..registry import TRANSFORMER_DECODER_REGISTRY
+from .common import (
+    NUM_FEATURE_LEVELS,
+    check_decoder_inputs,
+    frame_attention_mask,
+    make_input_proj,
+    unmask_empty_rows,
+)
 
 __all__ = ["IFRTransformerDecoder"]
 
@@ -59,7 +64,8 @@ class IFRTransformerDecoder(nn.Module):
     ``clip_self_attention_layers`` and ``clip_ffn_layers``.
     """
 
-    num_feature_levels = 3
+    num_feature_levels = NUM_FEATURE_LEVELS
+    class_activation = "sigmoid"  # K sigmoid classes, no no-object column
 
     @configurable
     def __init__(
@@ -141,7 +147,7 @@ class IFRTransformerDecoder(nn.Module):
         nn.init.zeros_(self.pair_group_embed.weight)
         self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
         self.input_proj = nn.ModuleList(
-            self._make_input_proj(in_channels, hidden_dim, enforce_input_project)
+            make_input_proj(in_channels, hidden_dim, enforce_input_project)
             for _ in range(self.num_feature_levels)
         )
 
@@ -150,14 +156,6 @@ class IFRTransformerDecoder(nn.Module):
         # (RetinaNet's prior) so the many background queries do not swamp the loss.
         nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
-
-    @staticmethod
-    def _make_input_proj(in_channels: int, hidden_dim: int, enforce: bool) -> nn.Module:
-        if in_channels == hidden_dim and not enforce:
-            return nn.Sequential()
-        conv = nn.Conv2d(in_channels, hidden_dim, kernel_size=1)
-        weight_init.c2_xavier_fill(conv)
-        return conv
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
@@ -235,26 +233,10 @@ class IFRTransformerDecoder(nn.Module):
         return outputs
 
     def _check_inputs(self, multi_scale_features: Sequence[Tensor], mask_features: Tensor) -> None:
-        if len(multi_scale_features) != self.num_feature_levels:
-            raise ValueError(
-                f"IFRTransformerDecoder needs {self.num_feature_levels} feature levels, "
-                f"got {len(multi_scale_features)}"
-            )
-        if mask_features.dim() != 5 or mask_features.shape[2] != self.mask_dim:
-            raise ValueError(
-                f"mask_features must be (B, T, {self.mask_dim}, h, w), "
-                f"got {tuple(mask_features.shape)}"
-            )
-        if mask_features.shape[1] < 1:
-            raise ValueError("mask_features has no frame (T == 0)")
-        for level, features in enumerate(multi_scale_features):
-            expected = (*mask_features.shape[:2], self.in_channels)
-            if features.dim() != 5 or tuple(features.shape[:3]) != expected:
-                raise ValueError(
-                    f"multi_scale_features[{level}] must be (B, T, C_in, h, w) = "
-                    f"({expected[0]}, {expected[1]}, {expected[2]}, h, w) like mask_features, "
-                    f"got {tuple(features.shape)}"
-                )
+        name = type(self).__name__
+        check_decoder_inputs(
+            name, multi_scale_features, mask_features, self.in_channels, self.mask_dim
+        )
 
     # ------------------------------------------------------ frame recurrence
     def _frame_recurrence(
@@ -366,7 +348,6 @@ class IFRTransformerDecoder(nn.Module):
         )
         return source.flatten(2).permute(2, 0, 1)
 
-    @torch.no_grad()
     def _attention_mask(
         self, mask_embeds: Tensor, frame_mask_features: Tensor, size: Tuple[int, int]
     ) -> Tensor:
@@ -381,11 +362,8 @@ class IFRTransformerDecoder(nn.Module):
             (B * nheads, N, h_l * w_l) bool, True = the query may not attend there. A
             query whose mask is empty at this size attends everywhere instead.
         """
-        mask_logits = torch.einsum("bnc,bchw->bnhw", mask_embeds, frame_mask_features)
-        mask_logits = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
-        masked = mask_logits.sigmoid().flatten(2) < 0.5  # (B, N, h_l * w_l)
-        masked[masked.all(dim=-1)] = False
-        return masked.repeat_interleave(self.num_heads, dim=0)  # batch-major, as MHA expects
+        masked = frame_attention_mask(mask_embeds, frame_mask_features, size)
+        return unmask_empty_rows(masked, self.num_heads)
 
     # ------------------------------------------------------------ clip update
     def _clip_update(self, layer: int, clip_queries: Tensor, frame_queries: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
-"""Tests of ifr/modeling/criterion.py: Eq. (5)-(7) by hand, the cross-frame terms, lambda_e."""
+"""Tests of ifr/modeling/criterion/ (IFRCriterion on the shared base): Eq. (5)-(7) by
+hand, the cross-frame terms, lambda_e."""
 
 import math
 from typing import List
@@ -8,12 +9,8 @@ import torch
 from detectron2.projects.point_rend.point_features import point_sample
 from torch import nn
 
-from ifr.modeling.criterion import (
-    VideoSetCriterion,
-    build_weight_dict,
-    cross_frame_point_logits,
-    off_diagonal_frame_pairs,
-)
+from ifr.modeling.criterion import IFRCriterion, build_weight_dict
+from ifr.modeling.criterion.ifr import cross_frame_point_logits, off_diagonal_frame_pairs
 from ifr.modeling.matcher import VideoHungarianMatcher
 
 CROSS_KEYS = {"loss_mask_cross", "loss_dice_cross"}
@@ -34,7 +31,7 @@ def _criterion(lambda_e=0.3, num_aux=0, matcher=None, num_classes=3, num_points=
     matcher = matcher or VideoHungarianMatcher(
         cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=16
     )
-    return VideoSetCriterion(
+    return IFRCriterion(
         num_classes=num_classes,
         matcher=matcher,
         weight_dict=build_weight_dict(2.0, 5.0, 5.0, lambda_e, num_aux),
@@ -226,7 +223,7 @@ def test_lambda_e_zero_removes_exactly_the_cross_frame_terms():
 def test_lambda_e_must_have_weights_and_be_non_negative():
     matcher = FixedMatcher([])
     with pytest.raises(ValueError, match="loss_mask_cross"):
-        VideoSetCriterion(
+        IFRCriterion(
             num_classes=3,
             matcher=matcher,
             weight_dict=build_weight_dict(2, 5, 5, 0.0, 0),
@@ -315,7 +312,7 @@ def test_num_masks_normalises_by_instances_in_the_batch():
 
 
 def test_num_masks_is_averaged_over_processes(monkeypatch):
-    import ifr.modeling.criterion as criterion_module
+    import ifr.modeling.criterion.base as criterion_module
 
     outputs = _decoder_like_output()
     targets = _targets()  # 3 instances here
@@ -361,7 +358,7 @@ def test_bad_inputs_are_named():
 def test_criterion_from_config(make_cfg):
     cfg = make_cfg()
     cfg.MODEL.IFR.DEC_LAYERS = 3
-    criterion = VideoSetCriterion(cfg)
+    criterion = IFRCriterion(cfg)
     assert isinstance(criterion.matcher, VideoHungarianMatcher)
     assert criterion.num_classes == 40 and criterion.lambda_e == 0.3
     assert criterion.weight_dict["loss_mask_cross_2"] == pytest.approx(0.3 * 5.0)

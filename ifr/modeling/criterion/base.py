@@ -1,0 +1,260 @@
+"""The set criterion shared by IFR and Mask2Former-VIS: Hungarian matching of the
+clip-level queries, point-sampled per-frame BCE + Dice mask losses over the clip, deep
+supervision, and the normalisation by the number of ground-truth instances.
+
+Subclasses give the class loss (``loss_classes``) and may add mask terms
+(``extra_mask_losses``): ``ifr.modeling.criterion.ifr`` (focal + cross-frame, Eq. 5-7) and
+``ifr.modeling.criterion.m2f_vis`` (softmax cross-entropy with a no-object class).
+The criterion returns raw loss terms; their weights live in ``weight_dict`` and the
+meta-architecture multiplies ``losses[k] * weight_dict[k]``.
+"""
+
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+from detectron2.projects.point_rend.point_features import (
+    get_uncertain_point_coords_with_randomness,
+)
+from detectron2.utils import comm
+from torch import nn
+
+from ...layers.point_sampling import sample_frame_points
+from ..losses import dice_loss, sigmoid_ce_loss
+
+Indices = List[Tuple[torch.Tensor, torch.Tensor]]
+
+
+def aux_weight_dict(weights: Dict[str, float], num_aux: int) -> Dict[str, float]:
+    """``weights`` for the final output plus the same keys suffixed ``_0`` ..
+    ``_{num_aux-1}`` for the auxiliary outputs (deep supervision)."""
+    aux_weights = {f"{k}_{i}": v for i in range(num_aux) for k, v in weights.items()}
+    return {**weights, **aux_weights}
+
+
+def mask_uncertainty(logits: torch.Tensor) -> torch.Tensor:
+    """Uncertainty of mask logits for importance sampling: ``-|logit|``, highest at 0."""
+    return -logits.abs()
+
+
+class VideoSetCriterion(nn.Module):
+    """
+    Losses of matched clip-level queries. Returns (unweighted):
+
+    - ``loss_ce``: the subclass's class loss (``loss_classes``);
+    - ``loss_mask``, ``loss_dice``: per frame, the predicted mask of the frame against its
+      ground truth at ``num_points`` uncertainty-sampled points (PointRend / Mask2Former),
+      summed over frames and matched instances;
+    - whatever ``extra_mask_losses`` adds.
+
+    Sums are divided by the number of ground-truth instances in the batch, averaged over
+    processes. A frame where an instance is absent has an all-zero ground-truth mask and is
+    supervised as such (as Mask2Former-VIS). Auxiliary outputs give the same keys with the
+    suffix ``_{i}``.
+    """
+
+    # Output keys every decoder output must hold for this criterion.
+    required_outputs: Sequence[str] = ("pred_logits", "pred_masks")
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        matcher: nn.Module,
+        weight_dict: Dict[str, float],
+        num_points: int,
+        oversample_ratio: float,
+        importance_sample_ratio: float,
+        deep_supervision: bool = True,
+    ):
+        """
+        Args:
+            num_classes: K.
+            matcher: returns per video ``(pred_idx, tgt_idx)`` (``VideoHungarianMatcher``).
+            weight_dict: loss weights, with ``_{i}`` keys for auxiliary outputs.
+            num_points: points sampled per frame mask.
+            oversample_ratio, importance_sample_ratio: of the uncertainty-based point
+                sampling (PointRend / Mask2Former).
+            deep_supervision: also supervise ``outputs["aux_outputs"]``.
+        """
+        super().__init__()
+        self.num_classes = num_classes
+        self.matcher = matcher
+        self.weight_dict = weight_dict
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+        self.deep_supervision = deep_supervision
+
+    # ------------------------------------------------------------ to override
+    @property
+    def num_logit_columns(self) -> int:
+        """Columns of ``pred_logits``: K, or K + 1 with a no-object class."""
+        return self.num_classes
+
+    def loss_classes(
+        self,
+        pred_logits: torch.Tensor,
+        targets: List[Dict[str, torch.Tensor]],
+        indices: Indices,
+        num_masks: float,
+    ) -> torch.Tensor:
+        """Scalar class loss of all queries; pred_logits (B, N, num_logit_columns)."""
+        raise NotImplementedError
+
+    def extra_mask_losses(
+        self,
+        outputs: Dict[str, torch.Tensor],
+        matched: Tuple[torch.Tensor, torch.Tensor],
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        num_masks: float,
+    ) -> Dict[str, torch.Tensor]:
+        """Further mask terms of the matched queries ``matched = (batch_idx, query_idx)``
+        (M,) each, at the points ``point_coords`` (M, T, P, 2) of the per-frame losses,
+        whose ground truth is ``point_labels`` (M, T, P). None by default."""
+        return {}
+
+    def zero_extra_mask_losses(self, outputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """``extra_mask_losses`` when no instance is in the batch (zeros in the graph)."""
+        return {}
+
+    # ------------------------------------------------------------ shared
+    def forward(
+        self, outputs: Dict[str, object], targets: List[Dict[str, torch.Tensor]]
+    ) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            outputs: ``pred_logits (B, N, num_logit_columns)``, ``pred_masks (B, N, T, h, w)``
+                logits, the subclass's ``required_outputs`` and, with deep supervision,
+                ``aux_outputs``: a list of dicts with the same keys.
+            targets: B dicts with ``labels (M,) int64`` and ``masks (M, T, H, W) float``
+                (zero where the instance is absent), H = 4h and W = 4w.
+
+        Returns:
+            dict of scalar losses, unweighted.
+        """
+        self._check_outputs(outputs, len(targets), "outputs")
+        num_frames = outputs["pred_masks"].shape[2]
+        for b, target in enumerate(targets):
+            self._check_target(target, b, num_frames)
+        num_masks = self._num_masks_across_processes(targets, outputs["pred_logits"].device)
+        losses = self._losses_of_output(outputs, targets, num_masks)
+        if self.deep_supervision:
+            for i, aux_outputs in enumerate(outputs.get("aux_outputs", [])):
+                self._check_outputs(aux_outputs, len(targets), f"aux_outputs[{i}]")
+                aux_losses = self._losses_of_output(aux_outputs, targets, num_masks)
+                losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
+        return losses
+
+    def _losses_of_output(
+        self,
+        outputs: Dict[str, torch.Tensor],
+        targets: List[Dict[str, torch.Tensor]],
+        num_masks: float,
+    ) -> Dict[str, torch.Tensor]:
+        indices = self.matcher(outputs, targets)
+        losses = {"loss_ce": self.loss_classes(outputs["pred_logits"], targets, indices, num_masks)}
+        losses.update(self.loss_masks(outputs, targets, indices, num_masks))
+        return losses
+
+    def loss_masks(
+        self,
+        outputs: Dict[str, torch.Tensor],
+        targets: List[Dict[str, torch.Tensor]],
+        indices: Indices,
+        num_masks: float,
+    ) -> Dict[str, torch.Tensor]:
+        """Per-frame BCE and Dice of the matched queries' masks, then ``extra_mask_losses``."""
+        pred_masks = outputs["pred_masks"]
+        batch_idx, query_idx = matched_query_index(indices)
+        batch_idx, query_idx = batch_idx.to(pred_masks.device), query_idx.to(pred_masks.device)
+        if len(batch_idx) == 0:
+            zero = pred_masks.sum() * 0.0  # keeps every mask input in the graph
+            return {
+                "loss_mask": zero,
+                "loss_dice": zero.clone(),
+                **self.zero_extra_mask_losses(outputs),
+            }
+
+        src_masks = pred_masks[batch_idx, query_idx]  # (M, T, h, w)
+        tgt_masks = torch.cat([t["masks"][tgt] for t, (_, tgt) in zip(targets, indices)])
+        tgt_masks = tgt_masks.to(src_masks)  # (M, T, H, W)
+
+        point_coords = self._sample_uncertain_points(src_masks)  # (M, T, P, 2)
+        point_labels = sample_frame_points(tgt_masks, point_coords)  # (M, T, P)
+        point_logits = sample_frame_points(src_masks, point_coords)
+        frame_logits, frame_labels = point_logits.flatten(0, 1), point_labels.flatten(0, 1)
+        losses = {
+            "loss_mask": sigmoid_ce_loss(frame_logits, frame_labels, num_masks),  # Eq. (6), t1
+            "loss_dice": dice_loss(frame_logits, frame_labels, num_masks),  # Eq. (7), t1
+        }
+        losses.update(
+            self.extra_mask_losses(
+                outputs, (batch_idx, query_idx), point_coords, point_labels, num_masks
+            )
+        )
+        return losses
+
+    def _sample_uncertain_points(self, src_masks: torch.Tensor) -> torch.Tensor:
+        """src_masks: (M, T, h, w) logits -> (M, T, P, 2) points, chosen per frame mask."""
+        num_instances, num_frames = src_masks.shape[:2]
+        with torch.no_grad():
+            point_coords = get_uncertain_point_coords_with_randomness(
+                src_masks.flatten(0, 1)[:, None],
+                mask_uncertainty,
+                self.num_points,
+                self.oversample_ratio,
+                self.importance_sample_ratio,
+            )
+        return point_coords.view(num_instances, num_frames, self.num_points, 2)
+
+    @staticmethod
+    def _num_masks_across_processes(targets: List[Dict[str, torch.Tensor]], device) -> float:
+        """Ground-truth instances in the batch, averaged over processes, at least 1."""
+        num_masks = torch.as_tensor(
+            [float(sum(len(t["labels"]) for t in targets))], dtype=torch.float, device=device
+        )
+        if comm.get_world_size() > 1:
+            dist.all_reduce(num_masks)
+        return torch.clamp(num_masks / comm.get_world_size(), min=1).item()
+
+    def _check_outputs(self, outputs: Dict[str, torch.Tensor], batch_size: int, where: str) -> None:
+        name = type(self).__name__
+        missing = [k for k in self.required_outputs if k not in outputs]
+        if missing:
+            raise KeyError(f"{name}: {where} lacks {missing}")
+        num_videos, _, num_columns = outputs["pred_logits"].shape
+        if num_columns != self.num_logit_columns:
+            raise ValueError(
+                f"{name}: {where}['pred_logits'] has {num_columns} columns, expected "
+                f"{self.num_logit_columns} for {self.num_classes} classes"
+            )
+        if num_videos != batch_size:
+            raise ValueError(f"{name}: {batch_size} targets for {num_videos} videos in {where}")
+
+    def _check_target(self, target: Dict[str, torch.Tensor], video: int, num_frames: int) -> None:
+        name = type(self).__name__
+        labels, masks = target["labels"], target["masks"]
+        if masks.dim() != 4 or masks.shape[0] != labels.shape[0] or masks.shape[1] != num_frames:
+            raise ValueError(
+                f"{name}: targets[{video}]['masks'] has shape {tuple(masks.shape)}, "
+                f"expected ({labels.shape[0]}, {num_frames}, H, W)"
+            )
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"{name}: targets[{video}]['labels'] has classes outside "
+                f"[0, {self.num_classes}): {labels.tolist()}"
+            )
+
+
+def matched_query_index(indices: Indices) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(batch_idx, query_idx) of all matched queries, video by video, as int64 tensors."""
+    batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
+    query_idx = torch.cat([src for src, _ in indices])
+    return batch_idx, query_idx
+
+
+def matched_labels(targets: List[Dict[str, torch.Tensor]], indices: Indices) -> torch.Tensor:
+    """(M,) class of each matched target, in the order of ``matched_query_index``."""
+    return torch.cat([t["labels"][tgt] for t, (_, tgt) in zip(targets, indices)])

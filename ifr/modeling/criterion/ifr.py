@@ -1,0 +1,225 @@
+"""IFR's criterion, Eq. (5)-(7): the focal class loss and the cross-frame mask losses on
+top of the shared set criterion (``ifr.modeling.criterion.base``)."""
+
+from typing import Dict, List, Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.projects.point_rend.point_features import point_sample
+
+from ..losses import dice_loss, sigmoid_ce_loss, sigmoid_focal_loss
+from ..matcher import VideoHungarianMatcher
+from .base import Indices, VideoSetCriterion, aux_weight_dict, matched_labels, matched_query_index
+
+CROSS_FRAME_LOSSES = ("loss_mask_cross", "loss_dice_cross")
+
+
+def build_weight_dict(
+    class_weight: float, mask_weight: float, dice_weight: float, lambda_e: float, num_aux: int
+) -> Dict[str, float]:
+    """
+    Weights of the loss terms of Eq. (5)-(7) for the final output and ``num_aux`` auxiliary
+    outputs (keys suffixed ``_0`` .. ``_{num_aux-1}``).
+
+    ``loss_mask_cross`` / ``loss_dice_cross`` get ``lambda_e * lambda_m`` /
+    ``lambda_e * lambda_D``; with ``lambda_e == 0`` they are left out, as the criterion
+    does not compute them then.
+    """
+    if lambda_e < 0:
+        raise ValueError(f"build_weight_dict: lambda_e must be >= 0, got {lambda_e}")
+    weights = {"loss_ce": class_weight, "loss_mask": mask_weight, "loss_dice": dice_weight}
+    if lambda_e > 0:
+        weights["loss_mask_cross"] = lambda_e * mask_weight
+        weights["loss_dice_cross"] = lambda_e * dice_weight
+    return aux_weight_dict(weights, num_aux)
+
+
+def cross_frame_point_logits(
+    mask_embeds: torch.Tensor, mask_features: torch.Tensor, point_coords: torch.Tensor
+) -> torch.Tensor:
+    """
+    Cross-frame mask logits ``mask_embed(Q^{t1}) . mask_features_{t2}`` of Eq. (6)-(7) at the
+    points where frame t2 is supervised.
+
+    Args:
+        mask_embeds: (M, T, C) mask embedding of each instance's frame-level query per frame.
+        mask_features: (T, C, h, w) mask features of the instances' video.
+        point_coords: (M, T, P, 2) normalised (x, y) points of instance m in frame t2.
+
+    Returns:
+        (M, T, T, P): entry [m, t1, t2, p] is the logit of the query of frame t1 for frame
+        t2 at point ``point_coords[m, t2, p]``. The diagonal t1 == t2 is each frame's own
+        mask.
+    """
+    num_instances, num_frames, num_points = point_coords.shape[:3]
+    # The (M, T1, T2, h, w) logit maps are cheaper than sampling the C-channel features at
+    # every point (C * P > T * h * w at training sizes), and sampling is linear, so
+    # sample(embed . features) == embed . sample(features).
+    logit_maps = torch.einsum("mac,bchw->mbahw", mask_embeds, mask_features)
+    logit_maps = logit_maps.flatten(0, 1)  # (M * T2, T1, h, w)
+    point_logits = point_sample(logit_maps, point_coords.flatten(0, 1), align_corners=False)
+    point_logits = point_logits.view(num_instances, num_frames, num_frames, num_points)
+    return point_logits.transpose(1, 2)  # (M, T1, T2, P)
+
+
+def off_diagonal_frame_pairs(pair_values: torch.Tensor) -> torch.Tensor:
+    """(M, T, T, P) values of frame pairs (t1, t2) -> (M * T * (T - 1), P), pairs t1 != t2."""
+    num_frames = pair_values.shape[1]
+    off_diagonal = ~torch.eye(num_frames, dtype=torch.bool, device=pair_values.device)
+    return pair_values[:, off_diagonal].flatten(0, 1)
+
+
+class IFRCriterion(VideoSetCriterion):
+    """
+    Eq. (5)-(7) on matched queries. Returns (unweighted):
+
+    - ``loss_ce``: focal loss over all queries and classes; unmatched queries have all-zero
+      targets.
+    - ``loss_mask``, ``loss_dice``: per frame t1, the mask of frame t1 from Q^{t1} against
+      the ground truth of t1; summed over frames and matched instances.
+    - ``loss_mask_cross``, ``loss_dice_cross`` (only if ``lambda_e > 0``): for every ordered
+      pair t1 != t2, the mask ``mask_embed(Q^{t1}) . mask_features_{t2}`` against the ground
+      truth of t2; summed over pairs and matched instances. The lambda_e factor is in
+      ``weight_dict``.
+
+    Normalisation, absent frames and deep supervision as ``VideoSetCriterion``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        matcher: VideoHungarianMatcher,
+        weight_dict: Dict[str, float],
+        lambda_e: float,
+        num_points: int,
+        oversample_ratio: float,
+        importance_sample_ratio: float,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        deep_supervision: bool = True,
+    ):
+        """
+        Args:
+            lambda_e: weight of the cross-frame terms; 0 skips computing them.
+            weight_dict: loss weights (``build_weight_dict``); must contain the cross-frame
+                keys if ``lambda_e > 0``.
+            focal_alpha, focal_gamma: of the focal class loss.
+            others: as ``VideoSetCriterion``.
+        """
+        super().__init__(
+            num_classes=num_classes,
+            matcher=matcher,
+            weight_dict=weight_dict,
+            num_points=num_points,
+            oversample_ratio=oversample_ratio,
+            importance_sample_ratio=importance_sample_ratio,
+            deep_supervision=deep_supervision,
+        )
+        if lambda_e < 0:
+            raise ValueError(f"IFRCriterion: lambda_e must be >= 0, got {lambda_e}")
+        missing = [k for k in CROSS_FRAME_LOSSES if lambda_e > 0 and k not in weight_dict]
+        if missing:
+            raise ValueError(
+                f"IFRCriterion: lambda_e={lambda_e} but weight_dict has no {missing}; "
+                "build it with build_weight_dict(..., lambda_e, ...)"
+            )
+        self.lambda_e = lambda_e
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        if lambda_e > 0:
+            self.required_outputs = (*self.required_outputs, "pred_mask_embeds", "mask_features")
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        ifr = cfg.MODEL.IFR
+        # The decoder's auxiliary outputs: the initial queries and every layer but the last.
+        num_aux = ifr.DEC_LAYERS if ifr.DEEP_SUPERVISION else 0
+        return {
+            "num_classes": ifr.NUM_CLASSES,
+            "matcher": VideoHungarianMatcher(cfg, class_activation="sigmoid"),
+            "weight_dict": build_weight_dict(
+                ifr.CLASS_WEIGHT, ifr.MASK_WEIGHT, ifr.DICE_WEIGHT, ifr.LAMBDA_E, num_aux
+            ),
+            "lambda_e": ifr.LAMBDA_E,
+            "num_points": ifr.TRAIN_NUM_POINTS,
+            "oversample_ratio": ifr.OVERSAMPLE_RATIO,
+            "importance_sample_ratio": ifr.IMPORTANCE_SAMPLE_RATIO,
+            "focal_alpha": ifr.FOCAL_ALPHA,
+            "focal_gamma": ifr.FOCAL_GAMMA,
+            "deep_supervision": ifr.DEEP_SUPERVISION,
+        }
+
+    def loss_classes(
+        self,
+        pred_logits: torch.Tensor,
+        targets: List[Dict[str, torch.Tensor]],
+        indices: Indices,
+        num_masks: float,
+    ) -> torch.Tensor:
+        """Eq. (5) L_cls. pred_logits: (B, N, K); matched queries get their one-hot class."""
+        onehot = torch.zeros_like(pred_logits)
+        batch_idx, query_idx = matched_query_index(indices)
+        labels = matched_labels(targets, indices)
+        device = onehot.device
+        onehot[batch_idx.to(device), query_idx.to(device), labels.to(device)] = 1
+        return sigmoid_focal_loss(
+            pred_logits, onehot, num_masks, self.focal_alpha, self.focal_gamma
+        )
+
+    def extra_mask_losses(
+        self,
+        outputs: Dict[str, torch.Tensor],
+        matched: Tuple[torch.Tensor, torch.Tensor],
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        num_masks: float,
+    ) -> Dict[str, torch.Tensor]:
+        """The lambda_e sums over t2 != t1 of Eq. (6)-(7) (none with lambda_e == 0)."""
+        if self.lambda_e <= 0:
+            return {}
+        num_frames = point_labels.shape[1]
+        cross_logits = self._cross_frame_logits(outputs, *matched, point_coords)
+        # The query of frame t1 predicting frame t2 is compared with the truth of t2.
+        cross_labels = point_labels[:, None].expand(-1, num_frames, -1, -1)  # (M, T1, T2, P)
+        cross_logits = off_diagonal_frame_pairs(cross_logits)
+        cross_labels = off_diagonal_frame_pairs(cross_labels)
+        return {
+            "loss_mask_cross": sigmoid_ce_loss(cross_logits, cross_labels, num_masks),
+            "loss_dice_cross": dice_loss(cross_logits, cross_labels, num_masks),
+        }
+
+    def zero_extra_mask_losses(self, outputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        if self.lambda_e <= 0:
+            return {}
+        cross_zero = (outputs["pred_mask_embeds"].sum() + outputs["mask_features"].sum()) * 0.0
+        return {"loss_mask_cross": cross_zero, "loss_dice_cross": cross_zero.clone()}
+
+    def _cross_frame_logits(
+        self,
+        outputs: Dict[str, torch.Tensor],
+        batch_idx: torch.Tensor,
+        query_idx: torch.Tensor,
+        point_coords: torch.Tensor,
+    ) -> torch.Tensor:
+        """Cross-frame logits (M, T1, T2, P) of the matched queries, one video at a time."""
+        mask_embeds, mask_features = outputs["pred_mask_embeds"], outputs["mask_features"]
+        logits_per_video = []
+        for b in batch_idx.unique(sorted=True).tolist():
+            in_video = batch_idx == b
+            logits_per_video.append(
+                cross_frame_point_logits(
+                    mask_embeds[b, query_idx[in_video]],
+                    mask_features[b].to(mask_embeds),
+                    point_coords[in_video],
+                )
+            )
+        # matched_query_index lists videos in order, so this keeps the row order.
+        return torch.cat(logits_per_video)
+
+    def extra_repr(self) -> str:
+        return (
+            f"lambda_e={self.lambda_e}, focal_alpha={self.focal_alpha}, "
+            f"focal_gamma={self.focal_gamma}"
+        )

@@ -1,0 +1,157 @@
+"""The meta-architecture shared by IFR and Mask2Former-VIS: backbone -> pixel decoder
+(per frame) -> a video transformer decoder -> set criterion (training) or
+``ifr.inference.run_inference`` (evaluation, one video at a time).
+
+A subclass says which transformer decoders it accepts (by their ``class_activation``)
+and builds its criterion; everything else is here.
+"""
+
+from typing import Dict, List, Tuple
+
+import torch
+from detectron2.modeling import build_backbone
+from detectron2.structures import ImageList
+from torch import nn
+
+from ...inference import run_inference
+from ...inference.options import InferenceOptions
+from ...layers.classification import class_probabilities
+from ..registry import build_pixel_decoder, build_transformer_decoder
+
+
+class VideoMaskClassifier(nn.Module):
+    """Clip-level mask classification of videos (no registry entry: see ``IFR`` and
+    ``VideoMaskFormer``).
+
+    Subclasses set ``class_activation`` ("sigmoid" or "softmax", the decoder's) and
+    implement ``from_config`` as ``{**cls.shared_from_config(cfg), "criterion": ...}``
+    under ``@configurable``.
+    """
+
+    class_activation: str = ""
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        pixel_decoder: nn.Module,
+        transformer_decoder: nn.Module,
+        criterion: nn.Module,
+        size_divisibility: int,
+        pixel_mean: Tuple[float, ...],
+        pixel_std: Tuple[float, ...],
+        inference_options: InferenceOptions,
+    ):
+        super().__init__()
+        decoder_activation = getattr(transformer_decoder, "class_activation", None)
+        if decoder_activation != self.class_activation:
+            raise ValueError(
+                f"{type(self).__name__} needs a transformer decoder with {self.class_activation} "
+                f"class logits; {type(transformer_decoder).__name__} has {decoder_activation} "
+                "(MODEL.TRANSFORMER_DECODER.NAME)"
+            )
+        self.backbone = backbone
+        self.pixel_decoder = pixel_decoder
+        self.transformer_decoder = transformer_decoder
+        self.criterion = criterion
+        self.size_divisibility = max(size_divisibility, backbone.size_divisibility)
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.inference_options = inference_options
+
+    @classmethod
+    def shared_from_config(cls, cfg) -> dict:
+        """Every constructor argument but the criterion."""
+        backbone = build_backbone(cfg)
+        pixel_decoder = build_pixel_decoder(cfg, backbone.output_shape())
+        transformer_decoder = build_transformer_decoder(
+            cfg,
+            in_channels=cfg.MODEL.PIXEL_DECODER.CONVS_DIM,
+            mask_dim=cfg.MODEL.PIXEL_DECODER.MASK_DIM,
+        )
+        return {
+            "backbone": backbone,
+            "pixel_decoder": pixel_decoder,
+            "transformer_decoder": transformer_decoder,
+            "size_divisibility": cfg.MODEL.IFR.SIZE_DIVISIBILITY,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "inference_options": InferenceOptions.from_config(cfg),
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
+        """(..., K) class probabilities from the decoder's logits (sigmoid for IFR; softmax
+        without the no-object column for Mask2Former-VIS). Used by inference."""
+        return class_probabilities(pred_logits, self.class_activation)
+
+    def forward(self, batched_inputs: List[dict]):
+        """
+        Args:
+            batched_inputs: dicts of the clip mapper (docs/design.md): ``image`` is a list
+                of T uint8 (3, H, W) frames; training inputs also hold ``instances``.
+        Returns:
+            training: dict of weighted losses; inference: one output dict per video.
+        """
+        if not self.training:
+            return [run_inference(self, video) for video in batched_inputs]
+        num_frames = len(batched_inputs[0]["image"])
+        frames = [frame for video in batched_inputs for frame in video["image"]]
+        images = self.preprocess_frames(frames)
+        multi_scale, mask_features = self._encode(images.tensor, len(batched_inputs), num_frames)
+        outputs = self.transformer_decoder(multi_scale, mask_features, return_masks=True)
+        self.prepare_outputs_for_loss(outputs, mask_features)
+        targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
+        losses = self.criterion(outputs, targets)
+        weights = self.criterion.weight_dict
+        return {k: v * weights[k] for k, v in losses.items() if k in weights}
+
+    def prepare_outputs_for_loss(self, outputs: dict, mask_features: torch.Tensor) -> None:
+        """Hook: add what the criterion needs beyond the decoder's outputs (in place)."""
+
+    def preprocess_frames(self, frames: List[torch.Tensor]) -> ImageList:
+        """uint8 (3, H, W) frames -> normalised ImageList padded to ``size_divisibility``."""
+        frames = [(f.to(self.device).float() - self.pixel_mean) / self.pixel_std for f in frames]
+        return ImageList.from_tensors(frames, self.size_divisibility)
+
+    def encode_frames(self, images: ImageList) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """Backbone + pixel decoder over the frames of ONE video (inference chunks them:
+        ``ifr.inference.video.encode_video``).
+
+        Returns:
+            multi_scale_features: 3 tensors (1, T, C, h_l, w_l), strides 32, 16, 8;
+            mask_features: (1, T, C_mask, H/4, W/4).
+        """
+        return self._encode(images.tensor, 1, len(images.tensor))
+
+    def _encode(
+        self, frames: torch.Tensor, num_videos: int, num_frames: int
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """(B*T, 3, H, W) normalised frames -> per-frame features reshaped to (B, T, ...)."""
+        features = self.backbone(frames)
+        mask_features, multi_scale = self.pixel_decoder.forward_features(features)
+
+        def by_video(x: torch.Tensor) -> torch.Tensor:
+            return x.view(num_videos, num_frames, *x.shape[1:])
+
+        return [by_video(f) for f in multi_scale], by_video(mask_features)
+
+    def prepare_targets(self, batched_inputs: List[dict], padded_size) -> List[Dict]:
+        """Per-frame ``Instances`` of each clip -> the criterion's targets (docs/design.md):
+        ``labels (M,)`` and ``masks (M, T, H, W)`` at the padded size, zero where absent."""
+        height, width = padded_size
+        targets = []
+        for video in batched_inputs:
+            per_frame = video["instances"]
+            num_instances, num_frames = len(per_frame[0]), len(per_frame)
+            masks = torch.zeros(
+                (num_instances, num_frames, height, width), dtype=torch.float32, device=self.device
+            )
+            for t, inst in enumerate(per_frame):
+                frame_masks = inst.gt_masks.tensor.to(self.device)
+                masks[:, t, : frame_masks.shape[-2], : frame_masks.shape[-1]] = frame_masks.float()
+            targets.append({"labels": per_frame[0].gt_classes.to(self.device), "masks": masks})
+        return targets
