@@ -59,9 +59,10 @@ def collect_metrics(
 
 
 def choose_metrics(run_metrics: Dict[str, Dict[str, float]],
-                   requested: Optional[Sequence[str]] = None) -> List[str]:
-    """The requested metrics (each must occur in some run), else the default ones and the
-    tracking ones that the runs report."""
+                   requested: Optional[Sequence[str]] = None,
+                   defaults: Sequence[str] = DEFAULT_METRICS + TRACKING_METRICS) -> List[str]:
+    """The requested metrics (each must occur in some run), else those of ``defaults`` (the
+    default ones and the tracking ones) that the runs report, in that order."""
     present = set().union(*run_metrics.values()) if run_metrics else set()
     if requested:
         absent = [m for m in requested if m not in present]
@@ -69,7 +70,7 @@ def choose_metrics(run_metrics: Dict[str, Dict[str, float]],
             raise ValueError(f"--metrics: {absent} in no run's {FINAL_METRICS_FILE} "
                              f"(found: {sorted(present)})")
         return list(requested)
-    return [m for m in DEFAULT_METRICS + TRACKING_METRICS if m in present]
+    return [m for m in defaults if m in present]
 
 
 def is_defined(metric: str, value: Optional[float]) -> bool:
@@ -87,28 +88,42 @@ def summarize(manifest: SweepManifest, sweep_dir: str,
     groups: Dict[tuple, List[str]] = {}
     for record in manifest.runs.values():
         groups.setdefault(tuple(record.setting.items()), []).append(record.name)
-    settings = []
-    for setting, names in groups.items():
-        finished = [run_metrics[n] for n in names if n in run_metrics]
-        summary = SettingSummary(dict(setting), len(finished))
-        for metric in metrics:
-            values = [m[metric] for m in finished if is_defined(metric, m.get(metric))]
-            if values:
-                summary.stats[metric] = mean_std(values)
-        settings.append(summary)
-    missing = [
-        MissingRun(r.name, _missing_state(r.state, unreadable.get(r.name)),
-                   console_log_path(sweep_dir, r))
-        for r in manifest.runs.values() if r.name not in run_metrics
+    settings = [
+        summarize_setting(dict(setting), [run_metrics[n] for n in names if n in run_metrics],
+                          metrics, num_planned=len(names))
+        for setting, names in groups.items()
     ]
+    missing = missing_runs(manifest, sweep_dir, run_metrics, unreadable)
     return SweepSummary(manifest.param_keys, metrics, settings, missing)
 
 
-def _missing_state(state: str, read_error: Optional[str]) -> str:
-    if read_error is None:
-        return state
-    return (f"unreadable: {read_error}; delete the file and re-run the sweep to train the "
-            "run again")
+def summarize_setting(setting: Dict[str, str], finished: Sequence[Dict[str, float]],
+                      metrics: Sequence[str], num_planned: int) -> SettingSummary:
+    """Mean ± std of every metric over the finished runs (one metrics dict per seed) of one
+    setting; a metric no run defines is left out of ``stats``."""
+    summary = SettingSummary(dict(setting), len(finished), num_planned)
+    for metric in metrics:
+        values = [m[metric] for m in finished if is_defined(metric, m.get(metric))]
+        if values:
+            summary.stats[metric] = mean_std(values)
+    return summary
+
+
+def missing_runs(manifest: SweepManifest, sweep_dir: str, run_metrics: Dict[str, dict],
+                 unreadable: Dict[str, str], prefix: str = "") -> List[MissingRun]:
+    """The runs of the manifest without metrics, with their state (or why their file could
+    not be read) and console log; ``prefix`` goes before each run name."""
+    missing = []
+    for record in manifest.runs.values():
+        if record.name in run_metrics:
+            continue
+        state = record.state
+        if record.name in unreadable:
+            state = (f"unreadable: {unreadable[record.name]}; delete the file and re-run to "
+                     "train the run again")
+        missing.append(MissingRun(prefix + record.name, state,
+                                  console_log_path(sweep_dir, record)))
+    return missing
 
 
 def format_stats(stats: Optional[MetricStats], num_runs: int) -> str:

@@ -1,18 +1,25 @@
-"""The Fig.-4-style plot of a sweep: one panel per metric, the metric's mean against the
-swept value with sample-std error bars; one line per combination of the other swept keys.
-Drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot state)."""
+"""The figures of the experiment tools, drawn on a bare ``matplotlib.figure.Figure`` with
+the Agg canvas (no pyplot state):
+
+- a sweep's Fig.-4-style plot: one panel per metric, the metric's mean against the swept
+  value with sample-std error bars; one line per combination of the other swept keys;
+- a comparison of configs: one panel per metric, one bar per config with its std.
+"""
 import ast
 import math
 from typing import Dict, List, Optional
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from ..utils.atomic_io import atomic_open
 from .summary import SettingSummary, SweepSummary
 
 PANEL_COLUMNS = 3
 PANEL_SIZE = (4.0, 3.2)  # inches
+COMPARISON_COLUMNS = 5
+COMPARISON_PANEL_SIZE = (2.4, 2.2)  # inches
 
 
 def choose_x_key(summary: SweepSummary, x_key: Optional[str]) -> Optional[str]:
@@ -97,5 +104,46 @@ def build_summary_figure(summary: SweepSummary, x_key: Optional[str] = None) -> 
 
 def save_summary_figure(summary: SweepSummary, path: str, x_key: Optional[str] = None) -> None:
     figure = build_summary_figure(summary, x_key)
+    with atomic_open(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=100)
+
+
+def build_comparison_figure(summary: SweepSummary) -> Figure:
+    """One panel per metric of ``summary.metrics``; in each, one bar per config (the
+    settings of ``summary``, one colour each, legend at the top) at its mean, with a
+    sample-std error bar; ``n=k`` above a bar with fewer values than the most of any bar."""
+    num_panels = len(summary.metrics)
+    columns = min(COMPARISON_COLUMNS, num_panels)
+    rows = math.ceil(num_panels / columns)
+    figure = Figure(figsize=(COMPARISON_PANEL_SIZE[0] * columns,
+                             COMPARISON_PANEL_SIZE[1] * rows + 0.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    labels = [", ".join(s.setting.values()) for s in summary.settings]
+    colours = [f"C{i % 10}" for i in range(len(labels))]
+    for index, metric in enumerate(summary.metrics):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        stats = [s.stats.get(metric) for s in summary.settings]
+        most = max((st.n for st in stats if st is not None), default=0)
+        for x, (st, label, colour) in enumerate(zip(stats, labels, colours)):
+            if st is None:
+                continue
+            axes.bar(x, st.mean, yerr=st.std or 0.0, capsize=4, color=colour, label=label)
+            if st.n < most:  # above the bar and its error bar
+                top = max(st.mean + (st.std or 0.0), 0.0)
+                axes.annotate(f"n={st.n}", (x, top), textcoords="offset points",
+                              xytext=(0, 3), ha="center", fontsize="x-small")
+        axes.set_title(metric)
+        axes.set_xticks(range(len(labels)), [""] * len(labels))
+        axes.margins(y=0.12)  # room for the n=k labels
+        axes.grid(axis="y", alpha=0.3)
+    handles = [Patch(color=c, label=lab) for c, lab in zip(colours, labels)]
+    figure.legend(handles=handles, loc="outside upper center", ncols=min(len(labels), 4))
+    figure.supxlabel("mean ± sample std over seeds (n=k: a config with fewer runs)",
+                     fontsize="small")
+    return figure
+
+
+def save_comparison_figure(summary: SweepSummary, path: str) -> None:
+    figure = build_comparison_figure(summary)
     with atomic_open(path, "wb") as f:
         figure.savefig(f, format="png", dpi=100)

@@ -21,6 +21,7 @@ class MetricStats:
 class SettingSummary:
     setting: Dict[str, str]  # swept key -> value text
     num_runs: int  # finished runs (seeds) of this setting
+    num_planned: int  # runs (seeds) the manifest lists for this setting
     stats: Dict[str, MetricStats] = field(default_factory=dict)  # metric -> stats
 
 

@@ -62,6 +62,20 @@ def fake_train_script(tmp_path):
 
 
 @pytest.fixture
+def yaml_fake_train_script(tmp_path):
+    """The fake script reading lambda_e from the config file when no override sets it, for
+    comparisons of configs that differ only in their yaml."""
+    path = tmp_path / "fake_yaml_train_net.py"
+    path.write_text(FAKE_SCRIPT.replace(
+        'lam = float(opts.get("MODEL.IFR.LAMBDA_E", "0.3"))',
+        'import yaml\n'
+        'lam = float(opts.get("MODEL.IFR.LAMBDA_E", '
+        'yaml.safe_load(open(argv[1]))["MODEL"]["IFR"]["LAMBDA_E"]))',
+    ))
+    return str(path)
+
+
+@pytest.fixture
 def config_file(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text("VERSION: 2\nMODEL:\n  IFR:\n    LAMBDA_E: 0.2\nSOLVER:\n  MAX_ITER: 10\n")

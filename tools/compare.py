@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Compare configs: train each with the same data, iterations and seeds, evaluate, and
+tabulate mean ± std per config (the paper's Table 3 plus AP).
+
+    python tools/compare.py --configs configs/tiny/ifr_tiny.yaml configs/tiny/m2f_vis_tiny.yaml \
+        --seeds 3 --output-dir output/compare_tiny [KEY VALUE ...]
+
+Writes DIR/table.md, DIR/table.csv and DIR/table.png; config A.yaml trains in DIR/A/seed=<s>.
+Re-running the same command skips finished runs, resumes interrupted ones and retries
+failed ones. Trailing KEY VALUE pairs override every config (put them last).
+"""
+import argparse
+import shlex
+import sys
+
+import ifr  # noqa: F401
+from ifr.experiments.compare import (
+    dry_run_commands,
+    prepare_comparison,
+    run_comparison,
+    write_comparison_table,
+)
+from ifr.experiments.sweep import DEFAULT_TRAIN_SCRIPT
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", required=True, metavar="FILE",
+                        help="two or more config files; a row of the table each")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, metavar="S", help="seeds 0..S-1 (default: 1 seed, 0)")
+    seeds.add_argument("--seed-list", metavar="1,2,3", help="explicit seeds")
+    parser.add_argument("--output-dir", required=True, metavar="DIR",
+                        help="the comparison folder: one sweep folder per config, the table")
+    parser.add_argument("--metrics", metavar="AP,AP50,...",
+                        help="table columns (default: AP, AP50, AP75, AR1, AR10, IDF1, MOTA, "
+                        "IDP, IDR, IDs, HOTA, DetA, AssA, those the runs report)")
+    parser.add_argument("--train-script", default=DEFAULT_TRAIN_SCRIPT, metavar="PATH",
+                        help="training entry point with train_net.py's command line")
+    parser.add_argument("--num-gpus", type=int, default=1, help="GPUs per run")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate and print the commands; write and run nothing")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                        help="config overrides for every run of every config")
+    return parser
+
+
+def check_config_names(configs) -> None:
+    for path in configs:
+        if not path.endswith(CONFIG_SUFFIXES):
+            raise ValueError(f"--configs {path}: not a .yaml file (KEY VALUE overrides go "
+                             "last, after the other options)")
+
+
+def main(argv=None) -> int:
+    args = argument_parser().parse_args(argv)
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    try:
+        check_config_names(args.configs)
+        sweeps = prepare_comparison(args.output_dir, args.configs, args.seeds, args.seed_list,
+                                    args.opts, args.train_script, write=not args.dry_run)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"compare: error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        commands = dry_run_commands(sweeps, args.num_gpus)
+        print(f"Dry run: {len(commands)} runs to train")
+        for command in commands:
+            print(shlex.join(command))
+        return 0
+    try:
+        results = run_comparison(sweeps, num_gpus=args.num_gpus)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (SweepInterrupted)
+        print(f"compare: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+    failed = [f"{label}/{r.name}" for label, result in results.items() for r in result.failed]
+    try:
+        write_comparison_table(sweeps, args.output_dir, metrics)
+    except ValueError as e:
+        print(f"compare: error: {e}", file=sys.stderr)
+        return 1 if failed else 2
+    if failed:
+        print(f"compare: {len(failed)} runs failed ({', '.join(failed)}); the table holds the "
+              "finished ones. Re-run the same command to retry them.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
