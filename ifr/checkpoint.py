@@ -5,16 +5,25 @@ Weights from outside are untrusted. Without ``allow_pickle`` this checkpointer r
 - ``.safetensors``,
 - ``.pkl`` (Detectron2 / Mask2Former model zoo): a restricted unpickler that admits only
   numpy arrays and plain containers, so no code in the file can run.
-Anything else needs ``allow_pickle=True`` (``MODEL.WEIGHTS_ALLOW_PICKLE True``).
+Anything else needs ``allow_pickle=True`` (``MODEL.WEIGHTS_ALLOW_PICKLE True``). A file that
+is not a checkpoint (text, truncated, a pickled list) raises ``CheckpointFormatError`` naming
+it. Evaluation and the demo load with ``require_complete``: weights that leave model tensors
+unloaded are refused (:func:`load_inference_weights`).
+
+Checkpoints written here also hold ``extra_data``: the training dataset's class names and
+colours (``class_names``, ``class_colors``), returned by ``load`` with the other extras.
 """
 import collections
 import logging
 import os
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
+import numpy as np
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .utils.atomic_io import atomic_torch_save, atomic_write_text
+from .utils.errors import UserInputError
 from .utils.tensor_io import (  # noqa: F401  (re-exported: the checkpoint layer's errors)
     CheckpointFormatError,
     UnsafeCheckpointError,
@@ -30,6 +39,13 @@ MASK2FORMER_PREFIXES = {
     "sem_seg_head.predictor.": "transformer_decoder.",
 }
 _IGNORED_PREFIXES = ("criterion.",)
+# Extras saved with every checkpoint of a training run (see ``extra_data``).
+CLASS_NAMES_KEY = "class_names"
+CLASS_COLORS_KEY = "class_colors"
+
+
+class IncompleteCheckpointError(UserInputError):
+    """Weights that leave model tensors unloaded where every tensor must load."""
 
 
 def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
@@ -47,16 +63,32 @@ def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _group_by_module(keys: Iterable[str], depth: int = 3) -> List[str]:
-    counts = collections.Counter(".".join(k.split(".")[:depth]) for k in keys)
+    """``["a.b.weight", "a.b.bias", "c.weight"]`` -> ``["a.b (2)", "c (1)"]``: tensor names
+    without the parameter name, cut to ``depth`` levels, with counts."""
+    counts = collections.Counter(".".join(k.split(".")[:-1][:depth]) or k for k in keys)
     return [f"{prefix} ({n})" for prefix, n in sorted(counts.items())]
 
 
 class IFRCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer with atomic saves, safe loading and Mask2Former key mapping."""
 
-    def __init__(self, model, save_dir: str = "", *, allow_pickle: bool = False, **kwargs):
+    def __init__(
+        self,
+        model,
+        save_dir: str = "",
+        *,
+        allow_pickle: bool = False,
+        require_complete: bool = False,
+        extra_data: Optional[Dict[str, Any]] = None,
+        **kwargs,
+    ):
+        """``require_complete``: refuse weights that leave a model tensor unloaded (missing
+        or of another shape). ``extra_data``: saved in every checkpoint (class names)."""
         super().__init__(model, save_dir, **kwargs)
         self.allow_pickle = allow_pickle
+        self.require_complete = require_complete
+        self.extra_data = dict(extra_data or {})
+        self._loading_path = ""
 
     def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
@@ -64,6 +96,7 @@ class IFRCheckpointer(DetectionCheckpointer):
         data = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
+        data.update(self.extra_data)
         data.update(kwargs)
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
@@ -77,15 +110,22 @@ class IFRCheckpointer(DetectionCheckpointer):
     def load(self, path: str, checkpointables=None) -> Dict[str, Any]:
         if path and "://" not in path and not os.path.isfile(path):
             raise FileNotFoundError(f"checkpoint {path!r} does not exist (MODEL.WEIGHTS)")
+        self._loading_path = path
         return super().load(path, checkpointables=checkpointables)
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         if filename.endswith(".pkl"):
-            return super()._load_file(filename) if self.allow_pickle else self._load_pkl(filename)
-        data = load_tensor_file(
-            filename, self.allow_pickle, "set MODEL.WEIGHTS_ALLOW_PICKLE True"
-        )
-        return data if "model" in data else {"model": data}
+            loaded = (
+                super()._load_file(filename) if self.allow_pickle else self._load_pkl(filename)
+            )
+        else:
+            loaded = load_tensor_file(
+                filename, self.allow_pickle, "set MODEL.WEIGHTS_ALLOW_PICKLE True"
+            )
+            if not (isinstance(loaded, dict) and "model" in loaded):
+                loaded = {"model": loaded}
+        check_named_tensors(loaded["model"], filename)
+        return loaded
 
     def _load_pkl(self, filename: str) -> Dict[str, Any]:
         try:
@@ -94,8 +134,12 @@ class IFRCheckpointer(DetectionCheckpointer):
             raise UnsafeCheckpointError(
                 f"{filename}: {e}. If you trust the file, set MODEL.WEIGHTS_ALLOW_PICKLE True."
             ) from e
-        if "model" in data and "__author__" in data:
-            self.logger.info("Reading a file from '%s'", data["__author__"])
+        if not isinstance(data, dict):
+            raise CheckpointFormatError(
+                f"{filename}: holds a {type(data).__name__}, not a dict of named arrays"
+            )
+        if "model" in data:
+            self.logger.info("Reading a file from '%s'", data.get("__author__", "unknown"))
             return data
         if "blobs" in data:  # Caffe2 detection model zoo
             data = data["blobs"]
@@ -106,17 +150,78 @@ class IFRCheckpointer(DetectionCheckpointer):
         checkpoint["model"] = rename_mask2former_keys(checkpoint["model"])
         provided = set(checkpoint["model"])
         incompatible = super()._load_model(checkpoint)
-        self._log_load_summary(provided, incompatible)
+        not_loaded = self._log_load_summary(provided, incompatible)
+        if not_loaded and self.require_complete:
+            raise IncompleteCheckpointError(
+                _incomplete_message(self._loading_path, not_loaded, incompatible, self.model)
+            )
         return incompatible
 
-    def _log_load_summary(self, provided, incompatible) -> None:
+    def _log_load_summary(self, provided, incompatible) -> List[str]:
+        """Logs what loaded; returns the model tensors that did not (sorted)."""
         model_keys = set(self.model.state_dict())
         mismatched = {k for k, _, _ in incompatible.incorrect_shapes}
         loaded = (provided & model_keys) - mismatched
-        self.logger.info("Loaded %d of %d model tensors.", len(loaded), len(model_keys))
-        not_loaded = model_keys - loaded
+        log = self.logger.warning if model_keys and not loaded else self.logger.info
+        log("Loaded %d of %d model tensors.", len(loaded), len(model_keys))
+        not_loaded = sorted(model_keys - loaded)
         if not_loaded:
             self.logger.info(
                 "Not loaded (keep their initialisation): %s",
                 ", ".join(_group_by_module(not_loaded)),
             )
+        return not_loaded
+
+
+def check_named_tensors(weights: Any, path: str) -> None:
+    """A checkpoint's ``model`` entry must be a non-empty dict of name -> tensor/array;
+    raises CheckpointFormatError naming ``path`` and the first entry that is not."""
+    if not isinstance(weights, dict):
+        raise CheckpointFormatError(
+            f"{path}: holds a {type(weights).__name__} where a checkpoint holds a dict of "
+            "named tensors"
+        )
+    if not weights:
+        raise CheckpointFormatError(f"{path}: holds no tensors")
+    for name, value in weights.items():
+        if not isinstance(name, str) or not isinstance(value, (torch.Tensor, np.ndarray)):
+            raise CheckpointFormatError(
+                f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor"
+            )
+
+
+def _incomplete_message(path: str, not_loaded: List[str], incompatible, model) -> str:
+    total = len(model.state_dict())
+    shapes = [
+        f"{key} {tuple(file_shape)} in the file, {tuple(model_shape)} in the model"
+        for key, file_shape, model_shape in incompatible.incorrect_shapes[:3]
+    ]
+    shape_text = f" (shapes differ: {'; '.join(shapes)})" if shapes else ""
+    return (
+        f"{path}: {len(not_loaded)} of {total} model tensors are not in it or have another "
+        f"shape{shape_text}: {', '.join(_group_by_module(not_loaded))}. The weights do not fit "
+        "the model of this config (another NUM_CLASSES or backbone, or the wrong file): pass "
+        "the right MODEL.WEIGHTS, or set MODEL.WEIGHTS_ALLOW_PARTIAL True to run them with "
+        "those tensors at their random initialisation."
+    )
+
+
+def load_inference_weights(model: torch.nn.Module, cfg) -> Dict[str, Any]:
+    """MODEL.WEIGHTS into ``model`` for evaluation or the demo.
+
+    Every model tensor must load unless MODEL.WEIGHTS_ALLOW_PARTIAL (else
+    IncompleteCheckpointError listing the rest). Without weights the model stays untrained,
+    with a warning. Returns the checkpoint's extras (``class_names``, ...; empty without
+    weights)."""
+    if not cfg.MODEL.WEIGHTS:
+        logger.warning(
+            "MODEL.WEIGHTS is empty: this is an UNTRAINED model with random weights and its "
+            "predictions mean nothing. Pass MODEL.WEIGHTS path/to/model_final.pth."
+        )
+        return {}
+    checkpointer = IFRCheckpointer(
+        model,
+        allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE,
+        require_complete=not cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+    )
+    return checkpointer.load(cfg.MODEL.WEIGHTS, checkpointables=[])

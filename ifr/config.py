@@ -20,6 +20,10 @@ def _add_model_config(cfg: CN) -> None:
     # Refuse pickled (non-tensor) checkpoint content unless the user opts in: weights from
     # outside are untrusted. Detectron2 .pkl model-zoo files need this set to True.
     cfg.MODEL.WEIGHTS_ALLOW_PICKLE = False
+    # Evaluation and the demo refuse MODEL.WEIGHTS that leave model tensors unloaded (the
+    # wrong checkpoint, another NUM_CLASSES): True runs them at their random initialisation.
+    # Training ignores it (COCO Mask2Former weights leave IFR-only modules to initialise).
+    cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = False
 
     cfg.MODEL.IFR = CN()
     cfg.MODEL.IFR.NUM_CLASSES = 40

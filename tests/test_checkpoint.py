@@ -8,9 +8,12 @@ import torch
 from torch import nn
 
 from ifr.checkpoint import (
+    CheckpointFormatError,
     IFRCheckpointer,
+    IncompleteCheckpointError,
     UnsafeCheckpointError,
     load_arrays_pickle,
+    load_inference_weights,
     rename_mask2former_keys,
 )
 
@@ -146,3 +149,96 @@ def test_mask2former_checkpoint_loads_counterparts_and_logs_the_rest(tmp_path, c
 def test_missing_weights_file_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         IFRCheckpointer(TinyIFRLike()).load(str(tmp_path / "nope.pth"))
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("list.pkl", [1, 2, 3], "holds a list"),
+        ("text.pkl", "just a string", "holds a str"),
+        ("int.pkl", 7, "holds a int"),
+        ("strings.pkl", {"model": {"backbone.weight": "abc"}}, "'backbone.weight' is a str"),
+        ("empty.pkl", {"model": {}}, "holds no tensors"),
+    ],
+)
+def test_pkl_that_is_not_a_checkpoint_is_named(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps(content, protocol=2))
+    with pytest.raises(CheckpointFormatError, match=f"{name}: .*{expected}"):
+        IFRCheckpointer(TinyIFRLike()).load(str(path))
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [([torch.ones(2)], "holds a list"), ({"model": {"w": 3}}, "'w' is a int")],
+)
+def test_pth_that_is_not_a_checkpoint_is_named(tmp_path, content, expected):
+    path = tmp_path / "odd.pth"
+    torch.save(content, path)
+    with pytest.raises(CheckpointFormatError, match=f"odd.pth: .*{expected}"):
+        IFRCheckpointer(TinyIFRLike()).load(str(path))
+
+
+def test_text_file_as_pth_is_named(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("these are not weights\n")
+    with pytest.raises(CheckpointFormatError, match="notes.pth: not a readable torch checkpoint"):
+        IFRCheckpointer(TinyIFRLike()).load(str(path))
+
+
+def _save_model_weights(tmp_path, model, name="full.pth", **extra):
+    path = str(tmp_path / name)
+    torch.save({"model": model.state_dict(), **extra}, path)
+    return path
+
+
+def test_require_complete_refuses_unrelated_weights_and_lists_what_is_missing(tmp_path):
+    path = str(tmp_path / "unrelated.pth")
+    torch.save({"model": {"head.weight": torch.zeros(2, 2)}}, path)
+    with pytest.raises(IncompleteCheckpointError) as info:
+        IFRCheckpointer(TinyIFRLike(), require_complete=True).load(path)
+    message = str(info.value)
+    model_size = len(TinyIFRLike().state_dict())
+    assert f"unrelated.pth: {model_size} of {model_size} model tensors" in message
+    assert "backbone (2)" in message and "transformer_decoder.temporal_layer (2)" in message
+    assert "MODEL.WEIGHTS_ALLOW_PARTIAL" in message
+    IFRCheckpointer(TinyIFRLike()).load(path)  # training (not required complete) accepts it
+
+
+def test_require_complete_names_a_class_head_of_another_shape(tmp_path):
+    source = TinyIFRLike()
+    state = dict(source.state_dict())
+    state["transformer_decoder.query_feat.weight"] = torch.zeros(9, 4)  # 9 queries, not 5
+    path = str(tmp_path / "other.pth")
+    torch.save({"model": state}, path)
+    with pytest.raises(IncompleteCheckpointError, match=r"query_feat.weight \(9, 4\) in the file"):
+        IFRCheckpointer(TinyIFRLike(), require_complete=True).load(path)
+    target = TinyIFRLike()
+    IFRCheckpointer(target, require_complete=True).load(_save_model_weights(tmp_path, source))
+    assert torch.equal(target.backbone.weight, source.backbone.weight)
+
+
+def test_extra_data_travels_with_the_checkpoint(tmp_path):
+    names = {"class_names": ["disc", "square"], "class_colors": [[1, 2, 3], [4, 5, 6]]}
+    IFRCheckpointer(TinyIFRLike(), str(tmp_path), extra_data=names).save("model_final")
+    extra = IFRCheckpointer(TinyIFRLike()).load(str(tmp_path / "model_final.pth"))
+    assert extra["class_names"] == ["disc", "square"]
+    assert extra["class_colors"] == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_inference_weights_refuse_partial_unless_allowed_and_warn_without_weights(
+    tmp_path, make_cfg, caplog
+):
+    partial = str(tmp_path / "partial.pth")
+    torch.save({"model": {"backbone.weight": torch.zeros(4, 3)}}, partial)
+    cfg = make_cfg(overrides={"MODEL.WEIGHTS": partial})
+    with pytest.raises(IncompleteCheckpointError, match="partial.pth"):
+        load_inference_weights(TinyIFRLike(), cfg)
+    cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = True
+    model = TinyIFRLike()
+    load_inference_weights(model, cfg)
+    assert torch.all(model.backbone.weight == 0)
+    cfg.MODEL.WEIGHTS = ""
+    with caplog.at_level(logging.WARNING):
+        assert load_inference_weights(TinyIFRLike(), cfg) == {}
+    assert "UNTRAINED" in caplog.text

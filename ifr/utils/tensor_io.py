@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from .errors import UserInputError
+
 __all__ = [
     "CheckpointFormatError",
     "UnsafeCheckpointError",
@@ -33,11 +35,11 @@ _SAFE_PICKLE_GLOBALS = {
 }
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(pickle.UnpicklingError, UserInputError):
     """A checkpoint holds objects other than tensors/arrays and loading was not allowed."""
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(UserInputError):
     """A weight file that cannot be read (not a checkpoint, truncated, empty) or does not
     hold what a checkpoint holds (a dict of named tensors)."""
 
