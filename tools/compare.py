@@ -37,7 +37,8 @@ def argument_parser() -> argparse.ArgumentParser:
                         help="the comparison folder: one sweep folder per config, the table")
     parser.add_argument("--metrics", metavar="AP,AP50,...",
                         help="table columns (default: AP, AP50, AP75, AR1, AR10, IDF1, MOTA, "
-                        "IDP, IDR, IDs, HOTA, DetA, AssA, those the runs report)")
+                        "IDP, IDR, IDs, HOTA, DetA, AssA, OneQuery, QueriesPerTrack: those the runs "
+                        "report)")
     parser.add_argument("--train-script", default=DEFAULT_TRAIN_SCRIPT, metavar="PATH",
                         help="training entry point with train_net.py's command line")
     parser.add_argument("--num-gpus", type=int, default=1, help="GPUs per run")

@@ -10,8 +10,9 @@ runs are skipped, the others start with ``--resume``; a failed run does not stop
 others; ``tools/aggregate.py DIR/A`` works on one config's runs.
 
 The table (``DIR/table.md``, ``.csv``, ``.png``): ``mean ± std (n)`` of AP, AP50, AP75,
-AR1, AR10, IDF1, MOTA, IDP, IDR, IDs, and of HOTA, DetA, AssA where the runs report them;
-sample std (ddof=1) over the seeds, n the runs that report the metric.
+AR1, AR10, IDF1, MOTA, IDP, IDR, IDs, and of HOTA, DetA, AssA, OneQuery, QueriesPerTrack
+where the runs report them; sample std (ddof=1) over the seeds, n the runs that report the
+metric (a -1, "nothing to measure", is left out).
 """
 import os
 from dataclasses import dataclass
@@ -46,9 +47,11 @@ from .validation import build_reference_config
 
 CONFIG_COLUMN = "config"
 # Extra columns shown when the runs report them: HOTA and its detection / association
-# parts (higher-order tracking accuracy).
-HOTA_METRICS = ("HOTA", "DetA", "AssA")
-TABLE_METRICS = DEFAULT_METRICS + TRACKING_METRICS + HOTA_METRICS
+# parts (higher-order tracking accuracy), and the per-track statistics of
+# ifr.evaluation.tracking: OneQuery (% of ground-truth tracks covered by exactly one
+# predicted track) and QueriesPerTrack (mean number of predicted tracks covering one).
+EXTRA_TRACKING_METRICS = ("HOTA", "DetA", "AssA", "OneQuery", "QueriesPerTrack")
+TABLE_METRICS = DEFAULT_METRICS + TRACKING_METRICS + EXTRA_TRACKING_METRICS
 TABLE_MD, TABLE_CSV, TABLE_PNG = "table.md", "table.csv", "table.png"
 # What every compared config must share, after the overrides: the data and the schedule.
 SHARED_KEYS = ("DATASETS.TRAIN", "DATASETS.TEST", "SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH")
