@@ -1,5 +1,9 @@
 """Config keys of the project. ``add_ifr_config(cfg)`` adds every key on top of detectron2's
-defaults; each key says what it means and, for a symbol of SPEC.md, which symbol it is."""
+defaults; each key says what it means and, for a symbol of docs/method.md, which symbol it is.
+
+The paper's recipe lives here, once: the defaults are the paper's values (docs/method.md,
+"Recipe"), and ``configs/Base-IFR.yaml`` only sets Detectron2's own keys that the recipe
+changes (solver, backbone). A yaml sets a key only to differ from what it inherits."""
 import difflib
 from typing import Sequence
 
@@ -12,10 +16,13 @@ def add_ifr_config(cfg: CN) -> None:
     _add_input_config(cfg)
     _add_solver_config(cfg)
     _add_test_config(cfg)
+    _add_evaluation_config(cfg)
     _add_m2f_vis_config(cfg)
+    _add_dataloader_config(cfg)
 
 
 def _add_model_config(cfg: CN) -> None:
+    # The meta-architecture: "IFR", or the Mask2Former-VIS baseline (docs/method.md, Sec. 7).
     cfg.MODEL.META_ARCHITECTURE = "IFR"
     # Refuse pickled (non-tensor) checkpoint content unless the user opts in: weights from
     # outside are untrusted. Detectron2 .pkl model-zoo files need this set to True.
@@ -26,105 +33,136 @@ def _add_model_config(cfg: CN) -> None:
     cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = False
 
     cfg.MODEL.IFR = CN()
+    # K, number of classes (40 in YouTube-VIS 2019 and 2021).
     cfg.MODEL.IFR.NUM_CLASSES = 40
-    cfg.MODEL.IFR.NUM_QUERIES = 100  # N, clip-level queries
-    cfg.MODEL.IFR.HIDDEN_DIM = 256  # d
-    cfg.MODEL.IFR.NHEADS = 8
-    cfg.MODEL.IFR.DIM_FEEDFORWARD = 2048
-    cfg.MODEL.IFR.DEC_LAYERS = 9  # L, IFR decoder layers (layer i reads scale i mod 3)
+    cfg.MODEL.IFR.NUM_QUERIES = 100  # N, clip-level queries (200 in the "(200)" rows)
+    cfg.MODEL.IFR.HIDDEN_DIM = 256  # d, hidden size of queries and attention, Eq. (1)
+    cfg.MODEL.IFR.NHEADS = 8  # attention heads of every decoder attention
+    cfg.MODEL.IFR.DIM_FEEDFORWARD = 2048  # hidden size of the decoder's FFNs
+    # L, number of IFR decoder layers (layer i reads feature scale i mod 3). Mask2Former
+    # users: its MODEL.MASK_FORMER.DEC_LAYERS counts the prediction from the initial
+    # queries as a layer, so Mask2Former's 10 is 9 here (docs/method.md, "DEC_LAYERS").
+    cfg.MODEL.IFR.DEC_LAYERS = 9
+    # Layer norm before (True) or after (False) each attention/FFN, as Mask2Former.
     cfg.MODEL.IFR.PRE_NORM = False
+    # Project the pixel decoder's features even when their channels already equal d.
     cfg.MODEL.IFR.ENFORCE_INPUT_PROJ = False
-    cfg.MODEL.IFR.DROPOUT = 0.0
+    cfg.MODEL.IFR.DROPOUT = 0.0  # dropout in the decoder's attention and FFN layers
+    # Padded input size is a multiple of this (at least the backbone's own divisibility).
     cfg.MODEL.IFR.SIZE_DIVISIBILITY = 32
-    # Loss and matching-cost weights, Eq. (4)-(5): lambda_c, lambda_m, lambda_D.
-    cfg.MODEL.IFR.CLASS_WEIGHT = 2.0
-    cfg.MODEL.IFR.MASK_WEIGHT = 5.0
-    cfg.MODEL.IFR.DICE_WEIGHT = 5.0
+    cfg.MODEL.IFR.CLASS_WEIGHT = 2.0  # lambda_c, class term of Eq. (4)-(5)
+    cfg.MODEL.IFR.MASK_WEIGHT = 5.0  # lambda_m, mask BCE term of Eq. (4)-(5)
+    cfg.MODEL.IFR.DICE_WEIGHT = 5.0  # lambda_D (lambda_d), Dice term of Eq. (4)-(5)
     # lambda_e of Eq. (6)-(7): weight of the cross-frame mask loss; 0 turns it off.
     cfg.MODEL.IFR.LAMBDA_E = 0.3
-    cfg.MODEL.IFR.FOCAL_ALPHA = 0.25
-    cfg.MODEL.IFR.FOCAL_GAMMA = 2.0
+    cfg.MODEL.IFR.FOCAL_ALPHA = 0.25  # alpha of the focal loss L_cls, Eq. (5)
+    cfg.MODEL.IFR.FOCAL_GAMMA = 2.0  # gamma of the focal loss L_cls, Eq. (5)
+    # Supervise every decoder layer and the prediction from the initial queries.
     cfg.MODEL.IFR.DEEP_SUPERVISION = True
-    # Point sampling of the mask losses and costs (Mask2Former): K points per mask volume.
+    # Point sampling of the mask losses and costs (Mask2Former): points per mask.
     cfg.MODEL.IFR.TRAIN_NUM_POINTS = 112 * 112
+    # Candidate points drawn per kept point, before importance sampling.
     cfg.MODEL.IFR.OVERSAMPLE_RATIO = 3.0
+    # Share of the kept points chosen where the prediction is most uncertain.
     cfg.MODEL.IFR.IMPORTANCE_SAMPLE_RATIO = 0.75
 
     cfg.MODEL.PIXEL_DECODER = CN()
+    # Registered name (PIXEL_DECODER_REGISTRY): the multi-scale deformable-attention one.
     cfg.MODEL.PIXEL_DECODER.NAME = "MSDeformAttnPixelDecoder"
+    # Backbone levels the pixel decoder reads (strides 4, 8, 16, 32).
     cfg.MODEL.PIXEL_DECODER.IN_FEATURES = ["res2", "res3", "res4", "res5"]
     # Levels encoded by the deformable-attention encoder (strides 8/16/32).
     cfg.MODEL.PIXEL_DECODER.DEFORMABLE_IN_FEATURES = ["res3", "res4", "res5"]
+    # Channels of the encoder and of the multi-scale features the decoder reads.
     cfg.MODEL.PIXEL_DECODER.CONVS_DIM = 256
     cfg.MODEL.PIXEL_DECODER.MASK_DIM = 256  # channels of the per-frame mask features
-    cfg.MODEL.PIXEL_DECODER.NORM = "GN"
-    cfg.MODEL.PIXEL_DECODER.ENC_LAYERS = 6
-    cfg.MODEL.PIXEL_DECODER.NHEADS = 8
-    cfg.MODEL.PIXEL_DECODER.N_POINTS = 4
-    cfg.MODEL.PIXEL_DECODER.DIM_FEEDFORWARD = 1024
-    cfg.MODEL.PIXEL_DECODER.DROPOUT = 0.0
+    cfg.MODEL.PIXEL_DECODER.NORM = "GN"  # normalisation of the lateral/output convs
+    cfg.MODEL.PIXEL_DECODER.ENC_LAYERS = 6  # deformable-attention encoder layers
+    cfg.MODEL.PIXEL_DECODER.NHEADS = 8  # heads of the deformable attention
+    cfg.MODEL.PIXEL_DECODER.N_POINTS = 4  # sampling points per head and level
+    cfg.MODEL.PIXEL_DECODER.DIM_FEEDFORWARD = 1024  # hidden size of the encoder's FFNs
+    cfg.MODEL.PIXEL_DECODER.DROPOUT = 0.0  # dropout in the encoder
     cfg.MODEL.PIXEL_DECODER.COMMON_STRIDE = 4  # stride of the mask features
 
     cfg.MODEL.TRANSFORMER_DECODER = CN()
+    # Registered name (TRANSFORMER_DECODER_REGISTRY) of the transformer decoder.
     cfg.MODEL.TRANSFORMER_DECODER.NAME = "IFRTransformerDecoder"
 
 
 def _add_backbone_config(cfg: CN) -> None:
     # Swin Transformer; defaults are Swin-T. Names as in Mask2Former so configs carry over.
     cfg.MODEL.SWIN = CN()
-    cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224
-    cfg.MODEL.SWIN.PATCH_SIZE = 4
-    cfg.MODEL.SWIN.EMBED_DIM = 96
-    cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]
-    cfg.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]
-    cfg.MODEL.SWIN.WINDOW_SIZE = 7
-    cfg.MODEL.SWIN.MLP_RATIO = 4.0
-    cfg.MODEL.SWIN.QKV_BIAS = True
-    cfg.MODEL.SWIN.QK_SCALE = None
-    cfg.MODEL.SWIN.DROP_RATE = 0.0
-    cfg.MODEL.SWIN.ATTN_DROP_RATE = 0.0
-    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.3
-    cfg.MODEL.SWIN.APE = False
-    cfg.MODEL.SWIN.PATCH_NORM = True
+    cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224  # image size of the ImageNet pretraining
+    cfg.MODEL.SWIN.PATCH_SIZE = 4  # patch embedding stride (stride of res2)
+    cfg.MODEL.SWIN.EMBED_DIM = 96  # channels of the first stage
+    cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]  # blocks per stage
+    cfg.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]  # attention heads per stage
+    cfg.MODEL.SWIN.WINDOW_SIZE = 7  # side of the attention window, in patches
+    cfg.MODEL.SWIN.MLP_RATIO = 4.0  # MLP hidden size / channels
+    cfg.MODEL.SWIN.QKV_BIAS = True  # bias in the query/key/value projections
+    cfg.MODEL.SWIN.QK_SCALE = None  # attention scale; None: head_dim ** -0.5
+    cfg.MODEL.SWIN.DROP_RATE = 0.0  # dropout after the patch embedding and MLPs
+    cfg.MODEL.SWIN.ATTN_DROP_RATE = 0.0  # dropout on the attention weights
+    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.3  # stochastic depth, largest rate (last block)
+    cfg.MODEL.SWIN.APE = False  # absolute position embedding on the patches
+    cfg.MODEL.SWIN.PATCH_NORM = True  # layer norm after the patch embedding
+    # Stages returned, as res2..res5 (strides 4, 8, 16, 32).
     cfg.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Gradient checkpointing of the blocks (less memory, slower training).
     cfg.MODEL.SWIN.USE_CHECKPOINT = False
 
 
+def _add_dataloader_config(cfg: CN) -> None:
+    # Read every frame's header (size only, in parallel) when a data loader is built, and
+    # refuse frames that are unreadable or whose size differs from the json's
+    # height x width; False skips it for very large sets on slow storage.
+    cfg.DATALOADER.CHECK_FRAME_HEADERS = True
+
+
 def _add_input_config(cfg: CN) -> None:
+    # Channel order of the frames given to the model ("RGB" or "BGR").
     cfg.INPUT.FORMAT = "RGB"
-    # Clip sampling for training: SAMPLING_FRAME_NUM frames (SPEC: 2) drawn within
-    # +-SAMPLING_FRAME_RANGE frames of a reference frame.
+    # Frames per training clip (the paper: 2), drawn around a random reference frame.
     cfg.INPUT.SAMPLING_FRAME_NUM = 2
+    # The clip's other frames lie within +-SAMPLING_FRAME_RANGE frames of the reference.
     cfg.INPUT.SAMPLING_FRAME_RANGE = 20
+    # Shuffle the sampled frames instead of keeping them in video order.
     cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
-    cfg.INPUT.MIN_SIZE_TRAIN = (360, 480)  # SPEC: shorter side 360 or 480
+    cfg.INPUT.MIN_SIZE_TRAIN = (360, 480)  # the paper: shorter side 360 or 480
+    # "choice": one of MIN_SIZE_TRAIN per clip (the mapper draws once for all frames).
     cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
-    cfg.INPUT.MAX_SIZE_TRAIN = 768
+    # Longer side cap, Detectron2's default as Mask2Former-VIS: 720x1280 at 480 is 480x853.
+    cfg.INPUT.MAX_SIZE_TRAIN = 1333
+    # Shorter side at test time: 360 for ResNets; the Swin configs set 480.
     cfg.INPUT.MIN_SIZE_TEST = 360
-    cfg.INPUT.MAX_SIZE_TEST = 640
-    # "flip_by_clip": one horizontal flip decision for all frames of a clip.
+    # Longer side cap at test time (Detectron2's default, as Mask2Former-VIS); it also
+    # caps every TTA size (MODEL.IFR.TEST.TTA.MIN_SIZES).
+    cfg.INPUT.MAX_SIZE_TEST = 1333
+    # "flip_by_clip": one horizontal flip decision for all frames of a clip; "none".
     cfg.INPUT.RANDOM_FLIP = "flip_by_clip"
 
 
 def _add_solver_config(cfg: CN) -> None:
-    cfg.SOLVER.OPTIMIZER = "ADAMW"
-    cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1  # SPEC: backbone learning rate x0.1
+    cfg.SOLVER.OPTIMIZER = "ADAMW"  # "ADAMW" or "SGD"
+    cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1  # the paper: backbone learning rate x0.1
+    # Weight decay of the query and level embeddings (norm layers: SOLVER.WEIGHT_DECAY_NORM).
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
+    # Gradient clipping of the whole model by its global 2-norm, as Mask2Former-VIS.
     cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
-    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"
-    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.01
-    cfg.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
-    cfg.SOLVER.AMP.ENABLED = False
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"  # one norm over all parameters
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.01  # largest gradient norm
+    cfg.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0  # p of the p-norm
 
 
 def _add_test_config(cfg: CN) -> None:
+    # Inference (docs/method.md, Sec. 3). Checked once, by ifr.inference.InferenceOptions.
     cfg.MODEL.IFR.TEST = CN()
-    cfg.MODEL.IFR.TEST.TOP_K = 10  # (query, class) pairs kept per video
+    cfg.MODEL.IFR.TEST.TOP_K = 10  # k, (query, class) pairs kept per video
     # "video": the whole video in one pass (default, as the paper);
     # "clip": clips of CLIP_LENGTH frames linked across clips (appendix A.1).
     cfg.MODEL.IFR.TEST.MODE = "video"
-    cfg.MODEL.IFR.TEST.CLIP_LENGTH = 5
-    cfg.MODEL.IFR.TEST.CLIP_OVERLAP = 1
+    cfg.MODEL.IFR.TEST.CLIP_LENGTH = 5  # T of per-clip inference (the paper: 2 and 5)
+    cfg.MODEL.IFR.TEST.CLIP_OVERLAP = 1  # frames shared by consecutive clips (< CLIP_LENGTH)
     # Clip tracking: queries of consecutive clips whose soft mask IoU on the shared frames
     # is below this are not linked (the later one starts a new track).
     cfg.MODEL.IFR.TEST.CLIP_MIN_IOU = 0.1
@@ -137,12 +175,18 @@ def _add_test_config(cfg: CN) -> None:
     # dtype of the stored features: "float16" halves their memory (about 18 MB per
     # 360x640 frame in float32 with R50); the decoder computes in the model's dtype.
     cfg.MODEL.IFR.TEST.FEATURE_STORAGE_DTYPE = "float32"
+    # A pixel belongs to a mask where its (averaged) mask probability is above this.
     cfg.MODEL.IFR.TEST.MASK_THRESHOLD = 0.5
+    # Test-time augmentation (paper Sec. 3.2). Detectron2's TEST.AUG.* (image TTA) is
+    # refused: these are the keys of video TTA.
     cfg.MODEL.IFR.TEST.TTA = CN()
-    cfg.MODEL.IFR.TEST.TTA.ENABLED = False
-    cfg.MODEL.IFR.TEST.TTA.MIN_SIZES = [360, 480, 600, 720]  # n resolutions (SPEC: 4)
-    cfg.MODEL.IFR.TEST.TTA.FLIP = False
-    cfg.MODEL.IFR.TEST.TTA.PIVOT = 0  # index into MIN_SIZES of the pivot result
+    cfg.MODEL.IFR.TEST.TTA.ENABLED = False  # run every MIN_SIZES (and flips) and fuse them
+    # Shorter sides of the n runs (the paper: n = 4), each resized from the original
+    # frames with the longer side capped at INPUT.MAX_SIZE_TEST.
+    cfg.MODEL.IFR.TEST.TTA.MIN_SIZES = [360, 480, 600, 720]
+    cfg.MODEL.IFR.TEST.TTA.FLIP = False  # also run every size flipped horizontally
+    # Index into MIN_SIZES of the pivot R_p (the paper picks one at random).
+    cfg.MODEL.IFR.TEST.TTA.PIVOT = 0
     # Diagnostic (IFR decoder, inference only): False replaces Q_i^{t-1} by Q_i in
     # Eq. (1), so frame t's queries no longer depend on frame t-1 (recurrence off). It
     # measures what the recurrence contributes to a trained model; training ignores it.
@@ -196,3 +240,10 @@ def merge_overrides(cfg: CN, opts: Sequence[str]) -> None:
         raise ValueError(f"overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
     for key, value in zip(opts[0::2], opts[1::2]):
         cfg.merge_from_list([key, normalize_override(cfg, key, value)])
+
+
+def _add_evaluation_config(cfg: CN) -> None:
+    # Tracking metrics (IDF1, MOTA, HOTA, ...): predictions scored below this take no
+    # part (a MOT metric scores one set of hypotheses, not a ranked list). The one default
+    # of the evaluator and of tools/evaluate.py --tracking-score-threshold.
+    cfg.TEST.TRACKING_SCORE_THRESHOLD = 0.5
