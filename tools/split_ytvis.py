@@ -12,6 +12,7 @@ import os
 import sys
 from typing import List, Optional
 
+from ifr.data.datasets import YTVISFormatError
 from ifr.data.split import split_ytvis_json
 
 
@@ -24,12 +25,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> int:
+    """Returns the exit status: 0, or 2 with a one-line error (malformed input file, e.g.
+    duplicate video or annotation ids; impossible --num-val); nothing is written then."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out_dir = args.out_dir or os.path.dirname(os.path.abspath(args.train_json))
-    train_path, val_path = split_ytvis_json(args.train_json, out_dir, args.num_val, args.seed)
+    try:
+        train_path, val_path = split_ytvis_json(
+            args.train_json, out_dir, args.num_val, args.seed
+        )
+    except (YTVISFormatError, ValueError) as e:
+        print(f"split_ytvis.py: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {train_path}\nwrote {val_path}")
+    return 0
 
 
 if __name__ == "__main__":

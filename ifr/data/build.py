@@ -3,11 +3,12 @@ whole video per batch for inference."""
 import logging
 from typing import Dict, List, Optional, Sequence, Union
 
-from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
 from detectron2.data import build_detection_train_loader
 from detectron2.data.samplers import TrainingSampler
 
 from .dataset_mapper import YTVISDatasetMapper
+from .datasets.frame_headers import check_frame_headers
 
 __all__ = [
     "get_ytvis_dicts",
@@ -19,8 +20,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def get_ytvis_dicts(names: Union[str, Sequence[str]]) -> List[Dict]:
-    """The dataset dicts of the registered datasets ``names``, concatenated in order."""
+def get_ytvis_dicts(
+    names: Union[str, Sequence[str]], check_headers: bool = False
+) -> List[Dict]:
+    """The dataset dicts of the registered datasets ``names``, concatenated in order.
+
+    With ``check_headers``, every frame's header is read and its size compared with the
+    json (``ifr.data.datasets.frame_headers``), so that a bad frame fails here, not in a
+    data-loader worker mid-training.
+    """
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
@@ -32,6 +40,8 @@ def get_ytvis_dicts(names: Union[str, Sequence[str]]) -> List[Dict]:
         videos = DatasetCatalog.get(name)
         if len(videos) == 0:
             raise ValueError(f"Dataset '{name}' is empty")
+        if check_headers:
+            check_frame_headers(videos, MetadataCatalog.get(name).get("json_file", name))
         dicts.extend(videos)
     return dicts
 
@@ -51,8 +61,10 @@ def filter_videos_without_instances(dicts: List[Dict]) -> List[Dict]:
 def build_ytvis_train_loader(cfg, mapper: Optional[YTVISDatasetMapper] = None):
     """Infinite loader of training clips over ``cfg.DATASETS.TRAIN`` (videos without
     instances removed), ``cfg.SOLVER.IMS_PER_BATCH`` clips per batch (total over workers).
-    Yields lists of mapper outputs. The sampler is seeded by ``cfg.SEED`` when >= 0."""
-    dicts = filter_videos_without_instances(get_ytvis_dicts(cfg.DATASETS.TRAIN))
+    Yields lists of mapper outputs. The sampler is seeded by ``cfg.SEED`` when >= 0.
+    Frame headers are checked unless ``cfg.DATALOADER.CHECK_FRAME_HEADERS`` is False."""
+    dicts = get_ytvis_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.CHECK_FRAME_HEADERS)
+    dicts = filter_videos_without_instances(dicts)
     if mapper is None:
         mapper = YTVISDatasetMapper(cfg, is_train=True)
     seed = cfg.SEED if cfg.SEED >= 0 else None
@@ -68,9 +80,10 @@ def build_ytvis_train_loader(cfg, mapper: Optional[YTVISDatasetMapper] = None):
 
 def build_ytvis_test_loader(cfg, dataset_name: str, mapper: Optional[YTVISDatasetMapper] = None):
     """Loader over every video of ``dataset_name`` once, in order, batch size 1
-    (Detectron2's inference sampler)."""
+    (Detectron2's inference sampler). Frame headers are checked as for training."""
     if mapper is None:
         mapper = YTVISDatasetMapper(cfg, is_train=False)
     return build_detection_test_loader(
-        get_ytvis_dicts(dataset_name), mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS
+        get_ytvis_dicts(dataset_name, cfg.DATALOADER.CHECK_FRAME_HEADERS),
+        mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS
     )

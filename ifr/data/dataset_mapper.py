@@ -5,18 +5,18 @@ import logging
 from typing import Dict, List
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 
+from ..utils.rle import segmentation_to_mask
+
 __all__ = [
     "YTVISDatasetMapper",
     "build_clip_augmentations",
     "clip_instances",
-    "decode_segmentation",
     "sample_clip_frames",
 ]
 
@@ -197,7 +197,8 @@ def clip_instances(
         by_id = {obj["id"]: obj for obj in annotations}
         for m, track_id in enumerate(track_ids):
             if track_id in by_id:
-                mask = decode_segmentation(by_id[track_id]["segmentation"], *original_size)
+                segmentation = by_id[track_id]["segmentation"]
+                mask = segmentation_to_mask(segmentation, *original_size).astype(np.uint8)
                 masks[t, m] = torch.from_numpy(transforms.apply_segmentation(mask).astype(bool))
                 if masks[t, m].any():
                     ids[t, m] = track_id
@@ -212,14 +213,3 @@ def clip_instances(
         frame.gt_boxes = frame.gt_masks.get_bounding_boxes()
         instances.append(frame)
     return instances
-
-
-def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
-    """RLE (compressed or not) or polygons -> (height, width) uint8 mask."""
-    if isinstance(segmentation, dict):
-        rle = segmentation
-        if isinstance(rle["counts"], list):
-            rle = mask_util.frPyObjects(rle, height, width)
-    else:
-        rle = mask_util.merge(mask_util.frPyObjects(segmentation, height, width))
-    return mask_util.decode(rle).astype(np.uint8)

@@ -3,7 +3,6 @@
 SPEC (Fig. 4 ablation): 400 videos of YTVIS-2019 train are held out. The split is a seeded
 permutation of the sorted video ids, so the same seed always holds out the same videos.
 """
-import json
 import logging
 import os
 from typing import Dict, Tuple
@@ -11,7 +10,12 @@ from typing import Dict, Tuple
 import numpy as np
 
 from ..utils.atomic_io import atomic_write_json
-from .datasets.ytvis import YTVISFormatError
+from .datasets.ytvis import (
+    YTVISFormatError,
+    check_annotation_ids,
+    check_videos,
+    read_ytvis_json,
+)
 
 __all__ = ["split_ytvis_json"]
 
@@ -31,7 +35,8 @@ def split_ytvis_json(
         ``(train_sub_path, val_sub_path)``.
 
     Raises:
-        YTVISFormatError: the input is not a YouTube-VIS train file.
+        YTVISFormatError: the input is not a YouTube-VIS train file, or has duplicate video
+            or annotation ids (checked before anything is written).
         ValueError: ``num_val`` is not between 1 and the number of videos - 1.
     """
     data = _read_train_json(train_json)
@@ -56,14 +61,15 @@ def split_ytvis_json(
 
 
 def _read_train_json(train_json: str) -> Dict:
-    try:
-        with open(train_json) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise YTVISFormatError(train_json, f"cannot read ({e})") from e
-    for key in ("videos", "annotations", "categories"):
-        if key not in data:
-            raise YTVISFormatError(train_json, "missing top-level key", key=key)
+    """The parsed file, checked as far as a split needs: the loader's checks of the videos
+    (unique ids, ...), and unique annotation ids."""
+    data = read_ytvis_json(train_json)
+    if "annotations" not in data:
+        raise YTVISFormatError(train_json, "missing top-level key", key="annotations")
+    if not isinstance(data["annotations"], list):
+        raise YTVISFormatError(train_json, "must be a list", key="annotations")
+    check_videos(data, train_json)
+    check_annotation_ids(data["annotations"], train_json)
     return data
 
 

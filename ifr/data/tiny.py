@@ -37,6 +37,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..utils.rle import mask_to_rle, rle_to_mask
 from .datasets.builtin import datasets_root
 from .datasets.categories import instances_meta
 from .datasets.ytvis import load_ytvis_json
@@ -87,9 +88,8 @@ def _encode(mask: np.ndarray) -> Tuple[Optional[Dict], Optional[List[float]], Op
     area = int(mask.sum())
     if area < MIN_VISIBLE_PIXELS:
         return None, None, None
-    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle = mask_to_rle(mask)
     bbox = [float(v) for v in mask_util.toBbox(rle)]
-    rle["counts"] = rle["counts"].decode("ascii")
     return rle, bbox, area
 
 
@@ -347,7 +347,7 @@ def _mean_colours(video: Dict, anns: List[Dict], image_root: str) -> List[np.nda
         for k, ann in enumerate(anns):
             segm = ann["segmentations"][t]
             if segm is not None:
-                mask = mask_util.decode(segm).astype(bool)
+                mask = rle_to_mask(segm)
                 sums[k] += image[mask].sum(axis=0)
                 pixels[k] += int(mask.sum())
     return [s / max(p, 1) for s, p in zip(sums, pixels)]

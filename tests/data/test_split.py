@@ -15,10 +15,10 @@ NUM_VIDEOS = 12
 def _train_data():
     videos = [{"id": i, "file_names": [f"v{i}/0.jpg"], "height": 4, "width": 4, "length": 1}
               for i in range(1, NUM_VIDEOS + 1)]
-    annotations = [{"id": 100 + i, "video_id": i, "category_id": 1 + i % 2, "iscrowd": 0,
-                    "segmentations": [{"size": [4, 4], "counts": [0, 16]}],
+    annotations = [{"id": 100 + 2 * i + k, "video_id": i, "category_id": 1 + i % 2,
+                    "iscrowd": 0, "segmentations": [{"size": [4, 4], "counts": [0, 16]}],
                     "bboxes": [[0, 0, 4, 4]], "areas": [16]}
-                   for i in range(1, NUM_VIDEOS + 1) for _ in range(2)]
+                   for i in range(1, NUM_VIDEOS + 1) for k in range(2)]
     return {"info": {"year": 2019}, "licenses": [], "videos": videos, "annotations": annotations,
             "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
 
@@ -77,3 +77,22 @@ def test_command_line_tool_writes_next_to_the_input(train_json, tmp_path, capsys
     load_tool("split_ytvis").main([train_json, "--num-val", "5", "--seed", "1"])
     assert len(_video_ids(tmp_path / "val_sub.json")[0]) == 5
     assert "val_sub.json" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "how,fragment",
+    [
+        ("duplicate_video_id", "video id 3, key 'id': duplicate video id"),
+        ("duplicate_annotation_id", "video id 5, key 'id': duplicate annotation id 106"),
+    ],
+)
+def test_duplicate_ids_are_refused(tmp_path, how, fragment):
+    data = _train_data()
+    if how == "duplicate_video_id":
+        data["videos"][3]["id"] = 3
+    else:
+        data["annotations"][8]["id"] = 106  # annotation 106 is in video 3
+    path = write_json(tmp_path / "train.json", data)
+    with pytest.raises(YTVISFormatError, match=fragment):
+        split_ytvis_json(path, str(tmp_path / "out"), 2)
+    assert not os.path.exists(tmp_path / "out")

@@ -2,7 +2,9 @@
 Detectron2 dataset dicts, one per video, and register them with the catalogs.
 
 Every malformed input is reported at load time by one ``YTVISFormatError`` naming the json
-file, the video and the key at fault; nothing malformed reaches the training loop.
+file, the video and the key (or annotation and frame) at fault; nothing malformed reaches
+the training loop. Frame files are checked to exist here; their sizes (headers) are checked
+against the json by ``ifr.data.datasets.frame_headers`` when a data loader is built.
 """
 import json
 import logging
@@ -13,9 +15,17 @@ import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from ...utils.rle import RLEError, segmentation_to_rle
 from .categories import distinct_colors
 
-__all__ = ["YTVISFormatError", "load_ytvis_json", "register_ytvis_instances"]
+__all__ = [
+    "YTVISFormatError",
+    "check_annotation_ids",
+    "check_videos",
+    "load_ytvis_json",
+    "read_ytvis_json",
+    "register_ytvis_instances",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +82,9 @@ def load_ytvis_json(
     Raises:
         YTVISFormatError: on any malformed input.
     """
-    data = _read_json(json_file)
+    data = read_ytvis_json(json_file)
     id_map = _category_id_map(data, json_file, dataset_name)
-    videos = _check_videos(data, json_file)
+    videos = check_videos(data, json_file)
     if check_frame_files:
         _check_frame_files_exist(videos, image_root, json_file)
     records = {v["id"]: _video_record(v, image_root) for v in videos}
@@ -82,17 +92,23 @@ def load_ytvis_json(
         annotations = data["annotations"]
         if not isinstance(annotations, list):
             raise YTVISFormatError(json_file, "must be a list", key="annotations")
+        track_ids = check_annotation_ids(annotations, json_file)
         tracks = _group_annotations(annotations, records, id_map, json_file)
         ann_keys = ["iscrowd"] + list(extra_annotation_keys or [])
         for video_id, record in records.items():
             record["annotations"] = _per_frame_annotations(
-                tracks.get(video_id, []), record["length"], id_map, ann_keys
+                tracks.get(video_id, []), record, track_ids, id_map, ann_keys, json_file
             )
     logger.info(f"Loaded {len(records)} videos in YouTube-VIS format from {json_file}")
     return [records[k] for k in sorted(records)]
 
 
-def _read_json(json_file: str) -> Dict:
+def read_ytvis_json(json_file: str) -> Dict:
+    """The parsed json object, with ``videos`` and ``categories``.
+
+    Raises:
+        YTVISFormatError: missing file, not json, not an object, a key missing.
+    """
     if not os.path.isfile(json_file):
         raise YTVISFormatError(json_file, "file not found")
     try:
@@ -110,10 +126,18 @@ def _read_json(json_file: str) -> Dict:
 
 def _category_id_map(data: Dict, json_file: str, dataset_name: Optional[str]) -> Dict[int, int]:
     categories = data["categories"]
+    if not isinstance(categories, list) or not categories:
+        raise YTVISFormatError(json_file, "must be a non-empty list", key="categories")
     for cat in categories:
+        if not isinstance(cat, dict):
+            raise YTVISFormatError(json_file, "a category is not an object", key="categories")
         for key in ("id", "name"):
             if key not in cat:
                 raise YTVISFormatError(json_file, f"a category lacks '{key}'", key="categories")
+        if not isinstance(cat["id"], int) or isinstance(cat["id"], bool):
+            raise YTVISFormatError(
+                json_file, f"category id {cat['id']!r} is not an integer", key="categories"
+            )
     file_ids = sorted(c["id"] for c in categories)
     if len(set(file_ids)) != len(file_ids):
         raise YTVISFormatError(json_file, "duplicate category ids", key="categories")
@@ -130,16 +154,29 @@ def _category_id_map(data: Dict, json_file: str, dataset_name: Optional[str]) ->
         return id_map
     id_map = {cat_id: i for i, cat_id in enumerate(file_ids)}
     if meta is not None:
-        names = {c["id"]: c["name"] for c in categories}
-        meta.set(
-            thing_classes=[names[i] for i in file_ids],
-            thing_colors=distinct_colors(len(file_ids)),
-            thing_dataset_id_to_contiguous_id=id_map,
-        )
+        meta.set(**_categories_metadata(categories))
     return id_map
 
 
-def _check_videos(data: Dict, json_file: str) -> List[Dict]:
+def _categories_metadata(categories: List[Dict]) -> Dict:
+    """``thing_classes``, ``thing_colors`` and ``thing_dataset_id_to_contiguous_id`` of a
+    file's (checked) categories, in the order of increasing id."""
+    names = {c["id"]: c["name"] for c in categories}
+    file_ids = sorted(names)
+    return {
+        "thing_classes": [names[i] for i in file_ids],
+        "thing_colors": distinct_colors(len(file_ids)),
+        "thing_dataset_id_to_contiguous_id": {cat_id: i for i, cat_id in enumerate(file_ids)},
+    }
+
+
+def check_videos(data: Dict, json_file: str) -> List[Dict]:
+    """The file's ``videos``, checked: the keys of ``_VIDEO_KEYS``, unique ids, positive
+    integer ``height``/``width``, a non-empty list of file names as long as ``length``.
+
+    Raises:
+        YTVISFormatError: naming the video and the key.
+    """
     videos = data["videos"]
     if not isinstance(videos, list):
         raise YTVISFormatError(json_file, "must be a list", key="videos")
@@ -152,6 +189,15 @@ def _check_videos(data: Dict, json_file: str) -> List[Dict]:
         if video_id in seen:
             raise YTVISFormatError(json_file, "duplicate video id", video_id, "id")
         seen.add(video_id)
+        for key in ("height", "width"):
+            value = video[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise YTVISFormatError(
+                    json_file, f"must be a positive integer, got {value!r}", video_id, key
+                )
+        names = video["file_names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise YTVISFormatError(json_file, "must be a list of strings", video_id, "file_names")
         length = video.get("length", len(video["file_names"]))
         if length != len(video["file_names"]) or length == 0:
             raise YTVISFormatError(
@@ -189,11 +235,46 @@ def _video_record(video: Dict, image_root: str) -> Dict:
     }
 
 
+def check_annotation_ids(annotations: List, json_file: str) -> List[int]:
+    """One track id per annotation: its ``id``, unique across the file (several
+    annotations with one id would merge into one training instance). Annotations without
+    an ``id`` get fresh ids above the largest one.
+
+    Raises:
+        YTVISFormatError: naming the file, the video and the duplicate id.
+    """
+    first_video: Dict = {}
+    for ann in annotations:
+        if not isinstance(ann, dict) or "id" not in ann:
+            continue
+        ann_id, video_id = ann["id"], ann.get("video_id")
+        if not isinstance(ann_id, int) or isinstance(ann_id, bool):
+            raise YTVISFormatError(
+                json_file, f"annotation id {ann_id!r} is not an integer", video_id, "id"
+            )
+        if ann_id in first_video:
+            other = first_video[ann_id]
+            where = "in the same video" if other == video_id else f"also in video {other}"
+            raise YTVISFormatError(
+                json_file, f"duplicate annotation id {ann_id} ({where})", video_id, "id"
+            )
+        first_video[ann_id] = video_id
+    next_id = max(first_video, default=0) + 1
+    track_ids = []
+    for ann in annotations:
+        if isinstance(ann, dict) and "id" in ann:
+            track_ids.append(ann["id"])
+        else:
+            track_ids.append(next_id)
+            next_id += 1
+    return track_ids
+
+
 def _group_annotations(
     annotations: List[Dict], records: Dict, id_map: Dict[int, int], json_file: str
 ) -> Dict:
-    tracks: Dict[int, List[Dict]] = {}
-    for ann in annotations:
+    tracks: Dict[int, List] = {}
+    for index, ann in enumerate(annotations):
         video_id = ann.get("video_id") if isinstance(ann, dict) else None
         for key in _ANNOTATION_KEYS:
             if not isinstance(ann, dict) or key not in ann:
@@ -221,53 +302,47 @@ def _group_annotations(
                     video_id,
                     key,
                 )
-        tracks.setdefault(video_id, []).append(ann)
+        tracks.setdefault(video_id, []).append((index, ann))
     return tracks
 
 
 def _per_frame_annotations(
-    tracks: List[Dict], length: int, id_map: Dict[int, int], ann_keys: Iterable[str]
+    tracks: List,
+    record: Dict,
+    track_ids: List[int],
+    id_map: Dict[int, int],
+    ann_keys: Iterable[str],
+    json_file: str,
 ) -> List[List[Dict]]:
+    """``length`` lists of instance dicts from the video's ``(index, annotation)`` pairs;
+    every segmentation is checked and turned into a compressed RLE (``counts`` str)."""
+    length, height, width = record["length"], record["height"], record["width"]
     frames: List[List[Dict]] = [[] for _ in range(length)]
-    for track_index, ann in enumerate(tracks):
-        track_id = ann.get("id", track_index + 1)
+    for index, ann in tracks:
+        track_id = track_ids[index]
         bboxes = ann.get("bboxes") or [None] * length
         for t, segm in enumerate(ann["segmentations"]):
-            segm = _normalise_segmentation(segm)
-            if segm is None:
+            try:
+                rle = segmentation_to_rle(
+                    segm, height, width, where=f"annotation id {track_id}, frame {t}"
+                )
+            except RLEError as e:
+                raise YTVISFormatError(
+                    json_file, str(e), record["video_id"], "segmentations"
+                ) from e
+            if rle is None:
                 continue  # the instance is absent from frame t
-            bbox = bboxes[t] if bboxes[t] is not None else _bbox_of(segm)
+            bbox = bboxes[t] if bboxes[t] is not None else mask_util.toBbox(rle).tolist()
             obj = {key: ann[key] for key in ann_keys if key in ann}
             obj.update(
                 id=track_id,
                 category_id=id_map[ann["category_id"]],
                 bbox=list(bbox),
                 bbox_mode=BoxMode.XYWH_ABS,
-                segmentation=segm,
+                segmentation=rle,
             )
             frames[t].append(obj)
     return frames
-
-
-def _normalise_segmentation(segm):
-    """``None`` when absent; compressed RLE for RLE input; valid polygons otherwise."""
-    if not segm:
-        return None
-    if isinstance(segm, dict):
-        if isinstance(segm.get("counts"), list):
-            h, w = segm["size"]
-            segm = mask_util.frPyObjects(segm, h, w)
-        return segm
-    polygons = [p for p in segm if len(p) % 2 == 0 and len(p) >= 6]
-    return polygons or None
-
-
-def _bbox_of(segm) -> List[float]:
-    if isinstance(segm, dict):
-        return [float(v) for v in mask_util.toBbox(segm)]
-    xs = [x for p in segm for x in p[0::2]]
-    ys = [y for p in segm for y in p[1::2]]
-    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
 
 
 def register_ytvis_instances(
@@ -275,7 +350,20 @@ def register_ytvis_instances(
 ) -> None:
     """Register a YouTube-VIS-format dataset: ``DatasetCatalog`` loads lazily (on first
     ``DatasetCatalog.get``); ``MetadataCatalog`` gets ``metadata`` plus ``json_file``,
-    ``image_root`` and ``evaluator_type="ytvis"``."""
+    ``image_root`` and ``evaluator_type="ytvis"``.
+
+    When ``metadata`` has no categories (``thing_dataset_id_to_contiguous_id``) and
+    ``json_file`` exists, the categories are read from it now (one read of the json), so
+    that the number of classes is known before training (the ``NUM_CLASSES`` check).
+
+    Raises:
+        YTVISFormatError: the categories are to be read and the file is malformed.
+    """
+    metadata = dict(metadata)
+    if "thing_dataset_id_to_contiguous_id" not in metadata and os.path.isfile(json_file):
+        data = read_ytvis_json(json_file)
+        _category_id_map(data, json_file, None)  # checks the categories
+        metadata.update(_categories_metadata(data["categories"]))
     DatasetCatalog.register(name, lambda: load_ytvis_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(
         json_file=json_file, image_root=image_root, evaluator_type="ytvis", **metadata
