@@ -25,6 +25,11 @@ from ifr.experiments.sweep import DEFAULT_TRAIN_SCRIPT
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
+def echo(line: str) -> None:
+    """Progress lines reach a log file as they happen, not when the buffer fills."""
+    print(line, flush=True)
+
+
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,8 +42,8 @@ def argument_parser() -> argparse.ArgumentParser:
                         help="the comparison folder: one sweep folder per config, the table")
     parser.add_argument("--metrics", metavar="AP,AP50,...",
                         help="table columns (default: AP, AP50, AP75, AR1, AR10, IDF1, MOTA, "
-                        "IDP, IDR, IDs, HOTA, DetA, AssA, OneQuery, QueriesPerTrack: those the runs "
-                        "report)")
+                        "IDP, IDR, IDs, HOTA, DetA, AssA, OneQuery, QueriesPerTrack: those "
+                        "the runs report)")
     parser.add_argument("--train-script", default=DEFAULT_TRAIN_SCRIPT, metavar="PATH",
                         help="training entry point with train_net.py's command line")
     parser.add_argument("--num-gpus", type=int, default=1, help="GPUs per run")
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
             print(shlex.join(command))
         return 0
     try:
-        results = run_comparison(sweeps, num_gpus=args.num_gpus)
+        results = run_comparison(sweeps, num_gpus=args.num_gpus, echo=echo)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (SweepInterrupted)
         print(f"compare: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume",
               file=sys.stderr)

@@ -102,7 +102,8 @@ def main(argv=None) -> int:
         submit_sweep_to_slurm(manifest, args.output_dir, options, resubmit=args.resubmit)
         return 0
     try:
-        result = run_sweep_locally(manifest, args.output_dir, num_gpus=args.num_gpus)
+        result = run_sweep_locally(manifest, args.output_dir, num_gpus=args.num_gpus,
+                                   echo=lambda line: print(line, flush=True))
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (SweepInterrupted)
         print(f"sweep: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume",
               file=sys.stderr)

@@ -30,7 +30,9 @@ def build_reference_config(config_file: str) -> CfgNode:
         raise FileNotFoundError(f"--config-file {config_file}: no such file")
     try:
         return build_cfg(config_file)
-    except Exception as e:  # yaml syntax, unknown key, yacs type mismatch
+    except ValueError:  # build_cfg's own errors name the file and the key
+        raise
+    except Exception as e:  # anything else from yaml or yacs
         raise ValueError(f"--config-file {config_file}: cannot be merged: {e}") from e
 
 

@@ -28,7 +28,8 @@ def test_sweep_of_two_values_and_two_seeds_resumes_and_aggregates(tmp_path):
     out = str(tmp_path / "sweep")
     first = _sweep(out)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    runs = [os.path.join(out, f"MODEL.IFR.LAMBDA_E={v}", f"seed={s}") for v in ("0.0", "0.3") for s in (0, 1)]
+    runs = [os.path.join(out, f"MODEL.IFR.LAMBDA_E={v}", f"seed={s}")
+            for v in ("0.0", "0.3") for s in (0, 1)]
     for run in runs:
         assert os.path.exists(os.path.join(run, "final_metrics.json")), run
 
@@ -38,7 +39,8 @@ def test_sweep_of_two_values_and_two_seeds_resumes_and_aggregates(tmp_path):
     finished_mtimes = [os.path.getmtime(os.path.join(r, "final_metrics.json")) for r in runs[:3]]
     second = _sweep(out)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert [os.path.getmtime(os.path.join(r, "final_metrics.json")) for r in runs[:3]] == finished_mtimes
+    mtimes = [os.path.getmtime(os.path.join(r, "final_metrics.json")) for r in runs[:3]]
+    assert mtimes == finished_mtimes
     console = open(os.path.join(interrupted, "console.txt")).read()
     assert "--resume" in console or "Loading from" in console
     assert os.path.exists(os.path.join(interrupted, "final_metrics.json"))
