@@ -197,9 +197,12 @@ def _incomplete_message(path: str, not_loaded: List[str], incompatible, model) -
         for key, file_shape, model_shape in incompatible.incorrect_shapes[:3]
     ]
     shape_text = f" (shapes differ: {'; '.join(shapes)})" if shapes else ""
+    groups = _group_by_module(not_loaded, depth=2 if len(not_loaded) > 20 else 3)
+    if len(groups) > 12:
+        groups = groups[:12] + [f"and {len(groups) - 12} more modules"]
     return (
         f"{path}: {len(not_loaded)} of {total} model tensors are not in it or have another "
-        f"shape{shape_text}: {', '.join(_group_by_module(not_loaded))}. The weights do not fit "
+        f"shape{shape_text}: {', '.join(groups)}. The weights do not fit "
         "the model of this config (another NUM_CLASSES or backbone, or the wrong file): pass "
         "the right MODEL.WEIGHTS, or set MODEL.WEIGHTS_ALLOW_PARTIAL True to run them with "
         "those tensors at their random initialisation."

@@ -5,19 +5,33 @@
     python tools/train_net.py --config-file CFG --resume                 # continue a run
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS model_final.pth
     (multi-node: --num-machines N --machine-rank R --dist-url tcp://HOST:PORT)
+
+Bad input (config key, dataset, checkpoint) ends with one ``error:`` line; ``--traceback``
+or ``IFR_TRACEBACK=1`` shows the traceback.
 """
+import sys
+from typing import List, Optional
+
 import ifr  # noqa: F401  (registers datasets and model components)
-from ifr.engine.defaults import argument_parser, main
+from ifr.engine.cli import run_tool
+from ifr.engine.defaults import argument_parser, check_run, main as run_process
 from ifr.engine.launch import launch
 
-if __name__ == "__main__":
-    args = argument_parser().parse_args()
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = argument_parser().parse_args(argv)
     print("Command Line Args:", args)
+    check_run(args)  # config, datasets, weights file: before any process starts
     launch(
-        main,
+        run_process,
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
     )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_tool(main))

@@ -1,67 +1,149 @@
-"""What ``tools/train_net.py`` does, as functions tests can call."""
+"""What ``tools/train_net.py`` does, as functions tests can call.
+
+``check_run`` checks everything that can be checked before processes start (config,
+datasets, weights file); ``main`` is what every process runs."""
 import argparse
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
+import torch
+import yaml
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
+from detectron2.utils.collect_env import collect_env_info
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from ..checkpoint import IFRCheckpointer
+from ..checkpoint import CLASS_NAMES_KEY, load_inference_weights
 from ..config import add_ifr_config, merge_overrides
-from ..utils.atomic_io import atomic_write_json
+from ..utils.atomic_io import atomic_write_json, atomic_write_text
+from ..utils.errors import UserInputError
+from .cli import one_line, raise_on_argparse_error
 from .trainer import Trainer, flatten_metrics, write_final_metrics
 
 logger = logging.getLogger("ifr")
 
+RUN_CONFIG_FILE = "config.yaml"  # the config of the run that trains OUTPUT_DIR's model
+EVAL_CONFIG_FILE = "eval_config.yaml"  # the config of the last --eval-only run
+
+
+class ConfigError(UserInputError):
+    """A config file, override or DATASETS entry that cannot be used; says what to do."""
+
 
 def argument_parser() -> argparse.ArgumentParser:
     """Detectron2's parser: --config-file, --resume, --eval-only, --num-gpus,
-    --num-machines, --machine-rank, --dist-url and trailing KEY VALUE overrides."""
-    return default_argument_parser(
-        epilog="Example: python tools/train_net.py --config-file configs/ytvis19/r50.yaml "
-        "--num-gpus 8 SOLVER.IMS_PER_BATCH 16"
+    --num-machines, --machine-rank, --dist-url and trailing KEY VALUE overrides; a wrong
+    flag raises ``UsageError`` (one ``error:`` line at the command line)."""
+    return raise_on_argparse_error(
+        default_argument_parser(
+            epilog="Example: python tools/train_net.py --config-file configs/ytvis19/r50.yaml "
+            "--num-gpus 8 SOLVER.IMS_PER_BATCH 16"
+        )
     )
 
 
-def build_cfg(config_file: str = "", opts: List[str] = ()) -> CfgNode:
+def build_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CfgNode:
     """detectron2 defaults + IFR keys + the yaml + command-line overrides (not frozen).
 
     Overrides go through :func:`ifr.config.merge_overrides` (the sweep tools check theirs
-    with the same function): an unknown key or a wrong type is a ValueError naming it."""
+    with the same function). Every mistake is a ConfigError naming the file or key and
+    what to do: a missing or malformed yaml, an unknown key (with the closest names), a
+    value of the wrong type, a key without a value, a flag after the overrides."""
+    opts = list(opts)
+    _check_no_flags_among_overrides(opts)
     cfg = get_cfg()
     add_ifr_config(cfg)
     if config_file:
-        cfg.merge_from_file(config_file)
-    merge_overrides(cfg, list(opts))
+        _merge_config_file(cfg, config_file)
+    try:
+        merge_overrides(cfg, opts)
+    except ValueError as e:
+        hint = ""
+        if len(opts) % 2:
+            hint = (
+                "; give every KEY a VALUE, a list as one quoted word (INPUT.MIN_SIZE_TEST 360 "
+                "MODEL.IFR.TEST.TTA.MIN_SIZES \"[360,480]\")"
+            )
+        raise ConfigError(f"{one_line(e)}{hint}") from e
     return cfg
+
+
+def _merge_config_file(cfg: CfgNode, config_file: str) -> None:
+    if not os.path.isfile(config_file):
+        raise ConfigError(f"--config-file {config_file!r} does not exist")
+    try:
+        cfg.merge_from_file(config_file)
+    except (KeyError, ValueError, AssertionError, TypeError, yaml.YAMLError) as e:
+        hint = " (a key the config does not have: check its spelling)" if isinstance(
+            e, KeyError
+        ) else ""
+        raise ConfigError(f"--config-file {config_file}: {one_line(e)}{hint}") from e
+
+
+def _check_no_flags_among_overrides(opts: List[str]) -> None:
+    flags = [opt for opt in opts if opt.startswith("--")]
+    if flags:
+        raise ConfigError(
+            f"{flags[0]} comes after the KEY VALUE overrides, where it is read as an "
+            f"override: put {' '.join(flags)} before the overrides (e.g. --config-file CFG "
+            f"{flags[0]} SOLVER.MAX_ITER 100)"
+        )
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
+    """The frozen config, logging (console and OUTPUT_DIR/log.txt), seeds (SEED + rank).
+    The config is saved to OUTPUT_DIR only once the run starts (:func:`save_run_config`),
+    so a run that fails at start-up leaves a finished folder's config.yaml alone."""
     cfg = build_cfg(args.config_file, args.opts)
     cfg.freeze()
-    default_setup(cfg, args)  # output dir, logs, config dump, seeds (SEED + rank)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="ifr")
+    rank = comm.get_rank()
+    if comm.is_main_process() and cfg.OUTPUT_DIR:
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="fvcore")
+    d2_logger = setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank)
+    d2_logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
+    d2_logger.info("Environment info:\n%s", collect_env_info())
+    d2_logger.info("Command line arguments: %s", args)
+    d2_logger.info("Running with full config:\n%s", cfg.dump())
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
+    if not args.eval_only:
+        torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=rank, name="ifr")
     return cfg
 
 
-def check_datasets_available(cfg: CfgNode) -> None:
-    """Fail at once, before any model is built, when a dataset of the config is unknown,
-    its files are missing, or its number of categories is not MODEL.IFR.NUM_CLASSES."""
+def save_run_config(cfg: CfgNode, filename: str = RUN_CONFIG_FILE) -> str:
+    """Write ``cfg`` to OUTPUT_DIR/``filename`` (atomically, main process only)."""
+    path = os.path.join(cfg.OUTPUT_DIR, filename)
+    if comm.is_main_process() and cfg.OUTPUT_DIR:
+        atomic_write_text(path, cfg.dump())
+        logger.info("Full config saved to %s", path)
+    return path
+
+
+def check_datasets_available(cfg: CfgNode, eval_only: bool = False) -> None:
+    """Fail at once, before any model is built, when a dataset of the config (DATASETS.TEST
+    only with ``eval_only``) is unknown, its files are missing, or its number of categories
+    is not MODEL.IFR.NUM_CLASSES."""
     registered = set(DatasetCatalog.list())
-    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
+    names = ([] if eval_only else list(cfg.DATASETS.TRAIN)) + list(cfg.DATASETS.TEST)
+    for name in names:
         if name not in registered:
             ytvis = sorted(n for n in registered if n.startswith(("ytvis", "ovis")))
-            raise KeyError(f"Dataset {name!r} (DATASETS) is not registered. Known: {ytvis}")
+            raise ConfigError(
+                f"dataset {name!r} (DATASETS) is not registered. Registered: {ytvis}; a "
+                "dataset of your own: see datasets/README.md, 'Adding a dataset'"
+            )
         meta = MetadataCatalog.get(name)
         if not meta.get("generated_on_demand", False):
             _check_dataset_files(name, meta)
         num_classes = len(meta.get("thing_classes", []))
         if num_classes and num_classes != cfg.MODEL.IFR.NUM_CLASSES:
-            raise ValueError(
+            raise ConfigError(
                 f"Dataset {name!r} has {num_classes} categories but MODEL.IFR.NUM_CLASSES is "
                 f"{cfg.MODEL.IFR.NUM_CLASSES}; set MODEL.IFR.NUM_CLASSES {num_classes}."
             )
@@ -93,13 +175,41 @@ def check_weights_available(cfg: CfgNode, resume: bool) -> None:
     )
 
 
+def check_class_names(checkpoint_extras: Dict[str, Any], dataset_names: Sequence[str]) -> None:
+    """The model's classes (saved in its checkpoint) must be each test dataset's classes,
+    in the same order; a checkpoint without names (written before they were saved) is
+    assumed to match, with a warning."""
+    model_classes = checkpoint_extras.get(CLASS_NAMES_KEY)
+    if model_classes is None:
+        logger.warning(
+            "The checkpoint holds no class names (written by an older version): assuming "
+            "its classes are those of %s.", ", ".join(dataset_names) or "the config"
+        )
+        return
+    for name in dataset_names:
+        dataset_classes = MetadataCatalog.get(name).get("thing_classes", None)
+        if dataset_classes is not None and list(dataset_classes) != list(model_classes):
+            raise ConfigError(
+                f"the model was trained on classes {_short(model_classes)} but dataset "
+                f"{name!r} (DATASETS.TEST) has {_short(dataset_classes)}: evaluate it on a "
+                "dataset with the same categories"
+            )
+
+
+def _short(names: Sequence[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
+
+
 def evaluate(cfg: CfgNode) -> Dict[str, Any]:
-    """--eval-only: load MODEL.WEIGHTS and evaluate on every DATASETS.TEST; the results.json
+    """--eval-only: load MODEL.WEIGHTS (every model tensor must load, unless
+    MODEL.WEIGHTS_ALLOW_PARTIAL) and evaluate on every DATASETS.TEST; the results.json
     (+ zip) of each dataset lands in OUTPUT_DIR/inference/<dataset>/."""
     model = Trainer.build_model(cfg)
-    IFRCheckpointer(
-        model, cfg.OUTPUT_DIR, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE
-    ).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    extras = load_inference_weights(model, cfg)
+    if cfg.MODEL.WEIGHTS:
+        check_class_names(extras, cfg.DATASETS.TEST)
+    save_run_config(cfg, EVAL_CONFIG_FILE)
     results = Trainer.test(cfg, model)
     if comm.is_main_process() and results:
         path = os.path.join(cfg.OUTPUT_DIR, "eval_metrics.json")
@@ -112,6 +222,7 @@ def train(cfg: CfgNode, resume: bool) -> Dict[str, Any]:
     and write OUTPUT_DIR/final_metrics.json."""
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
+    save_run_config(trainer.cfg)  # from here on, OUTPUT_DIR's model is this config's
     trainer.train()
     # The EvalHook evaluates after the last iteration on every process (an empty result on
     # all but the main one); evaluate here only when it did not run, on every process alike.
@@ -124,9 +235,19 @@ def train(cfg: CfgNode, resume: bool) -> Dict[str, Any]:
     return results or {}
 
 
+def check_run(args: argparse.Namespace) -> CfgNode:
+    """What can be checked before any process starts: the config, the datasets and the
+    weights file. Raises ConfigError / FileNotFoundError naming what is wrong."""
+    cfg = build_cfg(args.config_file, args.opts)
+    check_datasets_available(cfg, eval_only=args.eval_only)
+    check_weights_available(cfg, resume=args.resume and not args.eval_only)
+    return cfg
+
+
 def main(args: argparse.Namespace) -> Dict[str, Any]:
+    """What every process of ``train_net.py`` runs."""
     cfg = setup(args)
-    check_datasets_available(cfg)
+    check_datasets_available(cfg, eval_only=args.eval_only)
     check_weights_available(cfg, resume=args.resume and not args.eval_only)
     if args.eval_only:
         return evaluate(cfg)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -33,7 +34,14 @@ DEFAULT_TIMEOUT = timedelta(minutes=30)
 
 
 class WorkerFailed(RuntimeError):
-    """The first worker of a multi-process job to fail, with its traceback."""
+    """The first worker of a multi-process job to fail, with its traceback.
+
+    ``user_message``: the one-line message when the worker failed on bad input (see
+    ``ifr.engine.cli``), None when it failed on a bug."""
+
+    def __init__(self, message: str, user_message: Optional[str] = None):
+        super().__init__(message)
+        self.user_message = user_message
 
 
 def _find_free_port() -> int:
@@ -82,20 +90,31 @@ def launch(
             first = _first_worker_error(error_dir)
             if first is None:  # killed by a signal, before it could record anything
                 raise
-            rank, trace = first
-            raise WorkerFailed(f"rank {rank} failed first:\n{trace}") from err
+            rank, trace, user_message = first
+            raise WorkerFailed(
+                f"rank {rank} failed first:\n{trace}",
+                f"rank {rank}: {user_message}" if user_message else None,
+            ) from err
 
 
 def _record_worker_error(error_dir: str, rank: int) -> None:
+    from .cli import user_error_message
+
     # Atomic: spawn may kill a peer mid-write once it has seen the first failure.
     atomic_write_json(
         os.path.join(error_dir, f"rank{rank}.json"),
-        {"time": time.time(), "rank": rank, "traceback": traceback.format_exc()},
+        {
+            "time": time.time(),
+            "rank": rank,
+            "traceback": traceback.format_exc(),
+            "user_message": user_error_message(sys.exc_info()[1]),
+        },
     )
 
 
-def _first_worker_error(error_dir: str) -> Optional[Tuple[int, str]]:
-    """(rank, traceback) of the earliest recorded failure, or None if none was recorded."""
+def _first_worker_error(error_dir: str) -> Optional[Tuple[int, str, Optional[str]]]:
+    """(rank, traceback, one-line message of bad input or None) of the earliest recorded
+    failure, or None if none was recorded."""
     errors = []
     for path in glob.glob(os.path.join(error_dir, "rank*.json")):
         with open(path) as f:
@@ -103,7 +122,7 @@ def _first_worker_error(error_dir: str) -> Optional[Tuple[int, str]]:
     if not errors:
         return None
     first = min(errors, key=lambda error: error["time"])
-    return first["rank"], first["traceback"]
+    return first["rank"], first["traceback"], first.get("user_message")
 
 
 def _distributed_worker(

@@ -8,13 +8,14 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Set
 
 import torch
+from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoint import IFRCheckpointer
+from ..checkpoint import CLASS_COLORS_KEY, CLASS_NAMES_KEY, IFRCheckpointer
 from ..utils.atomic_io import atomic_write_json
 from ..data import build_ytvis_test_loader, build_ytvis_train_loader
 from ..evaluation import YTVISEvaluator
@@ -61,6 +62,7 @@ class Trainer(DefaultTrainer):
             model,
             cfg.OUTPUT_DIR,
             allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE,
+            extra_data=training_classes(cfg),
             trainer=weakref.proxy(self),
         )
         self.start_iter = 0
@@ -107,6 +109,20 @@ class Trainer(DefaultTrainer):
             return optimizer_cls(params, cfg.SOLVER.BASE_LR, **kwargs)
         optimizer = optimizer_cls(params, cfg.SOLVER.BASE_LR, **kwargs)
         return maybe_add_gradient_clipping(cfg, optimizer)
+
+
+def training_classes(cfg) -> Dict[str, Any]:
+    """The class names (and colours, when the dataset has them) of DATASETS.TRAIN, saved in
+    every checkpoint so that the model's labels travel with it (the demo, --eval-only)."""
+    if not cfg.DATASETS.TRAIN:
+        return {}
+    meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
+    extra: Dict[str, Any] = {}
+    if meta.get("thing_classes", None):
+        extra[CLASS_NAMES_KEY] = [str(name) for name in meta.thing_classes]
+    if meta.get("thing_colors", None):
+        extra[CLASS_COLORS_KEY] = [[int(c) for c in color] for color in meta.thing_colors]
+    return extra
 
 
 def use_amp(cfg) -> bool:
