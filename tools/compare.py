@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         print(f"compare: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume",
               file=sys.stderr)
         return 130
-    failed = [f"{label}/{r.name}" for label, result in results.items() for r in result.failed]
+    failed = [f"{label}/{r.name}" for label, records in results.items() for r in records]
     try:
         write_comparison_table(sweeps, args.output_dir, metrics)
     except ValueError as e:

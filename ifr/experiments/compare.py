@@ -4,10 +4,10 @@ plus AP.
 
 A comparison is a sweep whose axis is the config file, made of ordinary sweeps: config
 ``A.yaml`` is the sweep ``DIR/A`` (its ``sweep.json``, one folder ``DIR/A/seed=<s>`` per
-seed), prepared by :func:`ifr.experiments.sweep.prepare_sweep` and trained by
-:func:`ifr.experiments.sweep.run_sweep_locally`. So it resumes as a sweep does: finished
-runs are skipped, the others start with ``--resume``; a failed run does not stop the
-others; ``tools/aggregate.py DIR/A`` works on one config's runs.
+seed), prepared by :func:`ifr.experiments.sweep.prepare_sweep`, each run trained by
+:func:`ifr.experiments.sweep.train_run_locally`, seed by seed across the configs. So it
+resumes as a sweep does: finished runs are skipped, the others start with ``--resume``;
+a failed run does not stop the others; ``tools/aggregate.py DIR/A`` works on one config.
 
 The table (``DIR/table.md``, ``.csv``, ``.png``): ``mean ± std (n)`` of AP, AP50, AP75,
 AR1, AR10, IDF1, MOTA, IDP, IDR, IDs, and of HOTA, DetA, AssA, OneQuery, QueriesPerTrack
@@ -32,15 +32,18 @@ from .aggregate import (
     summarize_setting,
     write_csv,
 )
-from .manifest import SweepManifest, load_manifest, refresh_states, save_manifest
+from .manifest import RunRecord, SweepManifest, load_manifest, refresh_states, save_manifest
 from .plot import save_comparison_figure
 from .summary import MetricStats, SweepSummary
 from .sweep import (
     DEFAULT_TRAIN_SCRIPT,
-    SweepResult,
     build_train_command,
+    console_log_path,
+    failure_reason,
     prepare_sweep,
-    run_sweep_locally,
+    run_label,
+    sigterm_raises_interrupt,
+    train_run_locally,
     unfinished_runs,
 )
 from .validation import build_reference_config
@@ -139,22 +142,47 @@ def dry_run_commands(sweeps: Sequence[ConfigSweep], num_gpus: int = 1) -> List[L
     ]
 
 
+def run_order(sweeps: Sequence[ConfigSweep]) -> List[Tuple[ConfigSweep, RunRecord]]:
+    """Every run, seed by seed and, within a seed, config by config: a comparison stopped
+    early has as many runs of every config."""
+    records = [list(sweep.manifest.runs.values()) for sweep in sweeps]
+    rounds = max(len(r) for r in records)
+    return [(sweep, runs[i]) for i in range(rounds)
+            for sweep, runs in zip(sweeps, records) if i < len(runs)]
+
+
 def run_comparison(
     sweeps: Sequence[ConfigSweep], num_gpus: int = 1, echo: Callable[[str], None] = print
-) -> Dict[str, SweepResult]:
-    """Trains the unfinished runs of every config, config after config; label -> result.
+) -> Dict[str, List[RunRecord]]:
+    """Trains the unfinished runs in :func:`run_order`; returns label -> failed runs.
 
-    Each config's console lines start with its label. A failed run does not stop the
-    others; Ctrl-C or SIGTERM stops the current run and propagates (see
-    :func:`ifr.experiments.sweep.run_sweep_locally`).
+    Each run goes through :func:`ifr.experiments.sweep.train_run_locally`, so it is
+    skipped when finished, resumed otherwise, recorded in its config's ``sweep.json``. A
+    failed run does not stop the others; on Ctrl-C or SIGTERM the current run is stopped
+    and recorded as interrupted, and the exception propagates.
     """
-    results = {}
     for sweep in sweeps:
-        results[sweep.label] = run_sweep_locally(
-            sweep.manifest, sweep.sweep_dir, num_gpus,
-            echo=lambda line, label=sweep.label: echo(f"{label}: {line}"),
-        )
-    return results
+        refresh_states(sweep.manifest, sweep.sweep_dir)
+        todo = len(unfinished_runs(sweep.manifest, sweep.sweep_dir))
+        total = len(sweep.manifest.runs)
+        echo(f"{sweep.label}: {total} runs in {sweep.sweep_dir}, {total - todo} finished, "
+             f"{todo} to run")
+    order = run_order(sweeps)
+    failed: Dict[str, List[RunRecord]] = {sweep.label: [] for sweep in sweeps}
+    with sigterm_raises_interrupt():
+        for index, (sweep, record) in enumerate(order, start=1):
+            prefix = f"[{index}/{len(order)}] {sweep.label} {run_label(record)}"
+            if not train_run_locally(sweep.manifest, record, sweep.sweep_dir, num_gpus, echo,
+                                     prefix):
+                failed[sweep.label].append(record)
+    num_failed = sum(len(records) for records in failed.values())
+    echo(f"Comparison: {len(order) - num_failed}/{len(order)} runs finished, "
+         f"{num_failed} failed")
+    for sweep in sweeps:
+        for record in failed[sweep.label]:
+            echo(f"  FAILED {sweep.label} {run_label(record)} ({failure_reason(record)}): "
+                 f"{console_log_path(sweep.sweep_dir, record)}")
+    return failed
 
 
 def summarize_comparison(

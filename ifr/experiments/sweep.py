@@ -144,27 +144,41 @@ def run_sweep_locally(
     todo = unfinished_runs(manifest, sweep_dir)
     echo(f"Sweep {sweep_dir}: {total} runs, {total - len(todo)} finished, {len(todo)} to run")
     failed: List[RunRecord] = []
-    with _sigterm_raises_interrupt():
+    with sigterm_raises_interrupt():
         for index, record in enumerate(records, start=1):
             prefix = f"[{index}/{total}] {run_label(record)}"
-            if is_finished(sweep_dir, record.name):
-                echo(f"{prefix}: done (finished earlier, skipped)")
-                continue
-            launch_args = ["--num-gpus", str(num_gpus)]
-            command = build_train_command(manifest, record, sweep_dir, launch_args)
-            echo(f"{prefix}: running (log: {console_log_path(sweep_dir, record)})")
-            start = time.monotonic()
-            _run_one(manifest, record, sweep_dir, command)
-            elapsed = _format_duration(time.monotonic() - start)
-            if record.state == DONE:
-                echo(f"{prefix}: done in {elapsed}")
-            else:
+            if not train_run_locally(manifest, record, sweep_dir, num_gpus, echo, prefix):
                 failed.append(record)
-                echo(f"{prefix}: FAILED ({_failure_reason(record)}, log: "
-                     f"{console_log_path(sweep_dir, record)})")
     finished = [r.name for r in records if is_finished(sweep_dir, r.name)]
     _echo_summary(echo, sweep_dir, total, finished, failed)
     return SweepResult(finished, failed)
+
+
+def train_run_locally(
+    manifest: SweepManifest,
+    record: RunRecord,
+    sweep_dir: str,
+    num_gpus: int,
+    echo: Callable[[str], None],
+    prefix: str,
+) -> bool:
+    """Trains one run of ``manifest`` unless it is finished, reporting it on the console
+    as ``<prefix>: ...``; True when the run is finished afterwards. Interrupts propagate
+    (see :func:`run_sweep_locally`)."""
+    if is_finished(sweep_dir, record.name):
+        echo(f"{prefix}: done (finished earlier, skipped)")
+        return True
+    command = build_train_command(manifest, record, sweep_dir, ["--num-gpus", str(num_gpus)])
+    echo(f"{prefix}: running (log: {console_log_path(sweep_dir, record)})")
+    start = time.monotonic()
+    _run_one(manifest, record, sweep_dir, command)
+    elapsed = _format_duration(time.monotonic() - start)
+    if record.state == DONE:
+        echo(f"{prefix}: done in {elapsed}")
+        return True
+    echo(f"{prefix}: FAILED ({failure_reason(record)}, log: "
+         f"{console_log_path(sweep_dir, record)})")
+    return False
 
 
 def _run_one(
@@ -207,7 +221,7 @@ def _terminate_group(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_raises_interrupt() -> Iterator[None]:
+def sigterm_raises_interrupt() -> Iterator[None]:
     """Within the block SIGTERM raises :class:`SweepInterrupted`, so it is cleaned up like
     Ctrl-C. Signal handlers can only be set from the main thread; elsewhere, do nothing."""
     if threading.current_thread() is not threading.main_thread():
@@ -224,7 +238,7 @@ def _sigterm_raises_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _failure_reason(record: RunRecord) -> str:
+def failure_reason(record: RunRecord) -> str:
     if record.exit_code == 0:
         return "exit code 0 but no final_metrics.json"
     return f"exit code {record.exit_code}"
@@ -239,7 +253,7 @@ def _format_duration(seconds: float) -> str:
 def _echo_summary(echo, sweep_dir, total, finished, failed) -> None:
     echo(f"Sweep {sweep_dir}: {len(finished)}/{total} runs finished, {len(failed)} failed")
     for record in failed:
-        echo(f"  FAILED {run_label(record)} ({_failure_reason(record)}): "
+        echo(f"  FAILED {run_label(record)} ({failure_reason(record)}): "
              f"{console_log_path(sweep_dir, record)}")
     if failed:
         echo("Re-run the same command to retry the failed runs (finished ones are skipped).")

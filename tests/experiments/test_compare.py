@@ -204,8 +204,9 @@ def test_compare_tool_fails_one_run_resumes_it_and_tabulates(
     monkeypatch.setenv("FAKE_CRASH_RUN", "0.0/1")  # config ifr_a, seed 1
     assert compare.main(argv) == 1
     captured = capsys.readouterr()
-    assert "ifr_a: [2/2] seed=1: FAILED (exit code 3" in captured.out
-    assert "ifr_b: [2/2] seed=1: done" in captured.out  # the other config still trained
+    assert "[3/4] ifr_a seed=1: FAILED (exit code 3" in captured.out
+    assert "[4/4] ifr_b seed=1: done" in captured.out  # the next run still trained
+    assert "Comparison: 3/4 runs finished, 1 failed" in captured.out
     assert "1 runs failed (ifr_a/seed=1)" in captured.err
     table = open(os.path.join(output_dir, "table.md")).read()
     assert "| ifr_a | 1/2 | 40.0 ± - (1) |" in table  # AP 40 + 10 * 0.0 + seed 0
@@ -214,7 +215,7 @@ def test_compare_tool_fails_one_run_resumes_it_and_tabulates(
     monkeypatch.delenv("FAKE_CRASH_RUN")
     assert compare.main(argv) == 0
     out = capsys.readouterr().out
-    assert "ifr_a: Sweep" in out and "1 finished, 1 to run" in out
+    assert "ifr_a: 2 runs in " in out and "1 finished, 1 to run" in out
     assert calls(os.path.join(output_dir, "ifr_a", "seed=0")) == [
         "resume=True had_checkpoint=False"]  # finished: not run again
     assert calls(os.path.join(output_dir, "ifr_a", "seed=1")) == [
@@ -245,10 +246,12 @@ def test_compare_tool_dry_run_and_argument_errors(tmp_path, two_configs, capsys,
     assert "at least two configs" in capsys.readouterr().err
 
 
-def test_run_comparison_prefixes_every_line_with_the_config(tmp_path, two_configs):
+def test_runs_go_seed_by_seed_across_the_configs(tmp_path, two_configs):
+    """A comparison stopped early has as many runs of every config."""
     configs, script = two_configs
-    sweeps = prepare_comparison(str(tmp_path / "cmp"), configs, 1, train_script=script)
+    sweeps = prepare_comparison(str(tmp_path / "cmp"), configs, 2, train_script=script)
     lines = []
-    results = run_comparison(sweeps, echo=lines.append)
-    assert list(results) == ["ifr_a", "ifr_b"] and not any(r.failed for r in results.values())
-    assert all(line.startswith(("ifr_a: ", "ifr_b: ")) for line in lines)
+    assert run_comparison(sweeps, echo=lines.append) == {"ifr_a": [], "ifr_b": []}
+    running = [line.split(": running")[0] for line in lines if ": running" in line]
+    assert running == ["[1/4] ifr_a seed=0", "[2/4] ifr_b seed=0", "[3/4] ifr_a seed=1",
+                       "[4/4] ifr_b seed=1"]

@@ -65,22 +65,23 @@ def test_compare_two_configs_two_seeds_interrupted_and_resumed(tmp_path):
     code, output = interrupt_after_first_checkpoint(compare_command(output_dir), interrupted)
     assert code == 130, output
     assert "re-run the same command to resume" in output
-    for run in runs["ifr_tiny"]:  # the first config finished before the interrupt
-        assert os.path.isfile(os.path.join(run, "final_metrics.json")), output
+    # Seed by seed across the configs: ifr_tiny seed 0 ran before, seed 1 comes after.
+    assert os.path.isfile(os.path.join(runs["ifr_tiny"][0], "final_metrics.json")), output
+    assert not os.path.exists(runs["ifr_tiny"][1])
     assert os.path.isfile(os.path.join(interrupted, "last_checkpoint"))
     assert not os.path.exists(os.path.join(interrupted, "final_metrics.json"))
     manifest = load_manifest(os.path.join(output_dir, "ifr_tiny_lambda0"))
     assert manifest.runs["seed=0"].state == INTERRUPTED
     assert not os.path.exists(os.path.join(output_dir, "table.md"))
-    finished_mtimes = [os.path.getmtime(os.path.join(r, "final_metrics.json"))
-                       for r in runs["ifr_tiny"]]
+    finished_mtime = os.path.getmtime(os.path.join(runs["ifr_tiny"][0], "final_metrics.json"))
 
     resumed = subprocess.run(compare_command(output_dir), cwd=ROOT, capture_output=True,
                              text=True, timeout=1200)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "ifr_tiny: Sweep" in resumed.stdout and "2 finished, 0 to run" in resumed.stdout
-    assert [os.path.getmtime(os.path.join(r, "final_metrics.json"))
-            for r in runs["ifr_tiny"]] == finished_mtimes  # skipped, not trained again
+    assert "ifr_tiny: 2 runs in " in resumed.stdout and "1 finished, 1 to run" in resumed.stdout
+    assert "[1/4] ifr_tiny seed=0: done (finished earlier, skipped)" in resumed.stdout
+    assert os.path.getmtime(os.path.join(runs["ifr_tiny"][0], "final_metrics.json")) == (
+        finished_mtime)  # not trained again
     with open(os.path.join(interrupted, "log.txt")) as f:
         assert re.search(r"Starting training from iteration [1-9]", f.read())  # --resume
 
