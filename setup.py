@@ -16,6 +16,8 @@ setup(
         "opencv-python-headless",
         "fvcore",
         "motmetrics>=1.4.0",
+        # trackeval==1.3.0 (HOTA) is installed by tools/install_deps.sh with --no-deps: it
+        # declares opencv-python, which would be a second OpenCV beside the headless one.
         "pandas",
         "submitit",
         "matplotlib",

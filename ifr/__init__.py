@@ -3,12 +3,8 @@
 ``import ifr`` registers every component: the datasets, the meta-architecture, the
 backbones and heads.
 """
-from .utils.compat import apply_compat_shims
-
-apply_compat_shims()
-
 __version__ = "0.1.0"
 
-from . import data  # noqa: E402,F401  (registers datasets)
-from . import modeling  # noqa: E402,F401  (registers the model's components)
-from .config import add_ifr_config  # noqa: E402,F401
+from . import data  # noqa: F401  (registers datasets)
+from . import modeling  # noqa: F401  (registers the model's components)
+from .config import add_ifr_config  # noqa: F401

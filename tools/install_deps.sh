@@ -75,13 +75,20 @@ install_d2() {
 }
 
 install_project() {
-  if "$PY" -c 'import ifr, motmetrics, cv2, scipy, submitit' >/dev/null 2>&1 \
-     && "$PY" -m pip show ifr 2>/dev/null | grep -q "Editable project location: $HERE"; then
+  if "$PY" -c 'import ifr, motmetrics, cv2, scipy, submitit, trackeval' >/dev/null 2>&1 \
+     && "$PY" -m pip show ifr 2>/dev/null | grep "Editable project location: $HERE" >/dev/null; then
+    # (not grep -q: it exits at the match, pip then fails writing, and pipefail fails the test)
     say "ifr: present (editable, $HERE)"
     return
   fi
   say "ifr: pip install -e $HERE"
   pip_ install --quiet --no-build-isolation -e "$HERE"
+  # trackeval (HOTA, DetA, AssA) declares opencv-python, a second OpenCV beside the
+  # headless build of setup.py (both install the cv2 package over each other). It imports
+  # cv2 only for its J&F metric, which ifr does not use, and its other needs (numpy,
+  # scipy, pycocotools, tabulate, matplotlib, pillow) come with setup.py and detectron2:
+  # so it is installed without its dependencies, and is not in setup.py.
+  pip_ install --quiet --no-deps "trackeval==1.3.0"
 }
 
 install_torch

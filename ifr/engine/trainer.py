@@ -82,7 +82,7 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: str = None):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return YTVISEvaluator(dataset_name, output_dir=output_folder)
+        return YTVISEvaluator(cfg, dataset_name, output_dir=output_folder)
 
     @classmethod
     def build_optimizer(cls, cfg, model: torch.nn.Module) -> torch.optim.Optimizer:

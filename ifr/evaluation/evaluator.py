@@ -1,20 +1,21 @@
 """``YTVISEvaluator``: Detectron2's ``DatasetEvaluator`` for YouTube-VIS-format datasets."""
 import itertools
-import json
 import logging
 from collections import Counter, OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from detectron2.config import configurable
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 from tabulate import tabulate
 
-from .results_io import instances_to_ytvis_results, write_results
-from .tracking import evaluate_tracking
-from .tracks import has_annotations, restrict_to_videos
-from .ytvis_eval import evaluate_ytvis
+from ..utils.json_io import read_json
+from .results_io import instances_to_ytvis_results, parse_results, write_results
+from .tracking import tracking_metrics
+from .tracks import GroundTruth, has_annotations, parse_ground_truth
+from .ytvis_eval import ytvis_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +29,15 @@ class YTVISEvaluator(DatasetEvaluator):
     with the number of predictions, not with the number of mask pixels.
     """
 
+    @configurable
     def __init__(
         self,
         dataset_name: str,
+        *,
+        tracking_score_threshold: float,
         output_dir: Optional[str] = None,
         distributed: bool = True,
         tracking: bool = True,
-        tracking_score_threshold: float = 0.5,
         allow_missing_videos: bool = False,
     ):
         """
@@ -46,7 +49,8 @@ class YTVISEvaluator(DatasetEvaluator):
             distributed: gather the results of all processes on the main one.
             tracking: also compute the MOT metrics (paper, Table 3).
             tracking_score_threshold: predictions scored below do not take part in the MOT
-                metrics (see :func:`ifr.evaluation.tracking.evaluate_tracking`).
+                metrics (``TEST.TRACKING_SCORE_THRESHOLD``; see
+                :mod:`ifr.evaluation.tracking`).
             allow_missing_videos: evaluate even when some videos of the dataset were not
                 processed (a run cut short on purpose); the metrics are then those of the
                 processed videos only. By default a missing video is an error.
@@ -61,6 +65,16 @@ class YTVISEvaluator(DatasetEvaluator):
         self._contiguous_to_dataset_id: Optional[Dict[int, int]] = None
         self._dataset_video_ids: Optional[List[int]] = None
         self.reset()
+
+    @classmethod
+    def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None,
+                    distributed: bool = True) -> Dict[str, Any]:
+        return {
+            "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "distributed": distributed,
+            "tracking_score_threshold": cfg.TEST.TRACKING_SCORE_THRESHOLD,
+        }
 
     def reset(self) -> None:
         self._results: List[Dict[str, Any]] = []
@@ -113,11 +127,12 @@ class YTVISEvaluator(DatasetEvaluator):
                 f"Results for the evaluation server were written to {zip_path}"
             )
             return OrderedDict()
-        gt = restrict_to_videos(gt, video_ids)
-        metrics = OrderedDict(segm=evaluate_ytvis(gt, results))
+        gt = gt.restrict(video_ids)
+        predictions = parse_results(results, gt, source=f"{self._dataset_name} outputs")
+        metrics = OrderedDict(segm=ytvis_metrics(gt, predictions))
         if self._tracking:
-            metrics["tracking"] = evaluate_tracking(
-                gt, results, score_threshold=self._tracking_score_threshold
+            metrics["tracking"] = tracking_metrics(
+                gt, predictions, score_threshold=self._tracking_score_threshold
             )
         self._log_metrics(metrics)
         return metrics
@@ -171,19 +186,20 @@ class YTVISEvaluator(DatasetEvaluator):
             raise ValueError(message + " (allow_missing_videos=True evaluates the rest)")
         logger.warning(message + "; the metrics cover the processed videos only")
 
-    def _load_ground_truth(self) -> Optional[Dict[str, Any]]:
+    def _load_ground_truth(self) -> Optional[GroundTruth]:
         json_file = getattr(self._metadata, "json_file", None)
         if not json_file:
             logger.warning(f"{self._dataset_name} has no json_file in its metadata")
             return None
-        with open(json_file) as f:
-            gt = json.load(f)
-        return gt if has_annotations(gt) else None
+        gt = read_json(json_file, "ground-truth file")
+        return parse_ground_truth(gt, source=json_file) if has_annotations(gt) else None
 
     def _log_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         for task, values in metrics.items():
             table = tabulate([list(values.values())], headers=list(values), floatfmt=".2f")
-            logger.info(f"{self._dataset_name} {task} metrics:\n{table}")
+            condition = (f" (predictions scored >= {self._tracking_score_threshold})"
+                         if task == "tracking" else "")
+            logger.info(f"{self._dataset_name} {task} metrics{condition}:\n{table}")
 
 
 def _contiguous_to_dataset_id(metadata, dataset_name: str) -> Dict[int, int]:

@@ -1,50 +1,45 @@
 """Evaluation of a results file against a ground-truth file (what ``tools/evaluate.py`` runs)."""
-import json
-import os
 from collections import OrderedDict
-from typing import Any, Dict
 
-from .results_io import load_results
-from .tracking import evaluate_tracking
-from .tracks import has_annotations
-from .ytvis_eval import evaluate_ytvis
+from ..utils.json_io import read_json
+from .results_io import load_results, parse_results
+from .tracking import tracking_metrics
+from .tracks import GroundTruth, has_annotations, parse_ground_truth
+from .ytvis_eval import ytvis_metrics
 
 
-def load_ground_truth(path: str) -> Dict[str, Any]:
-    """Read a YouTube-VIS json that has ground truth (``annotations``)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"ground-truth file not found: {path}")
-    try:
-        with open(path) as f:
-            gt = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(gt, dict):
-        raise ValueError(f"{path}: a YouTube-VIS json must be an object")
+def load_ground_truth(path: str) -> GroundTruth:
+    """Read and check a YouTube-VIS json that has ground truth (``annotations``).
+
+    Raises:
+        ValueError: naming the file (and the video, annotation and frame) at fault.
+    """
+    gt = read_json(path, "ground-truth file")
     if not has_annotations(gt):
         raise ValueError(f"{path}: has no 'annotations' (a test split?); nothing to evaluate")
-    return gt
+    return parse_ground_truth(gt, source=path)
 
 
 def evaluate_files(
     annotations_path: str,
     results_path: str,
-    tracking: bool = False,
-    tracking_score_threshold: float = 0.5,
+    tracking: bool,
+    tracking_score_threshold: float,
 ) -> "OrderedDict[str, float]":
     """Flat metrics of a ``results.json`` (or ``results.zip``) on a YouTube-VIS json:
-    ``AP, AP50, AP75, APs, APm, APl, AR1, AR10`` (percent) and, with ``tracking``,
-    ``IDF1, MOTA, IDP, IDR`` (percent) and ``IDs``.
+    ``AP, AP50, AP75, APs, APm, APl, AR1, AR10`` (percent) and, with ``tracking``, the
+    :data:`~ifr.evaluation.tracking.TRACKING_METRIC_NAMES` of predictions scored at least
+    ``tracking_score_threshold``.
+
+    Both files are checked in full when read, before any metric is computed.
 
     Raises:
-        ValueError: naming the file, the entry and the video of a malformed input.
+        ValueError: naming the file, and the video, entry or annotation and frame, of a
+            malformed input.
     """
     gt = load_ground_truth(annotations_path)
-    results = load_results(results_path)
-    try:
-        metrics = OrderedDict(evaluate_ytvis(gt, results))
-        if tracking:
-            metrics.update(evaluate_tracking(gt, results, tracking_score_threshold))
-    except ValueError as e:
-        raise ValueError(f"{results_path} on {annotations_path}: {e}") from e
+    predictions = parse_results(load_results(results_path), gt, source=results_path)
+    metrics = OrderedDict(ytvis_metrics(gt, predictions))
+    if tracking:
+        metrics.update(tracking_metrics(gt, predictions, tracking_score_threshold))
     return metrics

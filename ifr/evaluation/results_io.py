@@ -8,20 +8,21 @@ A result entry is one predicted instance over a whole video::
 ``results.json`` is a list of entries; ``results.zip`` holds ``results.json`` at its root,
 which is what the YouTube-VIS evaluation server takes.
 """
-import json
 import logging
 import math
 import os
 import zipfile
+import zlib
 from numbers import Real
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_util
 
 from ..utils.atomic_io import atomic_open, atomic_write_json
-from .tracks import VideoInfo
+from ..utils.json_io import JSONFileError, parse_json, read_json
+from ..utils.rle import masks_to_rles, rle_areas, validate_rle, with_str_counts
+from .tracks import GroundTruth, MaskTrack, VideoInfo, result_tracks
 
 logger = logging.getLogger(__name__)
 
@@ -73,31 +74,15 @@ def encode_track(mask: Any) -> List[Optional[dict]]:
         mask: bool (T, H, W) array or tensor, or a list of T RLE dicts (or ``None``).
     """
     if isinstance(mask, (list, tuple)):
-        rles = [_rle_with_str_counts(rle) if rle else None for rle in mask]
-        areas = [mask_util.area(rle) if rle else 0 for rle in rles]
-        return [rle if area > 0 else None for rle, area in zip(rles, areas)]
+        rles = [with_str_counts(rle) if rle else None for rle in mask]
+        return [rle if area > 0 else None for rle, area in zip(rles, rle_areas(rles))]
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise ValueError(f"a track mask must be (T, H, W), got shape {mask.shape}")
-    if mask.dtype.kind == "f":
-        # Probabilities or logits would be silently truncated by the cast to uint8.
-        raise ValueError(f"a track mask must be bool (thresholded), got {mask.dtype}")
-    frames_last = np.asfortranarray(mask.astype(np.uint8).transpose(1, 2, 0))
-    rles = mask_util.encode(frames_last)
     present = mask.reshape(mask.shape[0], -1).any(axis=1)
-    return [_rle_with_str_counts(rle) if p else None for rle, p in zip(rles, present)]
-
-
-def _rle_with_str_counts(rle: Mapping[str, Any]) -> dict:
-    counts = rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    elif isinstance(counts, list):
-        height, width = rle["size"]
-        counts = mask_util.frPyObjects(dict(rle), height, width)["counts"].decode("ascii")
-    return {"size": [int(s) for s in rle["size"]], "counts": counts}
+    return [rle if p else None for rle, p in zip(masks_to_rles(mask), present)]
 
 
 def write_results(results: Sequence[Mapping[str, Any]], out_dir: str) -> Tuple[str, str]:
@@ -116,27 +101,44 @@ def write_results(results: Sequence[Mapping[str, Any]], out_dir: str) -> Tuple[s
     return json_path, zip_path
 
 
-def load_results(path: str) -> List[Dict[str, Any]]:
-    """Read a results file: ``results.json`` or a zip holding ``results.json`` at its root."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"results file not found: {path}")
+def load_results(path: str) -> List[Any]:
+    """Read a results file: ``results.json`` or a zip holding ``results.json`` at its root.
+
+    Raises:
+        JSONFileError: naming the file when it is missing, not a readable zip or JSON, or
+            not a list (the entries are checked by :func:`validate_results`).
+    """
+    what = "results file"
+    if not _looks_like_zip(path):
+        return read_json(path, what, top_level=list)
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                if RESULTS_JSON not in zf.namelist():
-                    raise ValueError(
-                        f"{path}: the zip must hold {RESULTS_JSON} at its root, "
-                        f"it holds {zf.namelist()[:5]}"
-                    )
-                results = json.loads(zf.read(RESULTS_JSON))
-        else:
-            with open(path) as f:
-                results = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(results, list):
-        raise ValueError(f"{path}: results must be a JSON list, got {type(results).__name__}")
-    return results
+        with zipfile.ZipFile(path) as zf:
+            if RESULTS_JSON not in zf.namelist():
+                raise JSONFileError(
+                    f"{path}: the zip must hold {RESULTS_JSON} at its root, "
+                    f"it holds {zf.namelist()[:5]}"
+                )
+            data = zf.read(RESULTS_JSON)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        raise JSONFileError(f"{path}: not a readable zip file, truncated or corrupt? ({e})") from e
+    return parse_json(data, f"{path} ({RESULTS_JSON})", what, top_level=list)
+
+
+def _looks_like_zip(path: str) -> bool:
+    """A zip by its magic number (a truncated zip has no directory for is_zipfile)."""
+    if not os.path.isfile(path):
+        return False  # read_json says what is wrong
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04" or zipfile.is_zipfile(path)
+
+
+def parse_results(
+    results: Sequence[Any], gt: GroundTruth, source: str = "results"
+) -> List[MaskTrack]:
+    """Result entries checked against ``gt`` (:func:`validate_results`) as
+    :class:`MaskTrack` objects."""
+    validate_results(results, gt.videos, set(gt.categories), source)
+    return result_tracks(results)
 
 
 def validate_results(
@@ -149,7 +151,8 @@ def validate_results(
 
     Checks every entry's keys and types, that its video is in the ground truth
     (``videos``), that it has one segmentation per frame of the video, each ``None`` or an
-    RLE of the video's frame size, and (when ``categories`` is given) its category id.
+    RLE of the video's frame size whose counts cover exactly that size (a malformed RLE
+    makes pycocotools hang or crash), and (when ``categories`` is given) its category id.
     """
     if not isinstance(results, (list, tuple)):
         raise ValueError(f"{source}: results must be a list, got {type(results).__name__}")
@@ -190,11 +193,7 @@ def _validate_segmentations(segmentations, video: VideoInfo, where: str) -> None
         if rle is None:
             continue
         if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
-            raise ValueError(f"{where}: 'segmentations'[{t}] must be None or an RLE dict")
+            raise ValueError(f"{where}, frame {t}: a segmentation must be None or an RLE dict")
         if not isinstance(rle["counts"], (str, bytes)):
-            raise ValueError(f"{where}: 'segmentations'[{t}] 'counts' must be a compressed str")
-        if list(rle["size"]) != [video.height, video.width]:
-            raise ValueError(
-                f"{where}: 'segmentations'[{t}] has size {list(rle['size'])}, "
-                f"the video is {[video.height, video.width]}"
-            )
+            raise ValueError(f"{where}, frame {t}: RLE 'counts' must be a compressed str")
+        validate_rle(rle, video.height, video.width, f"{where}, frame {t}")

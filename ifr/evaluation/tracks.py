@@ -2,14 +2,19 @@
 
 Both the ground truth of a YouTube-VIS json (``annotations``) and the entries of a
 results file become :class:`MaskTrack` objects, so the AP and the tracking metrics read
-one representation. Segmentations are converted with pycocotools: polygons and
-uncompressed RLE (``counts`` a list) become compressed RLE; an empty frame is ``None``.
+one representation. Segmentations are checked and converted by :mod:`ifr.utils.rle`:
+polygons and uncompressed RLE (``counts`` a list) become compressed RLE; an empty frame is
+``None``. Every check happens here, once, when a file is read, so that pycocotools only
+ever sees valid RLEs and an error names the file, video, annotation and frame at fault.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from numbers import Real
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
 import numpy as np
 from pycocotools import mask as mask_util
+
+from ..utils.rle import rle_areas, segmentation_to_rle
 
 
 @dataclass(frozen=True)
@@ -42,64 +47,111 @@ class MaskTrack:
     iscrowd: bool = False
 
 
-def video_infos(gt: Mapping[str, Any]) -> Dict[int, VideoInfo]:
-    """Map video id -> :class:`VideoInfo` from the ``videos`` list of a YouTube-VIS json."""
-    if "videos" not in gt:
-        raise ValueError("ground truth has no 'videos' list")
+@dataclass
+class GroundTruth:
+    """A YouTube-VIS json, checked and converted once: ``videos`` by id, the sorted
+    ``categories`` ids, and ``tracks``, every annotation (crowd ones included)."""
+
+    videos: Dict[int, VideoInfo]
+    categories: List[int]
+    tracks: List[MaskTrack]
+
+    def restrict(self, video_ids: Iterable[int]) -> "GroundTruth":
+        """The same ground truth with only the videos ``video_ids`` and their tracks."""
+        keep = set(video_ids)
+        return GroundTruth(
+            {v: info for v, info in self.videos.items() if v in keep},
+            self.categories,
+            [t for t in self.tracks if t.video_id in keep],
+        )
+
+
+def parse_ground_truth(gt: Any, source: str = "ground truth") -> GroundTruth:
+    """Check a YouTube-VIS json with annotations and convert it to :class:`GroundTruth`.
+
+    Args:
+        source: names the json in errors (its path).
+    Raises:
+        ValueError: ``"<source>: video V, annotation A[, frame t]: <what is wrong>"`` for
+            the first malformed video, category or annotation (duplicate ids, a
+            segmentation count other than the video's length, an RLE whose size is not
+            the video's or whose counts do not cover it, ...).
+    """
+    if not isinstance(gt, Mapping):
+        raise ValueError(f"{source}: a YouTube-VIS json must be an object")
+    videos = video_infos(gt, source)
+    categories = category_ids(gt, source)
+    return GroundTruth(videos, categories, gt_tracks(gt, videos, source, set(categories)))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _list_of(gt: Mapping[str, Any], key: str, source: str) -> list:
+    if key not in gt:
+        raise ValueError(f"{source}: no {key!r} list")
+    if not isinstance(gt[key], list):
+        raise ValueError(f"{source}: {key!r} must be a list")
+    return gt[key]
+
+
+def video_infos(gt: Mapping[str, Any], source: str = "ground truth") -> Dict[int, VideoInfo]:
+    """Map video id -> :class:`VideoInfo` from the ``videos`` list of a YouTube-VIS json,
+    checked: int ids seen once, positive sizes, ``length`` agreeing with ``file_names``."""
     infos = {}
-    for video in gt["videos"]:
+    for index, video in enumerate(_list_of(gt, "videos", source)):
+        if not isinstance(video, Mapping):
+            raise ValueError(f"{source}: videos[{index}] must be an object")
         video_id = video.get("id")
+        where = f"{source}: video {video_id}"
         missing = [k for k in ("id", "height", "width") if k not in video]
         if missing:
-            raise ValueError(f"ground truth video {video_id}: missing key(s) {missing}")
-        if "length" in video:
-            length = int(video["length"])
-        elif "file_names" in video:
-            length = len(video["file_names"])
-        else:
-            raise ValueError(f"ground truth video {video_id}: neither 'length' nor 'file_names'")
+            raise ValueError(f"{where}: missing key(s) {missing}")
+        if not _is_int(video_id):
+            raise ValueError(f"{source}: videos[{index}] 'id' must be an int, got {video_id!r}")
+        for key in ("height", "width"):
+            if not _is_int(video[key]) or video[key] <= 0:
+                raise ValueError(f"{where}: {key!r} must be a positive int, got {video[key]!r}")
+        length = _video_length(video, where)
         if video_id in infos:
-            raise ValueError(f"ground truth video id {video_id} appears twice")
+            raise ValueError(f"{where}: video id {video_id} appears twice")
         infos[video_id] = VideoInfo(video_id, int(video["height"]), int(video["width"]), length)
     return infos
 
 
-def category_ids(gt: Mapping[str, Any]) -> List[int]:
-    """Sorted category ids of the ``categories`` list of a YouTube-VIS json."""
-    if "categories" not in gt:
-        raise ValueError("ground truth has no 'categories' list")
-    return sorted(int(c["id"]) for c in gt["categories"])
+def _video_length(video: Mapping[str, Any], where: str) -> int:
+    file_names = video.get("file_names")
+    if file_names is not None and not isinstance(file_names, list):
+        raise ValueError(f"{where}: 'file_names' must be a list")
+    if "length" not in video:
+        if file_names is None:
+            raise ValueError(f"{where}: neither 'length' nor 'file_names'")
+        return len(file_names)
+    length = video["length"]
+    if not _is_int(length) or length < 0:
+        raise ValueError(f"{where}: 'length' must be an int >= 0, got {length!r}")
+    if file_names is not None and len(file_names) != length:
+        raise ValueError(f"{where}: 'length' is {length} but it has {len(file_names)} file_names")
+    return int(length)
+
+
+def category_ids(gt: Mapping[str, Any], source: str = "ground truth") -> List[int]:
+    """Sorted category ids of the ``categories`` list of a YouTube-VIS json (checked)."""
+    ids = []
+    for category in _list_of(gt, "categories", source):
+        if not isinstance(category, Mapping) or not _is_int(category.get("id")):
+            raise ValueError(f"{source}: every category needs an int 'id', got {category!r}")
+        ids.append(int(category["id"]))
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"{source}: category id(s) {duplicates} appear more than once")
+    return sorted(ids)
 
 
 def has_annotations(gt: Mapping[str, Any]) -> bool:
     """Whether a YouTube-VIS json carries ground truth (the test split has none)."""
     return bool(gt.get("annotations"))
-
-
-def segmentation_to_rle(segm: Any, height: int, width: int) -> Optional[dict]:
-    """Compressed RLE (``counts`` bytes or str) of one frame's segmentation, or ``None``.
-
-    ``segm``: ``None``/empty (absent), polygons (list of flat xy lists), uncompressed RLE
-    (``counts`` a list of ints) or compressed RLE (``counts`` str or bytes).
-    """
-    if not segm:
-        return None
-    if isinstance(segm, list):
-        return mask_util.merge(mask_util.frPyObjects(segm, height, width))
-    if isinstance(segm, dict) and "counts" in segm and "size" in segm:
-        if isinstance(segm["counts"], list):
-            return mask_util.frPyObjects(segm, height, width)
-        return segm
-    raise ValueError(f"unknown segmentation format: {type(segm).__name__}")
-
-
-def frame_areas(rles: Sequence[Optional[dict]]) -> np.ndarray:
-    """(T,) int64 pixel counts of per-frame RLEs, 0 where ``None``."""
-    present = [i for i, rle in enumerate(rles) if rle is not None]
-    areas = np.zeros(len(rles), dtype=np.int64)
-    if present:
-        areas[present] = mask_util.area([rles[i] for i in present])
-    return areas
 
 
 def average_area(areas: Sequence[Optional[float]]) -> float:
@@ -108,43 +160,84 @@ def average_area(areas: Sequence[Optional[float]]) -> float:
     return float(np.mean(nonzero)) if nonzero else 0.0
 
 
-def gt_tracks(gt: Mapping[str, Any], videos: Mapping[int, VideoInfo]) -> List[MaskTrack]:
-    """The annotations of a YouTube-VIS json as :class:`MaskTrack` objects.
+def gt_tracks(
+    gt: Mapping[str, Any],
+    videos: Mapping[int, VideoInfo],
+    source: str = "ground truth",
+    categories: Optional[Set[int]] = None,
+) -> List[MaskTrack]:
+    """The annotations of a YouTube-VIS json as :class:`MaskTrack` objects, each checked
+    (errors as :func:`parse_ground_truth`; ``categories``: the known category ids).
 
     The average area comes from the annotation's ``areas`` field when present (as the
     official evaluation), else from the masks.
     """
-    tracks = []
-    for ann in gt.get("annotations") or []:
-        ann_id = ann.get("id")
-        for key in ("id", "video_id", "category_id", "segmentations"):
-            if key not in ann:
-                raise ValueError(f"ground truth annotation {ann_id}: missing key {key!r}")
-        video = videos.get(ann["video_id"])
-        if video is None:
+    annotations = gt.get("annotations") or []
+    if not isinstance(annotations, list):
+        raise ValueError(f"{source}: 'annotations' must be a list")
+    tracks: List[MaskTrack] = []
+    video_of_id: Dict[int, int] = {}
+    for index, ann in enumerate(annotations):
+        track = _gt_track(ann, index, videos, source, categories)
+        if track.id in video_of_id:
             raise ValueError(
-                f"ground truth annotation {ann_id}: video id {ann['video_id']} not in 'videos'"
+                f"{source}: video {track.video_id}, annotation {track.id}: annotation id "
+                f"{track.id} appears twice (also in video {video_of_id[track.id]})"
             )
-        if len(ann["segmentations"]) != video.length:
-            raise ValueError(
-                f"ground truth annotation {ann_id} (video {video.video_id}): "
-                f"{len(ann['segmentations'])} segmentations for a video of {video.length} frames"
-            )
-        rles = [segmentation_to_rle(s, video.height, video.width) for s in ann["segmentations"]]
-        areas = frame_areas(rles)
-        avg_area = average_area(ann["areas"]) if "areas" in ann else average_area(areas)
-        tracks.append(
-            MaskTrack(
-                id=int(ann_id),
-                video_id=video.video_id,
-                category_id=int(ann["category_id"]),
-                rles=rles,
-                areas=areas,
-                avg_area=avg_area,
-                iscrowd=bool(ann.get("iscrowd", 0)),
-            )
-        )
+        video_of_id[track.id] = track.video_id
+        tracks.append(track)
     return tracks
+
+
+def _gt_track(ann: Any, index: int, videos: Mapping[int, VideoInfo], source: str,
+              categories: Optional[Set[int]]) -> MaskTrack:
+    if not isinstance(ann, Mapping):
+        raise ValueError(f"{source}: annotations[{index}] must be an object")
+    ann_id = ann.get("id")
+    where = f"{source}: video {ann.get('video_id')}, annotation {ann_id}"
+    for key in ("id", "video_id", "category_id", "segmentations"):
+        if key not in ann:
+            raise ValueError(f"{where}: missing key {key!r}")
+    if not _is_int(ann_id):
+        raise ValueError(f"{source}: annotations[{index}] 'id' must be an int, got {ann_id!r}")
+    video = videos.get(ann["video_id"])
+    if video is None:
+        raise ValueError(f"{where}: video id {ann['video_id']} not in 'videos'")
+    category_id = ann["category_id"]
+    if not _is_int(category_id) or (categories is not None and category_id not in categories):
+        raise ValueError(f"{where}: category id {category_id!r} not in 'categories'")
+    segmentations = ann["segmentations"]
+    if not isinstance(segmentations, list) or len(segmentations) != video.length:
+        count = len(segmentations) if isinstance(segmentations, list) else "no list of"
+        raise ValueError(
+            f"{where}: {count} segmentations for a video of {video.length} frames"
+        )
+    rles = [
+        segmentation_to_rle(s, video.height, video.width, f"{where}, frame {t}")
+        for t, s in enumerate(segmentations)
+    ]
+    areas = rle_areas(rles)
+    return MaskTrack(
+        id=int(ann_id),
+        video_id=video.video_id,
+        category_id=int(category_id),
+        rles=rles,
+        areas=areas,
+        avg_area=_annotated_average_area(ann, video.length, where, areas),
+        iscrowd=bool(ann.get("iscrowd", 0)),
+    )
+
+
+def _annotated_average_area(ann: Mapping[str, Any], length: int, where: str,
+                            areas: np.ndarray) -> float:
+    if "areas" not in ann or ann["areas"] is None:
+        return average_area(areas)
+    given = ann["areas"]
+    if (not isinstance(given, list) or len(given) != length or not all(
+            a is None or (isinstance(a, Real) and not isinstance(a, bool) and a >= 0)
+            for a in given)):
+        raise ValueError(f"{where}: 'areas' must be {length} numbers >= 0 or nulls")
+    return average_area(given)
 
 
 def result_tracks(results: Sequence[Mapping[str, Any]]) -> List[MaskTrack]:
@@ -152,7 +245,7 @@ def result_tracks(results: Sequence[Mapping[str, Any]]) -> List[MaskTrack]:
     tracks = []
     for index, entry in enumerate(results):
         rles = [rle if rle else None for rle in entry["segmentations"]]
-        areas = frame_areas(rles)
+        areas = rle_areas(rles)
         tracks.append(
             MaskTrack(
                 id=index + 1,
@@ -199,12 +292,3 @@ def _frame_intersections(d_rles: List[dict], g_rles: List[dict]) -> np.ndarray:
     return np.rint(over_d_area.reshape(len(d_rles), len(g_rles)) * d_area[:, None])
 
 
-def restrict_to_videos(gt: Mapping[str, Any], video_ids: Iterable[int]) -> Dict[str, Any]:
-    """A shallow copy of a YouTube-VIS json keeping only the videos ``video_ids`` and their
-    annotations (other top-level keys, e.g. ``categories``, are kept as they are)."""
-    keep = set(video_ids)
-    subset = dict(gt)
-    subset["videos"] = [v for v in gt["videos"] if v["id"] in keep]
-    if gt.get("annotations") is not None:
-        subset["annotations"] = [a for a in gt["annotations"] if a["video_id"] in keep]
-    return subset

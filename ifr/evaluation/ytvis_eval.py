@@ -22,8 +22,8 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from .results_io import validate_results
-from .tracks import MaskTrack, category_ids, gt_tracks, result_tracks, track_iou_matrix, video_infos
+from .results_io import parse_results
+from .tracks import GroundTruth, MaskTrack, parse_ground_truth, track_iou_matrix
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -59,15 +59,22 @@ def evaluate_ytvis(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) 
         gt: a YouTube-VIS json (``videos``, ``annotations``, ``categories``).
         results: result entries (see :mod:`ifr.evaluation.results_io`); every video id and
             category id must be in ``gt``.
+    Both are checked first (ValueError naming the bad entry).
     """
-    precision, recall = compute_precision_recall(gt, results)
+    ground_truth = parse_ground_truth(gt)
+    return ytvis_metrics(ground_truth, parse_results(results, ground_truth))
+
+
+def ytvis_metrics(gt: GroundTruth, predictions: Sequence[MaskTrack]) -> Dict[str, float]:
+    """:func:`evaluate_ytvis` on checked ground truth and predictions."""
+    precision, recall = compute_precision_recall(gt, predictions)
     return summarize(precision, recall)
 
 
 def compute_precision_recall(
-    gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
+    gt: GroundTruth, predictions: Sequence[MaskTrack]
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """COCO-style accumulated curves of ``results`` on ``gt``.
+    """COCO-style accumulated curves of ``predictions`` on ``gt``.
 
     Returns:
         precision: (T, R, K, A, M) interpolated precision at R recall points, -1 where the
@@ -75,16 +82,13 @@ def compute_precision_recall(
         recall: (T, K, A, M) highest recall, -1 likewise. T IoU thresholds, K categories
         (sorted ids of ``gt``), A area ranges, M max-detection caps.
     """
-    videos = video_infos(gt)
-    categories = category_ids(gt)
-    validate_results(results, videos, set(categories))
-    gts_by_key = _group(gt_tracks(gt, videos))
+    gts_by_key = _group(gt.tracks)
     dts_by_key = {
-        key: _top_scoring(dts, MAX_DETS[-1]) for key, dts in _group(result_tracks(results)).items()
+        key: _top_scoring(dts, MAX_DETS[-1]) for key, dts in _group(list(predictions)).items()
     }
-    matches = [[[] for _ in AREA_RANGES] for _ in categories]
-    for k, category_id in enumerate(categories):
-        for video_id in sorted(videos):
+    matches = [[[] for _ in AREA_RANGES] for _ in gt.categories]
+    for k, category_id in enumerate(gt.categories):
+        for video_id in sorted(gt.videos):
             gts = gts_by_key.get((video_id, category_id), [])
             dts = dts_by_key.get((video_id, category_id), [])
             if not gts and not dts:
@@ -240,14 +244,6 @@ def summarize(precision: np.ndarray, recall: np.ndarray) -> Dict[str, float]:
         "AR10": recall[:, :, all_area, MAX_DETS.index(10)],
     }
     return {name: _mean_percent(values[name]) for name in METRIC_NAMES}
-
-
-def per_category_ap(precision: np.ndarray, categories: Sequence[int]) -> Dict[int, float]:
-    """AP (percent, -1 where undefined) of each category id, area "all", 100 predictions."""
-    return {
-        category_id: _mean_percent(precision[:, :, k, 0, MAX_DETS.index(100)])
-        for k, category_id in enumerate(categories)
-    }
 
 
 def _mean_percent(values: np.ndarray) -> float:

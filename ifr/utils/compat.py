@@ -1,7 +1,8 @@
-"""Shims for removed third-party APIs, applied once by ``import ifr``.
+"""Shims for removed third-party APIs, applied by the module that uses the library that
+needs them (not as a side effect of ``import ifr``).
 
 - ``numpy.asfarray`` was removed in NumPy 2; py-motmetrics 1.4.0 (the newest release)
-  still calls it.
+  still calls it: applied by ``ifr/evaluation/tracking.py``, the one user of motmetrics.
 """
 import numpy as np
 

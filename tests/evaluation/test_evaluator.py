@@ -4,8 +4,10 @@ import uuid
 
 import numpy as np
 import pytest
+from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ifr.config import add_ifr_config
 from ifr.evaluation import YTVISEvaluator, load_results
 from ytvis_factory import box, make_gt
 
@@ -48,6 +50,10 @@ def _output(track, label, score=0.9):
             "pred_masks": [masks]}
 
 
+def _evaluator(name, **kwargs):
+    return YTVISEvaluator(name, tracking_score_threshold=0.5, **kwargs)
+
+
 def _run(evaluator, videos):
     evaluator.reset()
     for video_id, length, output in videos:
@@ -57,20 +63,21 @@ def _run(evaluator, videos):
 
 def test_perfect_outputs_give_perfect_metrics_and_write_results(register, tmp_path):
     out_dir = tmp_path / "inference"
-    evaluator = YTVISEvaluator(register(), output_dir=str(out_dir))
+    evaluator = _evaluator(register(), output_dir=str(out_dir))
     metrics = _run(evaluator, [(3, 3, _output(TRACK_1, 1)), (5, 2, _output(TRACK_2, 0))])
     assert list(metrics) == ["segm", "tracking"]
     assert metrics["segm"]["AP"] == pytest.approx(100.0)
     assert metrics["segm"]["AR1"] == pytest.approx(100.0)
     assert metrics["tracking"] == {"IDF1": 100.0, "MOTA": 100.0, "IDP": 100.0, "IDR": 100.0,
-                                   "IDs": 0}
+                                   "IDs": 0, "HOTA": 100.0, "DetA": 100.0, "AssA": 100.0,
+                                   "OneQuery": 100.0, "QueriesPerTrack": 1.0}
     results = load_results(str(out_dir / "results.zip"))
     assert [(r["video_id"], r["category_id"]) for r in results] == [(3, 20), (5, 10)]
     assert results[0]["segmentations"][2] is None
 
 
 def test_wrong_class_lowers_ap(register):
-    evaluator = YTVISEvaluator(register(), tracking=False)
+    evaluator = _evaluator(register(), tracking=False)
     videos = [(3, 3, _output(TRACK_1, 0, score=0.8)), (5, 2, _output(TRACK_2, 0, score=0.9))]
     metrics = _run(evaluator, videos)
     assert list(metrics) == ["segm"]
@@ -80,7 +87,7 @@ def test_wrong_class_lowers_ap(register):
 
 def test_no_ground_truth_writes_results_without_metrics(register, tmp_path):
     out_dir = tmp_path / "test_split"
-    evaluator = YTVISEvaluator(register(with_gt=False), output_dir=str(out_dir))
+    evaluator = _evaluator(register(with_gt=False), output_dir=str(out_dir))
     metrics = _run(evaluator, [(3, 3, _output(TRACK_1, 1)), (5, 2, _output(TRACK_2, 0))])
     assert metrics == {}
     assert len(load_results(str(out_dir / "results.json"))) == 2
@@ -90,14 +97,37 @@ def test_no_ground_truth_writes_results_without_metrics(register, tmp_path):
 def test_missing_video_is_an_error_unless_allowed(register):
     name = register()
     with pytest.raises(ValueError, match=r"1 of 2 videos were not processed, e.g. video ids \[5\]"):
-        _run(YTVISEvaluator(name), [(3, 3, _output(TRACK_1, 1))])
-    metrics = _run(YTVISEvaluator(name, allow_missing_videos=True), [(3, 3, _output(TRACK_1, 1))])
+        _run(_evaluator(name), [(3, 3, _output(TRACK_1, 1))])
+    metrics = _run(_evaluator(name, allow_missing_videos=True), [(3, 3, _output(TRACK_1, 1))])
     assert metrics["segm"]["AP"] == pytest.approx(100.0)  # video 5's GT is not counted
 
 
 def test_bad_outputs_are_errors(register):
-    evaluator = YTVISEvaluator(register())
+    evaluator = _evaluator(register())
     with pytest.raises(ValueError, match="video 5: the output has 3 frames, the video has 2"):
         evaluator.process([{"video_id": 5, "length": 2}], [_output(TRACK_1, 0)])
     with pytest.raises(ValueError, match="videos processed twice: \\[3\\]"):
         _run(evaluator, [(3, 3, _output(TRACK_1, 1))] * 2 + [(5, 2, _output(TRACK_2, 0))])
+
+
+def test_config_sets_the_tracking_score_threshold(register):
+    cfg = get_cfg()
+    add_ifr_config(cfg)
+    assert cfg.TEST.TRACKING_SCORE_THRESHOLD == 0.5
+    cfg.TEST.TRACKING_SCORE_THRESHOLD = 0.95  # above the outputs' 0.9: none is kept
+    evaluator = YTVISEvaluator(cfg, register())
+    metrics = _run(evaluator, [(3, 3, _output(TRACK_1, 1)), (5, 2, _output(TRACK_2, 0))])
+    assert metrics["segm"]["AP"] == pytest.approx(100.0)  # AP does not use the threshold
+    assert metrics["tracking"]["MOTA"] == 0.0 and metrics["tracking"]["IDP"] == -1.0
+
+
+def test_malformed_ground_truth_is_named(register, tmp_path):
+    name = register()
+    json_file = MetadataCatalog.get(name).json_file
+    gt = json.loads(open(json_file).read())
+    gt["annotations"][1]["id"] = gt["annotations"][0]["id"]
+    with open(json_file, "w") as f:
+        json.dump(gt, f)
+    with pytest.raises(ValueError, match=f"{json_file}: video 5, annotation 1: annotation id 1 "
+                                         "appears twice"):
+        _run(_evaluator(name), [(3, 3, _output(TRACK_1, 1)), (5, 2, _output(TRACK_2, 0))])

@@ -56,7 +56,7 @@ def test_instances_to_results_errors():
     output = {"pred_scores": [0.5], "pred_labels": [2], "pred_masks": [np.zeros((1, 2, 2), bool)]}
     with pytest.raises(KeyError, match="video 4: predicted class 2"):
         instances_to_ytvis_results(4, output, {0: 1})
-    with pytest.raises(ValueError, match="must be bool"):
+    with pytest.raises(ValueError, match="must be binary"):
         instances_to_ytvis_results(4, dict(output, pred_masks=[np.ones((1, 2, 2))]), {2: 1})
     with pytest.raises(ValueError, match=r"must be \(T, H, W\)"):
         instances_to_ytvis_results(4, dict(output, pred_masks=[np.ones((2, 2), bool)]), {2: 1})
@@ -78,7 +78,7 @@ def test_write_results_json_and_zip_round_trip(tmp_path):
 def test_load_results_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+    with pytest.raises(ValueError, match="bad.json: results file is not valid JSON"):
         load_results(str(bad))
     bad.write_text('{"a": 1}')
     with pytest.raises(ValueError, match="must be a JSON list"):
@@ -88,7 +88,7 @@ def test_load_results_errors(tmp_path):
         zf.writestr("sub/results.json", "[]")
     with pytest.raises(ValueError, match="results.json at its root"):
         load_results(str(nested))
-    with pytest.raises(FileNotFoundError, match="missing.json"):
+    with pytest.raises(ValueError, match="missing.json: results file not found"):
         load_results(str(tmp_path / "missing.json"))
 
 
@@ -102,9 +102,18 @@ def test_load_results_errors(tmp_path):
         (lambda e: e.update(category_id=1.5), "'category_id' must be an int"),
         (lambda e: e.update(category_id=9), "'category_id' 9 is not a ground-truth category"),
         (lambda e: e.update(segmentations=[None]), "'segmentations' has 1 frames, the video has 2"),
-        (lambda e: e["segmentations"].__setitem__(0, {"size": [3, 4]}), r"\[0\] must be None or"),
+        (lambda e: e["segmentations"].__setitem__(0, {"size": [3, 4]}),
+         "frame 0: a segmentation must be None or"),
         (lambda e: e["segmentations"].__setitem__(0, rle(np.ones((3, 3), bool))),
-         r"\[0\] has size \[3, 3\], the video is \[4, 4\]"),
+         r"entry 1 \(video 1\), frame 0: RLE size \[3, 3\], the video is \[4, 4\]"),
+        # The counts of a 2x2 mask declared 4x4 (pycocotools would read past them).
+        (lambda e: e["segmentations"].__setitem__(
+            1, dict(rle(np.ones((2, 2), bool)), size=[4, 4])),
+         r"entry 1 \(video 1\), frame 1: RLE 'counts' cover 4 pixels, its size \[4, 4\]"),
+        (lambda e: e["segmentations"].__setitem__(1, {"size": [4, 4], "counts": "@@@@garbage!!"}),
+         r"frame 1: 'counts' has a character 'r' outside"),
+        (lambda e: e["segmentations"].__setitem__(1, {"size": [4, 4], "counts": [16]}),
+         "frame 1: RLE 'counts' must be a compressed str"),
     ],
 )
 def test_validate_results_names_the_bad_entry(change, message):
