@@ -85,7 +85,7 @@ def _merge_config_file(cfg: CfgNode, config_file: str) -> None:
 
 
 def _check_no_flags_among_overrides(opts: List[str]) -> None:
-    flags = [opt for opt in opts if opt.startswith("--")]
+    flags = [opt for opt in opts if isinstance(opt, str) and opt.startswith("--")]
     if flags:
         raise ConfigError(
             f"{flags[0]} comes after the KEY VALUE overrides, where it is read as an "
