@@ -7,21 +7,19 @@ candidates over the whole video; each candidate has class probabilities and *mem
 - whole video: one segment, candidate q = query q;
 - per-clip tracking: a track = the linked queries of several clips;
 - TTA: a fused candidate = the matched candidates of every resolution.
-Masks are rendered frame-chunk by frame-chunk, only for the candidates asked for.
+Masks are rendered only for the candidates asked for: mask logits at the mask-feature
+size a chunk of frames at a time, then upsampled, thresholded and encoded one frame and
+one candidate at a time, so peak memory holds a few (H0, W0) maps whatever the number of
+frames and candidates (a 4000x3000 video does not need k x chunk x 48 MB).
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .postprocess import (
-    Size,
-    compute_mask_logits,
-    encode_rle,
-    select_topk_probs,
-    upsample_mask_logits,
-)
+from ..utils.rle import mask_to_rle
+from .postprocess import Size, compute_mask_logits, select_topk_probs, upsample_mask_logits
 
 # (segment index, query index)
 Member = Tuple[int, int]
@@ -54,22 +52,31 @@ class SegmentPrediction:
     def frame_end(self) -> int:
         return self.frame_offset + self.num_frames
 
-    def mask_probs(
-        self, query_idx: torch.Tensor, start: int, end: int, output_size: Size
-    ) -> torch.Tensor:
-        """Mask probabilities (k, end - start, H0, W0) of queries ``query_idx`` (k,) on the
-        video frames [start, end), which must lie inside this segment."""
+    def mask_logits(self, query_idx: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Mask logits (k, end - start, h, w) at the mask-feature size of queries
+        ``query_idx`` (k,) on the video frames [start, end), inside this segment."""
         if start < self.frame_offset or end > self.frame_end:
             raise ValueError(
                 f"frames [{start}, {end}) outside segment [{self.frame_offset}, {self.frame_end})"
             )
         local = slice(start - self.frame_offset, end - self.frame_offset)
         embeds = self.mask_embeds[query_idx.to(self.mask_embeds.device), local]
-        logits = compute_mask_logits(embeds, self.mask_features[local])
+        return compute_mask_logits(embeds, self.mask_features[local])
+
+    def logits_to_probs(self, mask_logits: torch.Tensor, output_size: Size) -> torch.Tensor:
+        """Mask logits (k, t, h, w) of ``mask_logits`` -> probabilities (k, t, H0, W0) at
+        ``output_size``, flipped back if the input was flipped."""
         probs = upsample_mask_logits(
-            logits, self.padded_size, self.image_size, output_size
+            mask_logits, self.padded_size, self.image_size, output_size
         ).sigmoid()
         return probs.flip(-1) if self.flipped else probs
+
+    def mask_probs(
+        self, query_idx: torch.Tensor, start: int, end: int, output_size: Size
+    ) -> torch.Tensor:
+        """Mask probabilities (k, end - start, H0, W0) of queries ``query_idx`` (k,) on the
+        video frames [start, end), which must lie inside this segment."""
+        return self.logits_to_probs(self.mask_logits(query_idx, start, end), output_size)
 
 
 @dataclass
@@ -122,6 +129,62 @@ class VideoCandidates:
             count[rows_t, seg_start - start : seg_end - start] += 1
         return total / count.clamp(min=1)[:, :, None, None]
 
+    def render_rles(
+        self, candidate_idx: Sequence[int], output_size: Size, chunk: int, threshold: float
+    ) -> List[List[dict]]:
+        """Binary masks (mask probability > ``threshold``) of the given candidates at
+        ``output_size``, as ``len(candidate_idx)`` lists of T RLE dicts.
+
+        The same masks as thresholding ``mask_probs`` over the whole video, computed with
+        bounded memory: the mask-feature-size logits of ``chunk`` frames at a time, then one
+        frame of one candidate at a time upsampled, averaged over its members, thresholded
+        and encoded.
+        """
+        rles: List[List[dict]] = [[] for _ in candidate_idx]
+        for start in range(0, self.num_frames, chunk):
+            end = min(start + chunk, self.num_frames)
+            pieces = self._chunk_logits(candidate_idx, start, end)
+            for frame in range(start, end):
+                for row, instance_rles in enumerate(rles):
+                    probs = self._frame_probs(pieces, row, frame, output_size)
+                    if probs is None:
+                        mask = torch.zeros(tuple(output_size), dtype=torch.bool)
+                    else:
+                        mask = (probs > threshold).cpu()
+                    instance_rles.append(mask_to_rle(mask.numpy()))
+        return rles
+
+    def _chunk_logits(
+        self, candidate_idx: Sequence[int], start: int, end: int
+    ) -> List[Tuple[SegmentPrediction, Dict[int, int], torch.Tensor, int, int]]:
+        """Per segment overlapping frames [start, end): (segment, candidate row -> row of
+        the logits, mask logits (r, f, h, w) of its member queries, first frame, end)."""
+        pieces = []
+        for seg_idx, segment in enumerate(self.segments):
+            seg_start, seg_end = max(start, segment.frame_offset), min(end, segment.frame_end)
+            if seg_start >= seg_end:
+                continue
+            rows, queries = self._members_in_segment(candidate_idx, seg_idx)
+            if rows:
+                logits = segment.mask_logits(torch.tensor(queries), seg_start, seg_end)
+                position = {row: i for i, row in enumerate(rows)}
+                pieces.append((segment, position, logits, seg_start, seg_end))
+        return pieces
+
+    @staticmethod
+    def _frame_probs(pieces, row: int, frame: int, output_size: Size) -> Optional[torch.Tensor]:
+        """(H0, W0) mask probabilities of candidate row ``row`` at ``frame``: the mean over
+        its members covering the frame, None where none does."""
+        total, count = None, 0
+        for segment, position, logits, seg_start, seg_end in pieces:
+            if row not in position or not seg_start <= frame < seg_end:
+                continue
+            i, f = position[row], frame - seg_start
+            probs = segment.logits_to_probs(logits[i : i + 1, f : f + 1], output_size)[0, 0]
+            total = probs if total is None else total + probs.to(total.device)
+            count += 1
+        return None if total is None else total / count
+
     def _members_in_segment(
         self, candidate_idx: Sequence[int], seg_idx: int
     ) -> Tuple[List[int], List[int]]:
@@ -142,13 +205,7 @@ def candidates_to_output(
     """Top-k (candidate, class) pairs and their RLE masks at ``output_size``: the model's
     per-video output of docs/design.md (``pred_masks``: per instance, T RLE dicts)."""
     scores, labels, cand_idx = select_topk_probs(candidates.class_probs, top_k)
-    cand_list = cand_idx.tolist()
-    rles: List[List[dict]] = [[] for _ in cand_list]
-    for start in range(0, candidates.num_frames, chunk):
-        end = min(start + chunk, candidates.num_frames)
-        probs = candidates.mask_probs(cand_list, start, end, output_size)
-        for instance_rles, chunk_rles in zip(rles, encode_rle(probs > threshold)):
-            instance_rles.extend(chunk_rles)
+    rles = candidates.render_rles(cand_idx.tolist(), output_size, chunk, threshold)
     return {
         "image_size": tuple(output_size),
         "pred_scores": scores.tolist(),

@@ -21,9 +21,6 @@ from .video import predict_segment
 
 # Bonus added to the IoU of a pair with the same argmax class: breaks ties only.
 CLASS_TIE_BREAK = 1e-3
-# Default of MODEL.IFR.TEST.CLIP_MIN_IOU: pairs of queries whose soft mask IoU on the
-# shared frames is lower are not linked.
-MIN_LINK_IOU = 0.1
 
 
 @dataclass
@@ -43,12 +40,8 @@ class ClipLinkInput:
 
 def split_into_clips(num_frames: int, clip_length: int, clip_overlap: int) -> List[Tuple[int, int]]:
     """[start, end) of each clip; the last clip ends at ``num_frames``; a video shorter
-    than a clip is one clip."""
-    if clip_length < 1 or not 0 <= clip_overlap < clip_length:
-        raise ValueError(
-            "need MODEL.IFR.TEST.CLIP_LENGTH >= 1 and 0 <= CLIP_OVERLAP < CLIP_LENGTH, "
-            f"got {clip_length}, {clip_overlap}"
-        )
+    than a clip is one clip. Needs ``0 <= clip_overlap < clip_length`` (InferenceOptions
+    checks the config)."""
     if num_frames <= clip_length:
         return [(0, num_frames)]
     stride = clip_length - clip_overlap
@@ -70,9 +63,10 @@ def soft_iou(probs_a: torch.Tensor, probs_b: torch.Tensor) -> torch.Tensor:
 
 
 def match_clip_pair(
-    previous: ClipLinkInput, current: ClipLinkInput, min_iou: float = MIN_LINK_IOU
+    previous: ClipLinkInput, current: ClipLinkInput, min_iou: float
 ) -> List[Tuple[int, int]]:
-    """(previous query, current query) pairs linked between two overlapping clips."""
+    """(previous query, current query) pairs linked between two overlapping clips; a pair
+    whose soft mask IoU is below ``min_iou`` (MODEL.IFR.TEST.CLIP_MIN_IOU) is not linked."""
     shared = sorted(set(previous.mask_probs) & set(current.mask_probs))
     shared = [t for t in shared if current.start <= t < previous.end]
     if not shared:
@@ -90,7 +84,7 @@ def match_clip_pair(
     return [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
 
 
-def link_clips(clips: Sequence[ClipLinkInput], min_iou: float = MIN_LINK_IOU) -> List[List[Member]]:
+def link_clips(clips: Sequence[ClipLinkInput], min_iou: float) -> List[List[Member]]:
     """Tracks over clips: each a list of (clip index, query index), one per clip at most.
 
     Every query of every clip belongs to exactly one track; tracks are ordered by the

@@ -1,57 +1,84 @@
-"""Test-time settings of the IFR model (``cfg.MODEL.IFR.TEST``), as one plain object."""
+"""Test-time settings of the IFR model (``cfg.MODEL.IFR.TEST``), as one plain object.
 
-from dataclasses import dataclass, field
+The defaults live in ``ifr/config.py`` only; every value is checked once, here, when the
+object is made (``__post_init__``), with an error naming the config key."""
+
+from dataclasses import dataclass
 from typing import List
 
 
 @dataclass
 class InferenceOptions:
-    top_k: int = 10  # (query, class) pairs kept per video
-    mode: str = "video"  # "video": whole video in one pass; "clip": per-clip + tracking
-    clip_length: int = 5  # T of per-clip inference (appendix A.1)
-    clip_overlap: int = 1  # frames shared by consecutive clips
-    clip_min_iou: float = 0.1  # least soft mask IoU on shared frames to link two clips' queries
-    frame_chunk: int = 16  # frames per chunk through backbone/pixel decoder/upsampling
-    feature_storage: str = "same"  # "same" (model's device) or "cpu"
-    feature_storage_dtype: str = "float32"  # or "float16": half the stored features' memory
-    mask_threshold: float = 0.5
-    tta_enabled: bool = False
-    tta_min_sizes: List[int] = field(default_factory=lambda: [360, 480, 600, 720])
-    tta_flip: bool = False
-    tta_pivot: int = 0
+    """What ``run_inference`` reads; field -> key: ``top_k`` -> ``MODEL.IFR.TEST.TOP_K``,
+    ``tta_min_sizes`` -> ``MODEL.IFR.TEST.TTA.MIN_SIZES``, ..., ``max_size_test`` ->
+    ``INPUT.MAX_SIZE_TEST``, ``input_format`` -> ``INPUT.FORMAT`` (see ifr/config.py)."""
+
+    top_k: int
+    mode: str
+    clip_length: int
+    clip_overlap: int
+    clip_min_iou: float
+    frame_chunk: int
+    feature_storage: str
+    feature_storage_dtype: str
+    mask_threshold: float
+    tta_enabled: bool
+    tta_min_sizes: List[int]
+    tta_flip: bool
+    tta_pivot: int
+    max_size_test: int
+    input_format: str
+
+    def __post_init__(self) -> None:
+        _one_of("MODEL.IFR.TEST.MODE", self.mode, ("video", "clip"))
+        _one_of("MODEL.IFR.TEST.FEATURE_STORAGE", self.feature_storage, ("same", "cpu"))
+        _one_of(
+            "MODEL.IFR.TEST.FEATURE_STORAGE_DTYPE",
+            self.feature_storage_dtype,
+            ("float32", "float16"),
+        )
+        _one_of("INPUT.FORMAT", self.input_format, ("RGB", "BGR"))
+        for key, value in (
+            ("TOP_K", self.top_k),
+            ("FRAME_CHUNK", self.frame_chunk),
+            ("CLIP_LENGTH", self.clip_length),
+        ):
+            if value < 1:
+                raise ValueError(f"MODEL.IFR.TEST.{key} must be >= 1, got {value}")
+        if not 0 <= self.clip_overlap < self.clip_length:
+            raise ValueError(
+                "MODEL.IFR.TEST.CLIP_OVERLAP must be in [0, CLIP_LENGTH), got "
+                f"{self.clip_overlap} with CLIP_LENGTH {self.clip_length}"
+            )
+        if not 0.0 <= self.clip_min_iou <= 1.0:
+            raise ValueError(
+                f"MODEL.IFR.TEST.CLIP_MIN_IOU must be in [0, 1], got {self.clip_min_iou}"
+            )
+        if not 0.0 <= self.mask_threshold < 1.0:
+            raise ValueError(
+                f"MODEL.IFR.TEST.MASK_THRESHOLD must be in [0, 1), got {self.mask_threshold}"
+            )
+        if not self.tta_min_sizes or min(self.tta_min_sizes) < 1:
+            raise ValueError(
+                f"MODEL.IFR.TEST.TTA.MIN_SIZES must be positive sizes, got {self.tta_min_sizes}"
+            )
+        if not 0 <= self.tta_pivot < len(self.tta_min_sizes):
+            raise ValueError(
+                f"MODEL.IFR.TEST.TTA.PIVOT={self.tta_pivot} is not an index into "
+                f"MODEL.IFR.TEST.TTA.MIN_SIZES {list(self.tta_min_sizes)}"
+            )
+        if self.max_size_test < 1:
+            raise ValueError(f"INPUT.MAX_SIZE_TEST must be >= 1, got {self.max_size_test}")
 
     @classmethod
     def from_config(cls, cfg) -> "InferenceOptions":
+        if cfg.TEST.AUG.ENABLED:
+            raise ValueError(
+                "TEST.AUG.ENABLED (Detectron2's image test-time augmentation) is not used by "
+                "video models: set MODEL.IFR.TEST.TTA.ENABLED True, with "
+                "MODEL.IFR.TEST.TTA.MIN_SIZES, TTA.FLIP and TTA.PIVOT, instead"
+            )
         test = cfg.MODEL.IFR.TEST
-        if test.MODE not in ("video", "clip"):
-            raise ValueError(f"MODEL.IFR.TEST.MODE must be 'video' or 'clip', got {test.MODE!r}")
-        if test.CLIP_OVERLAP >= test.CLIP_LENGTH:
-            raise ValueError(
-                "MODEL.IFR.TEST.CLIP_OVERLAP must be smaller than CLIP_LENGTH, got "
-                f"{test.CLIP_OVERLAP} >= {test.CLIP_LENGTH}"
-            )
-        if test.FEATURE_STORAGE not in ("same", "cpu"):
-            raise ValueError(
-                "MODEL.IFR.TEST.FEATURE_STORAGE must be 'same' or 'cpu', "
-                f"got {test.FEATURE_STORAGE!r}"
-            )
-        if test.FEATURE_STORAGE_DTYPE not in ("float32", "float16"):
-            raise ValueError(
-                "MODEL.IFR.TEST.FEATURE_STORAGE_DTYPE must be 'float32' or 'float16', "
-                f"got {test.FEATURE_STORAGE_DTYPE!r}"
-            )
-        for key in ("TOP_K", "FRAME_CHUNK", "CLIP_LENGTH"):
-            if test[key] < 1:
-                raise ValueError(f"MODEL.IFR.TEST.{key} must be >= 1, got {test[key]}")
-        if not 0.0 <= test.CLIP_MIN_IOU <= 1.0:
-            raise ValueError(
-                f"MODEL.IFR.TEST.CLIP_MIN_IOU must be in [0, 1], got {test.CLIP_MIN_IOU}"
-            )
-        if test.TTA.ENABLED and not 0 <= test.TTA.PIVOT < len(test.TTA.MIN_SIZES):
-            raise ValueError(
-                f"MODEL.IFR.TEST.TTA.PIVOT={test.TTA.PIVOT} is not an index into "
-                f"MODEL.IFR.TEST.TTA.MIN_SIZES {list(test.TTA.MIN_SIZES)}"
-            )
         return cls(
             top_k=test.TOP_K,
             mode=test.MODE,
@@ -66,4 +93,12 @@ class InferenceOptions:
             tta_min_sizes=list(test.TTA.MIN_SIZES),
             tta_flip=test.TTA.FLIP,
             tta_pivot=test.TTA.PIVOT,
+            max_size_test=cfg.INPUT.MAX_SIZE_TEST,
+            input_format=cfg.INPUT.FORMAT,
         )
+
+
+def _one_of(key: str, value: str, allowed) -> None:
+    if value not in allowed:
+        names = " or ".join(repr(a) for a in allowed)
+        raise ValueError(f"{key} must be {names}, got {value!r}")

@@ -9,12 +9,14 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
-from ..checkpoint import IFRCheckpointer
+from ..checkpoint import load_inference_weights
+from ..data.dataset_mapper import build_clip_augmentations
 
 
 class VideoPredictor:
     """Builds the model of ``cfg``, loads ``cfg.MODEL.WEIGHTS`` (when set), and runs it on
-    a list of frames resized like the test mapper (``INPUT.MIN_SIZE_TEST/MAX_SIZE_TEST``).
+    a list of frames resized by the test mapper's own resize (``build_clip_augmentations``:
+    ``INPUT.MIN_SIZE_TEST/MAX_SIZE_TEST``).
 
     Example::
 
@@ -26,40 +28,36 @@ class VideoPredictor:
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()
-        if cfg.MODEL.WEIGHTS:
-            self._load_weights(cfg)
-        self.resize = T.ResizeShortestEdge(
-            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
-        )
-        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {cfg.INPUT.FORMAT!r}")
-        self.input_format = cfg.INPUT.FORMAT
+        # Weights must fit the model (MODEL.WEIGHTS_ALLOW_PARTIAL opts out); without weights a
+        # warning. The checkpoint's extras (class_names, class_colors) label the output.
+        self.checkpoint_extras = load_inference_weights(self.model, cfg)
+        self.resize = T.AugmentationList(build_clip_augmentations(cfg, is_train=False))
+        self.input_format = cfg.INPUT.FORMAT  # checked by the model's InferenceOptions
         self.metadata = (
             MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
         )
 
-    def _load_weights(self, cfg) -> None:
-        IFRCheckpointer(self.model, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE).load(
-            cfg.MODEL.WEIGHTS
-        )
-
     def to_model_input(self, frames: Sequence[np.ndarray]) -> Dict:
         """BGR uint8 (H, W, 3) frames -> the test mapper's dict (``image``: T uint8
-        (3, H', W') tensors in ``INPUT.FORMAT``, ``height``, ``width``, ``length``)."""
+        (3, H', W') tensors in ``INPUT.FORMAT``, ``height``, ``width``, ``length``), plus
+        ``original_frames`` (the frames in ``INPUT.FORMAT``, views, no copy) from which
+        test-time augmentation resizes its runs."""
         if len(frames) == 0:
             raise ValueError("VideoPredictor needs at least one frame")
         height, width = frames[0].shape[:2]
-        transform = self.resize.get_transform(frames[0])
-        images = []
+        transform = self.resize(T.AugInput(np.ascontiguousarray(frames[0])))
+        images, originals = [], []
         for frame in frames:
             if frame.shape[:2] != (height, width):
                 raise ValueError(f"frames differ in size: {frame.shape[:2]} vs {(height, width)}")
             if self.input_format == "RGB":
                 frame = frame[:, :, ::-1]
+            originals.append(frame)
             resized = transform.apply_image(np.ascontiguousarray(frame))
             images.append(torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))))
         return {
             "image": images,
+            "original_frames": originals,
             "height": height,
             "width": width,
             "length": len(frames),

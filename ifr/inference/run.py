@@ -1,6 +1,5 @@
 """``run_inference``: one video through the model, in the mode of its inference options."""
 
-import functools
 from typing import Dict
 
 import torch
@@ -19,12 +18,11 @@ def run_inference(model, batched_input: Dict) -> Dict[str, object]:
     options = model.inference_options
     if not batched_input.get("image"):
         raise ValueError(f"video {batched_input.get('video_id', '?')!r} has no frames")
-    if options.mode not in ("video", "clip"):
-        raise ValueError(f"MODEL.IFR.TEST.MODE must be 'video' or 'clip', got {options.mode!r}")
     candidate_fn = video_candidates if options.mode == "video" else clip_candidates
     if options.tta_enabled:
-        candidate_fn = functools.partial(tta_candidates, candidate_fn=candidate_fn)
-    candidates = candidate_fn(model, batched_input["image"])
+        candidates = tta_candidates(model, batched_input, candidate_fn)
+    else:
+        candidates = candidate_fn(model, batched_input["image"])
     return candidates_to_output(
         candidates,
         options.top_k,

@@ -8,15 +8,21 @@ probabilities the soft target masks; masks are compared at the pivot's mask-feat
 resolution. A fused candidate averages the matched candidates' class probabilities, and
 its mask probabilities are averaged at the original size when rendered.
 
-The runs rescale the frames the test mapper gave (shorter side ``min_size``, aspect
-ratio kept); to avoid upsampling small frames, set ``INPUT.MIN_SIZE_TEST`` to the largest
-TTA size. Memory: every run's mask features wait on the feature storage until the end.
+Every run resizes the *original* frames as the test mapper does (shorter side
+``min_size``, longer side at most ``INPUT.MAX_SIZE_TEST``), never the frames the mapper
+already shrank: they come from ``original_frames`` (``VideoPredictor``) or are read again
+from ``file_names`` (the test mapper), one run at a time, so only one run's resized frames
+are held. Memory: every run's mask features wait on the feature storage until the end.
 """
 
+import logging
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from detectron2.data import transforms as T
+from detectron2.data.detection_utils import read_image
 from scipy.optimize import linear_sum_assignment
 
 from ..layers.matching_cost import clip_matching_cost
@@ -29,12 +35,22 @@ CandidateFn = Callable[..., VideoCandidates]
 CostFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def resize_frames(frames: Sequence[torch.Tensor], min_size: int) -> List[torch.Tensor]:
-    """uint8 (3, H, W) frames -> shorter side ``min_size``, aspect ratio kept (bilinear).
-    Frames already at that size are returned unchanged."""
+logger = logging.getLogger(__name__)
+
+
+def resized_shape(height: int, width: int, min_size: int, max_size: int) -> Tuple[int, int]:
+    """(H', W') of Detectron2's ``ResizeShortestEdge`` (the test mapper's resize): shorter
+    side ``min_size``, scaled down further if the longer side would exceed ``max_size``."""
+    return T.ResizeShortestEdge.get_output_shape(height, width, min_size, max_size)
+
+
+def resize_frames(
+    frames: Sequence[torch.Tensor], min_size: int, max_size: int
+) -> List[torch.Tensor]:
+    """uint8 (3, H, W) frames -> ``resized_shape`` (bilinear). Frames already at that size
+    are returned unchanged."""
     height, width = frames[0].shape[-2:]
-    scale = min_size / min(height, width)
-    new_size = (int(round(height * scale)), int(round(width * scale)))
+    new_size = resized_shape(height, width, min_size, max_size)
     if new_size == (height, width):
         return list(frames)
     resized = []
@@ -46,12 +62,39 @@ def resize_frames(frames: Sequence[torch.Tensor], min_size: int) -> List[torch.T
     return resized
 
 
+def frames_at_size(
+    batched_input: Dict, min_size: int, max_size: int, image_format: str
+) -> List[torch.Tensor]:
+    """T uint8 (3, H', W') frames of the video at ``resized_shape(H0, W0, min_size,
+    max_size)``, resized from the original frames as the test mapper resizes them.
+
+    The originals are ``batched_input["original_frames"]`` (T uint8 (H0, W0, 3) arrays in
+    ``image_format``) when present, else the files ``batched_input["file_names"]``, read
+    one at a time. An input with neither (synthetic input) has its ``image`` frames
+    resized, with a warning where that upsamples them.
+    """
+    originals = batched_input.get("original_frames")
+    if originals is None and batched_input.get("file_names"):
+        originals = (read_image(path, format=image_format) for path in batched_input["file_names"])
+    if originals is None:
+        frames = batched_input["image"]
+        if min(frames[0].shape[-2:]) < min_size:
+            logger.warning(
+                f"TTA size {min_size} upsamples video {batched_input.get('video_id', '?')!r}'s "
+                f"{tuple(frames[0].shape[-2:])} frames: the input has no original frames"
+            )
+        return resize_frames(frames, min_size, max_size)
+    resize = T.ResizeShortestEdge([min_size, min_size], max_size)
+    resized = []
+    for frame in originals:
+        frame = np.ascontiguousarray(frame)
+        frame = resize.get_transform(frame).apply_image(frame)
+        resized.append(torch.as_tensor(np.ascontiguousarray(frame.transpose(2, 0, 1))))
+    return resized
+
+
 def augmentations(min_sizes: Sequence[int], flip: bool, pivot: int) -> List[Tuple[int, bool]]:
     """(min_size, flipped) of every run; the pivot run (``min_sizes[pivot]``, unflipped) first."""
-    if not 0 <= pivot < len(min_sizes):
-        raise ValueError(
-            f"MODEL.IFR.TEST.TTA.PIVOT={pivot} is not an index into MIN_SIZES {list(min_sizes)}"
-        )
     order = [pivot] + [i for i in range(len(min_sizes)) if i != pivot]
     runs = [(min_sizes[i], False) for i in order]
     if flip:
@@ -125,18 +168,21 @@ def fuse_to_pivot(
 
 def tta_candidates(
     model,
-    frames: Sequence[torch.Tensor],
+    batched_input: Dict,
     candidate_fn: CandidateFn,
     cost_fn: Optional[CostFn] = None,
 ) -> VideoCandidates:
-    """Candidates fused over the TTA runs of ``model.inference_options``."""
+    """Candidates fused over the TTA runs of ``model.inference_options``; each run's frames
+    are resized from the original frames of ``batched_input`` (``frames_at_size``)."""
     options = model.inference_options
     if cost_fn is None:
         cost_fn = default_cost_fn()
     runs = augmentations(options.tta_min_sizes, options.tta_flip, options.tta_pivot)
     pivot, others = None, []
     for min_size, flipped in runs:
-        run_frames = resize_frames(frames, min_size)
+        run_frames = frames_at_size(
+            batched_input, min_size, options.max_size_test, options.input_format
+        )
         if flipped:
             run_frames = [f.flip(-1) for f in run_frames]
         candidates = candidate_fn(model, run_frames, flipped=flipped)

@@ -1,4 +1,5 @@
-"""Whole-video (offline) inference: every frame in one decoder pass (SPEC: default).
+"""Whole-video (offline) inference: every frame in one decoder pass (the paper's default,
+docs/method.md Sec. 3).
 
 Frames go through backbone + pixel decoder ``options.frame_chunk`` at a time and their
 features wait on ``options.feature_storage``; the decoder reads them once, and masks are
@@ -17,13 +18,7 @@ Size2 = Tuple[Tuple[int, int], Tuple[int, int]]
 
 def storage_device(model, feature_storage: str) -> torch.device:
     """Device where per-frame features wait: ``"cpu"`` or ``"same"`` (the model's)."""
-    if feature_storage == "cpu":
-        return torch.device("cpu")
-    if feature_storage == "same":
-        return torch.device(model.device)
-    raise ValueError(
-        f"MODEL.IFR.TEST.FEATURE_STORAGE must be 'cpu' or 'same', got {feature_storage!r}"
-    )
+    return torch.device("cpu") if feature_storage == "cpu" else torch.device(model.device)
 
 
 def encode_video(
@@ -44,10 +39,6 @@ def encode_video(
         mask_features: (1, T, C, h, w) on ``storage``;
         (padded_size, image_size) of the frames.
     """
-    if len(frames) == 0:
-        raise ValueError("cannot run inference on a video with no frames")
-    if frame_chunk < 1:
-        raise ValueError(f"MODEL.IFR.TEST.FRAME_CHUNK must be >= 1, got {frame_chunk}")
     num_frames = len(frames)
     stored = None
     for start in range(0, num_frames, frame_chunk):

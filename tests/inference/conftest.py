@@ -72,9 +72,13 @@ class ToyVideoModel(nn.Module):
 def toy_model():
     """Factory: ``toy_model(**option_overrides)`` -> eval-mode ToyVideoModel (seeded)."""
 
+    from ifr.engine.defaults import build_cfg
+
+    defaults = InferenceOptions.from_config(build_cfg())
+
     def build(**overrides):
         torch.manual_seed(0)
-        options = dataclasses.replace(InferenceOptions(), **overrides)
+        options = dataclasses.replace(defaults, **overrides)
         return ToyVideoModel(options).eval()
 
     return build

@@ -1,9 +1,16 @@
+import json
+
 import numpy as np
 import pycocotools.mask as mask_util
+import pytest
 import torch
 
 from ifr.inference.candidates import SegmentPrediction, VideoCandidates, candidates_to_output
-from ifr.inference.postprocess import masks_to_rle
+
+
+def decode(rles):
+    """List of T RLE dicts -> bool (T, H, W) array."""
+    return np.stack([mask_util.decode(r).astype(bool) for r in rles])
 
 
 def constant_segment(probs_per_query, num_frames, frame_offset=0, size=(4, 4)):
@@ -47,27 +54,70 @@ def test_flipped_segment_is_flipped_back():
     assert mask[:, 4:].all() and not mask[:, :4].any()
 
 
-def test_single_segment_output_matches_masks_to_rle():
-    torch.manual_seed(0)
-    segment = SegmentPrediction(
-        class_probs=torch.rand(4, 3),
-        mask_embeds=torch.randn(4, 5, 6),
-        mask_features=torch.randn(5, 6, 8, 8),
+def _left_right_segment(num_frames):
+    """Channel 0 of the features is +1 on the left half and -1 on the right half, channel 1
+    the reverse. Query 0 picks the left half in every frame; query 1 the right half in
+    even frames and the left half in odd frames. Class scores rank query 0 first."""
+    left = torch.ones(4, 4)
+    left[:, 2:] = -1
+    features = torch.stack([left, -left])[None].repeat(num_frames, 1, 1, 1)
+    embeds = torch.zeros(2, num_frames, 2)
+    embeds[0, :, 0] = 10.0
+    embeds[1, 0::2, 1] = 10.0
+    embeds[1, 1::2, 0] = 10.0
+    return SegmentPrediction(
+        torch.tensor([[0.9, 0.1], [0.1, 0.8]]), embeds, features, (16, 16), (16, 16)
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_output_gives_the_known_masks_for_any_chunk(chunk):
+    num_frames = 5
+    candidates = VideoCandidates.from_segment(_left_right_segment(num_frames))
+    output = candidates_to_output(candidates, 2, (8, 10), chunk=chunk, threshold=0.5)
+    assert output["pred_labels"] == [0, 1]
+    left = np.zeros((8, 10), bool)
+    left[:, :5] = True
+    masks0, masks1 = (decode(rles) for rles in output["pred_masks"])
+    assert masks0.shape == (num_frames, 8, 10)
+    assert all(np.array_equal(m, left) for m in masks0)
+    for t, mask in enumerate(masks1):
+        assert np.array_equal(mask, left if t % 2 else ~left)
+    json.dumps(output)  # RLE counts are str
+
+
+def _random_segment(generator, num_queries, num_frames, frame_offset=0, flipped=False):
+    return SegmentPrediction(
+        class_probs=torch.rand(num_queries, 3, generator=generator),
+        mask_embeds=torch.randn(num_queries, num_frames, 6, generator=generator),
+        mask_features=torch.randn(num_frames, 6, 8, 8, generator=generator),
         padded_size=(32, 32),
         image_size=(27, 30),
+        frame_offset=frame_offset,
+        flipped=flipped,
     )
-    output = candidates_to_output(
-        VideoCandidates.from_segment(segment), 3, (20, 23), chunk=2, threshold=0.5
-    )
-    assert output["image_size"] == (20, 23)
-    scores, flat = segment.class_probs.flatten().topk(3)
-    assert np.allclose(output["pred_scores"], scores.numpy())
-    assert output["pred_labels"] == (flat % 3).tolist()
-    queries = flat // 3
-    expected = masks_to_rle(
-        segment.mask_embeds[queries], segment.mask_features, (32, 32), (27, 30), (20, 23), 5
-    )
-    for got, want in zip(output["pred_masks"], expected):
-        assert len(got) == 5
-        for got_rle, want_rle in zip(got, want):
-            assert np.array_equal(mask_util.decode(got_rle), mask_util.decode(want_rle))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 16])
+def test_rendering_frame_by_frame_is_bit_identical_to_thresholding_the_volume(chunk):
+    """Tracks over overlapping clips, a flipped TTA-like segment, a frame a candidate does
+    not cover: the per-frame, per-candidate rendering gives exactly the masks of
+    thresholding the (k, T, H0, W0) mean probabilities at once (the former path)."""
+    generator = torch.Generator().manual_seed(0)
+    segments = [
+        _random_segment(generator, 4, 4, frame_offset=0),
+        _random_segment(generator, 4, 4, frame_offset=3),
+        _random_segment(generator, 4, 7, frame_offset=0, flipped=True),
+    ]
+    members = [[(0, 0), (1, 2)], [(0, 1), (2, 3)], [(1, 0), (2, 0)], [(0, 3)], [(2, 1)]]
+    candidates = VideoCandidates(torch.rand(5, 3, generator=generator), members, segments, 7)
+    order = [4, 0, 3, 1, 2]
+    volume = candidates.mask_probs(order, 0, 7, (23, 29)) > 0.5
+    expected = [[mask_util.encode(np.asfortranarray(m.numpy().astype(np.uint8))) for m in inst]
+                for inst in volume]
+    got = candidates.render_rles(order, (23, 29), chunk=chunk, threshold=0.5)
+    assert volume[order.index(3), 4:].sum() == 0  # candidate 3: no member after frame 3
+    for got_instance, want_instance in zip(got, expected):
+        assert [r["counts"] for r in got_instance] == [
+            r["counts"].decode("ascii") for r in want_instance
+        ]

@@ -8,6 +8,7 @@ from ifr.inference.candidates import SegmentPrediction, VideoCandidates
 from ifr.inference.tta import (
     augmentations,
     default_cost_fn,
+    frames_at_size,
     fuse_to_pivot,
     match_to_pivot,
     resize_frames,
@@ -18,11 +19,77 @@ def decoded(output):
     return [np.stack([mask_util.decode(r) for r in rles]) for rles in output["pred_masks"]]
 
 
-def test_resize_frames_keeps_aspect_and_skips_same_size():
+def test_resize_frames_keeps_aspect_caps_the_long_side_and_skips_same_size():
     frames = [torch.randint(0, 256, (3, 40, 60), dtype=torch.uint8)]
-    assert resize_frames(frames, 40)[0] is frames[0]
-    resized = resize_frames(frames, 20)[0]
+    assert resize_frames(frames, 40, 1333)[0] is frames[0]
+    resized = resize_frames(frames, 20, 1333)[0]
     assert resized.shape == (3, 20, 30) and resized.dtype == torch.uint8
+    assert resize_frames(frames, 20, 24)[0].shape == (3, 16, 24)  # longer side capped
+
+
+def _checkerboard(height, width, offset=0):
+    """uint8 (H, W, 3): 1-pixel checkerboard (0/255) in channel 0, a ramp in channel 2; a
+    detail that resizing a smaller copy cannot restore."""
+    yy, xx = np.mgrid[:height, :width]
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[..., 0] = ((yy + xx + offset) % 2) * 255
+    frame[..., 2] = (xx * 255 // max(1, width - 1)).astype(np.uint8)
+    return frame
+
+
+def _shrunk_input(originals, **extra):
+    """A test-mapper-like input whose ``image`` frames were shrunk to a third."""
+    small = [torch.as_tensor(f[::3, ::3].transpose(2, 0, 1).copy()) for f in originals]
+    height, width = originals[0].shape[:2]
+    return {"image": small, "height": height, "width": width, "video_id": 3, **extra}
+
+
+def test_tta_frames_come_from_the_original_frames_in_memory():
+    originals = [_checkerboard(30, 42, t) for t in range(2)]
+    frames = frames_at_size(_shrunk_input(originals, original_frames=originals), 30, 1333, "RGB")
+    for frame, original in zip(frames, originals):  # same size: the originals, unchanged
+        assert np.array_equal(frame.numpy().transpose(1, 2, 0), original)
+    assert frames_at_size(_shrunk_input(originals, original_frames=originals), 15, 1333,
+                          "RGB")[0].shape == (3, 15, 21)
+
+
+def test_tta_frames_are_read_again_from_the_files(tmp_path):
+    from PIL import Image
+
+    originals = [_checkerboard(30, 42, t) for t in range(2)]
+    paths = []
+    for t, frame in enumerate(originals):
+        paths.append(str(tmp_path / f"{t}.png"))
+        Image.fromarray(frame).save(paths[-1])  # lossless
+    rgb = frames_at_size(_shrunk_input(originals, file_names=paths), 30, 1333, "RGB")
+    bgr = frames_at_size(_shrunk_input(originals, file_names=paths), 30, 1333, "BGR")
+    for frame_rgb, frame_bgr, original in zip(rgb, bgr, originals):
+        assert np.array_equal(frame_rgb.numpy().transpose(1, 2, 0), original)
+        assert np.array_equal(frame_bgr.numpy().transpose(1, 2, 0), original[..., ::-1])
+
+
+def test_tta_frames_without_originals_are_resized_with_a_warning(caplog):
+    originals = [_checkerboard(30, 42)]
+    video = _shrunk_input(originals)  # frames 10 x 14
+    with caplog.at_level("WARNING"):
+        frames = frames_at_size(video, 30, 1333, "RGB")
+    assert frames[0].shape == (3, 30, 42)
+    assert "upsamples" in caplog.text and "3" in caplog.text
+    # The checkerboard is lost: upsampled frames are not the originals.
+    assert not np.array_equal(frames[0].numpy().transpose(1, 2, 0), originals[0])
+
+
+def test_every_tta_run_sees_frames_resized_from_the_originals(toy_model):
+    originals = [_checkerboard(60, 84, t) for t in range(3)]
+    model = toy_model(top_k=2, tta_enabled=True, tta_min_sizes=[60, 30], tta_pivot=1)
+    seen = []
+    preprocess = model.preprocess_frames
+    model.preprocess_frames = lambda frames: seen.append(tuple(frames[0].shape)) or preprocess(
+        frames
+    )
+    output = run_inference(model, _shrunk_input(originals, original_frames=originals))
+    assert set(seen) == {(3, 60, 84), (3, 30, 42)}  # not the 20 x 28 mapper frames
+    assert all(m.shape == (3, 60, 84) for m in decoded(output))
 
 
 def test_augmentations_put_the_pivot_first():
@@ -37,8 +104,6 @@ def test_augmentations_put_the_pivot_first():
         (360, True),
         (480, True),
     ]
-    with pytest.raises(ValueError, match="PIVOT"):
-        augmentations([360], flip=False, pivot=1)
 
 
 def test_matching_recovers_a_known_permutation():
