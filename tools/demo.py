@@ -6,23 +6,35 @@
 
 ``--input`` is a video file, a folder of frames (sorted by name) or a quoted glob
 ('frames/*.jpg'). The output has the input's frame rate (``--fps`` for frames, default 24).
+Instances are labelled with the class names saved in the checkpoint (``--classes`` gives
+others). Outputs that would overwrite an input are refused before anything runs; bad input
+ends with one ``error:`` line (``--traceback`` shows the traceback).
 """
 
 import argparse
 import logging
-import os
 import sys
 from typing import List, Optional
 
-from tqdm import tqdm
-
 import ifr  # noqa: F401  (registers datasets and model components)
+from ifr.engine.cli import raise_on_argparse_error, run_tool
 from ifr.engine.defaults import build_cfg
-from ifr.inference.predictor import VideoPredictor
-from ifr.inference.visualize import draw_video
-from ifr.utils.video_io import DEFAULT_FPS, read_video, write_image, write_video
+from ifr.engine.demo import run_demo
+from ifr.utils.video_io import DEFAULT_FPS
 
-logger = logging.getLogger("ifr.demo")
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -31,62 +43,47 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--input", required=True, help="video file, frame folder or 'glob*.jpg'")
-    parser.add_argument("--output", required=True, help="output .mp4")
+    parser.add_argument("--output", required=True, help="output video (.mp4)")
     parser.add_argument(
         "--frames-dir", default="", help="also write every drawn frame as JPEG here"
     )
     parser.add_argument(
-        "--confidence", type=float, default=0.5, help="minimum score of a drawn instance"
+        "--confidence", type=probability, default=0.5, help="minimum score of a drawn instance"
     )
     parser.add_argument(
         "--fps",
-        type=float,
+        type=positive_float,
         default=None,
-        help=f"frame rate for frame inputs (default {DEFAULT_FPS})",
+        help=f"output frame rate (default: the input video's; {DEFAULT_FPS} for frames)",
+    )
+    parser.add_argument(
+        "--classes",
+        default="",
+        help="class names: a registered dataset name or 'name1,name2,...' (default: the "
+        "names saved in the checkpoint, else the config's test dataset)",
     )
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides", default=[]
     )
-    return parser
-
-
-def class_names_of(predictor: VideoPredictor) -> Optional[List[str]]:
-    if predictor.metadata is None:
-        return None
-    return predictor.metadata.get("thing_classes", None)
-
-
-def run_demo(args: argparse.Namespace) -> dict:
-    """Read, predict, draw and write; returns the model's output dict."""
-    frames, source_fps = read_video(args.input)
-    fps = args.fps or source_fps or DEFAULT_FPS
-    logger.info(
-        "%s: %d frames of %dx%d at %.2f fps",
-        args.input,
-        len(frames),
-        frames[0].shape[1],
-        frames[0].shape[0],
-        fps,
-    )
-    cfg = build_cfg(args.config_file, args.opts)
-    cfg.freeze()
-    predictor = VideoPredictor(cfg)
-    output = predictor(frames)
-    drawn = []
-    frames_iter = draw_video(frames, output, args.confidence, class_names_of(predictor))
-    for t, image in enumerate(tqdm(frames_iter, total=len(frames), desc="drawing", unit="frame")):
-        drawn.append(image)
-        if args.frames_dir:
-            write_image(os.path.join(args.frames_dir, f"{t:05d}.jpg"), image)
-    write_video(args.output, drawn, fps)
-    logger.info("wrote %s", args.output)
-    return output
+    return raise_on_argparse_error(parser)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
+    """Runs the demo; returns the model's output dict (errors propagate)."""
     logging.basicConfig(level=logging.INFO)
-    return run_demo(argument_parser().parse_args(argv))
+    args = argument_parser().parse_args(argv)
+    cfg = build_cfg(args.config_file, args.opts)
+    cfg.freeze()
+    return run_demo(
+        cfg,
+        args.input,
+        args.output,
+        frames_dir=args.frames_dir,
+        confidence=args.confidence,
+        fps=args.fps,
+        classes=args.classes,
+    )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_tool(main))

@@ -1,6 +1,8 @@
 """Reading videos (a video file, a folder of frames, or a glob of frames) and writing mp4s.
 
 Frames are uint8 (H, W, 3) numpy arrays in BGR order, as OpenCV reads and writes them.
+An input that does not exist raises FileNotFoundError, one that cannot be read
+VideoInputError; both name the path.
 """
 
 import glob
@@ -10,9 +12,15 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .errors import UserInputError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Frame rate of a video given as frames (a folder or a glob), which carries none.
 DEFAULT_FPS = 24.0
+
+
+class VideoInputError(UserInputError):
+    """A video or frame that cannot be read, or frames of different sizes."""
 
 
 def is_glob(path: str) -> bool:
@@ -29,6 +37,8 @@ def list_frame_files(path: str) -> List[str]:
             for name in os.listdir(path)
             if name.lower().endswith(IMAGE_EXTENSIONS)
         )
+    elif not os.path.exists(path):
+        raise FileNotFoundError(f"input {path!r} does not exist")
     else:
         raise FileNotFoundError(f"{path!r} is neither a folder nor a glob pattern of frames")
     if not files:
@@ -42,9 +52,9 @@ def read_frame_files(files: Sequence[str]) -> List[np.ndarray]:
     for file in files:
         frame = cv2.imread(file, cv2.IMREAD_COLOR)
         if frame is None:
-            raise OSError(f"cannot read frame {file!r}")
+            raise VideoInputError(f"cannot read frame {file!r} (not an image?)")
         if frames and frame.shape != frames[0].shape:
-            raise ValueError(
+            raise VideoInputError(
                 f"frame {file!r} is {frame.shape[:2]}, the first frame {frames[0].shape[:2]}"
             )
         frames.append(frame)
@@ -58,7 +68,7 @@ def read_video_file(path: str) -> Tuple[List[np.ndarray], float]:
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():
-            raise OSError(f"cannot open video {path!r}")
+            raise VideoInputError(f"cannot open video {path!r} (not a video OpenCV reads?)")
         fps = capture.get(cv2.CAP_PROP_FPS)
         frames = []
         while True:
@@ -69,8 +79,16 @@ def read_video_file(path: str) -> Tuple[List[np.ndarray], float]:
     finally:
         capture.release()
     if not frames:
-        raise OSError(f"video {path!r} has no readable frame")
+        raise VideoInputError(f"video {path!r} has no readable frame")
     return frames, (fps if fps and fps > 0 else DEFAULT_FPS)
+
+
+def video_input_files(path: str) -> List[str]:
+    """The files a video input reads: ``[path]`` for a video file, the sorted frame files
+    of a folder or a glob. FileNotFoundError naming ``path`` when there are none."""
+    if not is_glob(path) and os.path.isfile(path):
+        return [path]
+    return list_frame_files(path)
 
 
 def read_video(path: str) -> Tuple[List[np.ndarray], Optional[float]]:

@@ -4,7 +4,15 @@ import cv2
 import numpy as np
 import pytest
 
-from ifr.utils.video_io import DEFAULT_FPS, list_frame_files, read_video, write_image, write_video
+from ifr.utils.video_io import (
+    DEFAULT_FPS,
+    VideoInputError,
+    list_frame_files,
+    read_video,
+    video_input_files,
+    write_image,
+    write_video,
+)
 
 
 def frames_of(num_frames, size=(32, 48)):
@@ -42,19 +50,32 @@ def test_errors_name_the_path(tmp_path):
         read_video(str(tmp_path / "empty_dir"))
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
-    with pytest.raises(OSError, match="broken.mp4"):
+    with pytest.raises(VideoInputError, match="broken.mp4"):
         read_video(str(broken))
     bad_frame = tmp_path / "frames"
     bad_frame.mkdir()
     (bad_frame / "000.jpg").write_bytes(b"not an image")
-    with pytest.raises(OSError, match="000.jpg"):
+    with pytest.raises(VideoInputError, match="000.jpg"):
         read_video(str(bad_frame))
+    with pytest.raises(FileNotFoundError, match="input '.*missing.mp4' does not exist"):
+        read_video(str(tmp_path / "missing.mp4"))
+
+
+def test_input_files_of_a_video_a_folder_and_a_glob(tmp_path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    assert video_input_files(str(video)) == [str(video)]
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    expected = [str(tmp_path / "a.jpg"), str(tmp_path / "b.png")]
+    assert video_input_files(str(tmp_path)) == expected
+    assert video_input_files(str(tmp_path / "*.png")) == expected[1:]
 
 
 def test_frames_of_different_sizes_are_refused(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
     cv2.imwrite(str(tmp_path / "b.png"), np.zeros((8, 9, 3), np.uint8))
-    with pytest.raises(ValueError, match="b.png"):
+    with pytest.raises(VideoInputError, match="b.png"):
         read_video(str(tmp_path))
     with pytest.raises(ValueError, match="out.mp4"):
         write_video(

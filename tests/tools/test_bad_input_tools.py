@@ -1,0 +1,207 @@
+"""Bad input at the command line of the tools: one ``error:`` line naming what is wrong, a
+non-zero exit, nothing overwritten (issue 11). The tools run in-process through the
+boundary they share (``ifr.engine.cli.run_tool``), on the tiny configs."""
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from detectron2.modeling import build_model
+
+from ifr.engine.cli import run_tool
+from ifr.utils.video_io import write_image, write_video
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
+DEMO_CFG = os.path.join(HERE, "ifr_r18_tiny_random.yaml")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, make_cfg):
+    """Weight files of every kind of wrong, and a video of 3 frames (file and folder)."""
+    folder = tmp_path_factory.mktemp("bad_input")
+    path = lambda name: str(folder / name)  # noqa: E731
+    with open(path("text.pth"), "w") as f:
+        f.write("these are not weights\n")
+    torch.save({"model": {"w": torch.ones(2)}}, path("full.pth"))
+    with open(path("full.pth"), "rb") as f:
+        data = f.read()
+    with open(path("truncated.pth"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    for name, content in [("list.pkl", [1, 2]), ("str.pkl", "abc"), ("int.pkl", 7)]:
+        with open(path(name), "wb") as f:
+            pickle.dump(content, f, protocol=2)
+    torch.save({"model": {"unrelated.weight": torch.zeros(3, 3)}}, path("unrelated.pth"))
+    other_classes = build_model(make_cfg(TINY, {"MODEL.IFR.NUM_CLASSES": 5}))
+    torch.save({"model": other_classes.state_dict()}, path("five_classes.pth"))
+    frames = [np.full((32, 48, 3), 40 * t, np.uint8) for t in range(3)]
+    write_video(path("in.mp4"), frames, 10.0)
+    for t, frame in enumerate(frames):
+        write_image(path(f"frames/{t:03d}.png"), frame)
+    os.makedirs(path("folder.mp4"))
+    return path
+
+
+def _eval(*opts):
+    return ["--config-file", TINY, "--eval-only", *opts]
+
+
+# (id, tool, argv with {f:name} placeholders for files(name), text expected in the line)
+CASES = [
+    ("unknown-key", "train_net", ["--config-file", TINY, "MODEL.IFR.LAMBDA_X", "1"],
+     "MODEL.IFR.LAMBDA_X does not exist in the config; did you mean MODEL.IFR.LAMBDA_E"),
+    ("odd-overrides", "train_net", ["--config-file", TINY, "SOLVER.MAX_ITER"],
+     "odd number: ['SOLVER.MAX_ITER']; give every KEY a VALUE"),
+    ("flag-after-overrides", "train_net", ["--config-file", TINY, "SOLVER.MAX_ITER", "5",
+                                           "--resume"],
+     "--resume comes after the KEY VALUE overrides, where it is read as an override: put "
+     "--resume before the overrides"),
+    ("wrong-type", "train_net", ["--config-file", TINY, "SOLVER.MAX_ITER", "many"],
+     "SOLVER.MAX_ITER=many: not a valid value"),
+    ("missing-config", "train_net", ["--config-file", "nope.yaml"],
+     "--config-file 'nope.yaml' does not exist"),
+    ("unknown-flag", "train_net", ["--config-file", TINY, "--bogus"],
+     "unrecognized arguments: --bogus"),
+    ("unregistered-dataset", "train_net", _eval("DATASETS.TEST", "('nope',)"),
+     "dataset 'nope' (DATASETS) is not registered"),
+    ("missing-weights", "train_net", _eval("MODEL.WEIGHTS", "{f:absent.pth}"),
+     "absent.pth' does not exist"),
+    ("text-as-pth", "train_net", _eval("MODEL.WEIGHTS", "{f:text.pth}"),
+     "text.pth: not a readable torch checkpoint"),
+    ("truncated-pth", "train_net", _eval("MODEL.WEIGHTS", "{f:truncated.pth}"),
+     "truncated.pth: not a readable torch checkpoint"),
+    ("pkl-list", "train_net", _eval("MODEL.WEIGHTS", "{f:list.pkl}"),
+     "list.pkl: holds a list"),
+    ("pkl-str", "train_net", _eval("MODEL.WEIGHTS", "{f:str.pkl}"), "str.pkl: holds a str"),
+    ("pkl-int", "train_net", _eval("MODEL.WEIGHTS", "{f:int.pkl}"), "int.pkl: holds a int"),
+    ("unrelated-weights", "train_net", _eval("MODEL.WEIGHTS", "{f:unrelated.pth}"),
+     "unrelated.pth: 250 of 250 model tensors are not in it"),
+    ("other-num-classes", "train_net", _eval("MODEL.WEIGHTS", "{f:five_classes.pth}"),
+     "transformer_decoder.class_embed.bias (5,) in the file, (3,) in the model"),
+    # --eval-only does not check DATASETS.TRAIN: the error is the weights', not 'nope'.
+    ("eval-ignores-train-datasets", "train_net",
+     _eval("DATASETS.TRAIN", "('nope',)", "MODEL.WEIGHTS", "{f:unrelated.pth}"),
+     "unrelated.pth: 250 of 250"),
+    ("demo-output-is-input", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
+                                      "--output", "{f:in.mp4}"],
+     "in.mp4' is the input video and would be overwritten"),
+    ("demo-frames-dir-is-input", "demo", ["--config-file", DEMO_CFG, "--input", "{f:frames}",
+                                          "--output", "{f:out.mp4}", "--frames-dir",
+                                          "{f:frames}"],
+     "holds the input (000.png ...): the drawn frames would overwrite"),
+    ("demo-glob-frames-dir", "demo", ["--config-file", DEMO_CFG, "--input", "{f:frames}/*.png",
+                                      "--output", "{f:out.mp4}", "--frames-dir",
+                                      "{f:frames}/."],
+     "holds the input"),
+    ("demo-gif", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}", "--output",
+                          "{f:out.gif}"], "the demo writes MP4 video"),
+    ("demo-output-folder", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
+                                    "--output", "{f:folder.mp4}"], "folder.mp4' is a folder"),
+    ("demo-fps-0", "demo", ["--config-file", DEMO_CFG, "--input", "{f:frames}", "--output",
+                            "{f:out.mp4}", "--fps", "0"], "--fps: must be positive, got 0"),
+    ("demo-confidence", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
+                                 "--output", "{f:out.mp4}", "--confidence", "5"],
+     "--confidence: must be in [0, 1]"),
+    ("demo-missing-input", "demo", ["--config-file", DEMO_CFG, "--input", "{f:missing.mp4}",
+                                    "--output", "{f:out.mp4}"],
+     "input '{f:missing.mp4}' does not exist"),
+    ("demo-text-weights", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
+                                   "--output", "{f:out.mp4}", "MODEL.WEIGHTS", "{f:text.pth}"],
+     "text.pth: not a readable torch checkpoint"),
+    ("demo-unrelated-weights", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
+                                        "--output", "{f:out.mp4}", "MODEL.WEIGHTS",
+                                        "{f:unrelated.pth}"],
+     "model tensors are not in it or have another shape"),
+    ("demo-class-count", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
+                                  "--output", "{f:out.mp4}", "--classes", "dog,cat"],
+     "--classes 'dog,cat' gives 2 class names but the model has MODEL.IFR.NUM_CLASSES 3"),
+]
+
+
+def _fill(text, files):
+    while "{f:" in text:
+        start = text.index("{f:")
+        end = text.index("}", start)
+        text = text[:start] + files(text[start + 3:end]) + text[end + 1:]
+    return text
+
+
+def _snapshot(files):
+    names = ["in.mp4"] + [f"frames/{t:03d}.png" for t in range(3)]
+    snapshot = {}
+    for name in names:
+        with open(files(name), "rb") as f:
+            snapshot[name] = f.read()
+    return snapshot
+
+
+@pytest.mark.parametrize("tool, argv, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_nothing_is_overwritten(
+    tool, argv, expected, files, load_tool, capsys
+):
+    torch.set_num_threads(1)
+    before = _snapshot(files)
+    status = run_tool(load_tool(tool).main, [_fill(arg, files) for arg in argv])
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert status != 0
+    assert len(err_lines) == 1, err_lines
+    assert _fill(expected, files) in err_lines[0]
+    assert _snapshot(files) == before  # the inputs' bytes
+    assert not os.path.exists(files("out.mp4")) and not os.path.exists(files("out.gif"))
+
+
+def test_traceback_flag_shows_the_exception(files, load_tool):
+    from ifr.engine.defaults import ConfigError
+
+    with pytest.raises(ConfigError, match="LAMBDA_X"):
+        run_tool(load_tool("train_net").main,
+                 ["--traceback", "--config-file", TINY, "MODEL.IFR.LAMBDA_X", "1"])
+
+
+def test_a_bug_keeps_its_traceback():
+    def buggy(argv):
+        raise ZeroDivisionError("a bug, not bad input")
+
+    with pytest.raises(ZeroDivisionError):
+        run_tool(buggy, [])
+
+
+def test_failed_start_leaves_a_finished_runs_config_and_names_the_checkpoint(
+    tmp_path, load_tool, capsys
+):
+    """--resume on a truncated checkpoint: one line naming it; the folder's config.yaml
+    still describes the finished run."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("the finished run's config\n")
+    (run / "model_0000009.pth").write_bytes(b"PK\x03\x04 truncated")
+    (run / "last_checkpoint").write_text("model_0000009.pth")
+    status = run_tool(load_tool("train_net").main, [
+        "--config-file", TINY, "--resume", "SOLVER.MAX_ITER", "1", "DATALOADER.NUM_WORKERS",
+        "0", "MODEL.IFR.NUM_QUERIES", "4", "OUTPUT_DIR", str(run)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert status == 1
+    assert len(err) == 1 and err[0].startswith(
+        f"error: {run / 'model_0000009.pth'}: not a readable torch checkpoint (not written by "
+        "torch.save, truncated or empty): RuntimeError: PytorchStreamReader failed"
+    )
+    assert (run / "config.yaml").read_text() == "the finished run's config\n"
+
+
+@pytest.mark.slow
+def test_command_line_exit_status_and_single_line(tmp_path):
+    """The same boundary when run as a program: stderr's last line, exit status 1."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", TINY,
+         "SOLVER.MAX_ITER", "5", "--eval-only"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: --eval-only comes after the KEY VALUE overrides"
+    )
+    assert "Traceback" not in result.stderr
