@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from detectron2.config import CfgNode
 
-from ..config import merge_overrides
+from ..engine.defaults import build_cfg
 from ..engine.trainer import FINAL_METRICS_FILE
 from ..utils.atomic_io import atomic_write_text
 from .aggregate import (
@@ -46,7 +46,6 @@ from .sweep import (
     train_run_locally,
     unfinished_runs,
 )
-from .validation import build_reference_config
 
 CONFIG_COLUMN = "config"
 # Extra columns shown when the runs report them: HOTA and its detection / association
@@ -92,8 +91,9 @@ def check_labels(config_files: Sequence[str]) -> List[str]:
 
 def check_shared_settings(config_files: Sequence[str], overrides: Sequence[str]) -> None:
     """Raises ValueError unless every config, with the overrides, trains on the same data
-    for the same iterations and batch (:data:`SHARED_KEYS`), naming the key and values."""
-    cfgs = {config_label(path): _config_with_overrides(path, overrides) for path in config_files}
+    for the same iterations and batch (:data:`SHARED_KEYS`), naming the key and values.
+    The configs and overrides must be valid (:func:`prepare_comparison` checks them first)."""
+    cfgs = {config_label(path): build_cfg(path, overrides) for path in config_files}
     for key in SHARED_KEYS:
         values = {label: _lookup(cfg, key) for label, cfg in cfgs.items()}
         if len({repr(v) for v in values.values()}) > 1:
@@ -254,15 +254,6 @@ def write_comparison_table(
     echo(table)
     echo(f"Wrote {TABLE_MD}, {TABLE_CSV} and {TABLE_PNG} in {output_dir}")
     return summary
-
-
-def _config_with_overrides(config_file: str, overrides: Sequence[str]) -> CfgNode:
-    cfg = build_reference_config(config_file)
-    try:
-        merge_overrides(cfg, list(overrides))
-    except ValueError as e:
-        raise ValueError(f"--config-file {config_file}: {e}") from None
-    return cfg
 
 
 def _lookup(cfg: CfgNode, key: str):
