@@ -17,6 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
+import submitit
+
 from .manifest import (
     CONSOLE_LOG_NAME,
     SUBMITTED,
@@ -109,8 +111,6 @@ class TrainNetJob:
         return os.path.join(self.output_dir, name)
 
     def __call__(self) -> int:
-        import submitit
-
         env = submitit.JobEnvironment()
         command = self.command(env.node, env.hostnames[0], env.job_id)
         log_path = self.console_log(env.node)
@@ -126,8 +126,6 @@ class TrainNetJob:
 
     def checkpoint(self, *args, **kwargs):
         """Requeue on preemption/timeout; ``--resume`` picks up ``last_checkpoint``."""
-        import submitit
-
         return submitit.helpers.DelayedSubmission(self)
 
 
@@ -138,8 +136,6 @@ def make_train_job(manifest: SweepManifest, record: RunRecord, sweep_dir: str,
 
 
 def _slurm_executor(folder: str):
-    import submitit
-
     return submitit.AutoExecutor(folder=folder, cluster="slurm")
 
 
