@@ -11,14 +11,14 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..engine.trainer import FINAL_METRICS_FILE
+from ..evaluation.tracking import TRACKING_METRIC_NAMES
 from ..utils.atomic_io import atomic_open, atomic_write_text
 from .manifest import SweepManifest, load_manifest, refresh_states
 from .plot import save_summary_figure
-from .summary import MetricStats, MissingRun, SettingSummary, SweepSummary, mean_std
+from .summary import MissingRun, SettingSummary, SweepSummary, format_stats, mean_std
 from .sweep import console_log_path
 
 DEFAULT_METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
-TRACKING_METRICS = ("IDF1", "MOTA", "IDP", "IDR", "IDs")
 SUMMARY_MD, SUMMARY_CSV, SUMMARY_PNG = "summary.md", "summary.csv", "summary.png"
 # COCO-style evaluators report -1 for a metric with nothing to measure (APm without medium
 # objects, IDP without predictions); such a value is left out of the statistics. MOTA can
@@ -60,7 +60,7 @@ def collect_metrics(
 
 def choose_metrics(run_metrics: Dict[str, Dict[str, float]],
                    requested: Optional[Sequence[str]] = None,
-                   defaults: Sequence[str] = DEFAULT_METRICS + TRACKING_METRICS) -> List[str]:
+                   defaults: Sequence[str] = DEFAULT_METRICS + TRACKING_METRIC_NAMES) -> List[str]:
     """The requested metrics (each must occur in some run), else those of ``defaults`` (the
     default ones and the tracking ones) that the runs report, in that order."""
     present = set().union(*run_metrics.values()) if run_metrics else set()
@@ -126,22 +126,15 @@ def missing_runs(manifest: SweepManifest, sweep_dir: str, run_metrics: Dict[str,
     return missing
 
 
-def format_stats(stats: Optional[MetricStats], num_runs: int) -> str:
-    """``"46.5 ± 0.8"``; ``"46.5 ± -"`` with one value; ``(n=k)`` when some run lacks it."""
-    if stats is None:
-        return "-"
-    text = f"{stats.mean:.4g} ± " + ("-" if stats.std is None else f"{stats.std:.2g}")
-    return text if stats.n == num_runs else f"{text} (n={stats.n})"
-
-
 def format_markdown(summary: SweepSummary) -> str:
     header = summary.param_keys + ["n"] + summary.metrics
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summary.settings:
         cells = [s.setting[k] for k in summary.param_keys] + [str(s.num_runs)]
-        cells += [format_stats(s.stats.get(m), s.num_runs) for m in summary.metrics]
+        cells += [format_stats(s.stats.get(m)) for m in summary.metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    text = "Mean ± sample std (ddof=1) over seeds; n: finished runs.\n\n" + "\n".join(lines)
+    text = ("Mean ± sample std (ddof=1) (runs with the metric) over seeds; n: finished "
+            "runs.\n\n" + "\n".join(lines))
     if summary.missing:
         text += (f"\n\nMissing runs ({len(summary.missing)}, no readable "
                  f"{FINAL_METRICS_FILE}):\n\n")

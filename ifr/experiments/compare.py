@@ -22,10 +22,10 @@ from detectron2.config import CfgNode
 
 from ..engine.defaults import build_cfg
 from ..engine.trainer import FINAL_METRICS_FILE
+from ..evaluation.tracking import TRACKING_METRIC_NAMES
 from ..utils.atomic_io import atomic_write_text
 from .aggregate import (
     DEFAULT_METRICS,
-    TRACKING_METRICS,
     choose_metrics,
     collect_metrics,
     missing_runs,
@@ -34,7 +34,7 @@ from .aggregate import (
 )
 from .manifest import RunRecord, SweepManifest, load_manifest, refresh_states, save_manifest
 from .plot import save_comparison_figure
-from .summary import MetricStats, SweepSummary
+from .summary import SweepSummary, format_stats
 from .sweep import (
     DEFAULT_TRAIN_SCRIPT,
     build_train_command,
@@ -48,12 +48,11 @@ from .sweep import (
 )
 
 CONFIG_COLUMN = "config"
-# Extra columns shown when the runs report them: HOTA and its detection / association
-# parts (higher-order tracking accuracy), and the per-track statistics of
-# ifr.evaluation.tracking: OneQuery (% of ground-truth tracks covered by exactly one
-# predicted track) and QueriesPerTrack (mean number of predicted tracks covering one).
-EXTRA_TRACKING_METRICS = ("HOTA", "DetA", "AssA", "OneQuery", "QueriesPerTrack")
-TABLE_METRICS = DEFAULT_METRICS + TRACKING_METRICS + EXTRA_TRACKING_METRICS
+# Columns shown when the runs report them. The tracking ones (ifr.evaluation.tracking)
+# include HOTA and its detection / association parts (higher-order tracking accuracy),
+# OneQuery (% of ground-truth tracks covered by exactly one predicted track) and
+# QueriesPerTrack (mean number of predicted tracks covering one).
+TABLE_METRICS = DEFAULT_METRICS + TRACKING_METRIC_NAMES
 TABLE_MD, TABLE_CSV, TABLE_PNG = "table.md", "table.csv", "table.png"
 # What every compared config must share, after the overrides: the data and the schedule.
 SHARED_KEYS = ("DATASETS.TRAIN", "DATASETS.TEST", "SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH")
@@ -210,22 +209,13 @@ def summarize_comparison(
     return SweepSummary([CONFIG_COLUMN], metrics, settings, missing)
 
 
-def format_cell(stats: Optional[MetricStats]) -> str:
-    """``"46.5 ± 0.8 (3)"``: mean ± sample std (runs); ``"46.5 ± - (1)"`` for one run,
-    ``"-"`` for none. One decimal, as the paper's tables."""
-    if stats is None:
-        return "-"
-    std = "-" if stats.std is None else f"{stats.std:.1f}"
-    return f"{stats.mean:.1f} ± {std} ({stats.n})"
-
-
 def format_table(summary: SweepSummary, seeds: Sequence[int]) -> str:
     """The markdown table: one row per config, ``runs`` = finished / planned."""
     header = [CONFIG_COLUMN, "runs"] + summary.metrics
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summary.settings:
         cells = [s.setting[CONFIG_COLUMN], f"{s.num_runs}/{s.num_planned}"]
-        cells += [format_cell(s.stats.get(m)) for m in summary.metrics]
+        cells += [format_stats(s.stats.get(m)) for m in summary.metrics]
         lines.append("| " + " | ".join(cells) + " |")
     seed_text = ", ".join(str(seed) for seed in seeds)
     text = (f"Mean ± sample std (ddof=1) (n runs) over seeds {seed_text}; every config "
