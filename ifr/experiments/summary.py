@@ -40,6 +40,15 @@ class SweepSummary:
     missing: List[MissingRun]
 
 
+def format_stats(stats: Optional[MetricStats]) -> str:
+    """A table cell: ``"46.5 ± 0.8 (3)"``, mean ± sample std (values); ``"46.5 ± - (1)"``
+    for one value, ``"-"`` for none. One decimal, as the paper's tables (percent)."""
+    if stats is None:
+        return "-"
+    std = "-" if stats.std is None else f"{stats.std:.1f}"
+    return f"{stats.mean:.1f} ± {std} ({stats.n})"
+
+
 def mean_std(values: Sequence[float]) -> MetricStats:
     values = np.asarray(values, dtype=np.float64)
     std = float(np.std(values, ddof=1)) if len(values) > 1 else None

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from ifr.experiments.aggregate import aggregate_sweep, format_stats, read_final_metrics, summarize
+from ifr.experiments.aggregate import aggregate_sweep, read_final_metrics, summarize
 from ifr.experiments.grid import SweepParam, expand_grid
 from ifr.experiments.manifest import SweepManifest, save_manifest
 from ifr.experiments.plot import build_summary_figure, numeric_value
-from ifr.experiments.summary import mean_std
+from ifr.experiments.summary import MetricStats, format_stats, mean_std
 
 LAMBDA = "MODEL.IFR.LAMBDA_E"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -75,8 +75,8 @@ def test_aggregate_writes_markdown_csv_and_png(lambda_sweep):
     markdown = open(os.path.join(lambda_sweep, "summary.md")).read()
     assert f"| {LAMBDA} | n | AP | AP50 |" in markdown
     # lambda 0.3: AP = 43 + seed^2 -> 43, 44, 47: mean 44.67, std 2.08
-    assert "| 0.3 | 3 | 44.67 ± 2.1 | 59 ± 1 |" in markdown
-    assert "| 1.0 | 1 | 50 ± - | 60 ± - |" in markdown
+    assert "| 0.3 | 3 | 44.7 ± 2.1 (3) | 59.0 ± 1.0 (3) |" in markdown
+    assert "| 1.0 | 1 | 50.0 ± - (1) | 60.0 ± - (1) |" in markdown
     assert f"- {LAMBDA}=1.0/seed=1 (pending): " in markdown
     assert markdown in lines
 
@@ -139,7 +139,8 @@ def test_undefined_minus_one_is_left_out_except_for_mota(tmp_path):
     assert (stats["IDP"].mean, stats["IDP"].n) == (80.0, 1)
     assert (stats["MOTA"].mean, stats["MOTA"].n) == (2.0, 2)
     # columns in the default order: AP, MOTA, IDP
-    assert "| 41 ± 1.4 | 2 ± 4.2 | 80 ± - (n=1) |" in open(f"{sweep_dir}/summary.md").read()
+    markdown = open(f"{sweep_dir}/summary.md").read()
+    assert "| 41.0 ± 1.4 (2) | 2.0 ± 4.2 (2) | 80.0 ± - (1) |" in markdown
 
 
 def test_errors_name_the_file_or_metric(tmp_path):
@@ -175,8 +176,9 @@ def test_a_truncated_metrics_file_is_listed_not_fatal(lambda_sweep):
 
 
 def test_format_stats_and_numeric_value():
-    assert format_stats(mean_std([1.0, 3.0]), 2) == "2 ± 1.4"
-    assert format_stats(mean_std([1.0, 3.0]), 3) == "2 ± 1.4 (n=2)"
-    assert format_stats(None, 3) == "-"
+    assert format_stats(mean_std([1.0, 3.0])) == "2.0 ± 1.4 (2)"  # std sqrt(2)
+    assert format_stats(MetricStats(46.53, 0.84, 5)) == "46.5 ± 0.8 (5)"
+    assert format_stats(MetricStats(46.5, None, 1)) == "46.5 ± - (1)"
+    assert format_stats(None) == "-"
     assert numeric_value("0.3") == 0.3 and numeric_value("[1,2]") is None
     assert numeric_value("True") is None and numeric_value("abc") is None

@@ -13,7 +13,6 @@ from matplotlib.container import ErrorbarContainer
 from ifr.experiments.compare import (
     ConfigSweep,
     check_labels,
-    format_cell,
     prepare_comparison,
     run_comparison,
     summarize_comparison,
@@ -22,7 +21,6 @@ from ifr.experiments.compare import (
 from ifr.experiments.grid import expand_grid
 from ifr.experiments.manifest import DONE, FAILED, SweepManifest, load_manifest, save_manifest
 from ifr.experiments.plot import build_comparison_figure
-from ifr.experiments.summary import MetricStats
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -109,12 +107,6 @@ def test_figure_has_a_bar_per_config_in_every_metric_panel(hand_made):
     assert spans[1] == pytest.approx([30.5 - math.sqrt(0.5), 30.5 + math.sqrt(0.5)])
     assert [p.get_height() for p in hota.patches] == pytest.approx([56.0])  # base: no HOTA
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["ifr", "base"]
-
-
-def test_format_cell():
-    assert format_cell(MetricStats(46.53, 0.84, 5)) == "46.5 ± 0.8 (5)"
-    assert format_cell(MetricStats(46.5, None, 1)) == "46.5 ± - (1)"
-    assert format_cell(None) == "-"
 
 
 def test_a_truncated_metrics_file_is_a_missing_run(hand_made):
