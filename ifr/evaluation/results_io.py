@@ -187,7 +187,7 @@ def _validate_segmentations(segmentations, video: VideoInfo, where: str) -> None
     if len(segmentations) != video.length:
         raise ValueError(
             f"{where}: 'segmentations' has {len(segmentations)} frames, "
-            f"the video has {video.length}"
+            f"the ground truth's video {video.video_id} has {video.length}"
         )
     for t, rle in enumerate(segmentations):
         if rle is None:

@@ -29,7 +29,6 @@ from ..utils.compat import apply_compat_shims
 apply_compat_shims()  # py-motmetrics calls np.asfarray, removed in NumPy 2
 
 import motmetrics as mm  # noqa: E402
-from trackeval.metrics import HOTA  # noqa: E402
 
 from .results_io import parse_results  # noqa: E402
 from .tracks import GroundTruth, MaskTrack, parse_ground_truth  # noqa: E402
@@ -146,7 +145,20 @@ def hota_sequence(similarity: MaskSimilarity) -> Dict[str, Any]:
         "tracker_ids": dt_ids,
         "similarity_scores": similarity.ious,
     }
-    return HOTA().eval_sequence(data)
+    return _hota_metric().eval_sequence(data)
+
+
+def _hota_metric():
+    """TrackEval's HOTA metric. trackeval is installed by tools/install_deps.sh without its
+    dependencies (it asks for a second OpenCV), so it is not in setup.py: say so if absent."""
+    try:
+        from trackeval.metrics import HOTA
+    except ImportError as e:
+        raise ImportError(
+            "HOTA needs the trackeval package: run `bash tools/install_deps.sh` or "
+            "`pip install --no-deps trackeval==1.3.0`"
+        ) from e
+    return HOTA()
 
 
 def _renumber(ids_per_frame: List[np.ndarray], num_ids: int) -> List[np.ndarray]:
@@ -160,8 +172,7 @@ def _renumber(ids_per_frame: List[np.ndarray], num_ids: int) -> List[np.ndarray]
 def summarize_hota(per_video: Sequence[Dict[str, Any]]) -> Dict[str, float]:
     """HOTA, DetA, AssA (percent, mean over TrackEval's IoU thresholds) of all videos
     together; -1 when there is no ground truth in any frame."""
-    metric = HOTA()
-    combined = metric.combine_sequences({str(i): res for i, res in enumerate(per_video)})
+    combined = _hota_metric().combine_sequences({str(i): res for i, res in enumerate(per_video)})
     num_gt_dets = combined["HOTA_TP"][0] + combined["HOTA_FN"][0]
     if not per_video or num_gt_dets == 0:
         return {"HOTA": _UNDEFINED, "DetA": _UNDEFINED, "AssA": _UNDEFINED}

@@ -101,7 +101,7 @@ def test_load_results_errors(tmp_path):
         (lambda e: e.update(score=float("nan")), "'score' must be a finite number"),
         (lambda e: e.update(category_id=1.5), "'category_id' must be an int"),
         (lambda e: e.update(category_id=9), "'category_id' 9 is not a ground-truth category"),
-        (lambda e: e.update(segmentations=[None]), "'segmentations' has 1 frames, the video has 2"),
+        (lambda e: e.update(segmentations=[None]), "'segmentations' has 1 frames, the ground truth's video 1 has 2"),
         (lambda e: e["segmentations"].__setitem__(0, {"size": [3, 4]}),
          "frame 0: a segmentation must be None or"),
         (lambda e: e["segmentations"].__setitem__(0, rle(np.ones((3, 3), bool))),

@@ -176,7 +176,7 @@ def test_bad_results_raise_naming_the_entry():
     gt = make_gt([(1, H, W, 1)], [(1, 1, track)])
     with pytest.raises(ValueError, match="entry 0 .*video id 7 is not in the ground truth"):
         evaluate_ytvis(gt, [make_result(7, 1, 0.5, track)])
-    with pytest.raises(ValueError, match="entry 1 .*2 frames, the video has 1"):
+    with pytest.raises(ValueError, match="entry 1 .*2 frames, the ground truth.s video 1 has 1"):
         evaluate_ytvis(gt, [make_result(1, 1, 0.5, track), make_result(1, 1, 0.5, track * 2)])
     with pytest.raises(ValueError, match="'category_id' 0 is not a ground-truth category"):
         evaluate_ytvis(gt, [make_result(1, 0, 0.5, track)])

@@ -77,8 +77,8 @@ def test_cli_prints_and_writes_flat_metrics(files, tmp_path):
 def test_cli_without_tracking_has_only_ap_keys(files, tmp_path, capsys, load_tool):
     gt_path, results_path, _ = files
     out = tmp_path / "metrics.json"
-    assert load_tool("evaluate").main(["--annotations", str(gt_path), "--results", str(results_path),
-                             "--output", str(out)]) == 0
+    assert load_tool("evaluate").main(["--annotations", str(gt_path), "--results",
+                                       str(results_path), "--output", str(out)]) == 0
     assert "AR10" in capsys.readouterr().out
     assert set(json.loads(out.read_text())) == {"AP", "AP50", "AP75", "APs", "APm", "APl",
                                                 "AR1", "AR10"}
