@@ -2,7 +2,10 @@
 """Speed and memory of a config on synthetic input (no dataset needed).
 
     python tools/benchmark.py --config-file configs/ytvis19/r50.yaml --size 360 640 \
-        [--lengths 50,100,500] [KEY VALUE ...]
+        [--lengths 50,100,500] [--original-size 3000 4000] [KEY VALUE ...]
+
+``--size`` is the model's input size; ``--original-size`` the size of the video before
+the test mapper resized it, where the masks are rendered (default: ``--size``).
 
 Prints training iterations/s and peak memory, inference frames/s, and peak inference
 memory against video length (device memory on GPU; process peak RSS on CPU).
@@ -29,6 +32,8 @@ def parse_args(argv=None):
     parser.add_argument("--infer-frames", type=int, default=36, help="frames of the timed video")
     parser.add_argument("--lengths", type=_int_list, default=[50, 100, 200], metavar="N,N,...",
                         help="video lengths for the memory table (comma-separated; empty: none)")
+    parser.add_argument("--original-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="video size the masks are rendered at in the memory table")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
@@ -51,7 +56,8 @@ def main(argv=None) -> None:
     rows.append((f"inference frames/s ({args.infer_frames}-frame video)", f"{infer['infer_frames_per_s']:.2f}"))
     print(tabulate(rows, tablefmt="github", headers=["metric", "value"]))
     if args.lengths:
-        table = memory_vs_length(cfg, size, args.lengths)
+        original = tuple(args.original_size) if args.original_size else None
+        table = memory_vs_length(cfg, size, args.lengths, original)
         print()
         print(tabulate([(n, f"{mb:.0f}") for n, mb in table], tablefmt="github",
                        headers=["video frames", "peak inference memory (MiB)"]))

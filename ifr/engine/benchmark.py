@@ -3,7 +3,7 @@
 Figures, never asserts: timings depend on the machine."""
 import resource
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.modeling import build_model
@@ -91,8 +91,17 @@ def benchmark_inference(cfg, size: Tuple[int, int], num_frames: int, iters: int)
     return {"infer_frames_per_s": iters * num_frames / elapsed}
 
 
-def memory_vs_length(cfg, size: Tuple[int, int], lengths: List[int]) -> List[Tuple[int, float]]:
-    """Peak inference memory (MiB, above the model's own) for each video length."""
+def memory_vs_length(
+    cfg,
+    size: Tuple[int, int],
+    lengths: List[int],
+    original_size: Optional[Tuple[int, int]] = None,
+) -> List[Tuple[int, float]]:
+    """Peak inference memory (MiB, above the model's own) for each video length; frames
+    of ``size`` go through the model, masks are rendered at ``original_size`` (default
+    ``size``), as for a video the test mapper resized."""
     model = build_model(cfg)
     model.eval()
-    return [(n, measure_inference_memory(model, n, size) / 2**20) for n in lengths]
+    return [
+        (n, measure_inference_memory(model, n, size, original_size) / 2**20) for n in lengths
+    ]

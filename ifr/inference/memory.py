@@ -3,7 +3,7 @@
 import os
 import threading
 import time
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -42,32 +42,46 @@ class _PeakRSSSampler:
         self.peak = max(self.peak, _resident_bytes())
 
 
-def random_video_input(num_frames: int, size: Tuple[int, int], seed: int = 0) -> dict:
-    """A test-mapper-like input of ``num_frames`` random uint8 frames of ``size`` (H, W)."""
+def random_video_input(
+    num_frames: int,
+    size: Tuple[int, int],
+    seed: int = 0,
+    original_size: Optional[Tuple[int, int]] = None,
+) -> dict:
+    """A test-mapper-like input of ``num_frames`` random uint8 frames of ``size`` (H, W),
+    the model's input size; masks are rendered at ``original_size`` (default: ``size``),
+    the size of the video before the mapper resized it."""
     generator = torch.Generator().manual_seed(seed)
     frames = [
         torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=generator)
         for _ in range(num_frames)
     ]
+    height, width = original_size or size
     return {
         "image": frames,
-        "height": size[0],
-        "width": size[1],
+        "height": height,
+        "width": width,
         "video_id": -1,
         "length": num_frames,
     }
 
 
 @torch.no_grad()
-def measure_inference_memory(model, num_frames: int, size: Tuple[int, int]) -> int:
+def measure_inference_memory(
+    model,
+    num_frames: int,
+    size: Tuple[int, int],
+    original_size: Optional[Tuple[int, int]] = None,
+) -> int:
     """Peak memory in bytes of ``run_inference`` on a random video of ``num_frames`` frames
-    of ``size`` (H, W), above what was in use before the call.
+    of ``size`` (H, W), masks rendered at ``original_size`` (default ``size``), above what
+    was in use before the call.
 
     On a CUDA model: ``torch.cuda.max_memory_allocated`` of the model's device. On CPU:
     peak resident set size (sampled every 2 ms), so it includes allocator slack; compare
     numbers measured in the same way.
     """
-    batched_input = random_video_input(num_frames, size)
+    batched_input = random_video_input(num_frames, size, original_size=original_size)
     model.eval()
     device = torch.device(model.device)
     if device.type == "cuda":

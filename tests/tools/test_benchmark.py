@@ -23,3 +23,16 @@ def test_prints_speed_and_memory_tables(capsys, load_tool):
     assert "inference frames/s (3-frame video)" in out
     rows = [line for line in out.splitlines() if line.startswith("|") and line.split("|")[1].strip() in ("2", "4")]
     assert len(rows) == 2
+
+
+def test_original_size_renders_masks_at_the_video_size(load_tool):
+    """--original-size: the model sees --size frames, masks come at the original size."""
+    from ifr.inference.memory import random_video_input
+
+    args = load_tool("benchmark").parse_args(
+        ["--config-file", TINY, "--size", "32", "48", "--original-size", "300", "450"]
+    )
+    assert args.original_size == [300, 450]
+    video = random_video_input(2, (32, 48), original_size=(300, 450))
+    assert video["image"][0].shape == (3, 32, 48)
+    assert (video["height"], video["width"]) == (300, 450)
