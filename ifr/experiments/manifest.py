@@ -113,7 +113,11 @@ def save_manifest(manifest: SweepManifest, sweep_dir: str) -> None:
 def load_manifest(sweep_dir: str) -> SweepManifest:
     path = manifest_path(sweep_dir)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no sweep manifest (is {sweep_dir} a sweep folder?)")
+        inner = _sweeps_inside(sweep_dir)
+        hint = (f"; it holds the sweeps {inner} of a comparison: give one of them "
+                f"({os.path.join(sweep_dir, inner[0])}), or re-run tools/compare.py for the "
+                "table") if inner else f" (is {sweep_dir} a sweep folder?)"
+        raise FileNotFoundError(f"{path}: no sweep manifest{hint}")
     try:
         with open(path) as f:
             data = json.load(f)
@@ -122,6 +126,14 @@ def load_manifest(sweep_dir: str) -> SweepManifest:
         return SweepManifest.from_json(data)
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a valid sweep manifest: {e}") from None
+
+
+def _sweeps_inside(folder: str) -> List[str]:
+    """The sub-folders of ``folder`` that are sweeps (a comparison's layout)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(name for name in os.listdir(folder)
+                  if os.path.isfile(manifest_path(os.path.join(folder, name))))
 
 
 def is_finished(sweep_dir: str, run_name: str) -> bool:

@@ -67,3 +67,11 @@ def test_merge_extends_values_and_seeds_and_keeps_records(tmp_path):
 def test_merge_refuses_another_experiment(tmp_path, change):
     with pytest.raises(ValueError, match="use another --output-dir"):
         merge_manifests(make_manifest(**change), make_manifest(), str(tmp_path))
+
+
+def test_a_comparison_folder_is_named_as_such(tmp_path):
+    save_manifest(make_manifest(), str(tmp_path / "cmp" / "ifr_tiny"))
+    with pytest.raises(FileNotFoundError, match=r"sweeps \['ifr_tiny'\] of a comparison"):
+        load_manifest(str(tmp_path / "cmp"))
+    with pytest.raises(FileNotFoundError, match="is .* a sweep folder"):
+        load_manifest(str(tmp_path / "nowhere"))
