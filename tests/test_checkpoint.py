@@ -103,7 +103,8 @@ def test_detectron2_style_pkl_with_numpy_arrays_loads(tmp_path):
     path = tmp_path / "zoo.pkl"
     with open(path, "wb") as f:
         pickle.dump({"model": weights, "__author__": "mask2former"}, f, protocol=2)
-    assert np.array_equal(load_arrays_pickle(str(path))["model"]["backbone.weight"], weights["backbone.weight"])
+    loaded = load_arrays_pickle(str(path))["model"]["backbone.weight"]
+    assert np.array_equal(loaded, weights["backbone.weight"])
     model = TinyIFRLike()
     IFRCheckpointer(model).load(str(path))
     assert torch.all(model.backbone.weight == 0.5)

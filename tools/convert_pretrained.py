@@ -5,36 +5,39 @@
     python tools/convert_pretrained.py --kind torchvision-resnet resnet50-0676ba61.pth R-50.pth
 
 The output holds ``backbone.*`` weights only; the heads start random (or come from a
-Mask2Former checkpoint). See ifr/modeling/backbone/convert.py.
+Mask2Former checkpoint). See ifr/modeling/backbone/convert.py. Bad input ends with one
+``error:`` line (``--traceback`` shows the traceback).
 """
 import argparse
 import sys
 
-from ifr.modeling.backbone.convert import CONVERTERS, UnsafeCheckpointError, convert_checkpoint
+from ifr.engine.cli import raise_on_argparse_error, run_tool
+from ifr.modeling.backbone.convert import CONVERTERS, convert_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("input", help="checkpoint to convert (.pth/.pt/.bin/.safetensors)")
     parser.add_argument("output", help="detectron2 checkpoint to write (.pth)")
-    parser.add_argument("--kind", required=True, choices=sorted(CONVERTERS), help="naming of the input")
+    parser.add_argument(
+        "--kind", required=True, choices=sorted(CONVERTERS), help="naming of the input"
+    )
     parser.add_argument(
         "--allow-pickle",
         action="store_true",
         help="unpickle arbitrary Python objects in the input (only for files you trust)",
     )
-    return parser.parse_args(argv)
+    return raise_on_argparse_error(parser).parse_args(argv)
 
 
 def main(argv=None) -> int:
+    """Converts; bad input raises (one ``error:`` line through ``run_tool``)."""
     args = parse_args(argv)
-    try:
-        convert_checkpoint(args.input, args.output, args.kind, allow_pickle=args.allow_pickle)
-    except (UnsafeCheckpointError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    convert_checkpoint(args.input, args.output, args.kind, allow_pickle=args.allow_pickle)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

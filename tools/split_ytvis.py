@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from ifr.data.datasets import YTVISFormatError
 from ifr.data.split import split_ytvis_json
+from ifr.engine.cli import run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -43,4 +44,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))  # any other bad input (e.g. a missing file): one line too

@@ -20,6 +20,7 @@ from ..inference.visualize import draw_video
 from ..utils.errors import UserInputError
 from ..utils.video_io import (
     DEFAULT_FPS,
+    IMAGE_EXTENSIONS,
     read_video,
     video_input_files,
     write_image,
@@ -38,7 +39,8 @@ class DemoOutputError(UserInputError):
 def check_outputs(input_files: Sequence[str], output: str, frames_dir: str = "") -> None:
     """Refuse, before any work, outputs that would overwrite an input or cannot be written:
     ``output`` must be a new or replaceable ``.mp4`` file that is none of ``input_files``;
-    ``frames_dir`` (optional) must be a folder, or not exist yet, holding none of them."""
+    ``frames_dir`` (optional) must be a folder, or not exist yet, that holds no input
+    frame (a video file beside the drawn frames is fine)."""
     inputs = {os.path.realpath(path) for path in input_files}
     if not output.lower().endswith(VIDEO_EXTENSION):
         raise DemoOutputError(
@@ -60,7 +62,11 @@ def check_outputs(input_files: Sequence[str], output: str, frames_dir: str = "")
     if os.path.realpath(frames_dir) == os.path.realpath(output):
         raise DemoOutputError("--frames-dir and --output are the same path")
     folder = os.path.realpath(frames_dir)
-    inside = sorted(path for path in inputs if os.path.dirname(path) == folder)
+    inside = sorted(
+        path
+        for path in inputs
+        if os.path.dirname(path) == folder and path.lower().endswith(IMAGE_EXTENSIONS)
+    )
     if inside:
         raise DemoOutputError(
             f"--frames-dir {frames_dir!r} holds the input ({os.path.basename(inside[0])}"

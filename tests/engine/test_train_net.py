@@ -85,3 +85,38 @@ def test_class_count_mismatch_with_the_dataset_is_refused():
     with pytest.raises(ValueError, match="ytvis_tiny_train.*3 categories.*NUM_CLASSES"):
         check_datasets_available(cfg)
     check_datasets_available(build_cfg(TINY))
+
+
+def test_checkpoints_carry_the_training_classes_and_eval_checks_them(caplog):
+    import logging
+
+    from detectron2.data import MetadataCatalog
+
+    from ifr.engine.defaults import ConfigError, build_cfg, check_class_names
+    from ifr.engine.trainer import training_classes
+
+    tiny_names = list(MetadataCatalog.get("ytvis_tiny_train").thing_classes)
+    extras = training_classes(build_cfg(TINY))
+    assert extras["class_names"] == tiny_names
+    assert len(extras["class_colors"]) == len(tiny_names)
+    assert training_classes(build_cfg(TINY, ["DATASETS.TRAIN", "()"])) == {}
+
+    check_class_names(extras, ["ytvis_tiny_val"])  # the same categories: accepted
+    with pytest.raises(ConfigError, match="trained on classes .*'ytvis_2019_val' .*\\(40\\)"):
+        check_class_names(extras, ["ytvis_2019_val"])
+    with caplog.at_level(logging.WARNING):
+        check_class_names({}, ["ytvis_tiny_val"])  # a checkpoint from before: a warning
+    assert "holds no class names" in caplog.text
+
+
+def test_config_is_saved_only_when_the_run_starts(tmp_path):
+    from ifr.engine.defaults import argument_parser, save_run_config, setup
+
+    args = argument_parser().parse_args(
+        ["--config-file", TINY, "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "3"]
+    )
+    cfg = setup(args)
+    assert not (tmp_path / "config.yaml").exists()  # setup alone writes no config
+    path = save_run_config(cfg)
+    assert path == str(tmp_path / "config.yaml")
+    assert "MAX_ITER: 3" in (tmp_path / "config.yaml").read_text()

@@ -9,6 +9,7 @@ from detectron2.modeling import build_backbone
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
+from ifr.engine.cli import run_tool
 from ifr.modeling.backbone.convert import (
     UnsafeCheckpointError,
     convert_checkpoint,
@@ -72,7 +73,8 @@ def test_r18_builds_from_cfg(resnet_cfg):
     }
     outputs = backbone(torch.randn(1, 3, 64, 96))
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
-        "res2": (1, 64, 16, 24), "res3": (1, 128, 8, 12), "res4": (1, 256, 4, 6), "res5": (1, 512, 2, 3)
+        "res2": (1, 64, 16, 24), "res3": (1, 128, 8, 12),
+        "res4": (1, 256, 4, 6), "res5": (1, 512, 2, 3),
     }
 
 
@@ -110,7 +112,9 @@ def test_resnet_loads_through_detection_checkpointer(tmp_path, resnet_cfg):
     model = _Model(build_resnet_backbone(resnet_cfg(18), ShapeSpec(channels=3))).eval()
     DetectionCheckpointer(model).load(str(out))
     torch.testing.assert_close(model.backbone.stem.conv1.weight, reference.conv1.weight)
-    torch.testing.assert_close(model.backbone.res5[1].conv2.norm.running_var, reference.layer4[1].bn2.running_var)
+    torch.testing.assert_close(
+        model.backbone.res5[1].conv2.norm.running_var, reference.layer4[1].bn2.running_var
+    )
 
 
 def test_resnet_key_mapping_hand_written():
@@ -226,6 +230,6 @@ def test_command_line_tool(tmp_path, capsys, load_tool):
     assert "backbone.res5.1.conv2.norm.running_var" in torch.load(out, weights_only=True)["model"]
     # Wrong kind: a clear error naming the key, non-zero exit, no output written.
     bad_out = tmp_path / "bad.pth"
-    assert tool.main(["--kind", "swin", str(src), str(bad_out)]) == 1
+    assert run_tool(tool.main, ["--kind", "swin", str(src), str(bad_out)]) == 1
     assert "unexpected key 'conv1.weight'" in capsys.readouterr().err
     assert not bad_out.exists()

@@ -15,6 +15,7 @@ from typing import Callable, Dict, Optional
 from torch import Tensor
 
 from ...utils.atomic_io import atomic_torch_save
+from ...utils.errors import UserInputError
 from ...utils.tensor_io import CheckpointFormatError, UnsafeCheckpointError, load_tensor_file
 
 __all__ = [
@@ -59,7 +60,9 @@ def _unwrap_state_dict(loaded, path: str) -> Dict[str, Tensor]:
     return dict(loaded)
 
 
-def swin_official_to_d2(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> Dict[str, Tensor]:
+def swin_official_to_d2(
+    state_dict: Dict[str, Tensor], source: str = "checkpoint"
+) -> Dict[str, Tensor]:
     """Official Swin classification names -> ``D2SwinTransformer`` names.
 
     The names of the stages are the same; dropped are the classifier (``head.*``), the
@@ -75,10 +78,14 @@ def swin_official_to_d2(state_dict: Dict[str, Tensor], source: str = "checkpoint
             side = math.isqrt(tensor.shape[1])
             tensor = tensor.transpose(1, 2).reshape(1, tensor.shape[2], side, side)
         elif not name.startswith(("patch_embed.", "layers.")):
-            raise ValueError(f"{source}: unexpected key '{name}' for an official Swin checkpoint")
+            raise CheckpointFormatError(
+                f"{source}: unexpected key '{name}' for an official Swin checkpoint"
+            )
         converted[name] = tensor
     if not converted:
-        raise ValueError(f"{source}: no Swin weights found (expected patch_embed.*, layers.*)")
+        raise CheckpointFormatError(
+            f"{source}: no Swin weights found (expected patch_embed.*, layers.*)"
+        )
     return converted
 
 
@@ -86,7 +93,9 @@ _RESNET_STEM = re.compile(r"^(conv1|bn1)\.(.+)$")
 _RESNET_BLOCK = re.compile(r"^layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.0|downsample\.1)\.(.+)$")
 
 
-def torchvision_resnet_to_d2(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> Dict[str, Tensor]:
+def torchvision_resnet_to_d2(
+    state_dict: Dict[str, Tensor], source: str = "checkpoint"
+) -> Dict[str, Tensor]:
     """torchvision ResNet names -> detectron2 ResNet names.
 
     ``conv1``/``bn1`` -> ``stem.conv1``/``stem.conv1.norm``; ``layer{k}.{i}.conv{j}`` ->
@@ -111,7 +120,9 @@ def torchvision_resnet_to_d2(state_dict: Dict[str, Tensor], source: str = "check
                 target = module if module.startswith("conv") else f"conv{module[2:]}.norm"
             new_name = prefix + target + "." + param
         else:
-            raise ValueError(f"{source}: unexpected key '{name}' for a torchvision ResNet state dict")
+            raise CheckpointFormatError(
+                f"{source}: unexpected key '{name}' for a torchvision ResNet state dict"
+            )
         converted[new_name] = tensor
     return converted
 
@@ -132,17 +143,22 @@ def to_detectron2_checkpoint(backbone_state: Dict[str, Tensor], prefix: str = "b
 
 
 def convert_checkpoint(
-    input_path: str, output_path: str, kind: str, allow_pickle: bool = False, log: Optional[Callable] = print
+    input_path: str,
+    output_path: str,
+    kind: str,
+    allow_pickle: bool = False,
+    log: Optional[Callable] = print,
 ) -> dict:
     """Converts ``input_path`` with the converter ``kind`` (a key of ``CONVERTERS``) and
     writes the detectron2 checkpoint to ``output_path``. Returns the written object."""
     if kind not in CONVERTERS:
-        raise ValueError(f"unknown conversion '{kind}'; choose one of {sorted(CONVERTERS)}")
+        raise UserInputError(f"unknown conversion '{kind}'; choose one of {sorted(CONVERTERS)}")
     state_dict = load_state_dict_safely(input_path, allow_pickle=allow_pickle)
     backbone_state = CONVERTERS[kind](state_dict, source=input_path)
     checkpoint = to_detectron2_checkpoint(backbone_state)
     atomic_torch_save(checkpoint, output_path)
     if log is not None:
         dropped = len(state_dict) - len(backbone_state)
-        log(f"{input_path}: {len(backbone_state)} tensors converted ({dropped} dropped) -> {output_path}")
+        converted = len(backbone_state)
+        log(f"{input_path}: {converted} tensors converted ({dropped} dropped) -> {output_path}")
     return checkpoint
