@@ -4,10 +4,8 @@ import uuid
 
 import numpy as np
 import pytest
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from ifr.config import add_ifr_config
 from ifr.evaluation import YTVISEvaluator, load_results
 from ytvis_factory import box, make_gt
 
@@ -110,9 +108,8 @@ def test_bad_outputs_are_errors(register):
         _run(evaluator, [(3, 3, _output(TRACK_1, 1))] * 2 + [(5, 2, _output(TRACK_2, 0))])
 
 
-def test_config_sets_the_tracking_score_threshold(register):
-    cfg = get_cfg()
-    add_ifr_config(cfg)
+def test_config_sets_the_tracking_score_threshold(register, make_cfg):
+    cfg = make_cfg()
     assert cfg.TEST.TRACKING_SCORE_THRESHOLD == 0.5
     cfg.TEST.TRACKING_SCORE_THRESHOLD = 0.95  # above the outputs' 0.9: none is kept
     evaluator = YTVISEvaluator(cfg, register())
