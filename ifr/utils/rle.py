@@ -227,3 +227,119 @@ def rle_areas(rles: Sequence[Optional[dict]]) -> np.ndarray:
     if present:
         areas[present] = mask_util.area([rles[i] for i in present])
     return areas
+
+
+def validate_rles(
+    rles: Sequence[Any], height: int, width: int, wheres: Sequence[str]
+) -> None:
+    """:func:`validate_rle` of many RLEs of one ``height`` x ``width`` (e.g. every mask of a
+    video) at once: the run lengths of all compressed ``counts`` are decoded in one
+    vectorised pass, and those of all uncompressed ``counts`` summed in one, instead of a
+    dozen small numpy calls per RLE (about 100 us each; a YouTube-VIS train file has
+    ~10^5 masks). Same checks, same errors: where RLE ``i`` is bad, :func:`validate_rle`
+    raises its own error for it, naming ``wheres[i]`` (the first bad RLE in order, except
+    that a bad character or truncated string is found before a wrong total).
+
+    Raises:
+        RLEError: as :func:`validate_rle` does for a bad RLE.
+    """
+    expected = [int(height), int(width)]
+    compressed, uncompressed, one_by_one = [], [], []
+    for i, rle in enumerate(rles):
+        size = rle.get("size") if isinstance(rle, dict) else None
+        if isinstance(size, list) and list(map(type, size)) == [int, int] and size == expected:
+            counts = rle.get("counts")
+            if isinstance(counts, (str, bytes)):
+                compressed.append(i)
+                continue
+            if isinstance(counts, list):
+                uncompressed.append(i)
+                continue
+        one_by_one.append(i)
+    totals: dict = {}
+    bad = len(rles)  # the first bad RLE of the batches
+    if compressed:
+        bad = min(bad, _batch_compressed_totals(rles, compressed, totals))
+    if uncompressed:
+        bad = min(bad, _batch_uncompressed_totals(rles, uncompressed, totals))
+    area = expected[0] * expected[1]
+    bad = min([bad] + [i for i, total in totals.items() if total != area])
+    for i in sorted(one_by_one + ([bad] if bad < len(rles) else [])):
+        validate_rle(rles[i], height, width, wheres[i])  # raises its own error when bad
+        if i == bad:  # not reached: the batch and the one-by-one checks agree
+            raise RLEError(f"{wheres[i]}: malformed RLE")
+
+
+def _batch_uncompressed_totals(rles, indices: List[int], totals: dict) -> int:
+    """Pixel totals of uncompressed RLEs into ``totals``; returns the first index that
+    needs the one-by-one check (non-int or negative counts), else ``len(rles)``."""
+    lists = [rles[i]["counts"] for i in indices]
+    flat = [c for counts in lists for c in counts]
+    if not set(map(type, flat)) <= {int}:
+        return next(i for i, c in zip(indices, lists) if not set(map(type, c)) <= {int})
+    runs = np.asarray(flat, dtype=np.int64)
+    lengths = np.array([len(c) for c in lists])
+    owner = np.repeat(np.arange(len(lists)), lengths)
+    if (runs < 0).any():
+        return indices[int(owner[np.argmax(runs < 0)])]
+    sums = np.bincount(owner, weights=runs, minlength=len(lists))
+    totals.update((i, int(s)) for i, s in zip(indices, sums))
+    return len(rles)
+
+
+def _batch_compressed_totals(rles, indices: List[int], totals: dict) -> int:
+    """Pixel totals of compressed RLEs into ``totals``, decoded as :func:`decode_counts`
+    does but for all strings at once; returns the first index that needs the one-by-one
+    check (bad character, truncated, too long or negative run), else ``len(rles)``."""
+    strings = []
+    for i in indices:
+        counts = rles[i]["counts"]
+        if isinstance(counts, str):
+            if not counts.isascii():
+                return i
+            counts = counts.encode("ascii")
+        strings.append(counts)
+    lengths = np.array([len(s) for s in strings], dtype=np.int64)
+    char_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    codes = np.frombuffer(b"".join(strings), dtype=np.uint8) - np.uint8(_CHAR_OFFSET)
+    flagged = np.zeros(len(strings), dtype=bool)
+    nonempty = lengths > 0
+    if codes.size:
+        owner_of_char = np.repeat(np.arange(len(strings)), lengths)
+        flagged[owner_of_char[codes > 63]] = True
+        last = codes[char_start[nonempty] + lengths[nonempty] - 1]
+        flagged[np.flatnonzero(nonempty)[(last & _MORE_BIT) != 0]] = True
+    if flagged.any():  # the decoding below assumes a well-formed string
+        return indices[int(np.argmax(flagged))]
+    sums = np.zeros(len(strings), dtype=np.int64)
+    if codes.size:
+        ends = np.flatnonzero((codes & _MORE_BIT) == 0)
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        groups = ends - starts + 1
+        owner = np.searchsorted(char_start, starts, side="right") - 1
+        flagged[owner[groups > _MAX_GROUPS]] = True
+        position = np.arange(codes.size) - np.repeat(starts, groups)
+        shift = np.minimum(5 * position, 62)  # a too long run is flagged above anyway
+        values = np.add.reduceat((codes & _VALUE_BITS).astype(np.int64) << shift, starts)
+        negative = (codes[ends] & _SIGN_BIT) != 0
+        values[negative] -= np.left_shift(1, np.minimum(5 * groups[negative], 62))
+        runs = _undo_differences(values, owner)
+        flagged[owner[runs < 0]] = True
+        sums = np.bincount(owner, weights=runs, minlength=len(strings)).astype(np.int64)
+    if flagged.any():
+        return indices[int(np.argmax(flagged))]
+    totals.update((i, int(s)) for i, s in zip(indices, sums))
+    return len(rles)
+
+
+def _undo_differences(values: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Run lengths from COCO's values: within each RLE (``owner``, sorted), from the fourth
+    run on a value is the difference to the run two before; so odd runs are the cumulative
+    sum of the odd values, and even runs from the third on that of the even values."""
+    first_run = np.searchsorted(owner, owner, side="left")
+    local = np.arange(values.size) - first_run
+    runs = values.copy()
+    for mask in ((local % 2) == 1, ((local % 2) == 0) & (local >= 2)):
+        cumulative = np.concatenate([[0], np.cumsum(np.where(mask, values, 0))])
+        runs[mask] = (cumulative[1:] - cumulative[first_run])[mask]
+    return runs

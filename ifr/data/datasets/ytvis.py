@@ -15,7 +15,7 @@ import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from ...utils.rle import RLEError, segmentation_to_rle
+from ...utils.rle import RLEError, segmentation_to_rle, validate_rles, with_str_counts
 from .categories import distinct_colors
 
 __all__ = [
@@ -316,26 +316,22 @@ def _per_frame_annotations(
 ) -> List[List[Dict]]:
     """``length`` lists of instance dicts from the video's ``(index, annotation)`` pairs;
     every segmentation is checked and turned into a compressed RLE (``counts`` str)."""
-    length, height, width = record["length"], record["height"], record["width"]
+    length = record["length"]
+    try:
+        rles = _video_rles(tracks, record, track_ids)
+    except RLEError as e:
+        raise YTVISFormatError(json_file, str(e), record["video_id"], "segmentations") from e
     frames: List[List[Dict]] = [[] for _ in range(length)]
     for index, ann in tracks:
-        track_id = track_ids[index]
         bboxes = ann.get("bboxes") or [None] * length
-        for t, segm in enumerate(ann["segmentations"]):
-            try:
-                rle = segmentation_to_rle(
-                    segm, height, width, where=f"annotation id {track_id}, frame {t}"
-                )
-            except RLEError as e:
-                raise YTVISFormatError(
-                    json_file, str(e), record["video_id"], "segmentations"
-                ) from e
+        for t in range(length):
+            rle = rles.get((index, t))
             if rle is None:
                 continue  # the instance is absent from frame t
             bbox = bboxes[t] if bboxes[t] is not None else mask_util.toBbox(rle).tolist()
             obj = {key: ann[key] for key in ann_keys if key in ann}
             obj.update(
-                id=track_id,
+                id=track_ids[index],
                 category_id=id_map[ann["category_id"]],
                 bbox=list(bbox),
                 bbox_mode=BoxMode.XYWH_ABS,
@@ -343,6 +339,38 @@ def _per_frame_annotations(
             )
             frames[t].append(obj)
     return frames
+
+
+def _video_rles(tracks: List, record: Dict, track_ids: List[int]) -> Dict[tuple, dict]:
+    """(annotation index, frame) -> compressed RLE of every present mask of a video. RLEs
+    are validated together (``validate_rles``: one vectorised pass per video), the rare
+    polygons one by one.
+
+    Raises:
+        RLEError: naming the annotation id and the frame.
+    """
+    height, width = record["height"], record["width"]
+    keys, rle_inputs, rles = [], [], {}
+    for index, ann in tracks:
+        for t, segm in enumerate(ann["segmentations"]):
+            if isinstance(segm, dict):
+                keys.append((index, t))
+                rle_inputs.append(segm)
+                continue
+            rle = segmentation_to_rle(
+                segm, height, width, where=f"annotation id {track_ids[index]}, frame {t}"
+            )
+            if rle is not None:
+                rles[(index, t)] = rle
+    wheres = [f"annotation id {track_ids[i]}, frame {t}" for i, t in keys]
+    validate_rles(rle_inputs, height, width, wheres)
+    uncompressed = [k for k, rle in enumerate(rle_inputs) if isinstance(rle["counts"], list)]
+    if uncompressed:  # one pycocotools call for the video
+        encoded = mask_util.frPyObjects([rle_inputs[k] for k in uncompressed], height, width)
+        for k, rle in zip(uncompressed, encoded):
+            rle_inputs[k] = rle
+    rles.update((key, with_str_counts(rle)) for key, rle in zip(keys, rle_inputs))
+    return rles
 
 
 def register_ytvis_instances(
