@@ -119,6 +119,9 @@ CASES = [
     ("demo-class-count", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
                                   "--output", "{f:out.mp4}", "--classes", "dog,cat"],
      "--classes 'dog,cat' gives 2 class names but the model has MODEL.IFR.NUM_CLASSES 3"),
+    ("split-missing-file", "split_ytvis", ["{f:absent.json}"], "absent.json: file not found"),
+    ("split-not-json", "split_ytvis", ["{f:text.pth}", "--out-dir", "{f:split}"],
+     "text.pth: not valid json"),
 ]
 
 
@@ -146,7 +149,7 @@ def test_bad_input_is_one_line_and_nothing_is_overwritten(
     torch.set_num_threads(1)
     before = _snapshot(files)
     status = run_tool(load_tool(tool).main, [_fill(arg, files) for arg in argv])
-    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if "error: " in line]
     assert status != 0
     assert len(err_lines) == 1, err_lines
     assert _fill(expected, files) in err_lines[0]
