@@ -6,8 +6,11 @@ Mask terms work on point-sampled logits: a row is one mask (or one mask volume),
 one sampled point. Targets may be soft (probabilities in [0, 1]), not only binary.
 """
 
+from typing import Optional, Tuple
+
 import torch
 from torch.nn import functional as F
+from torchvision.ops import box_convert, generalized_box_iou
 
 # Added to numerator and denominator of the Dice coefficient, as in Mask2Former: an empty
 # prediction of an empty mask has Dice 1, and the gradient stays finite.
@@ -93,3 +96,107 @@ def clip_matching_cost(
     mask_cost = batch_sigmoid_ce_cost(pred_volumes, tgt_volumes)
     dice_cost = batch_dice_cost(pred_volumes, tgt_volumes)
     return cost_class * class_cost + cost_mask * mask_cost + cost_dice * dice_cost
+
+
+# ---------------------------------------------------------------------------------------
+# Instance-sequence matching (VisTR): a prediction is a sequence of per-frame slots, a
+# target a sequence of per-frame boxes present in some frames. Each term is averaged over
+# the frames where the target is present. Shapes: N predicted sequences, M targets,
+# T frames, K classes.
+
+
+def _mean_over_present(per_frame: torch.Tensor, tgt_valid: torch.Tensor) -> torch.Tensor:
+    """(N, M, T) per-frame costs -> (N, M): mean over the frames where target m is
+    present (``tgt_valid`` (M, T) bool); 0 for a target present nowhere."""
+    present = tgt_valid.bool()[None].expand_as(per_frame)
+    per_frame = torch.where(present, per_frame, torch.zeros_like(per_frame))
+    return per_frame.sum(-1) / tgt_valid.sum(-1).clamp(min=1).to(per_frame.dtype)[None]
+
+
+def sequence_class_cost(
+    pred_probs: torch.Tensor, tgt_labels: torch.Tensor, tgt_valid: torch.Tensor
+) -> torch.Tensor:
+    """
+    ``-p_t(c_m)`` averaged over the frames where target m is present.
+
+    Args:
+        pred_probs: (N, T, K) per-frame class probabilities of the N predicted sequences.
+        tgt_labels: (M,) int64 class of each target.
+        tgt_valid: (M, T) bool, target m present in frame t.
+
+    Returns:
+        (N, M) cost.
+    """
+    per_frame = -pred_probs.float()[:, :, tgt_labels].permute(0, 2, 1)  # (N, M, T)
+    return _mean_over_present(per_frame, tgt_valid)
+
+
+def sequence_box_costs(
+    pred_boxes: torch.Tensor, tgt_boxes: torch.Tensor, tgt_valid: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """
+    Box terms of the sequence matching cost: L1 and ``-GIoU``, each averaged over the
+    frames where the target is present (the L1 also over the 4 coordinates).
+
+    Args:
+        pred_boxes: (N, T, 4) predicted (cx, cy, w, h) boxes, normalised to [0, 1].
+        tgt_boxes: (M, T, 4) target boxes, same format (any value where absent).
+        tgt_valid: (M, T) bool, target m present in frame t.
+
+    Returns:
+        l1_cost (N, M), giou_cost (N, M) (the latter in [-1, 1]).
+    """
+    pred, tgt = pred_boxes.float(), tgt_boxes.float().to(pred_boxes.device)
+    l1 = (pred[:, None] - tgt[None]).abs().mean(-1)  # (N, M, T)
+    pred_xyxy = box_convert(pred, "cxcywh", "xyxy")
+    tgt_xyxy = box_convert(tgt, "cxcywh", "xyxy")
+    giou = torch.stack(
+        [generalized_box_iou(pred_xyxy[:, t], tgt_xyxy[:, t]) for t in range(pred.shape[1])],
+        dim=-1,
+    )  # (N, M, T); NaN only for degenerate boxes, which absent frames may hold
+    valid = tgt_valid.to(pred.device)
+    return _mean_over_present(l1, valid), _mean_over_present(-giou, valid)
+
+
+def sequence_matching_cost(
+    pred_probs: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    tgt_labels: torch.Tensor,
+    tgt_boxes: torch.Tensor,
+    tgt_valid: torch.Tensor,
+    *,
+    cost_class: float = 1.0,
+    cost_bbox: float = 5.0,
+    cost_giou: float = 2.0,
+    cost_mask: float = 0.0,
+    cost_dice: float = 0.0,
+    pred_mask_points: Optional[torch.Tensor] = None,
+    tgt_mask_points: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """
+    VisTR's instance-sequence matching cost of every predicted sequence against every
+    target sequence: ``cost_class * (-p(c)) + cost_bbox * L1 + cost_giou * (-GIoU)`` (each
+    averaged over the target's frames), plus, when their weights are not 0, the mask
+    sequence's sigmoid cross-entropy and ``1 - Dice`` over the whole volume.
+
+    Args:
+        pred_probs: (N, T, K); pred_boxes: (N, T, 4); tgt_labels: (M,);
+            tgt_boxes: (M, T, 4); tgt_valid: (M, T) bool (see the functions above).
+        pred_mask_points: (N, T * P) mask logits at P points per frame; tgt_mask_points:
+            (M, T * P) target masks at the same points. Needed when cost_mask or
+            cost_dice is not 0.
+
+    Returns:
+        (N, M) float cost.
+    """
+    cost = cost_class * sequence_class_cost(pred_probs, tgt_labels, tgt_valid)
+    l1_cost, giou_cost = sequence_box_costs(pred_boxes, tgt_boxes, tgt_valid)
+    cost = cost + cost_bbox * l1_cost + cost_giou * giou_cost
+    if cost_mask or cost_dice:
+        if pred_mask_points is None or tgt_mask_points is None:
+            raise ValueError("sequence_matching_cost: mask costs need the mask points")
+        pred_points = pred_mask_points.float()
+        tgt_points = tgt_mask_points.float().to(pred_points.device)
+        cost = cost + cost_mask * batch_sigmoid_ce_cost(pred_points, tgt_points)
+        cost = cost + cost_dice * batch_dice_cost(pred_points, tgt_points)
+    return cost
