@@ -162,10 +162,15 @@ def _add_test_config(cfg: CN) -> None:
     # "clip": clips of CLIP_LENGTH frames linked across clips (appendix A.1).
     cfg.MODEL.IFR.TEST.MODE = "video"
     cfg.MODEL.IFR.TEST.CLIP_LENGTH = 5  # T of per-clip inference (the paper: 2 and 5)
-    cfg.MODEL.IFR.TEST.CLIP_OVERLAP = 1  # frames shared by consecutive clips (< CLIP_LENGTH)
-    # Clip tracking: queries of consecutive clips whose soft mask IoU on the shared frames
-    # is below this are not linked (the later one starts a new track).
-    cfg.MODEL.IFR.TEST.CLIP_MIN_IOU = 0.1
+    # Frames shared by consecutive clips (< CLIP_LENGTH); IFC's stride 1 is T - 1.
+    cfg.MODEL.IFR.TEST.CLIP_OVERLAP = 4
+    # Clip tracking (IFC): a query and a track whose mean soft mask IoU on the shared
+    # frames is at most this are not linked (the query starts a new track); IFC's 0.05.
+    cfg.MODEL.IFR.TEST.CLIP_MIN_IOU = 0.05
+    # A clip keeps the queries it predicts as objects: highest class probability at least
+    # this (IFC keeps those whose most likely class is not "no object"; with independent
+    # sigmoid classes 0.5 is that decision for one class). 0 keeps every query.
+    cfg.MODEL.IFR.TEST.CLIP_MIN_SCORE = 0.5
     # Frames per chunk through backbone + pixel decoder and through mask upsampling;
     # bounds device memory for long videos.
     cfg.MODEL.IFR.TEST.FRAME_CHUNK = 16

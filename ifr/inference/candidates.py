@@ -63,13 +63,15 @@ class SegmentPrediction:
         embeds = self.mask_embeds[query_idx.to(self.mask_embeds.device), local]
         return compute_mask_logits(embeds, self.mask_features[local])
 
+    def upsample_logits(self, mask_logits: torch.Tensor, output_size: Size) -> torch.Tensor:
+        """Mask logits (k, t, h, w) -> logits (k, t, H0, W0) at ``output_size``, flipped back
+        if the input was flipped."""
+        logits = upsample_mask_logits(mask_logits, self.padded_size, self.image_size, output_size)
+        return logits.flip(-1) if self.flipped else logits
+
     def logits_to_probs(self, mask_logits: torch.Tensor, output_size: Size) -> torch.Tensor:
-        """Mask logits (k, t, h, w) of ``mask_logits`` -> probabilities (k, t, H0, W0) at
-        ``output_size``, flipped back if the input was flipped."""
-        probs = upsample_mask_logits(
-            mask_logits, self.padded_size, self.image_size, output_size
-        ).sigmoid()
-        return probs.flip(-1) if self.flipped else probs
+        """Mask logits (k, t, h, w) -> probabilities (k, t, H0, W0) at ``output_size``."""
+        return self.upsample_logits(mask_logits, output_size).sigmoid()
 
     def mask_probs(
         self, query_idx: torch.Tensor, start: int, end: int, output_size: Size
@@ -88,14 +90,19 @@ class VideoCandidates:
         the mean of its members' mask probabilities over the members covering the frame
         (zero where none does).
     segments: the predictions the members refer to.
+    mean_of: "probs" (the mean of the members' mask probabilities, as TTA) or "logits"
+        (the sigmoid of the mean of their mask logits, as IFC's clip tracking).
     """
 
     class_probs: torch.Tensor
     members: List[List[Member]]
     segments: List[SegmentPrediction]
     num_frames: int
+    mean_of: str = "probs"
 
     def __post_init__(self):
+        if self.mean_of not in ("probs", "logits"):
+            raise ValueError(f"mean_of must be 'probs' or 'logits', got {self.mean_of!r}")
         if len(self.members) != self.class_probs.shape[0]:
             raise ValueError(
                 f"{len(self.members)} member lists for {self.class_probs.shape[0]} candidates"
@@ -123,11 +130,23 @@ class VideoCandidates:
             rows, queries = self._members_in_segment(candidate_idx, seg_idx)
             if not rows:
                 continue
-            probs = segment.mask_probs(torch.tensor(queries), seg_start, seg_end, output_size)
+            logits = segment.mask_logits(torch.tensor(queries), seg_start, seg_end)
+            values = self._member_values(segment, logits, output_size)
             rows_t = torch.tensor(rows, device=device)
-            total[rows_t, seg_start - start : seg_end - start] += probs.to(device)
+            total[rows_t, seg_start - start : seg_end - start] += values.to(device)
             count[rows_t, seg_start - start : seg_end - start] += 1
-        return total / count.clamp(min=1)[:, :, None, None]
+        mean = total / count.clamp(min=1)[:, :, None, None]
+        if self.mean_of == "logits":
+            mean = torch.where(count[:, :, None, None] > 0, mean.sigmoid(), 0.0)
+        return mean
+
+    def _member_values(
+        self, segment: SegmentPrediction, logits: torch.Tensor, output_size: Size
+    ) -> torch.Tensor:
+        """What is averaged over members: upsampled mask probabilities or logits."""
+        if self.mean_of == "logits":
+            return segment.upsample_logits(logits, output_size)
+        return segment.logits_to_probs(logits, output_size)
 
     def render_rles(
         self, candidate_idx: Sequence[int], output_size: Size, chunk: int, threshold: float
@@ -171,19 +190,23 @@ class VideoCandidates:
                 pieces.append((segment, position, logits, seg_start, seg_end))
         return pieces
 
-    @staticmethod
-    def _frame_probs(pieces, row: int, frame: int, output_size: Size) -> Optional[torch.Tensor]:
+    def _frame_probs(
+        self, pieces, row: int, frame: int, output_size: Size
+    ) -> Optional[torch.Tensor]:
         """(H0, W0) mask probabilities of candidate row ``row`` at ``frame``: the mean over
-        its members covering the frame, None where none does."""
+        its members covering the frame (see ``mean_of``), None where none does."""
         total, count = None, 0
         for segment, position, logits, seg_start, seg_end in pieces:
             if row not in position or not seg_start <= frame < seg_end:
                 continue
             i, f = position[row], frame - seg_start
-            probs = segment.logits_to_probs(logits[i : i + 1, f : f + 1], output_size)[0, 0]
-            total = probs if total is None else total + probs.to(total.device)
+            values = self._member_values(segment, logits[i : i + 1, f : f + 1], output_size)
+            total = values[0, 0] if total is None else total + values[0, 0].to(total.device)
             count += 1
-        return None if total is None else total / count
+        if total is None:
+            return None
+        mean = total / count
+        return mean.sigmoid() if self.mean_of == "logits" else mean
 
     def _members_in_segment(
         self, candidate_idx: Sequence[int], seg_idx: int

@@ -18,6 +18,7 @@ class InferenceOptions:
     clip_length: int
     clip_overlap: int
     clip_min_iou: float
+    clip_min_score: float
     frame_chunk: int
     feature_storage: str
     feature_storage_dtype: str
@@ -54,6 +55,10 @@ class InferenceOptions:
             raise ValueError(
                 f"MODEL.IFR.TEST.CLIP_MIN_IOU must be in [0, 1], got {self.clip_min_iou}"
             )
+        if not 0.0 <= self.clip_min_score <= 1.0:
+            raise ValueError(
+                f"MODEL.IFR.TEST.CLIP_MIN_SCORE must be in [0, 1], got {self.clip_min_score}"
+            )
         if not 0.0 <= self.mask_threshold < 1.0:
             raise ValueError(
                 f"MODEL.IFR.TEST.MASK_THRESHOLD must be in [0, 1), got {self.mask_threshold}"
@@ -85,6 +90,7 @@ class InferenceOptions:
             clip_length=test.CLIP_LENGTH,
             clip_overlap=test.CLIP_OVERLAP,
             clip_min_iou=test.CLIP_MIN_IOU,
+            clip_min_score=test.CLIP_MIN_SCORE,
             frame_chunk=test.FRAME_CHUNK,
             feature_storage=test.FEATURE_STORAGE,
             feature_storage_dtype=test.FEATURE_STORAGE_DTYPE,

@@ -56,29 +56,45 @@ def encode_video(
     return stored[:-1], stored[-1], sizes
 
 
-def predict_segment(
-    model, frames: Sequence[torch.Tensor], frame_offset: int = 0, flipped: bool = False
-) -> SegmentPrediction:
-    """Encode and decode consecutive frames; no masks are computed here.
-
-    Args:
-        frames: T uint8 (3, H', W') frames (already resized, not normalised).
-        frame_offset: index in the video of ``frames[0]``.
-        flipped: the frames were flipped horizontally (recorded for rendering).
-    """
+def encode_frames_of(
+    model, frames: Sequence[torch.Tensor]
+) -> Tuple[List[torch.Tensor], torch.Tensor, Size2]:
+    """``encode_video`` with the model's inference options (chunk, storage, dtype)."""
     options = model.inference_options
     storage = storage_device(model, options.feature_storage)
-    multi_scale, mask_features, (padded_size, image_size) = encode_video(
-        model, frames, options.frame_chunk, storage, getattr(torch, options.feature_storage_dtype)
-    )
+    dtype = getattr(torch, options.feature_storage_dtype)
+    return encode_video(model, frames, options.frame_chunk, storage, dtype)
+
+
+def decode_segment(
+    model,
+    multi_scale: List[torch.Tensor],
+    mask_features: torch.Tensor,
+    sizes: Size2,
+    start: int,
+    end: int,
+    flipped: bool = False,
+) -> SegmentPrediction:
+    """Decoder pass over the stored frames [start, end) of a video (views into the stored
+    features, no copy); no masks are computed here.
+
+    Args:
+        multi_scale: 3 tensors (1, T, C, h_l, w_l); mask_features: (1, T, C, h, w), as
+            ``encode_video`` stores them; sizes: (padded_size, image_size).
+        flipped: the frames were flipped horizontally (recorded for rendering).
+    """
+    multi_scale = [features[:, start:end] for features in multi_scale]
+    mask_features = mask_features[:, start:end]
     outputs = model.transformer_decoder(multi_scale, mask_features, return_masks=False)
     return SegmentPrediction(
         class_probs=model.class_probabilities(outputs["pred_logits"][0].float()),
         mask_embeds=outputs["pred_mask_embeds"][0].float(),
-        mask_features=mask_features[0],
-        padded_size=padded_size,
-        image_size=image_size,
-        frame_offset=frame_offset,
+        # A decoder whose mask features depend on the clip (IFC: its mask head reads the
+        # encoder's output) returns them; the others' are the pixel decoder's.
+        mask_features=outputs.get("mask_features", mask_features)[0],
+        padded_size=sizes[0],
+        image_size=sizes[1],
+        frame_offset=start,
         flipped=flipped,
     )
 
@@ -87,7 +103,9 @@ def video_candidates(
     model, frames: Sequence[torch.Tensor], flipped: bool = False
 ) -> VideoCandidates:
     """Whole-video candidates: every query of one pass over all frames."""
-    return VideoCandidates.from_segment(predict_segment(model, frames, flipped=flipped))
+    multi_scale, mask_features, sizes = encode_frames_of(model, frames)
+    segment = decode_segment(model, multi_scale, mask_features, sizes, 0, len(frames), flipped)
+    return VideoCandidates.from_segment(segment)
 
 
 def output_size_of(batched_input: Dict) -> Tuple[int, int]:

@@ -6,7 +6,8 @@ import torch
 from ifr.inference import run_inference
 from ifr.inference.clip_tracking import (
     ClipLinkInput,
-    link_clips,
+    ClipTracker,
+    kept_queries,
     soft_iou,
     split_into_clips,
     track_class_probs,
@@ -36,60 +37,138 @@ def test_soft_iou_is_iou_on_binary_masks():
     assert torch.allclose(soft_iou(a, b), torch.tensor([[8 / 24]]))
 
 
-def moving_box(frame: int, obj: int, size=12) -> torch.Tensor:
-    """Object ``obj`` is a 3x3 box moving right by one pixel per frame, one row band each."""
+def box(x: int, row: int = 0, size: int = 16) -> torch.Tensor:
+    """A 3x3 box at column ``x`` (clipped at the border) in row band ``row``."""
     mask = torch.zeros(size, size)
-    mask[obj * 4 : obj * 4 + 3, frame : frame + 3] = 1.0
+    if -3 < x < size:
+        mask[row * 4 : row * 4 + 3, max(0, x) : x + 3] = 1.0
     return mask
 
 
-def clips_with_permuted_queries(ranges, permutations, num_classes=3):
-    """Clip c's query q shows object ``permutations[c][q]``, with class = object id."""
-    clips = []
-    for (start, end), perm in zip(ranges, permutations):
-        probs = torch.full((len(perm), num_classes), 0.1)
-        probs[torch.arange(len(perm)), torch.tensor(perm)] = 0.9
-        masks = {t: torch.stack([moving_box(t, obj) for obj in perm]) for t in range(start, end)}
-        clips.append(ClipLinkInput(start, end, probs, masks))
-    return clips
+def make_clip(start, end, shows, where, classes=None, background=()):
+    """Clip [start, end) whose query q shows object ``shows[q]`` (mask ``where(obj, t)``);
+    queries in ``background`` are not predicted as objects, so the clip drops them."""
+    kept = [q for q in range(len(shows)) if q not in background]
+    classes = classes or {}
+    probs = torch.full((len(kept), 3), 0.05)
+    for row, q in enumerate(kept):
+        probs[row, classes.get(shows[q], shows[q] % 3)] = 0.9
+    masks = torch.stack(
+        [torch.stack([where(shows[q], t) for t in range(start, end)]) for q in kept]
+    ) if kept else torch.zeros(0, end - start, 16, 16)
+    return ClipLinkInput(start, end, kept, probs, masks)
 
 
-def test_tracks_follow_objects_across_clip_boundaries():
-    ranges = split_into_clips(8, 3, 1)  # [(0, 3), (2, 5), (4, 7), (5, 8)]
-    permutations = [[0, 1, 2], [2, 0, 1], [1, 2, 0], [0, 2, 1]]
-    clips = clips_with_permuted_queries(ranges, permutations)
-    tracks = link_clips(clips, 0.1)
+def run_tracker(clips, min_iou=0.05):
+    tracker = ClipTracker(min_iou)
+    for clip_idx, clip in enumerate(clips):
+        tracker.add(clip_idx, clip)
+    return tracker.tracks
+
+
+def objects_of(tracks, shows_per_clip):
+    return [{shows_per_clip[c][q] for c, q in track} for track in tracks]
+
+
+def test_tracks_follow_objects_whatever_the_query_order():
+    ranges = split_into_clips(8, 3, 2)  # stride 1
+    shows = [[(c + q) % 3 for q in range(3)] for c in range(len(ranges))]
+    clips = [make_clip(s, e, sh, lambda obj, t: box(t, obj)) for (s, e), sh in zip(ranges, shows)]
+    tracks = run_tracker(clips)
     assert len(tracks) == 3
-    for track in tracks:
-        assert [c for c, _ in track] == [0, 1, 2, 3]  # one member per clip
-        objects = {permutations[c][q] for c, q in track}
-        assert len(objects) == 1, f"track {track} switched objects {objects}"
+    assert all(len(objects) == 1 for objects in objects_of(tracks, shows))
+    assert all([c for c, _ in track] == list(range(len(ranges))) for track in tracks)
 
 
-def test_query_without_overlap_starts_a_new_track():
-    clips = clips_with_permuted_queries([(0, 3), (2, 5)], [[0, 1], [1, 0]])
-    clips[1].mask_probs[2][1] = 0.0  # query 1 of clip 1 (object 0) vanishes on the shared frame
-    tracks = link_clips(clips, 0.1)
-    assert [(0, 0)] in tracks and [(1, 1)] in tracks
-    assert [(0, 1), (1, 0)] in tracks
-
-
-def test_class_breaks_ties_between_identical_masks():
-    mask = moving_box(0, 0)
-    probs = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
-    previous = ClipLinkInput(0, 2, probs, {1: torch.stack([mask, mask])})
-    current = ClipLinkInput(1, 3, probs.flip(0), {1: torch.stack([mask, mask])})
-    tracks = link_clips([previous, current], 0.1)
-    assert sorted(tracks) == [[(0, 0), (1, 1)], [(0, 1), (1, 0)]]
-
-
-def test_track_class_probs_weighted_by_clip_frames():
+def test_two_same_class_objects_crossing_keep_their_identities():
+    """A moves right, B moves left in the same row; they overlap fully at t = 3. Both are
+    class 0, so only the masks on the shared frames can tell them apart."""
+    where = lambda obj, t: box(2 * t if obj == 0 else 12 - 2 * t)  # noqa: E731
+    ranges = split_into_clips(7, 3, 2)
+    shows = [[c % 2, 1 - c % 2] for c in range(len(ranges))]  # queries swap every clip
     clips = [
-        ClipLinkInput(0, 4, torch.tensor([[1.0, 0.0]]), {}),
-        ClipLinkInput(3, 5, torch.tensor([[0.4, 0.6]]), {}),
+        make_clip(s, e, sh, where, classes={0: 0, 1: 0}) for (s, e), sh in zip(ranges, shows)
     ]
-    probs = track_class_probs([[(0, 0), (1, 0)]], clips)
-    assert torch.allclose(probs, torch.tensor([[(4 * 1.0 + 2 * 0.4) / 6, (2 * 0.6) / 6]]))
+    assert torch.equal(where(0, 3), where(1, 3))  # the crossing frame
+    tracks = run_tracker(clips)
+    assert len(tracks) == 2
+    assert all(len(objects) == 1 for objects in objects_of(tracks, shows))
+
+
+def test_a_query_background_in_one_clip_keeps_its_track():
+    """Object 1's query is background in clip 2; clip 3 still overlaps clip 1 (stride 1,
+    T = 3), so object 1 continues its track with a gap in clip 2."""
+    ranges = split_into_clips(7, 3, 2)  # (0,3) (1,4) (2,5) (3,6) (4,7)
+    shows = [[0, 1]] * len(ranges)
+    clips = [
+        make_clip(s, e, sh, lambda obj, t: box(t, obj), background={1} if c == 2 else ())
+        for c, ((s, e), sh) in enumerate(zip(ranges, shows))
+    ]
+    tracks = run_tracker(clips)
+    assert len(tracks) == 2
+    object1 = next(t for t in tracks if (0, 1) in t)
+    assert [c for c, _ in object1] == [0, 1, 3, 4]
+
+
+def test_an_object_leaving_and_reentering():
+    """Object 1 is absent at frame 3 only: the clips around the gap share its other
+    frames, so the track continues. Absent for frames 3-6 (longer than a clip): no clip
+    shares a frame showing it, so its return starts a new track, as IFC."""
+    def where_gap(gap):
+        return lambda obj, t: box(t, obj) if obj == 0 or t not in gap else box(-10, obj)
+
+    ranges = split_into_clips(11, 3, 2)
+    shows = [[0, 1]] * len(ranges)
+
+    def clips_for(gap):
+        return [
+            make_clip(s, e, sh, where_gap(gap), background={1} if set(range(s, e)) <= gap else ())
+            for (s, e), sh in zip(ranges, shows)
+        ]
+
+    short = run_tracker(clips_for({3}))
+    assert len(short) == 2 and all(len(o) == 1 for o in objects_of(short, shows))
+    long = run_tracker(clips_for({3, 4, 5, 6}))
+    assert len(long) == 3
+    object1 = [t for t in long if 1 in {shows[c][q] for c, q in t}]
+    assert len(object1) == 2
+    before, after = sorted(object1)
+    assert max(c for c, _ in before) < min(c for c, _ in after)
+
+
+def test_a_pair_at_or_below_the_threshold_is_not_linked():
+    first = make_clip(0, 2, [0], lambda obj, t: box(0))
+    second = make_clip(1, 3, [0], lambda obj, t: box(0) if t < 2 else box(0))
+    iou = soft_iou(first.mask_probs[:, 1:], second.mask_probs[:, :1])[0, 0].item()
+    assert run_tracker([first, second], min_iou=iou) == [[(0, 0)], [(1, 0)]]
+    assert run_tracker([first, second], min_iou=iou - 1e-3) == [[(0, 0), (1, 0)]]
+
+
+def test_link_score_averages_the_overlapping_stored_clips():
+    """Track 0 is in two stored clips; the new clip's query overlaps one perfectly (IoU
+    1) and the other not at all (IoU 0): the score is their mean, 0.5."""
+    a = make_clip(0, 3, [0], lambda obj, t: box(0))
+    b = make_clip(1, 4, [0], lambda obj, t: box(0) if t < 3 else box(8))
+    tracker = ClipTracker(0.05)
+    tracker.add(0, a)
+    tracker.add(1, b)
+    new = make_clip(2, 5, [0], lambda obj, t: box(0) if t < 3 else box(12))
+    # with a: frame 2 only (box(0) vs box(0)): IoU 1; with b: frames 2-3: (9 / 9 + 0)
+    # over unions (9 + 18) -> 9 / 27.
+    assert torch.allclose(tracker.link_scores(new), torch.tensor([[(1.0 + 9 / 27) / 2]]))
+
+
+def test_kept_queries_are_those_predicted_as_objects():
+    probs = torch.tensor([[0.6, 0.1], [0.2, 0.3], [0.1, 0.5]])
+    assert kept_queries(probs, 0.5) == [0, 2]
+    assert kept_queries(probs, 0.0) == [0, 1, 2]
+
+
+def test_track_class_probs_average_its_clips():
+    probs = {(0, 0): torch.tensor([1.0, 0.0]), (1, 3): torch.tensor([0.4, 0.6])}
+    assert torch.allclose(
+        track_class_probs([[(0, 0), (1, 3)]], probs), torch.tensor([[0.7, 0.3]])
+    )
 
 
 def decoded(output):
@@ -98,7 +177,9 @@ def decoded(output):
 
 def test_one_clip_covering_the_video_equals_whole_video(toy_model, make_video):
     video = make_video(4)
-    per_clip = run_inference(toy_model(mode="clip", clip_length=5, clip_overlap=1, top_k=5), video)
+    per_clip = run_inference(
+        toy_model(mode="clip", clip_length=5, clip_overlap=1, clip_min_score=0.0, top_k=5), video
+    )
     whole = run_inference(toy_model(mode="video", top_k=5), video)
     assert np.allclose(per_clip["pred_scores"], whole["pred_scores"], atol=1e-6)
     assert per_clip["pred_labels"] == whole["pred_labels"]
@@ -108,7 +189,10 @@ def test_one_clip_covering_the_video_equals_whole_video(toy_model, make_video):
 
 @pytest.mark.parametrize("num_frames, clip_length", [(2, 2), (5, 2), (5, 5), (7, 3)])
 def test_per_clip_inference_covers_every_frame(toy_model, make_video, num_frames, clip_length):
-    model = toy_model(mode="clip", clip_length=clip_length, clip_overlap=1, top_k=3)
+    model = toy_model(
+        mode="clip", clip_length=clip_length, clip_overlap=clip_length - 1, clip_min_score=0.0,
+        top_k=3,
+    )
     output = run_inference(model, make_video(num_frames))
     assert len(output["pred_masks"]) == 3
     for masks in decoded(output):

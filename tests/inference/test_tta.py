@@ -143,9 +143,10 @@ def test_fusion_averages_matched_class_probabilities():
 @pytest.mark.parametrize("mode", ["video", "clip"])
 def test_identical_runs_reproduce_the_single_pass(toy_model, make_video, mode):
     video = make_video(3)  # frames 40 x 56: shorter side 40
-    single = run_inference(toy_model(mode=mode, clip_length=2, top_k=4), video)
+    clips = dict(clip_length=2, clip_overlap=1, clip_min_score=0.0)
+    single = run_inference(toy_model(mode=mode, top_k=4, **clips), video)
     tta = run_inference(
-        toy_model(mode=mode, clip_length=2, top_k=4, tta_enabled=True, tta_min_sizes=[40, 40, 40]),
+        toy_model(mode=mode, top_k=4, tta_enabled=True, tta_min_sizes=[40, 40, 40], **clips),
         video,
     )
     assert np.allclose(tta["pred_scores"], single["pred_scores"], atol=1e-5)
@@ -160,6 +161,8 @@ def test_rescaled_and_flipped_runs_give_masks_at_the_original_size(toy_model, ma
     model = toy_model(
         mode=mode,
         clip_length=2,
+        clip_overlap=1,
+        clip_min_score=0.0,
         top_k=3,
         tta_enabled=True,
         tta_min_sizes=[40, 24, 64],

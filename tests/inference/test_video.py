@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ifr.inference import run_inference
-from ifr.inference.video import predict_segment
+from ifr.inference.video import decode_segment, encode_frames_of
 
 
 def decoded(output):
@@ -51,7 +51,9 @@ def test_chunked_video_equals_one_chunk(toy_model, make_video, num_frames):
 
 
 def test_features_wait_on_the_storage_device(toy_model, make_video):
-    segment = predict_segment(toy_model(feature_storage="cpu"), make_video(2)["image"])
+    model = toy_model(feature_storage="cpu")
+    multi_scale, mask_features, sizes = encode_frames_of(model, make_video(2)["image"])
+    segment = decode_segment(model, multi_scale, mask_features, sizes, 0, 2)
     assert segment.mask_features.device.type == "cpu"
     assert segment.mask_features.shape[0] == 2 and segment.padded_size == (64, 64)
     assert segment.image_size == (40, 56)
