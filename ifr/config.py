@@ -18,6 +18,7 @@ def add_ifr_config(cfg: CN) -> None:
     _add_test_config(cfg)
     _add_evaluation_config(cfg)
     _add_m2f_vis_config(cfg)
+    _add_ifc_config(cfg)
     _add_dataloader_config(cfg)
 
 
@@ -211,6 +212,25 @@ def _add_m2f_vis_config(cfg: CN) -> None:
     # NO_OBJECT_WEIGHT / eos_coef): the last entry of the criterion's empty_weight.
     cfg.MODEL.M2F_VIS.NO_OBJECT_WEIGHT = 0.1
 
+
+def _add_ifc_config(cfg: CN) -> None:
+    """Keys of IFC (Hwang et al., NeurIPS 2021; ``MODEL.META_ARCHITECTURE "IFC"``) that the
+    other systems do not have. The shared keys stay under ``MODEL.IFR``: NUM_CLASSES,
+    NUM_QUERIES, HIDDEN_DIM, NHEADS, DIM_FEEDFORWARD, PRE_NORM, DROPOUT, DEC_LAYERS (IFC's
+    decoder layers), CLASS/MASK/DICE_WEIGHT, DEEP_SUPERVISION and TEST.*. Defaults are the
+    official IFC code's (``add_ifc_config``, ``base_ytvis.yaml``)."""
+    cfg.MODEL.IFC = CN()
+    # M, memory tokens per frame ("memory bus", NUM_MEMORY_BUS in IFC's code).
+    cfg.MODEL.IFC.NUM_MEMORY_TOKENS = 8
+    # Encoder blocks (encode-receive + gather-communicate) on the stride-32 features.
+    cfg.MODEL.IFC.ENC_LAYERS = 3
+    # Weight of the "no-object" class in the softmax cross-entropy (IFC's eos_coef).
+    cfg.MODEL.IFC.NO_OBJECT_WEIGHT = 0.1
+    # Mask losses on dense masks at 1/MASK_STRIDE of the padded input (targets resized
+    # bilinearly, predictions upsampled to them), as IFC.
+    cfg.MODEL.IFC.MASK_STRIDE = 4
+    # Matching cost on dense masks at 1/MATCH_STRIDE of the padded input, as IFC.
+    cfg.MODEL.IFC.MATCH_STRIDE = 4
 
 def normalize_override(cfg: CN, key: str, value: str) -> str:
     """The text of a command-line ``KEY VALUE`` override that ``cfg`` accepts, as

@@ -3,7 +3,8 @@
 ``VideoMaskFormer`` (Mask2Former-VIS), both on the shared ``VideoMaskClassifier``."""
 
 from .base import VideoMaskClassifier
+from .ifc import IFC
 from .ifr import IFR
 from .m2f_vis import VideoMaskFormer
 
-__all__ = ["IFR", "VideoMaskClassifier", "VideoMaskFormer"]
+__all__ = ["IFC", "IFR", "VideoMaskClassifier", "VideoMaskFormer"]

@@ -3,7 +3,8 @@
 ``IFRTransformerDecoder`` (IFR) and ``VideoMultiScaleMaskedTransformerDecoder``
 (Mask2Former-VIS). Each says how its logits become class probabilities
 (``class_activation``, see ``ifr.layers.classification``)."""
+from .ifc import IFCTransformerDecoder
 from .ifr import IFRTransformerDecoder
 from .m2f_vis import VideoMultiScaleMaskedTransformerDecoder
 
-__all__ = ["IFRTransformerDecoder", "VideoMultiScaleMaskedTransformerDecoder"]
+__all__ = ["IFCTransformerDecoder", "IFRTransformerDecoder", "VideoMultiScaleMaskedTransformerDecoder"]
