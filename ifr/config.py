@@ -19,6 +19,7 @@ def add_ifr_config(cfg: CN) -> None:
     _add_evaluation_config(cfg)
     _add_m2f_vis_config(cfg)
     _add_ifc_config(cfg)
+    _add_vistr_config(cfg)
     _add_dataloader_config(cfg)
 
 
@@ -211,6 +212,49 @@ def _add_m2f_vis_config(cfg: CN) -> None:
     # Weight of the "no-object" class in the softmax cross-entropy (Mask2Former's
     # NO_OBJECT_WEIGHT / eos_coef): the last entry of the criterion's empty_weight.
     cfg.MODEL.M2F_VIS.NO_OBJECT_WEIGHT = 0.1
+
+
+def _add_vistr_config(cfg: CN) -> None:
+    """Keys of VisTR (``MODEL.META_ARCHITECTURE "VisTR"``, Wang et al., CVPR 2021). Its
+    defaults are the official recipe (R50/R101, 36 frames, 10 instances per frame); the
+    class count stays ``MODEL.IFR.NUM_CLASSES``, inference ``MODEL.IFR.TEST.*``."""
+    cfg.MODEL.VISTR = CN()
+    # T, the fixed clip length: the decoder has NUM_FRAMES * NUM_INSTANCES queries and
+    # trains on clips of exactly this many frames (INPUT.SAMPLING_FRAME_NUM); a shorter
+    # test clip is filled to T by repeating its frames, as VisTR's inference.
+    cfg.MODEL.VISTR.NUM_FRAMES = 36
+    # n, instance slots per frame: query t * n + i predicts instance i in frame t.
+    cfg.MODEL.VISTR.NUM_INSTANCES = 10
+    # d, width of the transformer (divisible by 6 for the three sine halves of the 3-D
+    # position encoding, and by NHEADS).
+    cfg.MODEL.VISTR.HIDDEN_DIM = 384
+    cfg.MODEL.VISTR.NHEADS = 8  # heads of every encoder/decoder attention
+    cfg.MODEL.VISTR.DIM_FEEDFORWARD = 2048  # hidden size of the transformer's FFNs
+    cfg.MODEL.VISTR.ENC_LAYERS = 6  # encoder layers over the T * h * w tokens
+    cfg.MODEL.VISTR.DEC_LAYERS = 6  # decoder layers of the instance-sequence queries
+    cfg.MODEL.VISTR.DROPOUT = 0.1  # dropout in the transformer's attention and FFNs
+    cfg.MODEL.VISTR.PRE_NORM = False  # pre-LayerNorm blocks (DETR's --pre_norm)
+    # Loss weights (VisTR/DETR): cross-entropy, box L1, box GIoU, mask focal, mask Dice.
+    cfg.MODEL.VISTR.CLASS_WEIGHT = 1.0  # cross-entropy over the N * T query slots
+    cfg.MODEL.VISTR.BBOX_WEIGHT = 5.0  # L1 of the normalised (cx, cy, w, h) boxes
+    cfg.MODEL.VISTR.GIOU_WEIGHT = 2.0  # 1 - GIoU of the boxes
+    cfg.MODEL.VISTR.MASK_WEIGHT = 1.0  # sigmoid focal loss of the masks
+    cfg.MODEL.VISTR.DICE_WEIGHT = 1.0  # Dice loss of the masks
+    # Weight of the "no-object" class in the cross-entropy (DETR's eos_coef).
+    cfg.MODEL.VISTR.NO_OBJECT_WEIGHT = 0.1
+    # Instance-sequence matching cost weights (class, box L1, box GIoU), each term averaged
+    # over the frames where the target is present.
+    cfg.MODEL.VISTR.COST_CLASS = 1.0  # -p(c)
+    cfg.MODEL.VISTR.COST_BBOX = 5.0  # box L1
+    cfg.MODEL.VISTR.COST_GIOU = 2.0  # -GIoU
+    # Mask terms of the matching cost (sigmoid CE and Dice of the mask sequences); VisTR
+    # matches on class and boxes only, so 0 (the recipe) leaves them out.
+    cfg.MODEL.VISTR.COST_MASK = 0.0  # mask sigmoid cross-entropy
+    cfg.MODEL.VISTR.COST_DICE = 0.0  # 1 - Dice of the masks
+    # Points sampled per frame for the mask matching costs (used when they are not 0).
+    cfg.MODEL.VISTR.COST_NUM_POINTS = 12544
+    # Class and box losses at every decoder layer too (DETR's aux_loss; masks: last only).
+    cfg.MODEL.VISTR.DEEP_SUPERVISION = True
 
 
 def _add_ifc_config(cfg: CN) -> None:

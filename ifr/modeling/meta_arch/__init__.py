@@ -6,5 +6,6 @@ from .base import VideoMaskClassifier
 from .ifc import IFC
 from .ifr import IFR
 from .m2f_vis import VideoMaskFormer
+from .vistr import VisTR
 
-__all__ = ["IFC", "IFR", "VideoMaskClassifier", "VideoMaskFormer"]
+__all__ = ["IFC", "IFR", "VideoMaskClassifier", "VideoMaskFormer", "VisTR"]

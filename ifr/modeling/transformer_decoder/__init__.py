@@ -6,5 +6,7 @@
 from .ifc import IFCTransformerDecoder
 from .ifr import IFRTransformerDecoder
 from .m2f_vis import VideoMultiScaleMaskedTransformerDecoder
+from .vistr import VisTRTransformerDecoder
 
-__all__ = ["IFCTransformerDecoder", "IFRTransformerDecoder", "VideoMultiScaleMaskedTransformerDecoder"]
+__all__ = ["IFCTransformerDecoder", "IFRTransformerDecoder", "VideoMultiScaleMaskedTransformerDecoder",
+           "VisTRTransformerDecoder"]

@@ -1,0 +1,294 @@
+"""VisTR's instance-sequence matching and losses (Wang et al., CVPR 2021, Sec. 3.2).
+
+A prediction is an instance *sequence*: slot i of every frame (``pred_*[:, i, t]``). The
+matcher assigns the n sequences of a video to its M ground-truth instances by Hungarian
+matching on ``ifr.layers.matching_cost.sequence_matching_cost`` (class, box L1, GIoU and,
+when weighted, mask terms). The losses then supervise, for each matched pair, the frames
+where the instance is present: class (softmax cross-entropy, every other slot and frame
+has "no object" as target), box L1 and GIoU, and mask focal + Dice at the target's
+resolution. As VisTR (and DETR), sums are divided by the number of (instance, frame)
+entries of the batch, absent frames included (``num_boxes``), and the auxiliary decoder
+layers get the class and box losses only.
+
+Targets (``VisTR.prepare_targets``): ``labels (M,)``, ``masks (M, T, H, W)`` at the
+padded size, ``boxes (M, T, 4)`` normalised (cx, cy, w, h) tight boxes of the masks, and
+``valid (M, T)`` bool (instance present in the frame).
+"""
+
+from typing import Dict, List, Tuple
+
+import torch
+import torch.distributed as dist
+from detectron2.config import configurable
+from detectron2.utils import comm
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+from torch.nn import functional as F
+from torchvision.ops import box_convert, generalized_box_iou_loss
+
+from ...layers.classification import class_probabilities
+from ...layers.matching_cost import sequence_matching_cost
+from ...layers.point_sampling import sample_clip_points
+from ..losses import dice_loss, sigmoid_focal_loss
+
+Indices = List[Tuple[torch.Tensor, torch.Tensor]]
+BOX_LOSSES = ("loss_ce", "loss_bbox", "loss_giou")  # also given for auxiliary layers
+
+
+class VisTRSequenceMatcher(nn.Module):
+    """Hungarian matching of the n instance sequences of a video to its M instances."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        cost_class: float,
+        cost_bbox: float,
+        cost_giou: float,
+        cost_mask: float = 0.0,
+        cost_dice: float = 0.0,
+        num_points: int = 12544,
+    ):
+        """
+        Args:
+            cost_class, cost_bbox, cost_giou, cost_mask, cost_dice: weights of the cost terms.
+            num_points: points per frame sampled for the mask terms.
+        """
+        super().__init__()
+        if num_points <= 0:
+            raise ValueError(f"MODEL.VISTR.COST_NUM_POINTS must be positive, got {num_points}")
+        self.weights = {
+            "cost_class": cost_class,
+            "cost_bbox": cost_bbox,
+            "cost_giou": cost_giou,
+            "cost_mask": cost_mask,
+            "cost_dice": cost_dice,
+        }
+        self.num_points = num_points
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        vistr = cfg.MODEL.VISTR
+        return {
+            "cost_class": vistr.COST_CLASS,
+            "cost_bbox": vistr.COST_BBOX,
+            "cost_giou": vistr.COST_GIOU,
+            "cost_mask": vistr.COST_MASK,
+            "cost_dice": vistr.COST_DICE,
+            "num_points": vistr.COST_NUM_POINTS,
+        }
+
+    @property
+    def uses_masks(self) -> bool:
+        return bool(self.weights["cost_mask"] or self.weights["cost_dice"])
+
+    @torch.no_grad()
+    def forward(self, outputs: Dict[str, torch.Tensor], targets: List[Dict]) -> Indices:
+        """
+        Args:
+            outputs: ``pred_logits (B, n, T, K + 1)``, ``pred_boxes (B, n, T, 4)`` and, for
+                the mask terms, ``pred_masks (B, n, T, h, w)`` (auxiliary outputs have no
+                masks: their matching uses class and boxes only).
+            targets: B dicts (see the module docstring).
+        Returns:
+            B pairs (sequence index, instance index) of int64 tensors on the CPU.
+        """
+        use_masks = self.uses_masks and "pred_masks" in outputs
+        indices = []
+        for b, target in enumerate(targets):
+            if target["labels"].numel() == 0:
+                empty = torch.empty(0, dtype=torch.int64)
+                indices.append((empty, empty.clone()))
+                continue
+            mask_points = self._mask_points(outputs["pred_masks"][b], target) if use_masks else {}
+            weights = dict(self.weights)
+            if not use_masks:
+                weights.update(cost_mask=0.0, cost_dice=0.0)
+            cost = sequence_matching_cost(
+                class_probabilities(outputs["pred_logits"][b].float(), "softmax"),
+                outputs["pred_boxes"][b],
+                target["labels"],
+                target["boxes"],
+                target["valid"],
+                **weights,
+                **mask_points,
+            ).cpu()
+            if not torch.isfinite(cost).all():
+                raise FloatingPointError(f"VisTRSequenceMatcher: non-finite cost for video {b}")
+            pred_idx, tgt_idx = linear_sum_assignment(cost.numpy())
+            indices.append((torch.as_tensor(pred_idx), torch.as_tensor(tgt_idx)))
+        return indices
+
+    def _mask_points(self, pred_masks: torch.Tensor, target: Dict) -> Dict[str, torch.Tensor]:
+        """The same random points in every frame of predictions and targets."""
+        coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)
+        return {
+            "pred_mask_points": sample_clip_points(pred_masks, coords),
+            "tgt_mask_points": sample_clip_points(target["masks"].to(pred_masks), coords),
+        }
+
+
+class VisTRCriterion(nn.Module):
+    """Returns (unweighted) ``loss_ce``, ``loss_bbox``, ``loss_giou``, ``loss_mask`` (focal),
+    ``loss_dice`` and, with deep supervision, ``loss_ce_{i}``, ``loss_bbox_{i}``,
+    ``loss_giou_{i}`` for the auxiliary decoder layers."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        matcher: nn.Module,
+        weight_dict: Dict[str, float],
+        eos_coef: float,
+        deep_supervision: bool = True,
+    ):
+        super().__init__()
+        if not 0.0 <= eos_coef <= 1.0:
+            raise ValueError(f"MODEL.VISTR.NO_OBJECT_WEIGHT must be in [0, 1], got {eos_coef}")
+        self.num_classes = num_classes
+        self.matcher = matcher
+        self.weight_dict = weight_dict
+        self.deep_supervision = deep_supervision
+        empty_weight = torch.ones(num_classes + 1)
+        empty_weight[-1] = eos_coef
+        self.register_buffer("empty_weight", empty_weight, persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        vistr = cfg.MODEL.VISTR
+        weights = {
+            "loss_ce": vistr.CLASS_WEIGHT,
+            "loss_bbox": vistr.BBOX_WEIGHT,
+            "loss_giou": vistr.GIOU_WEIGHT,
+            "loss_mask": vistr.MASK_WEIGHT,
+            "loss_dice": vistr.DICE_WEIGHT,
+        }
+        if vistr.DEEP_SUPERVISION:
+            for i in range(vistr.DEC_LAYERS - 1):
+                weights.update({f"{k}_{i}": weights[k] for k in BOX_LOSSES})
+        return {
+            "num_classes": cfg.MODEL.IFR.NUM_CLASSES,
+            "matcher": VisTRSequenceMatcher(cfg),
+            "weight_dict": weights,
+            "eos_coef": vistr.NO_OBJECT_WEIGHT,
+            "deep_supervision": vistr.DEEP_SUPERVISION,
+        }
+
+    def forward(self, outputs: Dict, targets: List[Dict]) -> Dict[str, torch.Tensor]:
+        """outputs: the decoder's (``VisTRTransformerDecoder``); targets: B dicts (module
+        docstring). Returns a dict of scalar losses, unweighted."""
+        num_frames = outputs["pred_logits"].shape[2]
+        for b, target in enumerate(targets):
+            self._check_target(target, b, num_frames)
+        num_boxes = self._num_boxes_across_processes(targets, outputs["pred_logits"].device)
+        indices = self.matcher(outputs, targets)
+        losses = self._class_and_box_losses(outputs, targets, indices, num_boxes)
+        losses.update(self._mask_losses(outputs, targets, indices, num_boxes))
+        if self.deep_supervision:
+            for i, aux in enumerate(outputs.get("aux_outputs", [])):
+                aux_indices = self.matcher(aux, targets)
+                aux_losses = self._class_and_box_losses(aux, targets, aux_indices, num_boxes)
+                losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
+        return losses
+
+    def _class_and_box_losses(
+        self, outputs: Dict, targets: List[Dict], indices: Indices, num_boxes: float
+    ) -> Dict[str, torch.Tensor]:
+        logits, pred_boxes = outputs["pred_logits"], outputs["pred_boxes"]
+        batch_idx, slot_idx, frame_idx, tgt_labels, tgt_boxes, _ = matched_frames(
+            targets, indices, logits.device
+        )
+        target_classes = torch.full(
+            logits.shape[:3], self.num_classes, dtype=torch.int64, device=logits.device
+        )
+        target_classes[batch_idx, slot_idx, frame_idx] = tgt_labels
+        loss_ce = F.cross_entropy(
+            logits.permute(0, 3, 1, 2).float(), target_classes, self.empty_weight
+        )
+        src_boxes = pred_boxes[batch_idx, slot_idx, frame_idx].float()
+        if len(src_boxes) == 0:
+            zero = pred_boxes.sum() * 0.0
+            return {"loss_ce": loss_ce, "loss_bbox": zero, "loss_giou": zero.clone()}
+        loss_giou = generalized_box_iou_loss(
+            box_convert(src_boxes, "cxcywh", "xyxy"),
+            box_convert(tgt_boxes, "cxcywh", "xyxy"),
+            reduction="sum",
+        )
+        return {
+            "loss_ce": loss_ce,
+            "loss_bbox": F.l1_loss(src_boxes, tgt_boxes, reduction="sum") / num_boxes,
+            "loss_giou": loss_giou / num_boxes,
+        }
+
+    def _mask_losses(
+        self, outputs: Dict, targets: List[Dict], indices: Indices, num_boxes: float
+    ) -> Dict[str, torch.Tensor]:
+        """Focal and Dice of the matched (slot, frame) masks, upsampled (bilinear) to the
+        targets' size, on the frames where the instance is present."""
+        pred_masks = outputs["pred_masks"]
+        batch_idx, slot_idx, frame_idx, _, _, tgt_masks = matched_frames(
+            targets, indices, pred_masks.device, with_masks=True
+        )
+        if len(batch_idx) == 0:
+            zero = pred_masks.sum() * 0.0
+            return {"loss_mask": zero, "loss_dice": zero.clone()}
+        src = pred_masks[batch_idx, slot_idx, frame_idx][:, None].float()
+        src = F.interpolate(src, size=tgt_masks.shape[-2:], mode="bilinear", align_corners=False)
+        src, tgt = src.flatten(1), tgt_masks.flatten(1).to(src)
+        return {
+            # sum over pixels / (num_boxes * pixels) = per-mask mean, summed, / num_boxes
+            "loss_mask": sigmoid_focal_loss(src, tgt, num_boxes * src.shape[1]),
+            "loss_dice": dice_loss(src, tgt, num_boxes),
+        }
+
+    @staticmethod
+    def _num_boxes_across_processes(targets: List[Dict], device) -> float:
+        """(instance, frame) entries in the batch, averaged over processes, at least 1."""
+        count = float(sum(t["valid"].numel() for t in targets))
+        num_boxes = torch.as_tensor([count], dtype=torch.float, device=device)
+        if comm.get_world_size() > 1:
+            dist.all_reduce(num_boxes)
+        return torch.clamp(num_boxes / comm.get_world_size(), min=1).item()
+
+    def _check_target(self, target: Dict, video: int, num_frames: int) -> None:
+        labels, num = target["labels"], target["labels"].shape[0]
+        for key in ("masks", "boxes", "valid"):
+            if key not in target or tuple(target[key].shape[:2]) != (num, num_frames):
+                shape = tuple(target[key].shape) if key in target else None
+                raise ValueError(
+                    f"VisTRCriterion: targets[{video}][{key!r}] has shape {shape}, expected "
+                    f"({num}, {num_frames}, ...)"
+                )
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"VisTRCriterion: targets[{video}]['labels'] has classes outside "
+                f"[0, {self.num_classes}): {labels.tolist()}"
+            )
+
+
+def matched_frames(targets: List[Dict], indices: Indices, device, with_masks: bool = False):
+    """Every (video, slot, frame) of a matched pair where the instance is present.
+
+    Returns:
+        batch_idx, slot_idx, frame_idx: (P,) int64; labels (P,) int64; boxes (P, 4);
+        masks (P, H, W) (None unless ``with_masks``).
+    """
+    parts = {"b": [], "slot": [], "frame": [], "labels": [], "boxes": [], "masks": []}
+    for b, (target, (slots, instances)) in enumerate(zip(targets, indices)):
+        for slot, instance in zip(slots.tolist(), instances.tolist()):
+            frames = torch.nonzero(target["valid"][instance], as_tuple=False)[:, 0]
+            parts["b"].append(torch.full_like(frames, b))
+            parts["slot"].append(torch.full_like(frames, slot))
+            parts["frame"].append(frames)
+            parts["labels"].append(target["labels"][instance].expand(len(frames)))
+            parts["boxes"].append(target["boxes"][instance][frames])
+            if with_masks:
+                parts["masks"].append(target["masks"][instance][frames])
+    if not parts["b"]:
+        empty = torch.empty(0, dtype=torch.int64, device=device)
+        return empty, empty, empty, empty, torch.empty(0, 4, device=device), None
+    index = [torch.cat(parts[k]).to(device) for k in ("b", "slot", "frame", "labels")]
+    boxes = torch.cat(parts["boxes"]).float().to(device)
+    masks = torch.cat(parts["masks"]).to(device) if with_masks else None
+    return (*index, boxes, masks)

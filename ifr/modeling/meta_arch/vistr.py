@@ -1,0 +1,130 @@
+"""VisTR (Wang et al., "End-to-End Video Instance Segmentation with Transformers", CVPR
+2021) as a registered meta-architecture, ``MODEL.META_ARCHITECTURE: "VisTR"``.
+
+backbone (per frame) -> ``VisTRTransformerDecoder`` (encoder-decoder over all frames'
+tokens, instance-sequence queries, box and class heads, 3-D-conv mask fusion) ->
+``VisTRCriterion`` (instance-sequence matching; class, box and mask losses).
+
+What differs from the shared ``VideoMaskClassifier``:
+- no pixel decoder: the decoder reads the backbone's res5 (transformer), res4, res3, res2
+  (mask head), passed through the shared interface as ``multi_scale_features`` = (res5,
+  res4, res3) and ``mask_features`` = res2, so inference encodes and stores them as it
+  does for the other systems;
+- targets also hold per-frame boxes and presence (``prepare_targets``);
+- a query slot has a class per frame; the instance's class probabilities are their mean
+  over the frames of the clip (``class_probabilities``; VisTR's inference averages the
+  per-frame scores). Its masks are the 3-D-fused ``pred_masks``, not a product of
+  embeddings and mask features; the decoder hands them to the shared inference as its
+  own ``mask_features`` (one channel per slot) with one-hot ``pred_mask_embeds``, which
+  reproduces them exactly, so inference (whole video, per clip, TTA) needs no VisTR path.
+"""
+
+from typing import Dict, List, Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+
+from ...inference.options import InferenceOptions
+from ...layers.classification import class_probabilities
+from ..criterion.vistr import VisTRCriterion
+from ..registry import TRANSFORMER_DECODER_REGISTRY
+from ..transformer_decoder.vistr import VISTR_IN_FEATURES
+from .base import VideoMaskClassifier
+
+
+@META_ARCH_REGISTRY.register()
+class VisTR(VideoMaskClassifier):
+    """VisTR: softmax class logits (K + 1) per frame, boxes, 3-D-fused masks."""
+
+    class_activation = "softmax"
+
+    @configurable
+    def __init__(self, **kwargs):
+        """Arguments of ``VideoMaskClassifier`` (``pixel_decoder`` None); ``criterion`` a
+        ``VisTRCriterion``."""
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        num_frames = cfg.MODEL.VISTR.NUM_FRAMES
+        if cfg.INPUT.SAMPLING_FRAME_NUM != num_frames:
+            raise ValueError(
+                f"VisTR trains on clips of MODEL.VISTR.NUM_FRAMES = {num_frames} frames; "
+                f"set INPUT.SAMPLING_FRAME_NUM {num_frames} (it is {cfg.INPUT.SAMPLING_FRAME_NUM})"
+            )
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        missing = [name for name in VISTR_IN_FEATURES if name not in shapes]
+        if missing:
+            raise ValueError(
+                f"VisTR reads backbone outputs {list(VISTR_IN_FEATURES)}; the backbone gives "
+                f"{sorted(shapes)} (MODEL.RESNETS.OUT_FEATURES / MODEL.SWIN.OUT_FEATURES)"
+            )
+        decoder_cls = TRANSFORMER_DECODER_REGISTRY.get(cfg.MODEL.TRANSFORMER_DECODER.NAME)
+        return {
+            "backbone": backbone,
+            "pixel_decoder": None,
+            "transformer_decoder": decoder_cls(cfg, input_shape=shapes),
+            "criterion": VisTRCriterion(cfg),
+            "size_divisibility": cfg.MODEL.IFR.SIZE_DIVISIBILITY,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "inference_options": InferenceOptions.from_config(cfg),
+        }
+
+    def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
+        """(..., T, K + 1) per-frame logits -> (..., K): the softmax probabilities of the
+        K classes averaged over the frames."""
+        return class_probabilities(pred_logits, "softmax").mean(-2)
+
+    def _encode(
+        self, frames: torch.Tensor, num_videos: int, num_frames: int
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """(B*T, 3, H, W) normalised frames -> ([res5, res4, res3], res2), each
+        (B, T, C_l, H_l, W_l)."""
+        features = self.backbone(frames)
+
+        def by_video(x: torch.Tensor) -> torch.Tensor:
+            return x.view(num_videos, num_frames, *x.shape[1:])
+
+        multi_scale = [by_video(features[name]) for name in ("res5", "res4", "res3")]
+        return multi_scale, by_video(features["res2"])
+
+    def prepare_targets(self, batched_inputs: List[dict], padded_size) -> List[Dict]:
+        """The shared targets plus ``boxes (M, T, 4)``: the tight box of each mask as
+        normalised (cx, cy, w, h) relative to the frame before padding (zero where
+        absent), and ``valid (M, T)`` bool: the instance is present in the frame."""
+        targets = super().prepare_targets(batched_inputs, padded_size)
+        for video, target in zip(batched_inputs, targets):
+            height, width = video["image"][0].shape[-2:]
+            masks = target["masks"][..., :height, :width]
+            target["valid"] = (masks > 0.5).flatten(2).any(-1)
+            target["boxes"] = normalized_mask_boxes(masks, target["valid"])
+        return targets
+
+
+def normalized_mask_boxes(masks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Tight boxes of masks as (cx, cy, w, h) divided by the mask size.
+
+    Args:
+        masks: (M, T, H, W) binary masks; valid: (M, T) bool, the mask is not empty.
+    Returns:
+        (M, T, 4); a box spans whole pixels (x1 = last column + 1); zero where not valid.
+    """
+    height, width = masks.shape[-2:]
+    binary = masks > 0.5
+    rows, cols = binary.any(-1), binary.any(-2)  # (M, T, H), (M, T, W)
+
+    def extent(present: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        index = torch.arange(present.shape[-1], device=present.device, dtype=torch.float32)
+        first = torch.where(present, index, torch.inf).amin(-1)
+        last = torch.where(present, index, -torch.inf).amax(-1) + 1
+        return first, last
+
+    (y0, y1), (x0, x1) = extent(rows), extent(cols)
+    boxes = torch.stack(
+        [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height],
+        dim=-1,
+    )
+    return torch.where(valid[..., None], boxes, torch.zeros_like(boxes))
