@@ -20,6 +20,7 @@ def add_ifr_config(cfg: CN) -> None:
     _add_m2f_vis_config(cfg)
     _add_ifc_config(cfg)
     _add_vistr_config(cfg)
+    _add_tevit_config(cfg)
     _add_dataloader_config(cfg)
 
 
@@ -257,6 +258,7 @@ def _add_vistr_config(cfg: CN) -> None:
     cfg.MODEL.VISTR.DEEP_SUPERVISION = True
 
 
+
 def _add_ifc_config(cfg: CN) -> None:
     """Keys of IFC (Hwang et al., NeurIPS 2021; ``MODEL.META_ARCHITECTURE "IFC"``) that the
     other systems do not have. The shared keys stay under ``MODEL.IFR``: NUM_CLASSES,
@@ -275,6 +277,46 @@ def _add_ifc_config(cfg: CN) -> None:
     cfg.MODEL.IFC.MASK_STRIDE = 4
     # Matching cost on dense masks at 1/MATCH_STRIDE of the padded input, as IFC.
     cfg.MODEL.IFC.MATCH_STRIDE = 4
+
+def _add_tevit_config(cfg: CN) -> None:
+    """Keys of TeViT (Yang et al., CVPR 2022; ``MODEL.META_ARCHITECTURE "TeViT"``): its
+    backbone MsgShifT (``MODEL.MSGSHIFT``) and its spatiotemporal query interaction head
+    (``MODEL.TEVIT``). Defaults are the official ``tevit_msgshift`` recipe; the class count
+    stays ``MODEL.IFR.NUM_CLASSES``, the queries ``MODEL.IFR.NUM_QUERIES``, inference
+    ``MODEL.IFR.TEST.*``."""
+    cfg.MODEL.MSGSHIFT = CN()
+    cfg.MODEL.MSGSHIFT.EMBED_DIMS = [64, 128, 320, 512]  # C of the 4 stages (PVTv2-b1)
+    cfg.MODEL.MSGSHIFT.DEPTHS = [2, 2, 2, 2]  # blocks per stage
+    cfg.MODEL.MSGSHIFT.NUM_HEADS = [1, 2, 5, 8]  # attention heads per stage
+    cfg.MODEL.MSGSHIFT.MLP_RATIOS = [8, 8, 4, 4]  # FFN hidden size / C per stage
+    cfg.MODEL.MSGSHIFT.SR_RATIOS = [8, 4, 2, 1]  # spatial reduction of keys/values per stage
+    cfg.MODEL.MSGSHIFT.NUM_MESSENGERS = 32  # M, messenger tokens per frame
+    # Temporal shift of each messenger group (M / len groups), negated every other block.
+    cfg.MODEL.MSGSHIFT.SHIFT_STRIDES = [1, -1, 2, -2]
+    cfg.MODEL.MSGSHIFT.DROP_PATH_RATE = 0.1  # stochastic depth, largest rate (last block)
+    cfg.MODEL.MSGSHIFT.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # strides 4-32
+    cfg.MODEL.TEVIT = CN()
+    cfg.MODEL.TEVIT.FPN_DIM = 256  # channels of the FPN neck and of the head
+    cfg.MODEL.TEVIT.NUM_STAGES = 6  # iterative head stages (each one supervised)
+    cfg.MODEL.TEVIT.NHEADS = 8  # heads of the (shared) frame and clip self-attention
+    cfg.MODEL.TEVIT.DIM_FEEDFORWARD = 2048  # hidden size of the head's FFN
+    cfg.MODEL.TEVIT.DYNAMIC_DIM = 64  # hidden channels of the dynamic convolutions
+    cfg.MODEL.TEVIT.BOX_POOL = 7  # RoIAlign side for the box/class head
+    cfg.MODEL.TEVIT.MASK_POOL = 14  # RoIAlign side for the mask head (masks are 2x that)
+    cfg.MODEL.TEVIT.MASK_CONVS = 4  # 3x3 convolutions of the mask head
+    cfg.MODEL.TEVIT.NUM_REG_FCS = 3  # fully connected layers before the box deltas
+    cfg.MODEL.TEVIT.NUM_CLS_FCS = 1  # fully connected layers before the class logits
+    # Loss weights (official): focal class, L1 and GIoU of the boxes, Dice of the masks.
+    cfg.MODEL.TEVIT.CLASS_WEIGHT = 2.0
+    cfg.MODEL.TEVIT.BBOX_WEIGHT = 5.0  # L1 of the (x1, y1, x2, y2) boxes / image size
+    cfg.MODEL.TEVIT.GIOU_WEIGHT = 2.0  # 1 - GIoU
+    cfg.MODEL.TEVIT.DICE_WEIGHT = 8.0  # Dice of the 28x28 box masks
+    # Matching cost weights (focal class cost, box L1, -GIoU), averaged over the frames
+    # where the instance is present, as TeViT's TeViTHungarianAssigner.
+    cfg.MODEL.TEVIT.COST_CLASS = 2.0
+    cfg.MODEL.TEVIT.COST_BBOX = 5.0
+    cfg.MODEL.TEVIT.COST_GIOU = 2.0
+
 
 def normalize_override(cfg: CN, key: str, value: str) -> str:
     """The text of a command-line ``KEY VALUE`` override that ``cfg`` accepts, as

@@ -17,6 +17,7 @@ from torch import Tensor
 from ...utils.atomic_io import atomic_torch_save
 from ...utils.errors import UserInputError
 from ...utils.tensor_io import CheckpointFormatError, UnsafeCheckpointError, load_tensor_file
+from .msgshift import pvt_v2_official_to_d2
 
 __all__ = [
     "CONVERTERS",
@@ -130,6 +131,7 @@ def torchvision_resnet_to_d2(
 CONVERTERS: Dict[str, Callable[..., Dict[str, Tensor]]] = {
     "swin": swin_official_to_d2,
     "torchvision-resnet": torchvision_resnet_to_d2,
+    "pvt-v2": pvt_v2_official_to_d2,  # TeViT's MsgShifT from ImageNet PVTv2 weights
 }
 
 
