@@ -7,6 +7,7 @@ polygons and uncompressed RLE (``counts`` a list) become compressed RLE; an empt
 ``None``. Every check happens here, once, when a file is read, so that pycocotools only
 ever sees valid RLEs and an error names the file, video, annotation and frame at fault.
 """
+from collections import Counter
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
@@ -143,7 +144,7 @@ def category_ids(gt: Mapping[str, Any], source: str = "ground truth") -> List[in
         if not isinstance(category, Mapping) or not _is_int(category.get("id")):
             raise ValueError(f"{source}: every category needs an int 'id', got {category!r}")
         ids.append(int(category["id"]))
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
     if duplicates:
         raise ValueError(f"{source}: category id(s) {duplicates} appear more than once")
     return sorted(ids)
