@@ -5,8 +5,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-import pycocotools.mask as mask_util
 from detectron2.utils.colormap import colormap
+
+from ..utils.rle import rle_to_mask
 
 _PALETTE = colormap(rgb=False, maximum=255).astype(np.uint8)  # (74, 3) BGR, fixed order
 
@@ -33,7 +34,7 @@ def frame_mask(masks, frame_idx: int) -> np.ndarray:
     """Bool (H, W) mask of one frame from T RLE dicts or a (T, H, W) array/tensor."""
     mask = masks[frame_idx]
     if isinstance(mask, dict):
-        return mask_util.decode(mask).astype(bool)
+        return rle_to_mask(mask, where=f"frame {frame_idx}'s mask")
     return np.asarray(mask, dtype=bool)
 
 
