@@ -1,4 +1,5 @@
 import importlib.util
+import logging
 import os
 
 import pytest
@@ -37,6 +38,33 @@ def load_tool():
         return module
 
     return load
+
+
+@pytest.fixture
+def ifr_caplog(caplog):
+    """``caplog`` that also sees the ``ifr`` loggers once a tool has run in-process
+    (detectron2's ``setup_logger`` stops them propagating to the root logger)."""
+    logger = logging.getLogger("ifr")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def restore_loggers():
+    """For tests that run a tool in-process: its ``setup_logger`` handlers (bound to this
+    test's captured streams) and propagation are undone afterwards."""
+    from detectron2.utils.logger import setup_logger
+
+    names = ("ifr", "detectron2", "fvcore", "d2")
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate,
+                 logging.getLogger(n).level) for n in names}
+    yield
+    for name, (handlers, propagate, level) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.propagate, logger.level = propagate, level
+    setup_logger.cache_clear()
 
 
 @pytest.fixture(autouse=True)

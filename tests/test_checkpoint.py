@@ -228,7 +228,7 @@ def test_extra_data_travels_with_the_checkpoint(tmp_path):
 
 
 def test_inference_weights_refuse_partial_unless_allowed_and_warn_without_weights(
-    tmp_path, make_cfg, caplog
+    tmp_path, make_cfg, ifr_caplog
 ):
     partial = str(tmp_path / "partial.pth")
     torch.save({"model": {"backbone.weight": torch.zeros(4, 3)}}, partial)
@@ -240,6 +240,6 @@ def test_inference_weights_refuse_partial_unless_allowed_and_warn_without_weight
     load_inference_weights(model, cfg)
     assert torch.all(model.backbone.weight == 0)
     cfg.MODEL.WEIGHTS = ""
-    with caplog.at_level(logging.WARNING):
+    with ifr_caplog.at_level(logging.WARNING):
         assert load_inference_weights(TinyIFRLike(), cfg) == {}
-    assert "UNTRAINED" in caplog.text
+    assert "UNTRAINED" in ifr_caplog.text

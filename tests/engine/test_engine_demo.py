@@ -35,12 +35,12 @@ def test_classes_of_another_count_are_refused(tiny_cfg):
         class_names_for("ytvis_2019_val", {}, tiny_cfg)
 
 
-def test_old_checkpoint_falls_back_to_the_test_dataset_with_a_warning(tiny_cfg, caplog):
+def test_old_checkpoint_falls_back_to_the_test_dataset_with_a_warning(tiny_cfg, ifr_caplog):
     tiny_cfg.MODEL.WEIGHTS = "old_model.pth"
-    with caplog.at_level(logging.WARNING):
+    with ifr_caplog.at_level(logging.WARNING):
         names = class_names_for("", {}, tiny_cfg)
     assert names == list(MetadataCatalog.get("ytvis_tiny_val").thing_classes)
-    assert "holds no class names" in caplog.text
+    assert "holds no class names" in ifr_caplog.text
     tiny_cfg.DATASETS.TEST = ()
     assert class_names_for("", {}, tiny_cfg) is None  # labels "class k"
 

@@ -87,7 +87,7 @@ def test_class_count_mismatch_with_the_dataset_is_refused():
     check_datasets_available(build_cfg(TINY))
 
 
-def test_checkpoints_carry_the_training_classes_and_eval_checks_them(caplog):
+def test_checkpoints_carry_the_training_classes_and_eval_checks_them(ifr_caplog):
     import logging
 
     from detectron2.data import MetadataCatalog
@@ -104,12 +104,12 @@ def test_checkpoints_carry_the_training_classes_and_eval_checks_them(caplog):
     check_class_names(extras, ["ytvis_tiny_val"])  # the same categories: accepted
     with pytest.raises(ConfigError, match="trained on classes .*'ytvis_2019_val' .*\\(40\\)"):
         check_class_names(extras, ["ytvis_2019_val"])
-    with caplog.at_level(logging.WARNING):
+    with ifr_caplog.at_level(logging.WARNING):
         check_class_names({}, ["ytvis_tiny_val"])  # a checkpoint from before: a warning
-    assert "holds no class names" in caplog.text
+    assert "holds no class names" in ifr_caplog.text
 
 
-def test_config_is_saved_only_when_the_run_starts(tmp_path):
+def test_config_is_saved_only_when_the_run_starts(tmp_path, restore_loggers):
     from ifr.engine.defaults import argument_parser, save_run_config, setup
 
     args = argument_parser().parse_args(

@@ -19,6 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
 DEMO_CFG = os.path.join(HERE, "ifr_r18_tiny_random.yaml")
 
+pytestmark = pytest.mark.usefixtures("restore_loggers")  # the tools run in-process
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, make_cfg):
