@@ -49,7 +49,7 @@ class VisTRPositionEmbedding3D(PositionEmbeddingSine):
             (B, T, 3 * num_pos_feats, H, W) embeddings, dtype of ``x``.
         """
         if x.dim() != 5:
-            raise ValueError(f"VisTRPositionEmbedding3D needs (B, T, C, H, W), got {tuple(x.shape)}")
+            raise ValueError(f"VisTR's 3-D encoding needs (B, T, C, H, W), got {tuple(x.shape)}")
         batch, frames, _, height, width = x.shape
         if mask is None:
             mask = torch.zeros((batch, frames, height, width), device=x.device, dtype=torch.bool)
