@@ -49,6 +49,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-gpus", type=int, default=1, help="GPUs per run")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate and print the commands; write and run nothing")
+    parser.add_argument("--table-only", action="store_true",
+                        help="write the table from the runs finished so far; train nothing")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides for every run of every config")
     return parser
@@ -67,7 +69,8 @@ def main(argv=None) -> int:
     try:
         check_config_names(args.configs)
         sweeps = prepare_comparison(args.output_dir, args.configs, args.seeds, args.seed_list,
-                                    args.opts, args.train_script, write=not args.dry_run)
+                                    args.opts, args.train_script,
+                                    write=not (args.dry_run or args.table_only))
     except (ValueError, FileNotFoundError) as e:
         print(f"compare: error: {e}", file=sys.stderr)
         return 2
@@ -77,13 +80,15 @@ def main(argv=None) -> int:
         for command in commands:
             print(shlex.join(command))
         return 0
-    try:
-        results = run_comparison(sweeps, num_gpus=args.num_gpus, echo=echo)
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (SweepInterrupted)
-        print(f"compare: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume",
-              file=sys.stderr)
-        return 130
-    failed = [f"{label}/{r.name}" for label, records in results.items() for r in records]
+    failed = []
+    if not args.table_only:
+        try:
+            results = run_comparison(sweeps, num_gpus=args.num_gpus, echo=echo)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (SweepInterrupted)
+            print(f"compare: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume "
+                  "(--table-only tabulates the runs finished so far)", file=sys.stderr)
+            return 130
+        failed = [f"{label}/{r.name}" for label, records in results.items() for r in records]
     try:
         write_comparison_table(sweeps, args.output_dir, metrics)
     except ValueError as e:

@@ -32,7 +32,7 @@ from .aggregate import (
     summarize_setting,
     write_csv,
 )
-from .manifest import RunRecord, SweepManifest, load_manifest, refresh_states, save_manifest
+from .manifest import RunRecord, SweepManifest, refresh_states, save_manifest
 from .plot import save_comparison_figure
 from .summary import SweepSummary, format_stats
 from .sweep import (
@@ -193,7 +193,7 @@ def summarize_comparison(
     per_config: List[Tuple[str, int, Dict[str, Dict[str, float]]]] = []
     missing = []
     for sweep in sweeps:
-        manifest = load_manifest(sweep.sweep_dir)
+        manifest = sweep.manifest
         refresh_states(manifest, sweep.sweep_dir)
         run_metrics, unreadable = collect_metrics(manifest, sweep.sweep_dir)
         per_config.append((sweep.label, len(manifest.runs), run_metrics))

@@ -203,6 +203,12 @@ def test_compare_tool_fails_one_run_resumes_it_and_tabulates(
     table = open(os.path.join(output_dir, "table.md")).read()
     assert "| ifr_a | 1/2 | 40.0 ± - (1) |" in table  # AP 40 + 10 * 0.0 + seed 0
     assert load_manifest(os.path.join(output_dir, "ifr_a")).runs["seed=1"].state == FAILED
+    os.remove(os.path.join(output_dir, "table.md"))
+    assert compare.main(["--table-only", *argv]) == 0  # tabulates, trains nothing
+    assert "| ifr_a | 1/2 | 40.0 ± - (1) |" in open(os.path.join(output_dir, "table.md")).read()
+    assert calls(os.path.join(output_dir, "ifr_a", "seed=1")) == [
+        "resume=True had_checkpoint=False"]
+    capsys.readouterr()
 
     monkeypatch.delenv("FAKE_CRASH_RUN")
     assert compare.main(argv) == 0
@@ -236,6 +242,8 @@ def test_compare_tool_dry_run_and_argument_errors(tmp_path, two_configs, capsys,
     assert "--configs SOLVER.MAX_ITER: not a .yaml file" in capsys.readouterr().err
     assert compare.main(["--configs", configs[0], *base]) == 2
     assert "at least two configs" in capsys.readouterr().err
+    assert compare.main(["--configs", *configs, *base, "--table-only"]) == 2
+    assert "no finished run" in capsys.readouterr().err and not output_dir.exists()
 
 
 def test_runs_go_seed_by_seed_across_the_configs(tmp_path, two_configs):
