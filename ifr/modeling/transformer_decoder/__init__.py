@@ -6,7 +6,8 @@
 from .ifc import IFCTransformerDecoder
 from .ifr import IFRTransformerDecoder
 from .m2f_vis import VideoMultiScaleMaskedTransformerDecoder
+from .tevit import TeViTSTQIHead
 from .vistr import VisTRTransformerDecoder
 
-__all__ = ["IFCTransformerDecoder", "IFRTransformerDecoder", "VideoMultiScaleMaskedTransformerDecoder",
-           "VisTRTransformerDecoder"]
+__all__ = ["IFCTransformerDecoder", "IFRTransformerDecoder", "TeViTSTQIHead",
+           "VideoMultiScaleMaskedTransformerDecoder", "VisTRTransformerDecoder"]

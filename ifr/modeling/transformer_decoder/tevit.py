@@ -1,0 +1,366 @@
+"""TeViT's spatiotemporal query interaction (STQI) head (Yang et al., "Temporally Efficient
+Vision Transformer for Video Instance Segmentation", CVPR 2022): QueryInst on a clip.
+
+Shape shorthand: B clips, T frames, N queries, K classes, d channels, R RoIs (one per
+(clip, frame, query) or per selected one), S the RoI side (7 boxes, 14 masks).
+
+The same N learnt queries (a d-dim feature and an initial box, the whole image) start in
+every frame. Each of the ``num_stages`` stages, as TeViT's ``STQIHead`` + ``DynamicMaskHead``:
+1. RoIAlign of each query's box (per frame) from the FPN level its size selects;
+2. multi-head self-attention among the N queries of a frame, then the SAME attention
+   (shared weights and norm) among the T frames of each query: the temporal interaction;
+3. dynamic convolution of the RoI features with kernels generated from the query
+   (Sparse R-CNN's instance interaction), FFN;
+4. class logits (sigmoid, per frame) and box deltas (per frame) refining the detached box;
+5. the mask head: RoIAlign (14x14) of the refined boxes, a dynamic convolution with the
+   query features of step 2, four 3x3 convolutions, a 2x deconvolution -> 28x28 logits.
+
+Differences from TeViT's code, all deliberate:
+- masks are class-agnostic (one channel; TeViT predicts one per class and reads the
+  predicted class's): the shared inference renders one mask per query;
+- boxes are normalised by the padded input size (TeViT: the image size before padding);
+- RoIAlign is torchvision's (``aligned=True``, 2 samples per bin, as mmcv's) with
+  mmdetection's level rule written here (``roi_levels``);
+- at inference a query's class probabilities are the mean over frames of its sigmoid
+  scores (as TeViT), and masks are computed for every query and frame of the clip, pasted
+  into the stride-4 grid and handed to the shared inference as one-hot embeddings over
+  those maps (TeViT computes masks of its top 10 only).
+"""
+
+import math
+from functools import partial
+from typing import Dict, List
+
+import torch
+from detectron2.config import configurable
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchvision.ops import box_convert, roi_align
+
+from ..registry import TRANSFORMER_DECODER_REGISTRY
+
+__all__ = ["TeViTSTQIHead", "decode_box_deltas", "roi_levels", "paste_mask_logits"]
+
+# mmdetection's RoI level rule: level = floor(log2(sqrt(area) / FINEST_SCALE)), clamped.
+FINEST_SCALE = 56
+# DeltaXYWHBBoxCoder of TeViT: target stds (means are 0) and the clamp of log-size deltas.
+DELTA_STDS = (0.5, 0.5, 1.0, 1.0)
+MAX_LOG_RATIO = abs(math.log(16 / 1000))
+
+
+def roi_levels(boxes: Tensor, num_levels: int) -> Tensor:
+    """(R, 4) xyxy boxes -> (R,) FPN level index (0 = stride 4) by mmdetection's rule."""
+    scale = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=0).sqrt()
+    levels = torch.floor(torch.log2(scale / FINEST_SCALE + 1e-6))
+    return levels.clamp(0, num_levels - 1).long()
+
+
+def multilevel_roi_align(
+    levels: List[Tensor], rois: Tensor, output_size: int, strides: List[int]
+) -> Tensor:
+    """RoI features from the level each box selects.
+
+    Args:
+        levels: per level (F, d, h_l, w_l) features of F frames; strides: their strides.
+        rois: (R, 5) ``(frame index, x1, y1, x2, y2)`` in input pixels.
+    Returns:
+        (R, d, S, S) with S = ``output_size``.
+    """
+    out = rois.new_zeros((rois.shape[0], levels[0].shape[1], output_size, output_size))
+    level_of = roi_levels(rois[:, 1:], len(levels))
+    for i, (features, stride) in enumerate(zip(levels, strides)):
+        index = torch.nonzero(level_of == i)[:, 0]
+        if index.numel():
+            out[index] = roi_align(
+                features, rois[index], output_size, 1.0 / stride, sampling_ratio=2, aligned=True
+            ).to(out.dtype)
+    return out
+
+
+def decode_box_deltas(boxes: Tensor, deltas: Tensor) -> Tensor:
+    """TeViT's DeltaXYWHBBoxCoder (means 0, stds 0.5/0.5/1/1, no clipping to the image):
+    (R, 4) xyxy boxes and (R, 4) deltas -> refined (R, 4) xyxy boxes."""
+    deltas = deltas * deltas.new_tensor(DELTA_STDS)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    size = boxes[:, 2:] - boxes[:, :2]
+    centre = centre + size * deltas[:, :2]
+    size = size * deltas[:, 2:].clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO).exp()
+    return torch.cat([centre - size / 2, centre + size / 2], dim=1)
+
+
+def paste_mask_logits(
+    mask_logits: Tensor, boxes: Tensor, grid_size: tuple, stride: int
+) -> Tensor:
+    """Box masks into a frame grid, as logits.
+
+    Args:
+        mask_logits: (R, S, S) logits of each box's mask; boxes: (R, 4) xyxy input pixels.
+        grid_size: (h, w) of the output grid, whose cell (i, j) is centred at input pixel
+            ((j + 0.5) * stride, (i + 0.5) * stride).
+    Returns:
+        (R, h, w) logits: the bilinearly sampled box mask probability (0 outside the
+        box) mapped back to a logit (clamped to [-ln(1e6), ln(1e6)]).
+    """
+    h, w = grid_size
+    ys = (torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5) * stride
+    xs = (torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5) * stride
+    x1, y1, x2, y2 = (boxes[:, i, None] for i in range(4))
+    gx = (xs[None] - x1) / (x2 - x1).clamp(min=1e-6) * 2 - 1  # (R, w)
+    gy = (ys[None] - y1) / (y2 - y1).clamp(min=1e-6) * 2 - 1  # (R, h)
+    grid = torch.stack(
+        [gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)], dim=-1
+    )
+    probs = F.grid_sample(
+        mask_logits[:, None].sigmoid(), grid.to(mask_logits.dtype), align_corners=False
+    )[:, 0]
+    return torch.logit(probs.clamp(1e-6, 1 - 1e-6))
+
+
+class DynamicConv(nn.Module):
+    """Sparse R-CNN's dynamic instance interaction: two 1x1 "convolutions" of the RoI
+    features whose kernels are generated from the query feature; with ``with_proj`` the
+    result is flattened and projected to one d-vector per RoI."""
+
+    def __init__(self, dim: int, hidden: int, pool: int, with_proj: bool):
+        super().__init__()
+        self.dim, self.hidden = dim, hidden
+        self.dynamic_layer = nn.Linear(dim, 2 * dim * hidden)
+        self.norm_in = nn.LayerNorm(hidden)
+        self.norm_out = nn.LayerNorm(dim)
+        self.with_proj = with_proj
+        if with_proj:
+            self.fc_layer = nn.Linear(dim * pool * pool, dim)
+            self.fc_norm = nn.LayerNorm(dim)
+
+    def forward(self, queries: Tensor, roi_features: Tensor) -> Tensor:
+        """queries (R, d), roi_features (R, d, S, S) -> (R, d), or (R, S*S, d) without
+        the projection."""
+        features = roi_features.flatten(2).transpose(1, 2)  # (R, S*S, d)
+        params = self.dynamic_layer(queries)
+        param_in = params[:, : self.dim * self.hidden].view(-1, self.dim, self.hidden)
+        param_out = params[:, self.dim * self.hidden :].view(-1, self.hidden, self.dim)
+        features = F.relu(self.norm_in(torch.bmm(features, param_in)))
+        features = F.relu(self.norm_out(torch.bmm(features, param_out)))
+        if not self.with_proj:
+            return features
+        return F.relu(self.fc_norm(self.fc_layer(features.flatten(1))))
+
+
+def _fcs(dim: int, num: int) -> nn.Sequential:
+    """``num`` x (Linear without bias, LayerNorm, ReLU), DIIHead's class/box branches."""
+    layers = []
+    for _ in range(num):
+        layers += [nn.Linear(dim, dim, bias=False), nn.LayerNorm(dim), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class STQIStage(nn.Module):
+    """One stage of the box/class head (TeViT's ``STQIHead``)."""
+
+    def __init__(self, *, num_classes, dim, nheads, dim_feedforward, dynamic_dim, pool,
+                 num_cls_fcs, num_reg_fcs):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(dim, nheads, batch_first=True)
+        self.attention_norm = nn.LayerNorm(dim)
+        self.instance_interactive_conv = DynamicConv(dim, dynamic_dim, pool, with_proj=True)
+        self.instance_interactive_conv_norm = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, dim_feedforward), nn.ReLU(inplace=True), nn.Linear(dim_feedforward, dim)
+        )
+        self.ffn_norm = nn.LayerNorm(dim)
+        self.cls_fcs = _fcs(dim, num_cls_fcs)
+        self.reg_fcs = _fcs(dim, num_reg_fcs)
+        self.fc_cls = nn.Linear(dim, num_classes)
+        self.fc_reg = nn.Linear(dim, 4)
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        nn.init.constant_(self.fc_cls.bias, -math.log((1 - 0.01) / 0.01))  # focal prior 0.01
+        nn.init.zeros_(self.fc_reg.weight)
+        nn.init.zeros_(self.fc_reg.bias)
+
+    def _self_attention(self, x: Tensor) -> Tensor:
+        return self.attention_norm(x + self.attention(x, x, x, need_weights=False)[0])
+
+    def forward(self, roi_features: Tensor, queries: Tensor, num_frames: int):
+        """
+        Args:
+            roi_features: (B*T*N, d, S, S), clip-major then frame then query.
+            queries: (B*T, N, d) query features of every frame.
+        Returns:
+            logits (B*T, N, K), box deltas (B*T, N, 4), new queries (B*T, N, d) and the
+            features after the self-attentions (B*T, N, d), read by the mask head.
+        """
+        bt, n, d = queries.shape
+        queries = self._self_attention(queries)  # among the queries of a frame
+        by_query = queries.view(-1, num_frames, n, d).transpose(1, 2).reshape(-1, num_frames, d)
+        by_query = self._self_attention(by_query)  # among the frames of a query (shared)
+        attn_feats = by_query.view(-1, n, num_frames, d).transpose(1, 2).reshape(bt, n, d)
+        flat = attn_feats.reshape(-1, d)
+        flat = self.instance_interactive_conv_norm(
+            flat + self.instance_interactive_conv(flat, roi_features)
+        )
+        flat = self.ffn_norm(flat + self.ffn(flat))
+        logits = self.fc_cls(self.cls_fcs(flat)).view(bt, n, -1)
+        deltas = self.fc_reg(self.reg_fcs(flat)).view(bt, n, 4)
+        return logits, deltas, flat.view(bt, n, d), attn_feats
+
+
+class DynamicMaskHead(nn.Module):
+    """QueryInst's mask head: dynamic convolution (no projection) of the 14x14 RoI
+    features with the query, 3x3 convolutions with BatchNorm, a 2x deconvolution and a
+    1x1 class-agnostic logit."""
+
+    def __init__(self, dim: int, dynamic_dim: int, pool: int, num_convs: int):
+        super().__init__()
+        self.pool = pool
+        self.instance_interactive_conv = DynamicConv(dim, dynamic_dim, pool, with_proj=False)
+        convs = []
+        for _ in range(num_convs):
+            convs += [nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.BatchNorm2d(dim),
+                      nn.ReLU(inplace=True)]
+        self.convs = nn.Sequential(*convs)
+        self.upsample = nn.ConvTranspose2d(dim, dim, 2, 2)
+        self.conv_logits = nn.Conv2d(dim, 1, 1)
+        for m in (self.upsample, self.conv_logits):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+
+    def forward(self, queries: Tensor, roi_features: Tensor) -> Tensor:
+        """queries (R, d), roi_features (R, d, S, S) -> (R, 2S, 2S) mask logits."""
+        x = self.instance_interactive_conv(queries, roi_features)
+        x = x.transpose(1, 2).reshape(-1, x.shape[2], self.pool, self.pool)
+        x = F.relu(self.upsample(self.convs(x)))
+        return self.conv_logits(x)[:, 0]
+
+
+@TRANSFORMER_DECODER_REGISTRY.register()
+class TeViTSTQIHead(nn.Module):
+    """TeViT's head (see the module docstring), in the transformer decoder's slot."""
+
+    class_activation = "sigmoid"
+    strides = [4, 8, 16, 32]
+
+    @configurable
+    def __init__(self, *, num_classes: int, num_queries: int, hidden_dim: int, num_stages: int,
+                 nheads: int, dim_feedforward: int, dynamic_dim: int, box_pool: int,
+                 mask_pool: int, mask_convs: int, num_cls_fcs: int, num_reg_fcs: int):
+        """
+        Args:
+            num_classes: K; num_queries: N; hidden_dim: d (= the FPN's channels).
+            num_stages: iterative stages (TeViT: 6), each with its own box and mask head.
+            nheads, dim_feedforward: of the shared self-attention and the FFN.
+            dynamic_dim: hidden channels of the dynamic convolutions (64).
+            box_pool, mask_pool: RoIAlign sides (7, 14); mask_convs: 3x3 convs (4).
+            num_cls_fcs, num_reg_fcs: layers of the class (1) and box (3) branches.
+        """
+        super().__init__()
+        self.num_queries = num_queries
+        self.box_pool, self.mask_pool = box_pool, mask_pool
+        self.init_proposal_features = nn.Embedding(num_queries, hidden_dim)
+        self.init_proposal_bboxes = nn.Embedding(num_queries, 4)  # (cx, cy, w, h) / size
+        nn.init.constant_(self.init_proposal_bboxes.weight[:, :2], 0.5)
+        nn.init.constant_(self.init_proposal_bboxes.weight[:, 2:], 1.0)
+        stage = partial(STQIStage, num_classes=num_classes, dim=hidden_dim, nheads=nheads,
+                        dim_feedforward=dim_feedforward, dynamic_dim=dynamic_dim,
+                        pool=box_pool, num_cls_fcs=num_cls_fcs, num_reg_fcs=num_reg_fcs)
+        self.stages = nn.ModuleList(stage() for _ in range(num_stages))
+        self.mask_heads = nn.ModuleList(
+            DynamicMaskHead(hidden_dim, dynamic_dim, mask_pool, mask_convs)
+            for _ in range(num_stages)
+        )
+
+    @classmethod
+    def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
+        t = cfg.MODEL.TEVIT
+        return {
+            "num_classes": cfg.MODEL.IFR.NUM_CLASSES,
+            "num_queries": cfg.MODEL.IFR.NUM_QUERIES,
+            "hidden_dim": t.FPN_DIM,
+            "num_stages": t.NUM_STAGES,
+            "nheads": t.NHEADS,
+            "dim_feedforward": t.DIM_FEEDFORWARD,
+            "dynamic_dim": t.DYNAMIC_DIM,
+            "box_pool": t.BOX_POOL,
+            "mask_pool": t.MASK_POOL,
+            "mask_convs": t.MASK_CONVS,
+            "num_cls_fcs": t.NUM_CLS_FCS,
+            "num_reg_fcs": t.NUM_REG_FCS,
+        }
+
+    def forward(self, multi_scale: List[Tensor], mask_features: Tensor, return_masks: bool = True
+                ) -> Dict[str, object]:
+        """
+        Args:
+            multi_scale: [P5, P4, P3], each (B, T, d, h_l, w_l); mask_features: P2
+                (B, T, d, H/4, W/4) (``TeViTFPN``).
+            return_masks: training (True): per-stage outputs and ``roi_mask_logits`` for
+                the criterion; inference (False): masks of every query and frame.
+        Returns:
+            ``pred_logits`` (B, N, T, K) per-frame class logits, ``pred_boxes`` (B, N, T, 4)
+            xyxy boxes / padded size, ``attn_feats`` (B, N, T, d) and ``image_size``
+            (H, W); training: ``aux_outputs`` (the earlier stages, each with its
+            ``stage``) and ``roi_mask_logits``: ``fn(stage, frame_idx (R,), boxes (R, 4)
+            normalised xyxy, queries (R, d)) -> (R, 2S, 2S)``; inference:
+            ``pred_mask_embeds`` (B, N, T, N) one-hot and ``mask_features`` (B, T, N, h, w)
+            the pasted mask logits, so that ``embeds . features`` are the masks.
+        """
+        levels = [mask_features, *reversed(multi_scale)]
+        batch, frames = mask_features.shape[:2]
+        flat_levels = [level.flatten(0, 1) for level in levels]  # (B*T, d, h, w)
+        height, width = mask_features.shape[-2] * 4, mask_features.shape[-1] * 4
+        scale = mask_features.new_tensor([width, height, width, height])
+        n = self.num_queries
+        boxes = box_convert(self.init_proposal_bboxes.weight, "cxcywh", "xyxy") * scale
+        boxes = boxes[None].expand(batch * frames, n, 4)  # (B*T, N, 4) input pixels
+        queries = self.init_proposal_features.weight[None].expand(batch * frames, n, -1)
+        frame_idx = torch.arange(batch * frames, device=boxes.device).repeat_interleave(n)
+        stage_outputs = []
+        for i, stage in enumerate(self.stages):
+            rois = torch.cat([frame_idx[:, None].to(boxes), boxes.reshape(-1, 4)], dim=1)
+            roi_features = multilevel_roi_align(flat_levels, rois, self.box_pool, self.strides)
+            logits, deltas, queries, attn_feats = stage(roi_features, queries, frames)
+            boxes = decode_box_deltas(boxes.reshape(-1, 4), deltas.reshape(-1, 4))
+            boxes = boxes.view(batch * frames, n, 4)
+
+            def by_query(x: Tensor) -> Tensor:  # (B*T, N, ...) -> (B, N, T, ...)
+                return x.view(batch, frames, n, *x.shape[2:]).transpose(1, 2)
+
+            stage_outputs.append({
+                "pred_logits": by_query(logits),
+                "pred_boxes": by_query(boxes / scale),
+                "attn_feats": by_query(attn_feats),
+                "stage": i,
+            })
+            boxes = boxes.detach()  # the next stage refines the detached boxes, as TeViT
+        outputs = dict(stage_outputs[-1], image_size=(height, width))
+        if return_masks:
+            outputs["aux_outputs"] = stage_outputs[:-1]
+            outputs["roi_mask_logits"] = partial(self.roi_mask_logits, flat_levels, scale)
+            return outputs
+        masks = self._masks_of_all_queries(flat_levels, scale, outputs, mask_features.shape[-2:])
+        outputs["mask_features"] = masks.view(batch, frames, n, *masks.shape[-2:])
+        select = torch.eye(n, device=masks.device, dtype=masks.dtype)
+        outputs["pred_mask_embeds"] = select[None, :, None].expand(batch, -1, frames, -1)
+        return outputs
+
+    def roi_mask_logits(self, flat_levels: List[Tensor], scale: Tensor, stage: int,
+                        frame_idx: Tensor, boxes: Tensor, queries: Tensor) -> Tensor:
+        """Mask logits (R, 2S, 2S) of R boxes (R, 4) (xyxy / padded size) in frames
+        ``frame_idx`` (R,) (of the B*T frames), with stage ``stage``'s mask head and
+        query features ``queries`` (R, d)."""
+        rois = torch.cat([frame_idx[:, None].to(boxes), boxes * scale], dim=1)
+        roi_features = multilevel_roi_align(flat_levels, rois, self.mask_pool, self.strides)
+        return self.mask_heads[stage](queries, roi_features)
+
+    def _masks_of_all_queries(self, flat_levels, scale, outputs, grid_size) -> Tensor:
+        """(B*T*N, h, w) pasted mask logits of the last stage, frame-major."""
+        boxes = outputs["pred_boxes"].transpose(1, 2).reshape(-1, 4)
+        queries = outputs["attn_feats"].transpose(1, 2).reshape(boxes.shape[0], -1)
+        frame_idx = torch.arange(flat_levels[0].shape[0], device=boxes.device)
+        frame_idx = frame_idx.repeat_interleave(self.num_queries)
+        logits = self.roi_mask_logits(
+            flat_levels, scale, len(self.stages) - 1, frame_idx, boxes, queries
+        )
+        return paste_mask_logits(logits, boxes * scale, tuple(grid_size), 4)
+

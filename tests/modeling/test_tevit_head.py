@@ -1,0 +1,103 @@
+"""TeViT's STQI head: box decoding, RoI levels and mask pasting by hand; output shapes;
+the shared self-attention makes the frames of a clip interact, and only those."""
+
+import math
+
+import torch
+
+from ifr.modeling.transformer_decoder.tevit import (
+    TeViTSTQIHead,
+    decode_box_deltas,
+    paste_mask_logits,
+    roi_levels,
+)
+
+K, N, D = 3, 5, 32
+
+
+def _head(num_stages: int = 2) -> TeViTSTQIHead:
+    torch.manual_seed(0)
+    return TeViTSTQIHead(
+        num_classes=K, num_queries=N, hidden_dim=D, num_stages=num_stages, nheads=4,
+        dim_feedforward=64, dynamic_dim=8, box_pool=7, mask_pool=14, mask_convs=2,
+        num_cls_fcs=1, num_reg_fcs=2,
+    )
+
+
+def _features(batch: int, frames: int, height: int = 64, width: int = 96):
+    """[P5, P4, P3] and P2 of a (batch, frames) clip of height x width frames."""
+    torch.manual_seed(1)
+    multi_scale = [torch.randn(batch, frames, D, height // s, width // s) for s in (32, 16, 8)]
+    return multi_scale, torch.randn(batch, frames, D, height // 4, width // 4)
+
+
+def test_decode_box_deltas_by_hand():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 20.0]])
+    assert torch.allclose(decode_box_deltas(boxes, torch.zeros(1, 4)), boxes)
+    # dx 0.2 x std 0.5 = 0.1 of the width: centre 5 -> 6; dw log 2 x std 1: width 10 -> 20
+    refined = decode_box_deltas(boxes, torch.tensor([[0.2, 0.0, math.log(2), 0.0]]))
+    assert torch.allclose(refined, torch.tensor([[-4.0, 0.0, 16.0, 20.0]]))
+
+
+def test_roi_levels_follow_the_box_scale():
+    sides = torch.tensor([10.0, 56.0, 111.0, 112.0, 224.0, 448.0, 2000.0])
+    boxes = torch.stack([torch.zeros(7), torch.zeros(7), sides, sides], dim=1)
+    assert roi_levels(boxes, 4).tolist() == [0, 0, 0, 1, 2, 3, 3]
+
+
+def test_paste_mask_logits_puts_the_box_mask_in_the_box():
+    # A box mask certain in its left half, absent in its right half, in the box x 8..24,
+    # y 0..16 of a 32 x 32 input; grid stride 4 (8 x 8 cells centred at 2, 6, ..., 30).
+    mask = torch.full((1, 28, 28), -20.0)
+    mask[0, :, :14] = 20.0
+    pasted = paste_mask_logits(mask, torch.tensor([[8.0, 0.0, 24.0, 16.0]]), (8, 8), 4)[0]
+    probs = pasted.sigmoid()
+    assert (probs[:4, 2:4] > 0.99).all()  # x centres 10, 14: left half of the box
+    assert (probs[:4, 4:6] < 0.01).all()  # x centres 18, 22: right half
+    assert (probs[4:] < 0.01).all() and (probs[:, :2] < 0.01).all()  # outside the box
+
+
+def test_training_output_shapes():
+    head = _head(num_stages=3).train()
+    multi_scale, p2 = _features(2, 3)
+    out = head(multi_scale, p2, return_masks=True)
+    assert out["pred_logits"].shape == (2, N, 3, K)
+    assert out["pred_boxes"].shape == (2, N, 3, 4)
+    assert out["attn_feats"].shape == (2, N, 3, D)
+    assert out["image_size"] == (64, 96)
+    assert [aux["stage"] for aux in out["aux_outputs"]] == [0, 1]
+    # Initial boxes are the whole image; stage 0's refinement starts at zero deltas.
+    assert torch.allclose(out["aux_outputs"][0]["pred_boxes"], torch.tensor([0.0, 0, 1, 1]))
+    masks = out["roi_mask_logits"](2, torch.tensor([0, 5]), torch.rand(2, 4).sort(-1)[0],
+                                   torch.randn(2, D))
+    assert masks.shape == (2, 28, 28)
+
+
+def test_inference_masks_are_one_hot_embeddings_over_pasted_maps():
+    head = _head().eval()
+    multi_scale, p2 = _features(1, 4)
+    with torch.no_grad():
+        out = head(multi_scale, p2, return_masks=False)
+    features, embeds = out["mask_features"], out["pred_mask_embeds"]
+    assert features.shape == (1, 4, N, 16, 24) and embeds.shape == (1, N, 4, N)
+    masks = torch.einsum("bntc,btchw->bnthw", embeds, features)
+    assert torch.equal(masks, features.transpose(1, 2))
+
+
+def test_frames_of_a_clip_interact_through_the_shared_attention():
+    head = _head().eval()
+    multi_scale, p2 = _features(1, 2)
+    changed_p2 = p2.clone()
+    changed_p2[:, 1] += 1.0  # frame 1 only
+
+    def frame0_logits(ms, p2_, frames):
+        batch = 2 // frames  # the same two frames as one clip, or as two 1-frame clips
+        reshape = lambda x: x.reshape(batch, frames, *x.shape[2:])  # noqa: E731
+        with torch.no_grad():
+            out = head([reshape(f) for f in ms], reshape(p2_), return_masks=False)
+        return out["pred_logits"].transpose(1, 2).reshape(2, N, K)[0]
+
+    assert not torch.allclose(frame0_logits(multi_scale, p2, 2),
+                              frame0_logits(multi_scale, changed_p2, 2))
+    assert torch.equal(frame0_logits(multi_scale, p2, 1),
+                       frame0_logits(multi_scale, changed_p2, 1))
