@@ -2,7 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from ifr.engine.trainer import build_param_groups, flatten_metrics, with_full_model_gradient_clipping
+from ifr.engine.trainer import (
+    build_param_groups,
+    flatten_metrics,
+    with_full_model_gradient_clipping,
+)
 
 
 class Net(nn.Module):

@@ -88,3 +88,29 @@ def test_demo_names_a_missing_input(tmp_path, load_tool):
         load_tool("demo").main(
             ["--config-file", CONFIG, "--input", missing, "--output", str(tmp_path / "o.mp4")]
         )
+
+
+@pytest.mark.slow
+def test_demo_labels_with_the_class_names_saved_in_the_checkpoint(
+    tmp_path, load_tool, make_cfg, monkeypatch
+):
+    """A model trained on other classes than the config's test dataset keeps its names."""
+    import ifr.engine.demo as demo_engine
+    from detectron2.modeling import build_model
+
+    torch.set_num_threads(1)
+    model = build_model(make_cfg(CONFIG))
+    weights = tmp_path / "custom.pth"
+    torch.save({"model": model.state_dict(), "class_names": ["dog", "cat", "bird"]}, weights)
+    seen = []
+    draw = demo_engine.draw_video
+    monkeypatch.setattr(
+        demo_engine, "draw_video", lambda *a: seen.append(a[3]) or draw(*a)
+    )
+    source = tmp_path / "in.mp4"
+    synthetic_video(source, num_frames=2)
+    argv = ["--config-file", CONFIG, "--input", str(source), "--output", str(tmp_path / "o.mp4"),
+            "MODEL.WEIGHTS", str(weights), "DATASETS.TEST", "('ytvis_tiny_val',)"]
+    load_tool("demo").main(argv)
+    load_tool("demo").main(argv[:-4] + ["--classes", "a,b,c"] + argv[-4:])
+    assert seen == [["dog", "cat", "bird"], ["a", "b", "c"]]
