@@ -21,7 +21,7 @@ import torch
 
 from ..utils.atomic_io import atomic_open, atomic_write_json
 from ..utils.json_io import JSONFileError, parse_json, read_json
-from ..utils.rle import masks_to_rles, rle_areas, validate_rle, with_str_counts
+from ..utils.rle import masks_to_rles, rle_areas, validate_rles, with_str_counts
 from .tracks import GroundTruth, MaskTrack, VideoInfo, result_tracks
 
 logger = logging.getLogger(__name__)
@@ -189,11 +189,15 @@ def _validate_segmentations(segmentations, video: VideoInfo, where: str) -> None
             f"{where}: 'segmentations' has {len(segmentations)} frames, "
             f"the ground truth's video {video.video_id} has {video.length}"
         )
+    rles, wheres = [], []
     for t, rle in enumerate(segmentations):
         if rle is None:
             continue
-        if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
+        if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
             raise ValueError(f"{where}, frame {t}: a segmentation must be None or an RLE dict")
         if not isinstance(rle["counts"], (str, bytes)):
             raise ValueError(f"{where}, frame {t}: RLE 'counts' must be a compressed str")
-        validate_rle(rle, video.height, video.width, f"{where}, frame {t}")
+        rles.append(rle)
+        wheres.append(f"{where}, frame {t}")
+    # All frames of the entry in one pass; the error of the first bad one as validate_rle's.
+    validate_rles(rles, video.height, video.width, wheres)

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..utils.rle import rle_areas, segmentation_to_rle
+from ..utils.rle import rle_areas, segmentation_to_rle, validate_rles, with_str_counts
 
 
 @dataclass(frozen=True)
@@ -213,10 +213,7 @@ def _gt_track(ann: Any, index: int, videos: Mapping[int, VideoInfo], source: str
         raise ValueError(
             f"{where}: {count} segmentations for a video of {video.length} frames"
         )
-    rles = [
-        segmentation_to_rle(s, video.height, video.width, f"{where}, frame {t}")
-        for t, s in enumerate(segmentations)
-    ]
+    rles = _frame_rles(segmentations, video, where)
     areas = rle_areas(rles)
     return MaskTrack(
         id=int(ann_id),
@@ -227,6 +224,20 @@ def _gt_track(ann: Any, index: int, videos: Mapping[int, VideoInfo], source: str
         avg_area=_annotated_average_area(ann, video.length, where, areas),
         iscrowd=bool(ann.get("iscrowd", 0)),
     )
+
+
+def _frame_rles(segmentations: list, video: VideoInfo, where: str) -> List[Optional[dict]]:
+    """Compressed RLE (or ``None``) of each frame's segmentation, all checked; the RLEs of
+    the track in one vectorised pass (``validate_rles``), polygons frame by frame."""
+    wheres = [f"{where}, frame {t}" for t in range(len(segmentations))]
+    rle_frames = [t for t, s in enumerate(segmentations) if isinstance(s, dict)]
+    validate_rles([segmentations[t] for t in rle_frames], video.height, video.width,
+                  [wheres[t] for t in rle_frames])
+    return [
+        with_str_counts(s) if isinstance(s, dict)
+        else segmentation_to_rle(s, video.height, video.width, wheres[t])
+        for t, s in enumerate(segmentations)
+    ]
 
 
 def _annotated_average_area(ann: Mapping[str, Any], length: int, where: str,
