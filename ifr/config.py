@@ -313,9 +313,9 @@ def _add_tevit_config(cfg: CN) -> None:
     cfg.MODEL.TEVIT.DICE_WEIGHT = 8.0  # Dice of the 28x28 box masks
     # Matching cost weights (focal class cost, box L1, -GIoU), averaged over the frames
     # where the instance is present, as TeViT's TeViTHungarianAssigner.
-    cfg.MODEL.TEVIT.COST_CLASS = 2.0
-    cfg.MODEL.TEVIT.COST_BBOX = 5.0
-    cfg.MODEL.TEVIT.COST_GIOU = 2.0
+    cfg.MODEL.TEVIT.COST_CLASS = 2.0  # focal class cost (FocalLossCost)
+    cfg.MODEL.TEVIT.COST_BBOX = 5.0  # L1 of the (x1, y1, x2, y2) boxes / image size
+    cfg.MODEL.TEVIT.COST_GIOU = 2.0  # -GIoU
 
 
 def normalize_override(cfg: CN, key: str, value: str) -> str:

@@ -6,6 +6,7 @@ from .base import VideoMaskClassifier
 from .ifc import IFC
 from .ifr import IFR
 from .m2f_vis import VideoMaskFormer
+from .tevit import TeViT
 from .vistr import VisTR
 
-__all__ = ["IFC", "IFR", "VideoMaskClassifier", "VideoMaskFormer", "VisTR"]
+__all__ = ["IFC", "IFR", "TeViT", "VideoMaskClassifier", "VideoMaskFormer", "VisTR"]

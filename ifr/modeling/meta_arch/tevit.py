@@ -1,0 +1,71 @@
+"""TeViT (Yang et al., "Temporally Efficient Vision Transformer for Video Instance
+Segmentation", CVPR 2022) as a meta-architecture of this codebase: MsgShifT backbone
+(``D2MsgShifT``, messengers shifted among the frames of each clip) -> ``TeViTFPN`` (per
+frame) -> ``TeViTSTQIHead`` (spatiotemporal query interaction) -> ``TeViTCriterion``.
+
+Everything else is the shared ``VideoMaskClassifier``: preprocessing, targets, the
+training forward and inference (``ifr.inference``; the head hands its pasted masks over
+as one-hot embeddings, see ``transformer_decoder/tevit.py``). What is TeViT's own here:
+the backbone sees the clip length (``_encode``), and a query's class probabilities are
+the mean of its per-frame sigmoid scores (``class_probabilities``), as TeViT's test.
+"""
+
+from typing import List, Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY
+
+from ..backbone.msgshift import D2MsgShifT
+from ..criterion.tevit import TeViTCriterion
+from ..pixel_decoder_tevit import TeViTFPN
+from ..transformer_decoder.tevit import TeViTSTQIHead
+from .base import VideoMaskClassifier
+
+# (config key, constructor argument, the class TeViT needs there)
+_TEVIT_PARTS = (
+    ("MODEL.PIXEL_DECODER.NAME", "pixel_decoder", TeViTFPN),
+    ("MODEL.TRANSFORMER_DECODER.NAME", "transformer_decoder", TeViTSTQIHead),
+)
+
+
+@META_ARCH_REGISTRY.register()
+class TeViT(VideoMaskClassifier):
+    """TeViT: a MsgShifT backbone, ``TeViTFPN`` + ``TeViTSTQIHead`` and ``TeViTCriterion``."""
+
+    class_activation = "sigmoid"
+
+    @configurable
+    def __init__(self, **kwargs):
+        """Arguments of ``VideoMaskClassifier``; the pixel decoder a ``TeViTFPN``, the
+        transformer decoder a ``TeViTSTQIHead``, ``criterion`` a ``TeViTCriterion``."""
+        for key, argument, expected in _TEVIT_PARTS:
+            if not isinstance(kwargs[argument], expected):
+                raise ValueError(
+                    f"TeViT needs {key} {expected.__name__!r}, got "
+                    f"{type(kwargs[argument]).__name__}"
+                )
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        return {**cls.shared_from_config(cfg), "criterion": TeViTCriterion(cfg)}
+
+    def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
+        """(..., T, K) per-frame logits -> (..., K): the mean over frames of the sigmoid."""
+        return pred_logits.sigmoid().mean(dim=-2)
+
+    def _encode(
+        self, frames: torch.Tensor, num_videos: int, num_frames: int
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """As the shared one, with the clip length given to a MsgShifT backbone."""
+        if isinstance(self.backbone, D2MsgShifT):
+            features = self.backbone(frames, num_frames=num_frames)
+        else:
+            features = self.backbone(frames)
+        mask_features, multi_scale = self.pixel_decoder.forward_features(features)
+
+        def by_video(x: torch.Tensor) -> torch.Tensor:
+            return x.view(num_videos, num_frames, *x.shape[1:])
+
+        return [by_video(f) for f in multi_scale], by_video(mask_features)

@@ -1,0 +1,104 @@
+"""TeViT as a meta-architecture: the tiny config trains (a few iterations on one clip
+lower the loss) and infers through the shared inference; the published config builds and
+loads ImageNet PVTv2 weights in their public layout; wrong parts are refused."""
+
+import logging
+import os
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Instances
+
+from ifr.checkpoint import IFRCheckpointer
+from ifr.engine.defaults import build_cfg
+from ifr.modeling.backbone.convert import CONVERTERS, to_detectron2_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = os.path.join(ROOT, "configs", "tiny", "tevit_tiny.yaml")
+PUBLISHED = os.path.join(ROOT, "configs", "ytvis19", "tevit_msgshift.yaml")
+SMALL = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.TEVIT.NUM_STAGES", "2"]
+
+
+def _clip(num_frames: int = 3, height: int = 64, width: int = 96) -> dict:
+    """Two moving squares of classes 0 and 2; the second is absent from frame 1."""
+    frames, per_frame = [], []
+    for t in range(num_frames):
+        image = torch.full((3, height, width), 40, dtype=torch.uint8)
+        masks = torch.zeros(2, height, width, dtype=torch.bool)
+        masks[0, 8 + 2 * t : 30 + 2 * t, 10:40] = True
+        if t != 1:
+            masks[1, 36:60, 50 + 3 * t : 86 + 3 * t] = True
+        image[0][masks[0]] = 220
+        image[2][masks[1]] = 200
+        instances = Instances((height, width))
+        instances.gt_masks = BitMasks(masks)
+        instances.gt_classes = torch.tensor([0, 2])
+        frames.append(image)
+        per_frame.append(instances)
+    return {"image": frames, "instances": per_frame, "height": height, "width": width}
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    return build_model(build_cfg(TINY, SMALL))
+
+
+def test_a_few_iterations_on_a_tiny_clip_lower_the_loss():
+    model = _tiny_model().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    clip = _clip()
+    totals = []
+    for _ in range(8):
+        losses = model([clip])
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    assert set(losses) >= {"loss_ce", "loss_bbox", "loss_giou", "loss_dice", "loss_dice_0"}
+    assert totals[-1] < 0.8 * totals[0], totals
+
+
+def test_inference_through_the_shared_pipeline():
+    model = _tiny_model().eval()
+    video = _clip(num_frames=5)
+    del video["instances"]
+    with torch.no_grad():
+        (output,) = model([video])
+    assert len(output["pred_scores"]) == 10  # MODEL.IFR.TEST.TOP_K
+    assert all(len(rles) == 5 for rles in output["pred_masks"])
+    assert all(0.0 <= s <= 1.0 for s in output["pred_scores"])
+
+
+def test_class_probabilities_are_the_mean_over_frames():
+    model = _tiny_model()
+    logits = torch.tensor([[[0.0, 2.0], [2.0, -2.0]]])  # (N=1, T=2, K=2)
+    expected = (torch.sigmoid(logits[0, 0]) + torch.sigmoid(logits[0, 1])) / 2
+    assert torch.allclose(model.class_probabilities(logits)[0], expected)
+
+
+def test_wrong_head_is_refused():
+    cfg = build_cfg(TINY, SMALL + ["MODEL.PIXEL_DECODER.NAME", "MSDeformAttnPixelDecoder"])
+    with pytest.raises(ValueError, match="TeViTFPN"):
+        build_model(cfg)
+
+
+@pytest.mark.slow
+def test_published_config_loads_imagenet_pvt_v2_weights(tmp_path, caplog):
+    cfg = build_cfg(PUBLISHED, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
+    model = build_model(cfg)
+    backbone = model.backbone.state_dict()
+    # the published pvt_v2_b1.pth layout: backbone names without prefix, plus the classifier
+    published = {k: torch.randn_like(v) for k, v in backbone.items() if k != "msg_tokens"}
+    published["head.weight"] = torch.randn(1000, 512)
+    published["head.bias"] = torch.randn(1000)
+    path = tmp_path / "pvt_v2_b1_d2.pth"
+    torch.save(to_detectron2_checkpoint(CONVERTERS["pvt-v2"](published)), path)
+    with caplog.at_level(logging.INFO):
+        IFRCheckpointer(model).load(str(path), checkpointables=[])
+    assert torch.equal(model.backbone.state_dict()["block2.1.attn.kv.weight"],
+                       published["block2.1.attn.kv.weight"])
+    total = len(model.state_dict())
+    assert f"Loaded {len(published) - 2} of {total} model tensors" in caplog.text
+    assert "backbone.msg_tokens" in caplog.text
