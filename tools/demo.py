@@ -63,6 +63,12 @@ def argument_parser() -> argparse.ArgumentParser:
         "names saved in the checkpoint, else the config's test dataset)",
     )
     parser.add_argument(
+        "--color-by",
+        choices=("instance", "class"),
+        default="instance",
+        help="one colour per instance (default) or per class (the classes' colours)",
+    )
+    parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides", default=[]
     )
     return raise_on_argparse_error(parser)
@@ -82,6 +88,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         confidence=args.confidence,
         fps=args.fps,
         classes=args.classes,
+        color_by=args.color_by,
     )
 
 

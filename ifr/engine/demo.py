@@ -14,7 +14,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
-from ..checkpoint import CLASS_NAMES_KEY
+from ..checkpoint import CLASS_COLORS_KEY, CLASS_NAMES_KEY
 from ..inference.predictor import VideoPredictor
 from ..inference.visualize import draw_video
 from ..utils.errors import UserInputError
@@ -123,6 +123,21 @@ def class_names_for(
     return names
 
 
+def class_colors_for(
+    classes: str, checkpoint_extras: Dict[str, Any], cfg: CfgNode
+) -> Optional[List[List[int]]]:
+    """RGB colour per class, from the same source as :func:`class_names_for` (a dataset
+    given as ``--classes``, the checkpoint, the config's test dataset); None if it has none
+    (instances then keep their track colours)."""
+    if classes:
+        dataset = classes if classes in DatasetCatalog.list() else None
+    elif checkpoint_extras.get(CLASS_NAMES_KEY):
+        return checkpoint_extras.get(CLASS_COLORS_KEY)
+    else:
+        dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
+    return MetadataCatalog.get(dataset).get("thing_colors", None) if dataset else None
+
+
 def run_demo(
     cfg: CfgNode,
     input_path: str,
@@ -131,8 +146,12 @@ def run_demo(
     confidence: float = 0.5,
     fps: Optional[float] = None,
     classes: str = "",
+    color_by: str = "instance",
 ) -> Dict[str, Any]:
-    """Check the outputs, read, predict, draw and write; returns the model's output dict."""
+    """Check the outputs, read, predict, draw and write; returns the model's output dict.
+    ``color_by``: "instance" (one colour per track) or "class" (the class colours)."""
+    if color_by not in ("instance", "class"):
+        raise UserInputError(f"--color-by must be 'instance' or 'class', got {color_by!r}")
     check_outputs(video_input_files(input_path), output, frames_dir)
     frames, source_fps = read_video(input_path)
     fps = fps or source_fps or DEFAULT_FPS
@@ -140,9 +159,14 @@ def run_demo(
     logger.info("%s: %d frames of %dx%d at %.2f fps", input_path, len(frames), width, height, fps)
     predictor = VideoPredictor(cfg)
     class_names = class_names_for(classes, predictor.checkpoint_extras, cfg)
+    class_colors = None
+    if color_by == "class":
+        class_colors = class_colors_for(classes, predictor.checkpoint_extras, cfg)
+        if class_colors is None:
+            logger.warning("No class colours known: instances keep their track colours.")
     prediction = predictor(frames)
     drawn = []
-    frames_iter = draw_video(frames, prediction, confidence, class_names)
+    frames_iter = draw_video(frames, prediction, confidence, class_names, class_colors)
     for t, image in enumerate(tqdm(frames_iter, total=len(frames), desc="drawing", unit="frame")):
         drawn.append(image)
         if frames_dir:

@@ -1,5 +1,6 @@
-"""Drawing a video's predicted instances: one colour per instance for the whole track,
-its class name and score, on every frame where its mask is not empty."""
+"""Drawing a video's predicted instances: one colour per instance for the whole track (or
+per class, with the training dataset's class colours), its class name and score, on every
+frame where its mask is not empty."""
 
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -55,21 +56,33 @@ def draw_instance(
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
 
 
+def instance_color(
+    index: int, label: int, class_colors: Optional[Sequence[Sequence[int]]]
+) -> Tuple[int, int, int]:
+    """BGR colour of instance ``index``: its class's colour when ``class_colors`` (RGB per
+    class, as detectron2's ``thing_colors``) covers ``label``, else ``track_color(index)``."""
+    if class_colors and 0 <= label < len(class_colors):
+        red, green, blue = (int(c) for c in class_colors[label])
+        return (blue, green, red)
+    return track_color(index)
+
+
 def draw_video(
     frames: Sequence[np.ndarray],
     output: Dict,
     confidence: float = 0.5,
     class_names: Optional[Sequence[str]] = None,
+    class_colors: Optional[Sequence[Sequence[int]]] = None,
 ) -> Iterator[np.ndarray]:
     """Yield each BGR frame with the instances of ``output`` (the model's per-video dict)
-    scoring at least ``confidence`` drawn on it; instance i keeps colour ``track_color(i)``."""
+    scoring at least ``confidence`` drawn on it; instance i keeps one colour on every frame:
+    ``track_color(i)``, or its class's colour with ``class_colors`` (RGB per class)."""
     kept = kept_instances(output, confidence)
-    texts = {
-        i: instance_label(output["pred_labels"][i], output["pred_scores"][i], class_names)
-        for i in kept
-    }
+    labels = output["pred_labels"]
+    texts = {i: instance_label(labels[i], output["pred_scores"][i], class_names) for i in kept}
+    colors = {i: instance_color(i, labels[i], class_colors) for i in kept}
     for t, frame in enumerate(frames):
         image = frame.copy()
         for i in reversed(kept):  # best on top
-            draw_instance(image, frame_mask(output["pred_masks"][i], t), track_color(i), texts[i])
+            draw_instance(image, frame_mask(output["pred_masks"][i], t), colors[i], texts[i])
         yield image

@@ -66,3 +66,14 @@ def test_outputs_that_would_overwrite_inputs_are_refused(tmp_path):
     # Allowed: a new folder, the input video's own folder for drawn frames, any new .mp4.
     check_outputs([str(video)], str(tmp_path / "new" / "o.MP4"), str(tmp_path))
     check_outputs([str(frames / "0.png")], str(frames / "drawn.mp4"), str(tmp_path / "drawn"))
+
+
+def test_class_colors_come_from_the_same_source_as_the_names(tiny_cfg):
+    from ifr.engine.demo import class_colors_for
+
+    saved = {"class_names": ["dog", "cat", "bird"], "class_colors": [[1, 2, 3]] * 3}
+    assert class_colors_for("", saved, tiny_cfg) == [[1, 2, 3]] * 3
+    tiny_colors = MetadataCatalog.get("ytvis_tiny_val").thing_colors
+    assert class_colors_for("ytvis_tiny_val", saved, tiny_cfg) == tiny_colors
+    assert class_colors_for("a,b,c", saved, tiny_cfg) is None  # names only: track colours
+    assert class_colors_for("", {}, tiny_cfg) == tiny_colors  # old checkpoint: the config's

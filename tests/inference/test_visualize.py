@@ -2,7 +2,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
-from ifr.inference.visualize import draw_video, kept_instances, track_color
+from ifr.inference.visualize import draw_video, instance_color, kept_instances, track_color
 
 
 def rle_masks(masks):
@@ -37,6 +37,17 @@ def test_each_instance_keeps_one_color_over_the_video():
         outside = image[35, 55]
         assert not outside.any()
     assert not frames[0].any()  # inputs untouched
+
+
+def test_class_colors_are_rgb_per_class_and_drawn_in_bgr():
+    assert instance_color(4, 1, [[10, 20, 30], [200, 100, 0]]) == (0, 100, 200)
+    assert instance_color(4, 7, [[10, 20, 30]]) == track_color(4)  # no colour for class 7
+    assert instance_color(4, 0, None) == track_color(4)
+    masks = moving_masks()
+    output = {"pred_scores": [0.9], "pred_labels": [1], "pred_masks": [rle_masks(masks)]}
+    frames = [np.zeros((40, 60, 3), np.uint8) for _ in range(3)]
+    drawn = list(draw_video(frames, output, class_colors=[[0, 0, 0], [200, 100, 0]]))
+    assert np.abs(drawn[2][15, 32].astype(float) - np.array([0, 50, 100])).max() <= 1
 
 
 def test_low_scores_are_not_drawn():

@@ -101,11 +101,16 @@ def test_demo_labels_with_the_class_names_saved_in_the_checkpoint(
     torch.set_num_threads(1)
     model = build_model(make_cfg(CONFIG))
     weights = tmp_path / "custom.pth"
-    torch.save({"model": model.state_dict(), "class_names": ["dog", "cat", "bird"]}, weights)
+    colors = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    torch.save(
+        {"model": model.state_dict(), "class_names": ["dog", "cat", "bird"],
+         "class_colors": colors},
+        weights,
+    )
     seen = []
     draw = demo_engine.draw_video
     monkeypatch.setattr(
-        demo_engine, "draw_video", lambda *a: seen.append(a[3]) or draw(*a)
+        demo_engine, "draw_video", lambda *a: seen.append(a[3:5]) or draw(*a)
     )
     source = tmp_path / "in.mp4"
     synthetic_video(source, num_frames=2)
@@ -113,4 +118,9 @@ def test_demo_labels_with_the_class_names_saved_in_the_checkpoint(
             "MODEL.WEIGHTS", str(weights), "DATASETS.TEST", "('ytvis_tiny_val',)"]
     load_tool("demo").main(argv)
     load_tool("demo").main(argv[:-4] + ["--classes", "a,b,c"] + argv[-4:])
-    assert seen == [["dog", "cat", "bird"], ["a", "b", "c"]]
+    load_tool("demo").main(argv[:-4] + ["--color-by", "class"] + argv[-4:])
+    assert seen == [
+        (["dog", "cat", "bird"], None),
+        (["a", "b", "c"], None),
+        (["dog", "cat", "bird"], [[1, 2, 3], [4, 5, 6], [7, 8, 9]]),
+    ]
