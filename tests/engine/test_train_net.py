@@ -10,7 +10,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
-FAST = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.IFR.TRAIN_NUM_POINTS", "64", "SOLVER.IMS_PER_BATCH", "2"]
+FAST = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.IFR.TRAIN_NUM_POINTS", "64",
+        "SOLVER.IMS_PER_BATCH", "2"]
 
 
 def run_train_net(*args, env=None, check=True):
@@ -30,7 +31,8 @@ def test_two_process_training_then_resume_then_eval_only(tmp_path):
     run_train_net("--num-gpus", "2", *FAST, "SOLVER.MAX_ITER", "3",
                   "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", out)
     files = set(os.listdir(out))
-    assert {"model_0000001.pth", "model_final.pth", "last_checkpoint", "final_metrics.json"} <= files
+    expected = {"model_0000001.pth", "model_final.pth", "last_checkpoint", "final_metrics.json"}
+    assert expected | {"config.yaml"} <= files
     metrics = json.load(open(os.path.join(out, "final_metrics.json")))
     assert set(metrics) >= {"AP", "AP50", "AP75", "AR1", "AR10", "IDF1", "MOTA", "IDs"}
     results_dir = os.path.join(out, "inference", "ytvis_tiny_val")
@@ -38,6 +40,11 @@ def test_two_process_training_then_resume_then_eval_only(tmp_path):
     assert {r["video_id"] for r in results} == set(range(1, 9))  # every val video, once gathered
     with zipfile.ZipFile(os.path.join(results_dir, "results.zip")) as z:
         assert z.namelist() == ["results.json"]
+    import torch
+    from detectron2.data import MetadataCatalog
+
+    final = torch.load(os.path.join(out, "model_final.pth"), weights_only=True)
+    assert final["class_names"] == list(MetadataCatalog.get("ytvis_tiny_train").thing_classes)
 
     # --resume continues from model_final (iteration 2) to the new MAX_ITER.
     log = run_train_net("--resume", *FAST, "SOLVER.MAX_ITER", "5", "OUTPUT_DIR", out)
@@ -46,11 +53,14 @@ def test_two_process_training_then_resume_then_eval_only(tmp_path):
 
     # --eval-only on the trained weights writes the server files and the metrics.
     eval_dir = str(tmp_path / "eval")
-    log = run_train_net("--eval-only", *FAST, "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"),
-                        "OUTPUT_DIR", eval_dir)
+    weights = os.path.join(out, "model_final.pth")
+    log = run_train_net("--eval-only", *FAST, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", eval_dir)
     assert os.path.exists(os.path.join(eval_dir, "inference", "ytvis_tiny_val", "results.zip"))
     assert "copypaste: AP,AP50,AP75" in log.stdout + log.stderr
     assert "AP" in json.load(open(os.path.join(eval_dir, "eval_metrics.json")))
+    assert {"eval_config.yaml"} <= set(os.listdir(eval_dir)) and "config.yaml" not in os.listdir(
+        eval_dir
+    )  # config.yaml describes a trained model; --eval-only writes its own
 
 
 @pytest.mark.slow
