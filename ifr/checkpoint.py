@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
 from .utils.atomic_io import atomic_torch_save, atomic_write_text
 from .utils.errors import UserInputError
@@ -148,6 +149,7 @@ class IFRCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint: Dict[str, Any]):
         checkpoint["model"] = rename_mask2former_keys(checkpoint["model"])
+        self._align_by_heuristics(checkpoint)
         provided = set(checkpoint["model"])
         incompatible = super()._load_model(checkpoint)
         not_loaded = self._log_load_summary(provided, incompatible)
@@ -156,6 +158,19 @@ class IFRCheckpointer(DetectionCheckpointer):
                 _incomplete_message(self._loading_path, not_loaded, incompatible, self.model)
             )
         return incompatible
+
+    def _align_by_heuristics(self, checkpoint: Dict[str, Any]) -> None:
+        """Backbone-only files (Detectron2's ImageNet R-50/R-101 ``.pkl``, Caffe2 blobs) name
+        tensors without the model's prefixes (``res2.0.conv1.weight``): rename them to the
+        model's names here, with Detectron2's matching heuristics, so that the load summary
+        counts what they provide (Detectron2 would do it later, after the count)."""
+        if checkpoint.pop("matching_heuristics", False):
+            self._convert_ndarray_to_tensor(checkpoint["model"])
+            checkpoint["model"] = align_and_update_state_dicts(
+                self.model.state_dict(),
+                checkpoint["model"],
+                c2_conversion=checkpoint.get("__author__") == "Caffe2",
+            )
 
     def _log_load_summary(self, provided, incompatible) -> List[str]:
         """Logs what loaded; returns the model tensors that did not (sorted)."""

@@ -1,0 +1,122 @@
+"""IFC's configs hold its published recipe (official ``add_ifc_config``, ``base_ytvis.yaml``,
+``R101_ytvis.yaml``; values written here as literals), the tiny config compares with
+ifr_tiny.yaml, and the ImageNet initialisation IFC starts from loads into the backbone with
+the load summary saying what did and did not load."""
+import logging
+import os
+import pickle
+
+import pytest
+import torch
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_model
+from detectron2.modeling.backbone import build_resnet_backbone
+
+from ifr.checkpoint import IFRCheckpointer
+from ifr.engine.defaults import build_cfg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+R50 = os.path.join(ROOT, "configs", "ytvis19", "ifc_r50.yaml")
+R101 = os.path.join(ROOT, "configs", "ytvis19", "ifc_r101.yaml")
+TINY = os.path.join(ROOT, "configs", "tiny", "ifc_tiny.yaml")
+
+# IFC's YouTube-VIS 2019 recipe: key -> value.
+IFC_RECIPE = {
+    "MODEL.META_ARCHITECTURE": "IFC",
+    "MODEL.PIXEL_DECODER.NAME": "IFCInputProjection",
+    "MODEL.TRANSFORMER_DECODER.NAME": "IFCTransformerDecoder",
+    "MODEL.IFC.NUM_MEMORY_TOKENS": 8,
+    "MODEL.IFC.ENC_LAYERS": 3,
+    "MODEL.IFC.NO_OBJECT_WEIGHT": 0.1,
+    "MODEL.IFC.MASK_STRIDE": 4,
+    "MODEL.IFC.MATCH_STRIDE": 4,
+    "MODEL.IFR.DEC_LAYERS": 3,
+    "MODEL.IFR.NUM_QUERIES": 100,
+    "MODEL.IFR.HIDDEN_DIM": 256,
+    "MODEL.IFR.NHEADS": 8,
+    "MODEL.IFR.DIM_FEEDFORWARD": 2048,
+    "MODEL.IFR.DROPOUT": 0.1,
+    "MODEL.IFR.PRE_NORM": False,
+    "MODEL.IFR.CLASS_WEIGHT": 1.0,
+    "MODEL.IFR.MASK_WEIGHT": 3.0,
+    "MODEL.IFR.DICE_WEIGHT": 3.0,
+    "MODEL.IFR.NUM_CLASSES": 40,
+    "MODEL.BACKBONE.FREEZE_AT": 2,
+    "INPUT.SAMPLING_FRAME_NUM": 5,
+    "INPUT.SAMPLING_FRAME_RANGE": 20,
+    "INPUT.MIN_SIZE_TRAIN": (360, 480),
+    "INPUT.MIN_SIZE_TEST": 360,
+    "INPUT.RANDOM_FLIP": "flip_by_clip",
+    "SOLVER.IMS_PER_BATCH": 16,
+    "SOLVER.BASE_LR": 0.0001,
+    "SOLVER.MAX_ITER": 6000,
+    "SOLVER.STEPS": (4000,),
+    "SOLVER.WARMUP_ITERS": 10,
+    "SOLVER.OPTIMIZER": "ADAMW",
+    "SOLVER.BACKBONE_MULTIPLIER": 0.1,
+    "SOLVER.WEIGHT_DECAY": 0.0001,
+    "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": "full_model",
+    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": 0.01,
+    "DATASETS.TRAIN": ("ytvis_2019_train",),
+    "DATASETS.TEST": ("ytvis_2019_val",),
+}
+
+
+def _get(cfg, dotted):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return tuple(cfg) if isinstance(cfg, (list, tuple)) else cfg
+
+
+@pytest.mark.parametrize("path", [R50, R101], ids=os.path.basename)
+def test_ytvis19_configs_hold_ifcs_recipe(path):
+    cfg = build_cfg(path)
+    for key, value in IFC_RECIPE.items():
+        assert _get(cfg, key) == value, key
+
+
+def test_backbones_and_their_imagenet_layouts():
+    r50, r101 = build_cfg(R50), build_cfg(R101)
+    assert (r50.MODEL.RESNETS.DEPTH, r50.MODEL.RESNETS.STRIDE_IN_1X1) == (50, False)
+    assert r50.INPUT.FORMAT == "RGB" and r50.MODEL.WEIGHTS == "pretrained/R-50.pkl"
+    assert (r101.MODEL.RESNETS.DEPTH, r101.MODEL.RESNETS.STRIDE_IN_1X1) == (101, True)
+    assert r101.INPUT.FORMAT == "BGR" and tuple(r101.MODEL.PIXEL_STD) == (1.0, 1.0, 1.0)
+    assert r101.MODEL.WEIGHTS == "pretrained/R-101.pkl"
+
+
+def test_tiny_config_compares_with_ifr_tiny():
+    ifc, ifr = build_cfg(TINY), build_cfg(os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml"))
+    for key in (
+        "DATASETS.TRAIN", "DATASETS.TEST", "SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH",
+        "MODEL.BACKBONE.NAME", "MODEL.IFR.NUM_QUERIES", "MODEL.IFR.HIDDEN_DIM",
+        "MODEL.IFR.DEC_LAYERS", "INPUT.SAMPLING_FRAME_NUM", "MODEL.DEVICE",
+    ):
+        assert _get(ifc, key) == _get(ifr, key), key
+    assert ifc.MODEL.META_ARCHITECTURE == "IFC"
+
+
+def _imagenet_r50_pkl(path, cfg):
+    """A file in the layout of Detectron2's ImageNetPretrained/torchvision/R-50.pkl: the
+    backbone's tensors named without the model's prefix (``res2.0.conv1.weight``), numpy
+    arrays, ``matching_heuristics``. Values: the model's shapes, filled with 0.25."""
+    backbone = build_resnet_backbone(cfg, ShapeSpec(channels=3))
+    arrays = {k: torch.full_like(v, 0.25).numpy() for k, v in backbone.state_dict().items()}
+    with open(path, "wb") as f:
+        pickle.dump({"model": arrays, "__author__": "torchvision", "matching_heuristics": True}, f)
+    return len(arrays)
+
+
+def test_imagenet_backbone_loads_and_the_log_says_what_loaded(tmp_path, caplog):
+    cfg = build_cfg(R50, ["MODEL.DEVICE", "cpu"])
+    num_backbone = _imagenet_r50_pkl(tmp_path / "R-50.pkl", cfg)
+    model = build_model(cfg)
+    decoder_before = model.transformer_decoder.query_embed.weight.clone()
+    with caplog.at_level(logging.INFO):
+        IFRCheckpointer(model).load(str(tmp_path / "R-50.pkl"))
+    assert torch.all(model.backbone.res5[2].conv3.weight == 0.25)
+    assert torch.equal(model.transformer_decoder.query_embed.weight, decoder_before)
+    total = len(model.state_dict())
+    assert f"Loaded {num_backbone} of {total} model tensors." in caplog.text
+    not_loaded = next(r.getMessage() for r in caplog.records if "Not loaded" in r.getMessage())
+    assert "transformer_decoder.encoder" in not_loaded and "pixel_decoder.input_proj" in not_loaded
+    assert "backbone." not in not_loaded
