@@ -17,6 +17,7 @@ from torch import Tensor
 from ...utils.atomic_io import atomic_torch_save
 from ...utils.errors import UserInputError
 from ...utils.tensor_io import CheckpointFormatError, UnsafeCheckpointError, load_tensor_file
+from ..transformer_decoder.vistr_weights import detr_to_vistr_init, vistr_to_ifr
 from .msgshift import pvt_v2_official_to_d2
 
 __all__ = [
@@ -132,6 +133,9 @@ CONVERTERS: Dict[str, Callable[..., Dict[str, Tensor]]] = {
     "swin": swin_official_to_d2,
     "torchvision-resnet": torchvision_resnet_to_d2,
     "pvt-v2": pvt_v2_official_to_d2,  # TeViT's MsgShifT from ImageNet PVTv2 weights
+    # Whole VisTR models (full names): its COCO DETR initialisation, its trained models.
+    "detr-vistr": detr_to_vistr_init,
+    "vistr": vistr_to_ifr,
 }
 
 
@@ -156,8 +160,11 @@ def convert_checkpoint(
     if kind not in CONVERTERS:
         raise UserInputError(f"unknown conversion '{kind}'; choose one of {sorted(CONVERTERS)}")
     state_dict = load_state_dict_safely(input_path, allow_pickle=allow_pickle)
-    backbone_state = CONVERTERS[kind](state_dict, source=input_path)
-    checkpoint = to_detectron2_checkpoint(backbone_state)
+    converter = CONVERTERS[kind]
+    backbone_state = converter(state_dict, source=input_path)
+    # A converter of whole models (``full_model``) gives full names already.
+    prefix = "" if getattr(converter, "full_model", False) else "backbone."
+    checkpoint = to_detectron2_checkpoint(backbone_state, prefix)
     atomic_torch_save(checkpoint, output_path)
     if log is not None:
         dropped = len(state_dict) - len(backbone_state)
