@@ -149,6 +149,10 @@ class IFRCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint: Dict[str, Any]):
         checkpoint["model"] = rename_mask2former_keys(checkpoint["model"])
+        # A system whose official checkpoints name modules otherwise maps them (IFC).
+        rename = getattr(self.model, "rename_checkpoint_keys", None)
+        if rename is not None:
+            checkpoint["model"] = rename(checkpoint["model"])
         self._align_by_heuristics(checkpoint)
         provided = set(checkpoint["model"])
         incompatible = super()._load_model(checkpoint)

@@ -120,3 +120,71 @@ def test_imagenet_backbone_loads_and_the_log_says_what_loaded(tmp_path, caplog):
     not_loaded = next(r.getMessage() for r in caplog.records if "Not loaded" in r.getMessage())
     assert "transformer_decoder.encoder" in not_loaded and "pixel_decoder.input_proj" in not_loaded
     assert "backbone." not in not_loaded
+
+
+def _official_ifc_names(model_keys, enc_layers: int, dec_layers: int, pre_norm: bool):
+    """The tensor names of the official IFC model (its ``Ifc.detr``: ``IFC``, DETR's
+    ``TransformerEncoderLayer``/``TransformerDecoderLayer``, ``MaskHead``), written from its
+    module attributes; the backbone's names are Detectron2's under ``detr.backbone.0.backbone``."""
+    attention = ["in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"]
+    affine = ["weight", "bias"]
+    names = ["detr.backbone.0.backbone." + k[len("backbone."):]
+             for k in model_keys if k.startswith("backbone.")]
+    names += ["detr.query_embed.weight", "detr.transformer.memory_bus",
+              "detr.transformer.memory_pos"]
+    names += [f"detr.{m}.{a}" for m in ("input_proj", "mask_head.adapter1", "mask_head.adapter2")
+              for a in affine]
+    names += [f"detr.class_embed.layers.{i}.{a}" for i in range(2) for a in affine]
+    names += [f"detr.mask_head.convert_to_weight.layers.{i}.{a}" for i in range(3) for a in affine]
+    names += [f"detr.mask_head.{m}{i}.{a}" for m in ("lay", "gn") for i in (1, 2, 3)
+              for a in affine]
+    names += [f"detr.mask_head.out_lay.{m}.{a}" for m in ("depthwise", "pointwise") for a in affine]
+    for stack in ("enc_layers", "bus_layers"):
+        for i in range(enc_layers):
+            prefix = f"detr.transformer.encoder.{stack}.{i}."
+            names += [prefix + "self_attn." + a for a in attention]
+            names += [prefix + f"{m}.{a}" for m in ("linear1", "linear2", "norm1", "norm2")
+                      for a in affine]
+    if pre_norm:
+        names += [f"detr.transformer.encoder.{n}.{a}" for n in ("out_norm", "bus_norm")
+                  for a in affine]
+    for i in range(dec_layers):
+        prefix = f"detr.transformer.clip_decoder.layers.{i}."
+        names += [prefix + f"{m}.{a}" for m in ("self_attn", "multihead_attn") for a in attention]
+        names += [prefix + f"{m}.{a}" for m in ("linear1", "linear2", "norm1", "norm2", "norm3")
+                  for a in affine]
+    names += [f"detr.transformer.clip_decoder.norm.{a}" for a in affine]
+    return names
+
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_official_ifc_names_map_one_to_one_onto_the_model(pre_norm):
+    from ifr.modeling.meta_arch.ifc import rename_official_ifc_keys
+
+    cfg = build_cfg(TINY, ["MODEL.IFR.PRE_NORM", str(pre_norm)])
+    model_keys = list(build_model(cfg).state_dict())
+    official = _official_ifc_names(model_keys, cfg.MODEL.IFC.ENC_LAYERS,
+                                   cfg.MODEL.IFR.DEC_LAYERS, pre_norm)
+    renamed = rename_official_ifc_keys({k: None for k in official})
+    assert len(renamed) == len(official)
+    assert sorted(renamed) == sorted(model_keys)
+
+
+def test_an_official_ifc_checkpoint_loads_every_tensor(tmp_path, caplog):
+    from ifr.modeling.meta_arch.ifc import rename_official_ifc_keys
+
+    cfg = build_cfg(TINY)
+    model = build_model(cfg)
+    model_state = model.state_dict()
+    keys = list(model_state)
+    official = _official_ifc_names(keys, cfg.MODEL.IFC.ENC_LAYERS, cfg.MODEL.IFR.DEC_LAYERS,
+                                   False)
+    ours_of = {o: next(iter(rename_official_ifc_keys({o: None}))) for o in official}
+    weights = {o: torch.full_like(model_state[ours_of[o]], 0.5) for o in official}
+    weights["criterion.empty_weight"] = torch.ones(4)  # the official SetCriterion's buffer
+    torch.save({"model": weights, "iteration": 5999}, tmp_path / "model_final.pth")
+    with caplog.at_level(logging.INFO):
+        IFRCheckpointer(model, require_complete=True).load(str(tmp_path / "model_final.pth"))
+    assert f"Loaded {len(keys)} of {len(model_state)} model tensors." in caplog.text
+    assert torch.all(model.transformer_decoder.encoder.memory_tokens == 0.5)
+    assert torch.all(model.transformer_decoder.encoder.communicate_ffn[1].norm.weight == 0.5)
