@@ -9,6 +9,7 @@ import argparse
 import sys
 
 import ifr  # noqa: F401
+from ifr.engine.cli import run_tool
 from ifr.experiments.aggregate import aggregate_sweep
 
 
@@ -36,4 +37,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))  # bad input: one error line

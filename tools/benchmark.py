@@ -11,11 +11,13 @@ Prints training iterations/s and peak memory, inference frames/s, and peak infer
 memory against video length (device memory on GPU; process peak RSS on CPU).
 """
 import argparse
+import sys
 
 from tabulate import tabulate
 
 import ifr  # noqa: F401
 from ifr.engine.benchmark import benchmark_inference, benchmark_training, memory_vs_length
+from ifr.engine.cli import run_tool
 from ifr.engine.defaults import build_cfg
 
 
@@ -64,4 +66,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))  # bad input: one error line

@@ -14,6 +14,7 @@ import shlex
 import sys
 
 import ifr  # noqa: F401
+from ifr.engine.cli import run_tool
 from ifr.experiments.compare import (
     dry_run_commands,
     prepare_comparison,
@@ -102,4 +103,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))  # bad input: one error line

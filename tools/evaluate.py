@@ -20,6 +20,7 @@ from detectron2.config import get_cfg
 from tabulate import tabulate
 
 from ifr.config import add_ifr_config
+from ifr.engine.cli import run_tool
 from ifr.evaluation.offline import evaluate_files
 from ifr.utils.atomic_io import atomic_write_json
 
@@ -80,4 +81,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))  # bad input: one error line

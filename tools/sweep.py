@@ -14,6 +14,7 @@ import shlex
 import sys
 
 import ifr  # noqa: F401
+from ifr.engine.cli import run_tool
 from ifr.experiments.slurm import SlurmOptions, job_name, make_train_job, submit_sweep_to_slurm
 from ifr.experiments.sweep import (
     DEFAULT_TRAIN_SCRIPT,
@@ -112,4 +113,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))  # bad input: one error line
