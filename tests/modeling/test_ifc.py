@@ -307,6 +307,27 @@ def test_inference_reads_the_decoders_mask_features(model):
     assert all(0 <= c < 3 for c in result["pred_labels"])
 
 
+@torch.no_grad()
+def test_per_clip_inference_encodes_each_clip_on_its_own():
+    """Near-online IFC: a clip's mask features come from that clip's encoder pass (its
+    memory tokens hear only its frames), so frames 1-2 seen as a clip differ from frames
+    1-2 of the whole video; per-clip inference links such clips into tracks."""
+    model = build_model(build_cfg(TINY, FAST + [
+        "MODEL.IFR.TEST.MODE", "clip", "MODEL.IFR.TEST.CLIP_LENGTH", "2",
+        "MODEL.IFR.TEST.CLIP_OVERLAP", "1", "MODEL.IFR.TEST.CLIP_MIN_SCORE", "0.0",
+    ])).eval()
+    frames = _clip(frames=4)["image"]
+    multi_scale, lateral8, sizes = encode_frames_of(model, frames)
+    whole = decode_segment(model, multi_scale, lateral8, sizes, 0, 4)
+    clip = decode_segment(model, multi_scale, lateral8, sizes, 1, 3)
+    assert clip.mask_features.shape == whole.mask_features[1:3].shape
+    assert not torch.allclose(clip.mask_features, whole.mask_features[1:3], atol=1e-4)
+    video = {"image": frames, "height": 64, "width": 96, "video_id": 1, "length": 4}
+    (result,) = model([video])
+    assert len(result["pred_scores"]) == model.inference_options.top_k
+    assert all(len(masks) == 4 for masks in result["pred_masks"])
+
+
 def test_ifc_refuses_another_pixel_decoder():
     wrong = FAST + ["MODEL.PIXEL_DECODER.NAME", "MSDeformAttnPixelDecoder"]
     with pytest.raises(ValueError, match="MODEL.PIXEL_DECODER.NAME"):
