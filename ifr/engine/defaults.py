@@ -78,9 +78,8 @@ def _merge_config_file(cfg: CfgNode, config_file: str) -> None:
     try:
         cfg.merge_from_file(config_file)
     except (KeyError, ValueError, AssertionError, TypeError, yaml.YAMLError) as e:
-        hint = " (a key the config does not have: check its spelling)" if isinstance(
-            e, KeyError
-        ) else ""
+        hint = " (a key the config does not have: check its spelling)"
+        hint = hint if isinstance(e, KeyError) else ""
         raise ConfigError(f"--config-file {config_file}: {one_line(e)}{hint}") from e
 
 
