@@ -21,7 +21,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train_json", help="YouTube-VIS train annotation file")
     parser.add_argument("--out-dir", default=None, help="default: the folder of train_json")
-    parser.add_argument("--num-val", type=int, default=400, help="videos held out (SPEC: 400)")
+    parser.add_argument("--num-val", type=int, default=400, help="videos held out (the paper's ablation: 400)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the video permutation")
     return parser.parse_args(argv)
 

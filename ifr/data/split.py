@@ -1,7 +1,8 @@
 """Hold out videos of a YouTube-VIS train set as a validation set with ground truth.
 
-SPEC (Fig. 4 ablation): 400 videos of YTVIS-2019 train are held out. The split is a seeded
-permutation of the sorted video ids, so the same seed always holds out the same videos.
+The paper's Fig. 4 ablation (docs/method.md): 400 videos of YTVIS-2019 train are held out.
+The split is a seeded permutation of the sorted video ids, so the same seed always holds out
+the same videos.
 """
 import logging
 import os

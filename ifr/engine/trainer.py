@@ -142,7 +142,7 @@ def build_param_groups(
     backbone_multiplier: float,
 ) -> List[Dict[str, Any]]:
     """One group per parameter: learning rate x ``backbone_multiplier`` in the backbone
-    (SPEC: x0.1), no/other weight decay for normalisation layers and embeddings."""
+    (the paper: x0.1, docs/method.md), no/other weight decay for normalisation layers and embeddings."""
     groups: List[Dict[str, Any]] = []
     seen: Set[torch.nn.Parameter] = set()
     for module_name, module in model.named_modules():

@@ -1,7 +1,7 @@
 """Per-frame pixel decoder: a multi-scale deformable-attention encoder (Deformable DETR)
 over strides 8/16/32 plus an FPN-style lateral at stride 4 for the mask features.
 
-Frames are batch items: every frame is encoded independently (SPEC, "Pixel decoder").
+Frames are batch items: every frame is encoded independently (docs/method.md, "Model").
 Submodule names follow Mask2Former's ``MSDeformAttnPixelDecoder`` so that COCO-pretrained
 Mask2Former checkpoints load (``sem_seg_head.pixel_decoder.*`` there).
 """

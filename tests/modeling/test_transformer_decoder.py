@@ -1,5 +1,5 @@
 """Tests of ifr/modeling/transformer_decoder.py: shapes, the order of the frame recurrence
-(SPEC Eq. 2-3), masked attention (Eq. 1), weight sharing of A and B, and gradients."""
+(docs/method.md, Eq. 2-3), masked attention (Eq. 1), weight sharing of A and B, and gradients."""
 
 import pytest
 import torch
@@ -205,7 +205,7 @@ def test_recurrence_key_reaches_the_decoder(make_cfg):
 
 
 def test_frame_recurrence_follows_eq_2_and_3():
-    """The recurrence written out from SPEC Eq. (2)-(3) with the decoder's own modules."""
+    """The recurrence written out from Eq. (2)-(3) of docs/method.md with the decoder's own modules."""
     decoder = make_decoder()
     with torch.no_grad():
         decoder.pair_group_embed.weight.normal_()  # make the two groups distinguishable

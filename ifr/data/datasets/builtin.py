@@ -33,7 +33,7 @@ OVIS_SPLITS: Dict[str, Tuple[str, str]] = {
     "ovis_val": ("ovis/valid", "ovis/annotations_valid.json"),
     "ovis_test": ("ovis/test", "ovis/annotations_test.json"),
 }
-# Held-out split of a train set (SPEC: 400 videos of YTVIS-2019 train for the ablation),
+# Held-out split of a train set (the paper's ablation: 400 videos of YTVIS-2019 train),
 # written by tools/split_ytvis.py next to train.json; registered only when present.
 HELD_OUT_SPLITS: Dict[str, Tuple[str, str]] = {
     "ytvis_2019_train_sub": ("ytvis_2019/train/JPEGImages", "ytvis_2019/train_sub.json"),

@@ -1,4 +1,4 @@
-"""The Inter-Frame Recurrent (IFR) transformer decoder (SPEC "IFR transformer decoder",
+"""The Inter-Frame Recurrent (IFR) transformer decoder (docs/method.md, "Model",
 Eq. 1-3).
 
 Layer i (L layers) reads feature level ``i % 3`` (lowest resolution first, as
@@ -247,7 +247,7 @@ class IFRTransformerDecoder(nn.Module):
         mask_features: Tensor,
         prev_mask_embeds: Tensor,
     ) -> Tensor:
-        """Frame-level queries of one layer, frames in order (SPEC Eq. 1-3).
+        """Frame-level queries of one layer, frames in order (Eq. 1-3).
 
         Args:
             layer: decoder layer i; it reads feature level ``i % 3``.
