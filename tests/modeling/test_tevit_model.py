@@ -17,6 +17,7 @@ from ifr.modeling.backbone.convert import CONVERTERS, to_detectron2_checkpoint
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "tevit_tiny.yaml")
 PUBLISHED = os.path.join(ROOT, "configs", "ytvis19", "tevit_msgshift.yaml")
+PUBLISHED_21 = os.path.join(ROOT, "configs", "ytvis21", "tevit_msgshift.yaml")
 SMALL = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.TEVIT.NUM_STAGES", "2"]
 
 
@@ -102,3 +103,16 @@ def test_published_config_loads_imagenet_pvt_v2_weights(tmp_path, caplog):
     total = len(model.state_dict())
     assert f"Loaded {len(published) - 2} of {total} model tensors" in caplog.text
     assert "backbone.msg_tokens" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "config, dataset", [(PUBLISHED, "ytvis_2019"), (PUBLISHED_21, "ytvis_2021")]
+)
+def test_published_configs_hold_tevit_recipe(config, dataset):
+    cfg = build_cfg(config)
+    assert cfg.DATASETS.TRAIN == (f"{dataset}_train",)
+    assert cfg.MODEL.BACKBONE.NAME == "D2MsgShifT" and cfg.MODEL.TEVIT.NUM_STAGES == 6
+    # hustvl/TeViT tevit_r50.py: AdamW 2.5e-4, backbone x0.1, 9,200 iterations of 16 clips
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.SOLVER.IMS_PER_BATCH) == (
+        0.00025, 9200, 16)
+    assert cfg.INPUT.SAMPLING_FRAME_NUM == 5 and cfg.MODEL.IFR.TEST.TOP_K == 10
