@@ -264,6 +264,21 @@ def test_model_inference_output(make_cfg):
     assert all(0 <= label < 3 for label in out["pred_labels"])
 
 
+def test_a_video_longer_than_num_frames_runs_by_clips(make_cfg):
+    cfg = make_cfg(TINY, {"MODEL.VISTR.NUM_FRAMES": 4, "INPUT.SAMPLING_FRAME_NUM": 4,
+                          "MODEL.IFR.TEST.MODE": "clip", "MODEL.IFR.TEST.CLIP_LENGTH": 4,
+                          "MODEL.IFR.TEST.CLIP_OVERLAP": 2, "MODEL.IFR.TEST.CLIP_MIN_SCORE": 0.0})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    video = {"image": _clip(6)["image"], "height": 64, "width": 64}
+    out = model([video])[0]
+    assert out["pred_scores"] and all(len(masks) == 6 for masks in out["pred_masks"])
+    cfg.MODEL.IFR.TEST.MODE = "video"
+    whole = build_model(cfg).eval()
+    with pytest.raises(ValueError, match="MODEL.IFR.TEST.CLIP_LENGTH <= 4"):
+        whole([video])
+
+
 def test_training_clip_length_must_be_num_frames(make_cfg):
     cfg = make_cfg(TINY, {"INPUT.SAMPLING_FRAME_NUM": 5})
     with pytest.raises(ValueError, match="INPUT.SAMPLING_FRAME_NUM 10"):
