@@ -101,3 +101,15 @@ def test_frames_of_a_clip_interact_through_the_shared_attention():
                               frame0_logits(multi_scale, changed_p2, 2))
     assert torch.equal(frame0_logits(multi_scale, p2, 1),
                        frame0_logits(multi_scale, changed_p2, 1))
+
+
+def test_inference_masks_do_not_depend_on_the_roi_chunk(monkeypatch):
+    import ifr.modeling.transformer_decoder.tevit as tevit
+
+    head = _head().eval()
+    multi_scale, p2 = _features(1, 3)
+    with torch.no_grad():
+        whole = head(multi_scale, p2, return_masks=False)["mask_features"]
+        monkeypatch.setattr(tevit, "MASK_ROI_CHUNK", 4)  # 15 RoIs in chunks of 4
+        chunked = head(multi_scale, p2, return_masks=False)["mask_features"]
+    assert torch.allclose(whole, chunked, atol=1e-5)

@@ -46,6 +46,8 @@ FINEST_SCALE = 56
 # DeltaXYWHBBoxCoder of TeViT: target stds (means are 0) and the clamp of log-size deltas.
 DELTA_STDS = (0.5, 0.5, 1.0, 1.0)
 MAX_LOG_RATIO = abs(math.log(16 / 1000))
+# RoIs through the mask head at once at inference (every query of every frame is masked).
+MASK_ROI_CHUNK = 512
 
 
 def roi_levels(boxes: Tensor, num_levels: int) -> Tensor:
@@ -354,13 +356,19 @@ class TeViTSTQIHead(nn.Module):
         return self.mask_heads[stage](queries, roi_features)
 
     def _masks_of_all_queries(self, flat_levels, scale, outputs, grid_size) -> Tensor:
-        """(B*T*N, h, w) pasted mask logits of the last stage, frame-major."""
+        """(B*T*N, h, w) pasted mask logits of the last stage, frame-major; the mask head
+        runs on ``MASK_ROI_CHUNK`` RoIs at a time (bounded memory on long videos)."""
         boxes = outputs["pred_boxes"].transpose(1, 2).reshape(-1, 4)
         queries = outputs["attn_feats"].transpose(1, 2).reshape(boxes.shape[0], -1)
         frame_idx = torch.arange(flat_levels[0].shape[0], device=boxes.device)
         frame_idx = frame_idx.repeat_interleave(self.num_queries)
-        logits = self.roi_mask_logits(
-            flat_levels, scale, len(self.stages) - 1, frame_idx, boxes, queries
-        )
-        return paste_mask_logits(logits, boxes * scale, tuple(grid_size), 4)
+        pasted = []
+        for start in range(0, boxes.shape[0], MASK_ROI_CHUNK):
+            part = slice(start, start + MASK_ROI_CHUNK)
+            logits = self.roi_mask_logits(
+                flat_levels, scale, len(self.stages) - 1, frame_idx[part], boxes[part],
+                queries[part],
+            )
+            pasted.append(paste_mask_logits(logits, boxes[part] * scale, tuple(grid_size), 4))
+        return torch.cat(pasted)
 
