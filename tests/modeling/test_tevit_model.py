@@ -61,6 +61,14 @@ def test_a_few_iterations_on_a_tiny_clip_lower_the_loss():
     assert totals[-1] < 0.8 * totals[0], totals
 
 
+def test_every_parameter_gets_a_gradient():
+    # (DistributedDataParallel without find_unused_parameters needs it)
+    model = _tiny_model().train()
+    sum(model([_clip()]).values()).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+
+
 def test_inference_through_the_shared_pipeline():
     model = _tiny_model().eval()
     video = _clip(num_frames=5)

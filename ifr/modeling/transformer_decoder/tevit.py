@@ -76,6 +76,8 @@ def multilevel_roi_align(
             out[index] = roi_align(
                 features, rois[index], output_size, 1.0 / stride, sampling_ratio=2, aligned=True
             ).to(out.dtype)
+        else:  # as mmdetection: a level no box selects stays in the graph (DDP)
+            out = out + features.flatten()[0].to(out.dtype) * 0.0
     return out
 
 
