@@ -1,14 +1,60 @@
-"""Pieces shared by the transformer decoders: input projection, input checks, the
-masked-attention mask of one frame, and masks from mask embeddings."""
+"""Pieces shared by the transformer decoders: size checks, stacks of attention/FFN
+blocks, input projections, the feature cast to the parameters' device and dtype, the
+prediction heads on normalised queries, input checks and the masked-attention mask of one
+frame."""
 
-from typing import Sequence, Tuple
+from typing import Sequence, Tuple, Type
 
 import fvcore.nn.weight_init as weight_init
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..attention import FFNLayer
+
 NUM_FEATURE_LEVELS = 3  # the pixel decoder's strides 32, 16, 8, lowest resolution first
+
+
+def check_decoder_sizes(dec_layers: int, hidden_dim: int, nheads: int) -> None:
+    """Raise ValueError naming the MODEL.IFR key at fault: L >= 1, d even (sine position
+    embedding of d / 2 per axis) and divisible by the heads."""
+    if dec_layers < 1:
+        raise ValueError(f"MODEL.IFR.DEC_LAYERS must be >= 1, got {dec_layers}")
+    if hidden_dim % 2 or hidden_dim % nheads:
+        raise ValueError(
+            f"MODEL.IFR.HIDDEN_DIM ({hidden_dim}) must be even and divisible by "
+            f"MODEL.IFR.NHEADS ({nheads})"
+        )
+
+
+def attention_stack(
+    block_class: Type[nn.Module],
+    num_layers: int,
+    hidden_dim: int,
+    nheads: int,
+    dropout: float = 0.0,
+    pre_norm: bool = False,
+) -> nn.ModuleList:
+    """``num_layers`` x ``block_class(hidden_dim, nheads, dropout, pre_norm)``
+    (``SelfAttentionLayer`` or ``CrossAttentionLayer``), one per layer."""
+    return nn.ModuleList(
+        block_class(hidden_dim, nheads, dropout=dropout, normalize_before=pre_norm)
+        for _ in range(num_layers)
+    )
+
+
+def ffn_stack(
+    num_layers: int,
+    hidden_dim: int,
+    dim_feedforward: int,
+    dropout: float = 0.0,
+    pre_norm: bool = False,
+) -> nn.ModuleList:
+    """``num_layers`` x ``FFNLayer(hidden_dim, dim_feedforward, dropout, pre_norm)``."""
+    return nn.ModuleList(
+        FFNLayer(hidden_dim, dim_feedforward, dropout=dropout, normalize_before=pre_norm)
+        for _ in range(num_layers)
+    )
 
 
 def make_input_proj(in_channels: int, hidden_dim: int, enforce: bool) -> nn.Module:
@@ -19,6 +65,46 @@ def make_input_proj(in_channels: int, hidden_dim: int, enforce: bool) -> nn.Modu
     conv = nn.Conv2d(in_channels, hidden_dim, kernel_size=1)
     weight_init.c2_xavier_fill(conv)
     return conv
+
+
+def make_input_projs(
+    in_channels: int, hidden_dim: int, enforce: bool, num_levels: int = NUM_FEATURE_LEVELS
+) -> nn.ModuleList:
+    """One ``make_input_proj`` per feature level (Mask2Former's ``input_proj.{level}``)."""
+    return nn.ModuleList(
+        make_input_proj(in_channels, hidden_dim, enforce) for _ in range(num_levels)
+    )
+
+
+def batch_embedding(embedding: nn.Embedding, batch_size: int) -> Tensor:
+    """(N, d) learnt queries -> (N, B, d), the sequence-first layout of the blocks."""
+    return embedding.weight.unsqueeze(1).repeat(1, batch_size, 1)
+
+
+def predict_heads(
+    queries: Tensor, decoder_norm: nn.Module, class_embed: nn.Module, mask_embed: nn.Module
+) -> Tuple[Tensor, Tensor]:
+    """Mask2Former's heads on the queries (N, B, d) after ``decoder_norm``: class logits
+    (B, N, K') and mask embeddings (B, N, C)."""
+    decoded = decoder_norm(queries).transpose(0, 1)  # (B, N, d)
+    return class_embed(decoded), mask_embed(decoded)
+
+
+class ComputeCastMixin:
+    """``device`` and ``_to_compute`` of a decoder whose stored input features (any
+    device, float32 or float16) are cast to the device and dtype of its parameter
+    ``self.<compute_reference>.weight``."""
+
+    compute_reference = "query_embed"
+
+    @property
+    def device(self) -> torch.device:
+        return getattr(self, self.compute_reference).weight.device
+
+    def _to_compute(self, features: Tensor) -> Tensor:
+        """Stored features -> the parameters' device and dtype."""
+        reference = getattr(self, self.compute_reference).weight
+        return features.to(reference.device, reference.dtype, non_blocking=True)
 
 
 def check_decoder_inputs(

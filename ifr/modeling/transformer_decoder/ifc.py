@@ -36,9 +36,16 @@ from detectron2.layers.blocks import DepthwiseSeparableConv2d
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..attention import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from ..attention import MLP, CrossAttentionLayer, SelfAttentionLayer
 from ..position_encoding import PositionEmbeddingSine
 from ..registry import TRANSFORMER_DECODER_REGISTRY
+from .common import (
+    ComputeCastMixin,
+    attention_stack,
+    check_decoder_sizes,
+    ffn_stack,
+    predict_heads,
+)
 
 __all__ = ["IFCEncoder", "IFCMaskFeatures", "IFCTransformerDecoder"]
 
@@ -80,14 +87,12 @@ class IFCEncoder(nn.Module):
         self.num_memory_tokens = num_memory_tokens
 
         def attention_layers():
-            return nn.ModuleList(
-                SelfAttentionLayer(hidden_dim, nheads, dropout, pre_norm) for _ in range(num_layers)
+            return attention_stack(
+                SelfAttentionLayer, num_layers, hidden_dim, nheads, dropout, pre_norm
             )
 
         def ffn_layers():
-            return nn.ModuleList(
-                FFNLayer(hidden_dim, dim_feedforward, dropout, pre_norm) for _ in range(num_layers)
-            )
+            return ffn_stack(num_layers, hidden_dim, dim_feedforward, dropout, pre_norm)
 
         self.receive_attention, self.receive_ffn = attention_layers(), ffn_layers()
         self.communicate_attention, self.communicate_ffn = attention_layers(), ffn_layers()
@@ -181,7 +186,7 @@ class IFCMaskFeatures(nn.Module):
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
-class IFCTransformerDecoder(nn.Module):
+class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
     """IFC: encoder with memory tokens, decoder with N clip queries, class and dynamic
     mask heads. Reads ``IFCInputProjection``'s features (docs/design.md)."""
 
@@ -221,28 +226,20 @@ class IFCTransformerDecoder(nn.Module):
                 f"({in_channels}) and MASK_DIM ({mask_dim}) must equal MODEL.IFR.HIDDEN_DIM "
                 f"({hidden_dim})"
             )
-        if dec_layers < 1:
-            raise ValueError(f"MODEL.IFR.DEC_LAYERS must be >= 1, got {dec_layers}")
-        if hidden_dim % 2 or hidden_dim % nheads:
-            raise ValueError(
-                f"MODEL.IFR.HIDDEN_DIM ({hidden_dim}) must be even and divisible by "
-                f"MODEL.IFR.NHEADS ({nheads})"
-            )
+        check_decoder_sizes(dec_layers, hidden_dim, nheads)
         self.hidden_dim = hidden_dim
         self.num_layers = dec_layers
         self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
         self.encoder = IFCEncoder(
             hidden_dim, nheads, dim_feedforward, enc_layers, num_memory_tokens, dropout, pre_norm
         )
-        self.self_attention_layers = nn.ModuleList(
-            SelfAttentionLayer(hidden_dim, nheads, dropout, pre_norm) for _ in range(dec_layers)
+        self.self_attention_layers = attention_stack(
+            SelfAttentionLayer, dec_layers, hidden_dim, nheads, dropout, pre_norm
         )
-        self.cross_attention_layers = nn.ModuleList(
-            CrossAttentionLayer(hidden_dim, nheads, dropout, pre_norm) for _ in range(dec_layers)
+        self.cross_attention_layers = attention_stack(
+            CrossAttentionLayer, dec_layers, hidden_dim, nheads, dropout, pre_norm
         )
-        self.ffn_layers = nn.ModuleList(
-            FFNLayer(hidden_dim, dim_feedforward, dropout, pre_norm) for _ in range(dec_layers)
-        )
+        self.ffn_layers = ffn_stack(dec_layers, hidden_dim, dim_feedforward, dropout, pre_norm)
         self.decoder_norm = nn.LayerNorm(hidden_dim)
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
         self.class_embed = MLP(hidden_dim, hidden_dim, num_classes + 1, 2)
@@ -267,14 +264,6 @@ class IFCTransformerDecoder(nn.Module):
             "dropout": ifr.DROPOUT,
             "pre_norm": ifr.PRE_NORM,
         }
-
-    @property
-    def device(self) -> torch.device:
-        return self.query_embed.weight.device
-
-    def _to_compute(self, features: Tensor) -> Tensor:
-        """Stored features (any device, float32 or float16) -> the parameters' device/dtype."""
-        return features.to(self.device, self.query_embed.weight.dtype, non_blocking=True)
 
     def forward(
         self,
@@ -351,10 +340,11 @@ class IFCTransformerDecoder(nn.Module):
         self, queries: Tensor, clip_masks: Tensor, return_masks: bool
     ) -> Dict[str, Tensor]:
         """Heads on the queries (N, B, d) after the decoder norm; clip_masks (B, T, d, h, w)."""
-        decoded = self.decoder_norm(queries).transpose(0, 1)  # (B, N, d)
-        mask_embeds = self.mask_embed(decoded)
+        logits, mask_embeds = predict_heads(
+            queries, self.decoder_norm, self.class_embed, self.mask_embed
+        )
         prediction = {
-            "pred_logits": self.class_embed(decoded),
+            "pred_logits": logits,
             "pred_mask_embeds": mask_embeds[:, :, None].expand(-1, -1, clip_masks.shape[1], -1),
         }
         if return_masks:

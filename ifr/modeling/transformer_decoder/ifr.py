@@ -38,14 +38,19 @@ import torch
 from detectron2.config import configurable
 from torch import Tensor, nn
 
-from ..attention import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from ..attention import MLP, CrossAttentionLayer, SelfAttentionLayer
 from ..position_encoding import PositionEmbeddingSine
 from ..registry import TRANSFORMER_DECODER_REGISTRY
 from .common import (
     NUM_FEATURE_LEVELS,
+    ComputeCastMixin,
+    attention_stack,
+    batch_embedding,
     check_decoder_inputs,
+    check_decoder_sizes,
+    ffn_stack,
     frame_attention_mask,
-    make_input_proj,
+    make_input_projs,
     unmask_empty_rows,
 )
 
@@ -53,7 +58,7 @@ __all__ = ["IFRTransformerDecoder"]
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
-class IFRTransformerDecoder(nn.Module):
+class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
     """IFR decoder: clip-level class logits and per-frame mask embeddings.
 
     Submodules with a Mask2Former counterpart carry its name (``query_feat``,
@@ -64,6 +69,7 @@ class IFRTransformerDecoder(nn.Module):
     ``clip_self_attention_layers`` and ``clip_ffn_layers``.
     """
 
+    compute_reference = "query_feat"
     num_feature_levels = NUM_FEATURE_LEVELS
     class_activation = "sigmoid"  # K sigmoid classes, no no-object column
 
@@ -103,13 +109,7 @@ class IFRTransformerDecoder(nn.Module):
                 diagnostic of what the recurrence contributes. Training always recurs.
         """
         super().__init__()
-        if dec_layers < 1:
-            raise ValueError(f"MODEL.IFR.DEC_LAYERS must be >= 1, got {dec_layers}")
-        if hidden_dim % 2 or hidden_dim % nheads:
-            raise ValueError(
-                f"MODEL.IFR.HIDDEN_DIM ({hidden_dim}) must be even and divisible by "
-                f"MODEL.IFR.NHEADS ({nheads})"
-            )
+        check_decoder_sizes(dec_layers, hidden_dim, nheads)
         self.in_channels = in_channels
         self.mask_dim = mask_dim
         self.num_heads = nheads
@@ -120,16 +120,10 @@ class IFRTransformerDecoder(nn.Module):
         self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
 
         def attention_blocks(block_class):
-            return nn.ModuleList(
-                block_class(hidden_dim, nheads, dropout=dropout, normalize_before=pre_norm)
-                for _ in range(dec_layers)
-            )
+            return attention_stack(block_class, dec_layers, hidden_dim, nheads, dropout, pre_norm)
 
         def ffn_blocks():
-            return nn.ModuleList(
-                FFNLayer(hidden_dim, dim_feedforward, dropout=dropout, normalize_before=pre_norm)
-                for _ in range(dec_layers)
-            )
+            return ffn_stack(dec_layers, hidden_dim, dim_feedforward, dropout, pre_norm)
 
         # Frame recurrence: the A/B cross-attention, the self-attention over Q' and its FFN.
         self.transformer_cross_attention_layers = attention_blocks(CrossAttentionLayer)
@@ -146,10 +140,7 @@ class IFRTransformerDecoder(nn.Module):
         self.pair_group_embed = nn.Embedding(2, hidden_dim)
         nn.init.zeros_(self.pair_group_embed.weight)
         self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
-        self.input_proj = nn.ModuleList(
-            make_input_proj(in_channels, hidden_dim, enforce_input_project)
-            for _ in range(self.num_feature_levels)
-        )
+        self.input_proj = make_input_projs(in_channels, hidden_dim, enforce_input_project)
 
         self.class_embed = nn.Linear(hidden_dim, num_classes)
         # Sigmoid/focal classification: start every class at probability 0.01
@@ -176,15 +167,6 @@ class IFRTransformerDecoder(nn.Module):
             "test_recurrence": ifr.TEST.RECURRENCE,
         }
 
-    @property
-    def device(self) -> torch.device:
-        return self.query_feat.weight.device
-
-    def _to_compute(self, frame_features: Tensor) -> Tensor:
-        """One frame's stored features (any device, float32 or float16) -> the parameters'
-        device and dtype."""
-        return frame_features.to(self.device, self.query_feat.weight.dtype, non_blocking=True)
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -209,7 +191,7 @@ class IFRTransformerDecoder(nn.Module):
         self._check_inputs(multi_scale_features, mask_features)
         batch_size, num_frames = mask_features.shape[:2]
 
-        clip_queries = self.query_feat.weight.unsqueeze(1).repeat(1, batch_size, 1)  # (N, B, d)
+        clip_queries = batch_embedding(self.query_feat, batch_size)  # (N, B, d)
         # The initial prediction uses the initial clip queries as every frame's queries.
         frame_queries = clip_queries.permute(1, 0, 2).unsqueeze(2).expand(-1, -1, num_frames, -1)
         predictions = [self._predict(clip_queries, frame_queries, mask_features, return_masks)]
@@ -416,7 +398,7 @@ class IFRTransformerDecoder(nn.Module):
 
     # ---------------------------------------------------- positional embeddings
     def _query_pos(self, batch_size: int) -> Tensor:
-        return self.query_embed.weight.unsqueeze(1).repeat(1, batch_size, 1)  # (N, B, d)
+        return batch_embedding(self.query_embed, batch_size)  # (N, B, d)
 
     def _pair_query_pos(self, batch_size: int) -> Tensor:
         """(2N, B, d): query_embed for both halves of Q' plus their group embedding."""

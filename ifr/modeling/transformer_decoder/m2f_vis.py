@@ -30,14 +30,20 @@ import torch
 from detectron2.config import configurable
 from torch import Tensor, nn
 
-from ..attention import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from ..attention import MLP, CrossAttentionLayer, SelfAttentionLayer
 from ..position_encoding import PositionEmbeddingSine3D
 from ..registry import TRANSFORMER_DECODER_REGISTRY
 from .common import (
     NUM_FEATURE_LEVELS,
+    ComputeCastMixin,
+    attention_stack,
+    batch_embedding,
     check_decoder_inputs,
+    check_decoder_sizes,
+    ffn_stack,
     frame_attention_mask,
-    make_input_proj,
+    make_input_projs,
+    predict_heads,
     unmask_empty_rows,
 )
 
@@ -45,9 +51,10 @@ __all__ = ["VideoMultiScaleMaskedTransformerDecoder"]
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
-class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
+class VideoMultiScaleMaskedTransformerDecoder(ComputeCastMixin, nn.Module):
     """Mask2Former-VIS decoder: clip-level class logits (K + 1 columns) and masks."""
 
+    compute_reference = "query_feat"
     num_feature_levels = NUM_FEATURE_LEVELS
     class_activation = "softmax"  # K classes + no-object, softmax
 
@@ -81,13 +88,7 @@ class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
                 ``in_channels == hidden_dim``.
         """
         super().__init__()
-        if dec_layers < 1:
-            raise ValueError(f"MODEL.IFR.DEC_LAYERS must be >= 1, got {dec_layers}")
-        if hidden_dim % 2 or hidden_dim % nheads:
-            raise ValueError(
-                f"MODEL.IFR.HIDDEN_DIM ({hidden_dim}) must be even and divisible by "
-                f"MODEL.IFR.NHEADS ({nheads})"
-            )
+        check_decoder_sizes(dec_layers, hidden_dim, nheads)
         self.in_channels = in_channels
         self.mask_dim = mask_dim
         self.num_heads = nheads
@@ -95,26 +96,20 @@ class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
         self.num_queries = num_queries
 
         self.pe_layer = PositionEmbeddingSine3D(hidden_dim // 2, normalize=True)
-        self.transformer_self_attention_layers = nn.ModuleList(
-            SelfAttentionLayer(hidden_dim, nheads, normalize_before=pre_norm)
-            for _ in range(dec_layers)
+        self.transformer_self_attention_layers = attention_stack(
+            SelfAttentionLayer, dec_layers, hidden_dim, nheads, pre_norm=pre_norm
         )
-        self.transformer_cross_attention_layers = nn.ModuleList(
-            CrossAttentionLayer(hidden_dim, nheads, normalize_before=pre_norm)
-            for _ in range(dec_layers)
+        self.transformer_cross_attention_layers = attention_stack(
+            CrossAttentionLayer, dec_layers, hidden_dim, nheads, pre_norm=pre_norm
         )
-        self.transformer_ffn_layers = nn.ModuleList(
-            FFNLayer(hidden_dim, dim_feedforward, normalize_before=pre_norm)
-            for _ in range(dec_layers)
+        self.transformer_ffn_layers = ffn_stack(
+            dec_layers, hidden_dim, dim_feedforward, pre_norm=pre_norm
         )
         self.decoder_norm = nn.LayerNorm(hidden_dim)
         self.query_feat = nn.Embedding(num_queries, hidden_dim)
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
         self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
-        self.input_proj = nn.ModuleList(
-            make_input_proj(in_channels, hidden_dim, enforce_input_project)
-            for _ in range(self.num_feature_levels)
-        )
+        self.input_proj = make_input_projs(in_channels, hidden_dim, enforce_input_project)
         self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
@@ -134,14 +129,6 @@ class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
             "pre_norm": ifr.PRE_NORM,
             "enforce_input_project": ifr.ENFORCE_INPUT_PROJ,
         }
-
-    @property
-    def device(self) -> torch.device:
-        return self.query_feat.weight.device
-
-    def _to_compute(self, features: Tensor) -> Tensor:
-        """Stored features (any device, float32 or float16) -> the parameters' device/dtype."""
-        return features.to(self.device, self.query_feat.weight.dtype, non_blocking=True)
 
     def forward(
         self,
@@ -171,8 +158,8 @@ class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
         )
         batch_size, num_frames = mask_features.shape[:2]
         sources, positions, sizes = self._sources(multi_scale_features)
-        query_pos = self.query_embed.weight.unsqueeze(1).repeat(1, batch_size, 1)  # (N, B, d)
-        queries = self.query_feat.weight.unsqueeze(1).repeat(1, batch_size, 1)
+        query_pos = batch_embedding(self.query_embed, batch_size)  # (N, B, d)
+        queries = batch_embedding(self.query_feat, batch_size)
 
         predictions = [self._predict(queries, num_frames)]
         for layer in range(self.num_layers):
@@ -243,10 +230,11 @@ class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
 
     def _predict(self, queries: Tensor, num_frames: int) -> Dict[str, Tensor]:
         """Heads on the queries (N, B, d): logits (B, N, K + 1), embeds (B, N, T, C)."""
-        decoded = self.decoder_norm(queries).transpose(0, 1)  # (B, N, d)
-        mask_embeds = self.mask_embed(decoded)
+        logits, mask_embeds = predict_heads(
+            queries, self.decoder_norm, self.class_embed, self.mask_embed
+        )
         return {
-            "pred_logits": self.class_embed(decoded),
+            "pred_logits": logits,
             "pred_mask_embeds": mask_embeds.unsqueeze(2).expand(-1, -1, num_frames, -1),
         }
 

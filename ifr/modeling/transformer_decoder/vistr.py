@@ -24,9 +24,10 @@ import torch
 from detectron2.config import configurable
 from torch import Tensor, nn
 
-from ..attention import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from ..attention import MLP, CrossAttentionLayer, SelfAttentionLayer
 from ..position_encoding import PositionEmbeddingSine
 from ..registry import TRANSFORMER_DECODER_REGISTRY
+from .common import ComputeCastMixin, attention_stack, ffn_stack
 from .vistr_mask_head import VisTRMaskHead
 
 # Backbone outputs VisTR reads: the transformer's input and the mask head's FPN levels.
@@ -84,24 +85,20 @@ class VisTRTransformer(nn.Module):
             raise ValueError(
                 f"MODEL.VISTR.ENC_LAYERS ({enc_layers}) and DEC_LAYERS ({dec_layers}) must be >= 1"
             )
-        blocks = {"dropout": dropout, "normalize_before": pre_norm}
-        self.encoder_self_attention_layers = nn.ModuleList(
-            SelfAttentionLayer(hidden_dim, nheads, **blocks) for _ in range(enc_layers)
+        blocks = {"dropout": dropout, "pre_norm": pre_norm}
+        self.encoder_self_attention_layers = attention_stack(
+            SelfAttentionLayer, enc_layers, hidden_dim, nheads, **blocks
         )
-        self.encoder_ffn_layers = nn.ModuleList(
-            FFNLayer(hidden_dim, dim_feedforward, **blocks) for _ in range(enc_layers)
-        )
+        self.encoder_ffn_layers = ffn_stack(enc_layers, hidden_dim, dim_feedforward, **blocks)
         # DETR: a final encoder norm only with pre-norm blocks.
         self.encoder_norm = nn.LayerNorm(hidden_dim) if pre_norm else nn.Identity()
-        self.self_attention_layers = nn.ModuleList(
-            SelfAttentionLayer(hidden_dim, nheads, **blocks) for _ in range(dec_layers)
+        self.self_attention_layers = attention_stack(
+            SelfAttentionLayer, dec_layers, hidden_dim, nheads, **blocks
         )
-        self.cross_attention_layers = nn.ModuleList(
-            CrossAttentionLayer(hidden_dim, nheads, **blocks) for _ in range(dec_layers)
+        self.cross_attention_layers = attention_stack(
+            CrossAttentionLayer, dec_layers, hidden_dim, nheads, **blocks
         )
-        self.ffn_layers = nn.ModuleList(
-            FFNLayer(hidden_dim, dim_feedforward, **blocks) for _ in range(dec_layers)
-        )
+        self.ffn_layers = ffn_stack(dec_layers, hidden_dim, dim_feedforward, **blocks)
         self.decoder_norm = nn.LayerNorm(hidden_dim)
 
     def forward(self, src: Tensor, pos: Tensor, query_pos: Tensor) -> Tuple[Tensor, Tensor]:
@@ -129,7 +126,7 @@ class VisTRTransformer(nn.Module):
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
-class VisTRTransformerDecoder(nn.Module):
+class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
     """VisTR from backbone features to per-frame classes, boxes and fused masks.
 
     Inputs follow the shared decoder interface, with the backbone's own features (VisTR
@@ -206,14 +203,6 @@ class VisTRTransformerDecoder(nn.Module):
             "dropout": vistr.DROPOUT,
             "pre_norm": vistr.PRE_NORM,
         }
-
-    @property
-    def device(self) -> torch.device:
-        return self.query_embed.weight.device
-
-    def _to_compute(self, features: Tensor) -> Tensor:
-        """Stored features (any device, float32 or float16) -> the parameters' device/dtype."""
-        return features.to(self.device, self.query_embed.weight.dtype, non_blocking=True)
 
     def forward(
         self,
