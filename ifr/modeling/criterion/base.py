@@ -18,6 +18,7 @@ from detectron2.projects.point_rend.point_features import (
 )
 from detectron2.utils import comm
 from torch import nn
+from torch.nn import functional as F
 
 from ...layers.point_sampling import sample_frame_points
 from ..losses import dice_loss, sigmoid_ce_loss
@@ -30,6 +31,55 @@ def aux_weight_dict(weights: Dict[str, float], num_aux: int) -> Dict[str, float]
     ``_{num_aux-1}`` for the auxiliary outputs (deep supervision)."""
     aux_weights = {f"{k}_{i}": v for i in range(num_aux) for k, v in weights.items()}
     return {**weights, **aux_weights}
+
+
+def class_mask_dice_weight_dict(ifr_cfg, num_aux: int) -> Dict[str, float]:
+    """``aux_weight_dict`` of ``loss_ce``, ``loss_mask``, ``loss_dice`` weighted by
+    ``MODEL.IFR.CLASS_WEIGHT``, ``MASK_WEIGHT``, ``DICE_WEIGHT`` (``ifr_cfg`` is
+    ``cfg.MODEL.IFR``)."""
+    weights = {
+        "loss_ce": ifr_cfg.CLASS_WEIGHT,
+        "loss_mask": ifr_cfg.MASK_WEIGHT,
+        "loss_dice": ifr_cfg.DICE_WEIGHT,
+    }
+    return aux_weight_dict(weights, num_aux)
+
+
+def no_object_class_weight(num_classes: int, eos_coef: float, key: str) -> torch.Tensor:
+    """(K + 1,) class weights of a softmax cross-entropy with a "no-object" class (the last
+    column, DETR's ``empty_weight``): 1 for the K classes, ``eos_coef`` for no-object.
+    ``key`` names the config key of ``eos_coef`` in the error when it is not in [0, 1]."""
+    if not 0.0 <= eos_coef <= 1.0:
+        raise ValueError(f"{key} must be in [0, 1], got {eos_coef}")
+    empty_weight = torch.ones(num_classes + 1)
+    empty_weight[-1] = eos_coef
+    return empty_weight
+
+
+def no_object_cross_entropy(
+    logits: torch.Tensor,
+    matched_index: Tuple[torch.Tensor, ...],
+    matched_labels: torch.Tensor,
+    empty_weight: torch.Tensor,
+) -> torch.Tensor:
+    """Class-weighted mean softmax cross-entropy of every prediction, the target being the
+    no-object class K except at ``matched_index`` where it is ``matched_labels``.
+
+    Args:
+        logits: (B, ..., K + 1), e.g. (B, N, K + 1) or (B, n, T, K + 1).
+        matched_index: one (P,) int64 index per leading dimension of ``logits``, on its device.
+        matched_labels: (P,) int64 classes in [0, K), on the same device.
+        empty_weight: (K + 1,) from ``no_object_class_weight``.
+
+    Returns:
+        ``sum_q w_{c_q} CE_q / sum_q w_{c_q}`` over all predictions q (scalar, float32).
+    """
+    num_classes = empty_weight.shape[0] - 1
+    target_classes = torch.full(
+        logits.shape[:-1], num_classes, dtype=torch.int64, device=logits.device
+    )
+    target_classes[matched_index] = matched_labels
+    return F.cross_entropy(logits.float().movedim(-1, 1), target_classes, empty_weight)
 
 
 def mask_uncertainty(logits: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from ...layers.classification import class_probabilities
 from ...layers.matching_cost import batch_dice_cost
 from ..losses import dice_loss, sigmoid_focal_loss
-from .base import Indices, aux_weight_dict, matched_query_index
+from .base import Indices, class_mask_dice_weight_dict, matched_query_index
 from .m2f_vis import VideoMaskFormerCriterion
 
 __all__ = ["IFCCriterion", "IFCMatcher", "resize_clip_masks"]
@@ -161,18 +161,13 @@ class IFCCriterion(VideoMaskFormerCriterion):
     @classmethod
     def from_config(cls, cfg) -> dict:
         ifr, ifc = cfg.MODEL.IFR, cfg.MODEL.IFC
-        weights = {
-            "loss_ce": ifr.CLASS_WEIGHT,
-            "loss_mask": ifr.MASK_WEIGHT,
-            "loss_dice": ifr.DICE_WEIGHT,
-        }
         # Auxiliary outputs: every decoder layer but the last (IFC has no prediction from
         # the initial queries).
         num_aux = ifr.DEC_LAYERS - 1 if ifr.DEEP_SUPERVISION else 0
         return {
             "num_classes": ifr.NUM_CLASSES,
             "matcher": IFCMatcher(cfg),
-            "weight_dict": aux_weight_dict(weights, num_aux),
+            "weight_dict": class_mask_dice_weight_dict(ifr, num_aux),
             "eos_coef": ifc.NO_OBJECT_WEIGHT,
             "mask_stride": ifc.MASK_STRIDE,
             "match_stride": ifc.MATCH_STRIDE,

@@ -6,10 +6,17 @@ from typing import Dict, List
 
 import torch
 from detectron2.config import configurable
-from torch.nn import functional as F
 
 from ..matcher import VideoHungarianMatcher
-from .base import Indices, VideoSetCriterion, aux_weight_dict, matched_labels, matched_query_index
+from .base import (
+    Indices,
+    VideoSetCriterion,
+    class_mask_dice_weight_dict,
+    matched_labels,
+    matched_query_index,
+    no_object_class_weight,
+    no_object_cross_entropy,
+)
 
 
 class VideoMaskFormerCriterion(VideoSetCriterion):
@@ -52,27 +59,21 @@ class VideoMaskFormerCriterion(VideoSetCriterion):
             importance_sample_ratio=importance_sample_ratio,
             deep_supervision=deep_supervision,
         )
-        if not 0.0 <= eos_coef <= 1.0:
-            raise ValueError(f"MODEL.M2F_VIS.NO_OBJECT_WEIGHT must be in [0, 1], got {eos_coef}")
+        empty_weight = no_object_class_weight(
+            num_classes, eos_coef, "MODEL.M2F_VIS.NO_OBJECT_WEIGHT"
+        )
         self.eos_coef = eos_coef
-        empty_weight = torch.ones(num_classes + 1)
-        empty_weight[-1] = eos_coef
         self.register_buffer("empty_weight", empty_weight, persistent=False)
 
     @classmethod
     def from_config(cls, cfg) -> dict:
         ifr = cfg.MODEL.IFR
-        weights = {
-            "loss_ce": ifr.CLASS_WEIGHT,
-            "loss_mask": ifr.MASK_WEIGHT,
-            "loss_dice": ifr.DICE_WEIGHT,
-        }
         # Auxiliary outputs: the initial queries and every layer but the last.
         num_aux = ifr.DEC_LAYERS if ifr.DEEP_SUPERVISION else 0
         return {
             "num_classes": ifr.NUM_CLASSES,
             "matcher": VideoHungarianMatcher(cfg, class_activation="softmax"),
-            "weight_dict": aux_weight_dict(weights, num_aux),
+            "weight_dict": class_mask_dice_weight_dict(ifr, num_aux),
             "eos_coef": cfg.MODEL.M2F_VIS.NO_OBJECT_WEIGHT,
             "num_points": ifr.TRAIN_NUM_POINTS,
             "oversample_ratio": ifr.OVERSAMPLE_RATIO,
@@ -93,15 +94,14 @@ class VideoMaskFormerCriterion(VideoSetCriterion):
     ) -> torch.Tensor:
         """pred_logits: (B, N, K + 1). ``num_masks`` is not used: the loss is a weighted
         mean over queries, as Mask2Former's."""
-        logits = pred_logits.float()
-        target_classes = torch.full(
-            logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device
-        )
+        device = pred_logits.device
         batch_idx, query_idx = matched_query_index(indices)
-        target_classes[batch_idx.to(logits.device), query_idx.to(logits.device)] = matched_labels(
-            targets, indices
-        ).to(logits.device)
-        return F.cross_entropy(logits.transpose(1, 2), target_classes, self.empty_weight)
+        return no_object_cross_entropy(
+            pred_logits,
+            (batch_idx.to(device), query_idx.to(device)),
+            matched_labels(targets, indices).to(device),
+            self.empty_weight,
+        )
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, eos_coef={self.eos_coef}"

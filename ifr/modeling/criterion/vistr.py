@@ -30,6 +30,7 @@ from ...layers.classification import class_probabilities
 from ...layers.matching_cost import sequence_matching_cost
 from ...layers.point_sampling import sample_clip_points
 from ..losses import dice_loss, sigmoid_focal_loss
+from .base import aux_weight_dict, no_object_class_weight, no_object_cross_entropy
 
 Indices = List[Tuple[torch.Tensor, torch.Tensor]]
 BOX_LOSSES = ("loss_ce", "loss_bbox", "loss_giou")  # also given for auxiliary layers
@@ -144,14 +145,11 @@ class VisTRCriterion(nn.Module):
         deep_supervision: bool = True,
     ):
         super().__init__()
-        if not 0.0 <= eos_coef <= 1.0:
-            raise ValueError(f"MODEL.VISTR.NO_OBJECT_WEIGHT must be in [0, 1], got {eos_coef}")
+        empty_weight = no_object_class_weight(num_classes, eos_coef, "MODEL.VISTR.NO_OBJECT_WEIGHT")
         self.num_classes = num_classes
         self.matcher = matcher
         self.weight_dict = weight_dict
         self.deep_supervision = deep_supervision
-        empty_weight = torch.ones(num_classes + 1)
-        empty_weight[-1] = eos_coef
         self.register_buffer("empty_weight", empty_weight, persistent=False)
 
     @classmethod
@@ -164,13 +162,13 @@ class VisTRCriterion(nn.Module):
             "loss_mask": vistr.MASK_WEIGHT,
             "loss_dice": vistr.DICE_WEIGHT,
         }
-        if vistr.DEEP_SUPERVISION:
-            for i in range(vistr.DEC_LAYERS - 1):
-                weights.update({f"{k}_{i}": weights[k] for k in BOX_LOSSES})
+        # The auxiliary decoder layers get the class and box losses only.
+        num_aux = vistr.DEC_LAYERS - 1 if vistr.DEEP_SUPERVISION else 0
+        aux_weights = aux_weight_dict({k: weights[k] for k in BOX_LOSSES}, num_aux)
         return {
             "num_classes": cfg.MODEL.IFR.NUM_CLASSES,
             "matcher": VisTRSequenceMatcher(cfg),
-            "weight_dict": weights,
+            "weight_dict": {**weights, **aux_weights},
             "eos_coef": vistr.NO_OBJECT_WEIGHT,
             "deep_supervision": vistr.DEEP_SUPERVISION,
         }
@@ -199,12 +197,8 @@ class VisTRCriterion(nn.Module):
         batch_idx, slot_idx, frame_idx, tgt_labels, tgt_boxes, _ = matched_frames(
             targets, indices, logits.device
         )
-        target_classes = torch.full(
-            logits.shape[:3], self.num_classes, dtype=torch.int64, device=logits.device
-        )
-        target_classes[batch_idx, slot_idx, frame_idx] = tgt_labels
-        loss_ce = F.cross_entropy(
-            logits.permute(0, 3, 1, 2).float(), target_classes, self.empty_weight
+        loss_ce = no_object_cross_entropy(
+            logits, (batch_idx, slot_idx, frame_idx), tgt_labels, self.empty_weight
         )
         src_boxes = pred_boxes[batch_idx, slot_idx, frame_idx].float()
         if len(src_boxes) == 0:
