@@ -6,7 +6,7 @@ A subclass says which transformer decoders it accepts (by their ``class_activati
 and builds its criterion; everything else is here.
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from detectron2.modeling import build_backbone
@@ -29,6 +29,8 @@ class VideoMaskClassifier(nn.Module):
     """
 
     class_activation: str = ""
+    # (config key, constructor argument, the class this system needs there); checked first.
+    required_parts: Sequence[Tuple[str, str, type]] = ()
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class VideoMaskClassifier(nn.Module):
         inference_options: InferenceOptions,
     ):
         super().__init__()
+        self._check_parts(pixel_decoder=pixel_decoder, transformer_decoder=transformer_decoder)
         decoder_activation = getattr(transformer_decoder, "class_activation", None)
         if decoder_activation != self.class_activation:
             raise ValueError(
@@ -58,6 +61,16 @@ class VideoMaskClassifier(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.inference_options = inference_options
+
+    def _check_parts(self, **parts: nn.Module) -> None:
+        """Raise ValueError naming the config key whose component is not the class
+        ``required_parts`` names for it."""
+        for key, argument, expected in self.required_parts:
+            if not isinstance(parts[argument], expected):
+                raise ValueError(
+                    f"{type(self).__name__} needs {key} {expected.__name__!r}, got "
+                    f"{type(parts[argument]).__name__}"
+                )
 
     @classmethod
     def shared_from_config(cls, cfg) -> dict:
@@ -131,13 +144,14 @@ class VideoMaskClassifier(nn.Module):
         self, frames: torch.Tensor, num_videos: int, num_frames: int
     ) -> Tuple[List[torch.Tensor], torch.Tensor]:
         """(B*T, 3, H, W) normalised frames -> per-frame features reshaped to (B, T, ...)."""
-        features = self.backbone(frames)
+        features = self.backbone_features(frames, num_frames)
         mask_features, multi_scale = self.pixel_decoder.forward_features(features)
+        multi_scale = [by_video(f, num_videos, num_frames) for f in multi_scale]
+        return multi_scale, by_video(mask_features, num_videos, num_frames)
 
-        def by_video(x: torch.Tensor) -> torch.Tensor:
-            return x.view(num_videos, num_frames, *x.shape[1:])
-
-        return [by_video(f) for f in multi_scale], by_video(mask_features)
+    def backbone_features(self, frames: torch.Tensor, num_frames: int) -> Dict[str, torch.Tensor]:
+        """Hook: the backbone's features of (B*T, 3, H, W) frames, clips of ``num_frames``."""
+        return self.backbone(frames)
 
     def prepare_targets(self, batched_inputs: List[dict], padded_size) -> List[Dict]:
         """Per-frame ``Instances`` of each clip -> the criterion's targets (docs/design.md):
@@ -155,3 +169,8 @@ class VideoMaskClassifier(nn.Module):
                 masks[:, t, : frame_masks.shape[-2], : frame_masks.shape[-1]] = frame_masks.float()
             targets.append({"labels": per_frame[0].gt_classes.to(self.device), "masks": masks})
         return targets
+
+
+def by_video(x: torch.Tensor, num_videos: int, num_frames: int) -> torch.Tensor:
+    """(B*T, ...) per-frame tensor -> (B, T, ...)."""
+    return x.view(num_videos, num_frames, *x.shape[1:])

@@ -93,18 +93,13 @@ class IFC(VideoMaskClassifier):
     """IFC: ``IFCInputProjection`` + ``IFCTransformerDecoder`` and ``IFCCriterion``."""
 
     class_activation = "softmax"
+    required_parts = _IFC_PARTS
 
     @configurable
     def __init__(self, **kwargs):
         """Arguments of ``VideoMaskClassifier``; the pixel decoder an ``IFCInputProjection``,
         the transformer decoder an ``IFCTransformerDecoder``, ``criterion`` an
         ``IFCCriterion``."""
-        for key, argument, expected in _IFC_PARTS:
-            if not isinstance(kwargs[argument], expected):
-                raise ValueError(
-                    f"IFC needs {key} {expected.__name__!r}, got "
-                    f"{type(kwargs[argument]).__name__}"
-                )
         super().__init__(**kwargs)
 
     @classmethod

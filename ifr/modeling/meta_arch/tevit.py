@@ -10,7 +10,7 @@ the backbone sees the clip length (``_encode``), and a query's class probabiliti
 the mean of its per-frame sigmoid scores (``class_probabilities``), as TeViT's test.
 """
 
-from typing import List, Tuple
+from typing import Dict
 
 import torch
 from detectron2.config import configurable
@@ -34,17 +34,12 @@ class TeViT(VideoMaskClassifier):
     """TeViT: a MsgShifT backbone, ``TeViTFPN`` + ``TeViTSTQIHead`` and ``TeViTCriterion``."""
 
     class_activation = "sigmoid"
+    required_parts = _TEVIT_PARTS
 
     @configurable
     def __init__(self, **kwargs):
         """Arguments of ``VideoMaskClassifier``; the pixel decoder a ``TeViTFPN``, the
         transformer decoder a ``TeViTSTQIHead``, ``criterion`` a ``TeViTCriterion``."""
-        for key, argument, expected in _TEVIT_PARTS:
-            if not isinstance(kwargs[argument], expected):
-                raise ValueError(
-                    f"TeViT needs {key} {expected.__name__!r}, got "
-                    f"{type(kwargs[argument]).__name__}"
-                )
         super().__init__(**kwargs)
 
     @classmethod
@@ -55,17 +50,8 @@ class TeViT(VideoMaskClassifier):
         """(..., T, K) per-frame logits -> (..., K): the mean over frames of the sigmoid."""
         return pred_logits.sigmoid().mean(dim=-2)
 
-    def _encode(
-        self, frames: torch.Tensor, num_videos: int, num_frames: int
-    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    def backbone_features(self, frames: torch.Tensor, num_frames: int) -> Dict[str, torch.Tensor]:
         """As the shared one, with the clip length given to a MsgShifT backbone."""
         if isinstance(self.backbone, D2MsgShifT):
-            features = self.backbone(frames, num_frames=num_frames)
-        else:
-            features = self.backbone(frames)
-        mask_features, multi_scale = self.pixel_decoder.forward_features(features)
-
-        def by_video(x: torch.Tensor) -> torch.Tensor:
-            return x.view(num_videos, num_frames, *x.shape[1:])
-
-        return [by_video(f) for f in multi_scale], by_video(mask_features)
+            return self.backbone(frames, num_frames=num_frames)
+        return self.backbone(frames)

@@ -30,7 +30,7 @@ from ...layers.classification import class_probabilities
 from ..criterion.vistr import VisTRCriterion
 from ..registry import TRANSFORMER_DECODER_REGISTRY
 from ..transformer_decoder.vistr import VISTR_IN_FEATURES
-from .base import VideoMaskClassifier
+from .base import VideoMaskClassifier, by_video
 
 
 @META_ARCH_REGISTRY.register()
@@ -83,13 +83,11 @@ class VisTR(VideoMaskClassifier):
     ) -> Tuple[List[torch.Tensor], torch.Tensor]:
         """(B*T, 3, H, W) normalised frames -> ([res5, res4, res3], res2), each
         (B, T, C_l, H_l, W_l)."""
-        features = self.backbone(frames)
-
-        def by_video(x: torch.Tensor) -> torch.Tensor:
-            return x.view(num_videos, num_frames, *x.shape[1:])
-
-        multi_scale = [by_video(features[name]) for name in ("res5", "res4", "res3")]
-        return multi_scale, by_video(features["res2"])
+        features = self.backbone_features(frames, num_frames)
+        multi_scale = [
+            by_video(features[name], num_videos, num_frames) for name in ("res5", "res4", "res3")
+        ]
+        return multi_scale, by_video(features["res2"], num_videos, num_frames)
 
     def prepare_targets(self, batched_inputs: List[dict], padded_size) -> List[Dict]:
         """The shared targets plus ``boxes (M, T, 4)``: the tight box of each mask as
