@@ -13,14 +13,6 @@ LEVEL_SIZES = [(2, 2), (4, 4), (8, 8)]  # strides 32, 16, 8
 MASK_SIZE = (16, 16)  # stride 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_decoder(**overrides):
     torch.manual_seed(0)
     kwargs = dict(
