@@ -9,7 +9,7 @@ The criterion returns raw loss terms; their weights live in ``weight_dict`` and 
 meta-architecture multiplies ``losses[k] * weight_dict[k]``.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -80,6 +80,14 @@ def no_object_cross_entropy(
     )
     target_classes[matched_index] = matched_labels
     return F.cross_entropy(logits.float().movedim(-1, 1), target_classes, empty_weight)
+
+
+def zero_losses(source: torch.Tensor, keys: Sequence[str]) -> Dict[str, torch.Tensor]:
+    """A zero loss for each of ``keys`` when nothing is matched, in the graph of ``source``
+    (``source.sum() * 0``), so every input keeps a gradient (DDP finds no unused
+    parameter)."""
+    zero = source.sum() * 0.0
+    return {key: zero if i == 0 else zero.clone() for i, key in enumerate(keys)}
 
 
 def mask_uncertainty(logits: torch.Tensor) -> torch.Tensor:
@@ -217,13 +225,10 @@ class VideoSetCriterion(nn.Module):
     ) -> Dict[str, torch.Tensor]:
         """Per-frame BCE and Dice of the matched queries' masks, then ``extra_mask_losses``."""
         pred_masks = outputs["pred_masks"]
-        batch_idx, query_idx = matched_query_index(indices)
-        batch_idx, query_idx = batch_idx.to(pred_masks.device), query_idx.to(pred_masks.device)
+        batch_idx, query_idx = matched_query_index(indices, pred_masks.device)
         if len(batch_idx) == 0:
-            zero = pred_masks.sum() * 0.0  # keeps every mask input in the graph
             return {
-                "loss_mask": zero,
-                "loss_dice": zero.clone(),
+                **zero_losses(pred_masks, ("loss_mask", "loss_dice")),
                 **self.zero_extra_mask_losses(outputs),
             }
 
@@ -298,10 +303,15 @@ class VideoSetCriterion(nn.Module):
             )
 
 
-def matched_query_index(indices: Indices) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(batch_idx, query_idx) of all matched queries, video by video, as int64 tensors."""
+def matched_query_index(
+    indices: Indices, device: Optional[torch.device] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(batch_idx, query_idx) of all matched queries, video by video, as int64 tensors
+    (on ``device`` if given)."""
     batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
     query_idx = torch.cat([src for src, _ in indices])
+    if device is not None:
+        batch_idx, query_idx = batch_idx.to(device), query_idx.to(device)
     return batch_idx, query_idx
 
 

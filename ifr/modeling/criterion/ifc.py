@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from ...layers.classification import class_probabilities
 from ...layers.matching_cost import batch_dice_cost
 from ..losses import dice_loss, sigmoid_focal_loss
-from .base import Indices, class_mask_dice_weight_dict, matched_query_index
+from .base import Indices, class_mask_dice_weight_dict, matched_query_index, zero_losses
 from .m2f_vis import VideoMaskFormerCriterion
 
 __all__ = ["IFCCriterion", "IFCMatcher", "resize_clip_masks"]
@@ -203,11 +203,10 @@ class IFCCriterion(VideoMaskFormerCriterion):
     ) -> Dict[str, torch.Tensor]:
         """Focal and Dice losses of the matched queries' clip volumes (dense)."""
         pred_masks = outputs["pred_masks"]
-        batch_idx, query_idx = matched_query_index(indices)
+        batch_idx, query_idx = matched_query_index(indices, pred_masks.device)
         if len(batch_idx) == 0:
-            zero = pred_masks.sum() * 0.0  # keeps every mask input in the graph
-            return {"loss_mask": zero, "loss_dice": zero.clone()}
-        src_masks = pred_masks[batch_idx.to(pred_masks.device), query_idx.to(pred_masks.device)]
+            return zero_losses(pred_masks, ("loss_mask", "loss_dice"))
+        src_masks = pred_masks[batch_idx, query_idx]
         tgt_masks = torch.cat([t["masks"][tgt] for t, (_, tgt) in zip(targets, indices)])
         src_masks = resize_clip_masks(src_masks.float(), tgt_masks.shape[-2:]).flatten(1)
         tgt_masks = tgt_masks.to(src_masks).flatten(1)

@@ -95,10 +95,9 @@ class VideoMaskFormerCriterion(VideoSetCriterion):
         """pred_logits: (B, N, K + 1). ``num_masks`` is not used: the loss is a weighted
         mean over queries, as Mask2Former's."""
         device = pred_logits.device
-        batch_idx, query_idx = matched_query_index(indices)
         return no_object_cross_entropy(
             pred_logits,
-            (batch_idx.to(device), query_idx.to(device)),
+            matched_query_index(indices, device),
             matched_labels(targets, indices).to(device),
             self.empty_weight,
         )

@@ -30,7 +30,7 @@ from ...layers.classification import class_probabilities
 from ...layers.matching_cost import sequence_matching_cost
 from ...layers.point_sampling import sample_clip_points
 from ..losses import dice_loss, sigmoid_focal_loss
-from .base import aux_weight_dict, no_object_class_weight, no_object_cross_entropy
+from .base import aux_weight_dict, no_object_class_weight, no_object_cross_entropy, zero_losses
 
 Indices = List[Tuple[torch.Tensor, torch.Tensor]]
 BOX_LOSSES = ("loss_ce", "loss_bbox", "loss_giou")  # also given for auxiliary layers
@@ -202,8 +202,7 @@ class VisTRCriterion(nn.Module):
         )
         src_boxes = pred_boxes[batch_idx, slot_idx, frame_idx].float()
         if len(src_boxes) == 0:
-            zero = pred_boxes.sum() * 0.0
-            return {"loss_ce": loss_ce, "loss_bbox": zero, "loss_giou": zero.clone()}
+            return {"loss_ce": loss_ce, **zero_losses(pred_boxes, ("loss_bbox", "loss_giou"))}
         loss_giou = generalized_box_iou_loss(
             box_convert(src_boxes, "cxcywh", "xyxy"),
             box_convert(tgt_boxes, "cxcywh", "xyxy"),
@@ -225,8 +224,7 @@ class VisTRCriterion(nn.Module):
             targets, indices, pred_masks.device, with_masks=True
         )
         if len(batch_idx) == 0:
-            zero = pred_masks.sum() * 0.0
-            return {"loss_mask": zero, "loss_dice": zero.clone()}
+            return zero_losses(pred_masks, ("loss_mask", "loss_dice"))
         src = pred_masks[batch_idx, slot_idx, frame_idx][:, None].float()
         src = F.interpolate(src, size=tgt_masks.shape[-2:], mode="bilinear", align_corners=False)
         src, tgt = src.flatten(1), tgt_masks.flatten(1).to(src)
