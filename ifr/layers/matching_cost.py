@@ -9,6 +9,7 @@ one sampled point. Targets may be soft (probabilities in [0, 1]), not only binar
 from typing import Optional, Tuple
 
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch.nn import functional as F
 from torchvision.ops import box_convert, generalized_box_iou
 
@@ -200,3 +201,19 @@ def sequence_matching_cost(
         cost = cost + cost_mask * batch_sigmoid_ce_cost(pred_points, tgt_points)
         cost = cost + cost_dice * batch_dice_cost(pred_points, tgt_points)
     return cost
+
+
+def empty_match() -> Tuple[torch.Tensor, torch.Tensor]:
+    """(pred_idx, tgt_idx) of a video without instances: two empty int64 tensors."""
+    empty = torch.empty(0, dtype=torch.int64)
+    return empty, empty.clone()
+
+
+def hungarian_match(cost: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Minimum-cost one-to-one assignment of a (N, M) CPU cost matrix (Hungarian
+    algorithm): (pred_idx, tgt_idx), min(N, M) int64 each, ``pred_idx`` ascending."""
+    pred_idx, tgt_idx = linear_sum_assignment(cost.numpy())
+    return (
+        torch.as_tensor(pred_idx, dtype=torch.int64),
+        torch.as_tensor(tgt_idx, dtype=torch.int64),
+    )

@@ -4,11 +4,10 @@ from typing import Dict, List, Tuple
 
 import torch
 from detectron2.config import configurable
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from ..layers.classification import CLASS_ACTIVATIONS, class_probabilities
-from ..layers.matching_cost import clip_matching_cost
+from ..layers.matching_cost import clip_matching_cost, empty_match, hungarian_match
 from ..layers.point_sampling import sample_clip_points
 
 
@@ -94,8 +93,7 @@ class VideoHungarianMatcher(nn.Module):
         video in errors."""
         tgt_labels, tgt_masks = target["labels"], target["masks"]
         if tgt_masks.shape[0] == 0:
-            empty = torch.empty(0, dtype=torch.int64)
-            return empty, empty.clone()
+            return empty_match()
         if tgt_masks.shape[1] != masks.shape[1]:
             raise ValueError(
                 f"VideoHungarianMatcher: video {video} has target masks of {tgt_masks.shape[1]} "
@@ -118,9 +116,7 @@ class VideoHungarianMatcher(nn.Module):
                 f"VideoHungarianMatcher: non-finite matching cost for video {video} "
                 "(NaN or inf in pred_logits or pred_masks)"
             )
-        pred_idx, tgt_idx = linear_sum_assignment(cost.numpy())
-        pred_idx = torch.as_tensor(pred_idx, dtype=torch.int64)
-        return pred_idx, torch.as_tensor(tgt_idx, dtype=torch.int64)
+        return hungarian_match(cost)
 
     def extra_repr(self) -> str:
         return (

@@ -20,12 +20,11 @@ from typing import Dict, List, Tuple
 
 import torch
 from detectron2.config import configurable
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.nn import functional as F
 
 from ...layers.classification import class_probabilities
-from ...layers.matching_cost import batch_dice_cost
+from ...layers.matching_cost import batch_dice_cost, empty_match, hungarian_match
 from ..losses import dice_loss, sigmoid_focal_loss
 from .base import Indices, class_mask_dice_weight_dict, matched_query_index, zero_losses
 from .m2f_vis import VideoMaskFormerCriterion
@@ -84,8 +83,7 @@ class IFCMatcher(nn.Module):
         for b, target in enumerate(targets):
             tgt_masks = target["match_masks"]
             if tgt_masks.shape[0] == 0:
-                empty = torch.empty(0, dtype=torch.int64)
-                indices.append((empty, empty.clone()))
+                indices.append(empty_match())
                 continue
             pred_masks = resize_clip_masks(outputs["pred_masks"][b].float(), tgt_masks.shape[-2:])
             probs = class_probabilities(outputs["pred_logits"][b].float(), "softmax")
@@ -98,10 +96,7 @@ class IFCMatcher(nn.Module):
                     f"IFCMatcher: non-finite matching cost for video {b} "
                     "(NaN or inf in pred_logits or pred_masks)"
                 )
-            pred_idx, tgt_idx = linear_sum_assignment(cost.numpy())
-            indices.append(
-                (torch.as_tensor(pred_idx, dtype=torch.int64), torch.as_tensor(tgt_idx))
-            )
+            indices.append(hungarian_match(cost))
         return indices
 
     def extra_repr(self) -> str:

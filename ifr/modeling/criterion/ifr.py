@@ -160,10 +160,9 @@ class IFRCriterion(VideoSetCriterion):
     ) -> torch.Tensor:
         """Eq. (5) L_cls. pred_logits: (B, N, K); matched queries get their one-hot class."""
         onehot = torch.zeros_like(pred_logits)
-        batch_idx, query_idx = matched_query_index(indices)
-        labels = matched_labels(targets, indices)
         device = onehot.device
-        onehot[batch_idx.to(device), query_idx.to(device), labels.to(device)] = 1
+        batch_idx, query_idx = matched_query_index(indices, device)
+        onehot[batch_idx, query_idx, matched_labels(targets, indices).to(device)] = 1
         return sigmoid_focal_loss(
             pred_logits, onehot, num_masks, self.focal_alpha, self.focal_gamma
         )

@@ -25,10 +25,10 @@ import torch
 import torch.distributed as dist
 from detectron2.config import configurable
 from detectron2.utils import comm
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 from torchvision.ops import generalized_box_iou, masks_to_boxes, roi_align
 
+from ...layers.matching_cost import empty_match, hungarian_match
 from ..losses import sigmoid_focal_loss
 from .base import aux_weight_dict
 
@@ -102,16 +102,13 @@ class TeViTMatcher(nn.Module):
         indices = []
         for b, target in enumerate(targets):
             if target["labels"].numel() == 0:
-                empty = torch.empty(0, dtype=torch.int64)
-                indices.append((empty, empty.clone()))
+                indices.append(empty_match())
                 continue
             cost = self.cost(outputs["pred_logits"][b].float(), outputs["pred_boxes"][b].float(),
                              target["labels"], target["boxes"], target["present"]).cpu()
             if not torch.isfinite(cost).all():
                 raise FloatingPointError(f"TeViTMatcher: non-finite matching cost for video {b}")
-            rows, cols = linear_sum_assignment(cost.numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.int64),
-                            torch.as_tensor(cols, dtype=torch.int64)))
+            indices.append(hungarian_match(cost))
         return indices
 
 

@@ -21,13 +21,12 @@ import torch
 import torch.distributed as dist
 from detectron2.config import configurable
 from detectron2.utils import comm
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import box_convert, generalized_box_iou_loss
 
 from ...layers.classification import class_probabilities
-from ...layers.matching_cost import sequence_matching_cost
+from ...layers.matching_cost import empty_match, hungarian_match, sequence_matching_cost
 from ...layers.point_sampling import sample_clip_points
 from ..losses import dice_loss, sigmoid_focal_loss
 from .base import aux_weight_dict, no_object_class_weight, no_object_cross_entropy, zero_losses
@@ -98,8 +97,7 @@ class VisTRSequenceMatcher(nn.Module):
         indices = []
         for b, target in enumerate(targets):
             if target["labels"].numel() == 0:
-                empty = torch.empty(0, dtype=torch.int64)
-                indices.append((empty, empty.clone()))
+                indices.append(empty_match())
                 continue
             mask_points = self._mask_points(outputs["pred_masks"][b], target) if use_masks else {}
             weights = dict(self.weights)
@@ -116,8 +114,7 @@ class VisTRSequenceMatcher(nn.Module):
             ).cpu()
             if not torch.isfinite(cost).all():
                 raise FloatingPointError(f"VisTRSequenceMatcher: non-finite cost for video {b}")
-            pred_idx, tgt_idx = linear_sum_assignment(cost.numpy())
-            indices.append((torch.as_tensor(pred_idx), torch.as_tensor(tgt_idx)))
+            indices.append(hungarian_match(cost))
         return indices
 
     def _mask_points(self, pred_masks: torch.Tensor, target: Dict) -> Dict[str, torch.Tensor]:
