@@ -2,29 +2,16 @@
 hand, the cross-frame terms, lambda_e."""
 
 import math
-from typing import List
 
 import pytest
 import torch
 from detectron2.projects.point_rend.point_features import point_sample
-from torch import nn
 
 from ifr.modeling.criterion import IFRCriterion, build_weight_dict
 from ifr.modeling.criterion.ifr import cross_frame_point_logits, off_diagonal_frame_pairs
 from ifr.modeling.matcher import VideoHungarianMatcher
 
 CROSS_KEYS = {"loss_mask_cross", "loss_dice_cross"}
-
-
-class FixedMatcher(nn.Module):
-    """Returns the given (pred_idx, tgt_idx) per video, whatever the outputs."""
-
-    def __init__(self, indices: List):
-        super().__init__()
-        self.indices = [(torch.tensor(p), torch.tensor(t)) for p, t in indices]
-
-    def forward(self, outputs, targets):
-        return self.indices
 
 
 def _criterion(lambda_e=0.3, num_aux=0, matcher=None, num_classes=3, num_points=12, **kwargs):
@@ -138,7 +125,7 @@ def _focal(x, t, alpha=0.25, gamma=2.0):
     return (alpha * t + (1 - alpha) * (1 - t)) * (1 - p_t) ** gamma * _bce(x, t)
 
 
-def test_losses_of_a_tiny_clip_equal_eq5_to_eq7_by_hand():
+def test_losses_of_a_tiny_clip_equal_eq5_to_eq7_by_hand(fixed_matcher):
     # One video, N = 2 queries, K = 2 classes, T = 2 frames, C = 2, masks 2x2 (targets 8x8).
     embeds = torch.tensor([[[0.3, -0.2], [0.1, 0.4]], [[1.0, -0.5], [-0.7, 0.2]]])  # (N, T, C)
     features = torch.tensor(
@@ -157,7 +144,7 @@ def test_losses_of_a_tiny_clip_equal_eq5_to_eq7_by_hand():
         "mask_features": features[None],
     }
     targets = [{"labels": torch.tensor([1]), "masks": gt}]
-    criterion = _criterion(matcher=FixedMatcher([([1], [0])]), num_classes=2, num_points=4)
+    criterion = _criterion(matcher=fixed_matcher([([1], [0])]), num_classes=2, num_points=4)
     pixels = [(0, 0), (0, 1), (1, 0), (1, 1)]  # (y, x) of the 2x2 mask
     centres = torch.tensor([[(x + 0.5) / 2, (y + 0.5) / 2] for y, x in pixels])
     criterion._sample_uncertain_points = lambda src: centres.expand(
@@ -220,8 +207,8 @@ def test_lambda_e_zero_removes_exactly_the_cross_frame_terms():
     assert all(losses_on[k] > 0 for k in cross_keys)
 
 
-def test_lambda_e_must_have_weights_and_be_non_negative():
-    matcher = FixedMatcher([])
+def test_lambda_e_must_have_weights_and_be_non_negative(fixed_matcher):
+    matcher = fixed_matcher([])
     with pytest.raises(ValueError, match="loss_mask_cross"):
         IFRCriterion(
             num_classes=3,
@@ -294,15 +281,15 @@ def test_batch_without_instances():
     assert outputs["pred_masks"].grad is not None and outputs["mask_features"].grad is not None
 
 
-def test_num_masks_normalises_by_instances_in_the_batch():
+def test_num_masks_normalises_by_instances_in_the_batch(fixed_matcher):
     outputs = _decoder_like_output(batch=1, frames=1)
     gt = torch.zeros(1, 1, 16, 16)
     gt[0, 0, :8] = 1
     one = [{"labels": torch.tensor([0]), "masks": gt}]
     # The same instance twice, matched to the same query twice: twice the sum, twice num_masks.
     two = [{"labels": torch.tensor([0, 0]), "masks": gt.repeat(2, 1, 1, 1)}]
-    criterion_one = _criterion(lambda_e=0.0, matcher=FixedMatcher([([1], [0])]))
-    criterion_two = _criterion(lambda_e=0.0, matcher=FixedMatcher([([1, 1], [0, 1])]))
+    criterion_one = _criterion(lambda_e=0.0, matcher=fixed_matcher([([1], [0])]))
+    criterion_two = _criterion(lambda_e=0.0, matcher=fixed_matcher([([1, 1], [0, 1])]))
     criterion_one._sample_uncertain_points = criterion_two._sample_uncertain_points = (
         lambda src: torch.full((src.shape[0], src.shape[1], 12, 2), 0.3)
     )

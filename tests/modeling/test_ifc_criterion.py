@@ -1,7 +1,6 @@
 """IFC's matcher and criterion on hand-made cases: dense focal and clip-volume Dice by hand,
 the class/Dice matching trade-off, target resizing, no instance."""
 import math
-from typing import List
 
 import pytest
 import torch
@@ -9,15 +8,6 @@ from torch import nn
 
 from ifr.modeling.criterion.base import aux_weight_dict
 from ifr.modeling.criterion.ifc import IFCCriterion, IFCMatcher, resize_clip_masks, strided_size
-
-
-class FixedMatcher(nn.Module):
-    def __init__(self, indices: List):
-        super().__init__()
-        self.indices = [(torch.tensor(p), torch.tensor(t)) for p, t in indices]
-
-    def forward(self, outputs, targets):
-        return self.indices
 
 
 def _criterion(matcher, mask_stride=1, match_stride=1, num_classes=2):
@@ -41,12 +31,12 @@ def test_strided_size_and_bilinear_resize():
     assert resize_clip_masks(torch.zeros(0, 3, 8, 8), (2, 2)).shape == (0, 3, 2, 2)
 
 
-def test_focal_and_dice_of_a_clip_volume_by_hand():
+def test_focal_and_dice_of_a_clip_volume_by_hand(fixed_matcher):
     """Prediction: logit 0 everywhere at 1x1 (upsampled to the 2x2 target: p = 0.5 at all
     8 pixels of the 2-frame volume). Target: 3 of the 8 pixels.
     focal per pixel = ln2 * (1 - p_t)^2 * alpha_t = ln2 * 0.25 * (0.25 positive, 0.75 negative),
     averaged over the volume; Dice = 1 - (2 * 0.5 * 3 + 1) / (0.5 * 8 + 3 + 1) = 0.5."""
-    criterion = _criterion(FixedMatcher([([1], [0])]))
+    criterion = _criterion(fixed_matcher([([1], [0])]))
     outputs = {
         "pred_logits": torch.zeros(1, 2, 3),  # K + 1 = 3 columns
         "pred_masks": torch.zeros(1, 2, 2, 1, 1, requires_grad=True),
@@ -65,8 +55,8 @@ def test_focal_and_dice_of_a_clip_volume_by_hand():
     assert outputs["pred_masks"].grad[0, 0].abs().sum() == 0  # unmatched: no mask loss
 
 
-def test_losses_are_divided_by_the_number_of_instances():
-    matcher = FixedMatcher([([0, 1], [0, 1])])
+def test_losses_are_divided_by_the_number_of_instances(fixed_matcher):
+    matcher = fixed_matcher([([0, 1], [0, 1])])
     outputs = {"pred_logits": torch.zeros(1, 2, 3), "pred_masks": torch.zeros(1, 2, 1, 2, 2)}
     masks = torch.zeros(2, 1, 2, 2)
     masks[0, 0, 0, 0] = 1.0
@@ -74,7 +64,7 @@ def test_losses_are_divided_by_the_number_of_instances():
     # Same pair twice: the mean over the two instances equals one instance's loss.
     twice = torch.cat([masks[:1], masks[:1]])
     same = _criterion(matcher)(outputs, [{"labels": torch.tensor([0, 1]), "masks": twice}])
-    single = _criterion(FixedMatcher([([0], [0])]))(
+    single = _criterion(fixed_matcher([([0], [0])]))(
         outputs, [{"labels": torch.tensor([0]), "masks": masks[:1]}]
     )
     assert same["loss_dice"].item() == pytest.approx(single["loss_dice"].item(), rel=1e-5)
@@ -143,13 +133,13 @@ def test_no_instance_gives_zero_mask_losses_in_the_graph():
     assert pred_masks.grad is not None
 
 
-def test_bad_settings_name_their_keys():
+def test_bad_settings_name_their_keys(fixed_matcher):
     with pytest.raises(ValueError, match="MODEL.IFC.NO_OBJECT_WEIGHT"):
         IFCCriterion(
-            num_classes=2, matcher=FixedMatcher([]), weight_dict={}, eos_coef=2.0,
+            num_classes=2, matcher=fixed_matcher([]), weight_dict={}, eos_coef=2.0,
             mask_stride=4, match_stride=4,
         )
     with pytest.raises(ValueError, match="MODEL.IFC.MATCH_STRIDE"):
-        _criterion(FixedMatcher([]), match_stride=0)
+        _criterion(fixed_matcher([]), match_stride=0)
     with pytest.raises(ValueError, match="cannot both be 0"):
         IFCMatcher(cost_class=0.0, cost_dice=0.0)

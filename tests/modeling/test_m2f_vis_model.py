@@ -4,13 +4,11 @@ Mask2Former-VIS config."""
 import glob
 import math
 import os
-from typing import List
 
 import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
-from torch import nn
 
 from ifr.engine.defaults import build_cfg
 from ifr.layers.classification import class_probabilities
@@ -32,18 +30,6 @@ FAST = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.IFR.TRAIN_NUM_POINTS", "64"]
 M2F_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*", "m2f_vis_*.yaml")))
 
 
-class FixedMatcher(nn.Module):
-    def __init__(self, indices: List):
-        super().__init__()
-        self.indices = [
-            (torch.tensor(p, dtype=torch.int64), torch.tensor(t, dtype=torch.int64))
-            for p, t in indices
-        ]
-
-    def forward(self, outputs, targets):
-        return self.indices
-
-
 def _m2f_criterion(matcher, num_classes=2, eos_coef=0.1, num_points=8):
     return VideoMaskFormerCriterion(
         num_classes=num_classes,
@@ -56,7 +42,7 @@ def _m2f_criterion(matcher, num_classes=2, eos_coef=0.1, num_points=8):
     )
 
 
-def test_no_object_cross_entropy_by_hand():
+def test_no_object_cross_entropy_by_hand(fixed_matcher):
     """3 queries, K = 2. Query 1 is matched to a class-0 instance; queries 0 and 2 get the
     no-object class 2 (weight 0.1):
       q0 logits (0, 0, 0)       -> CE = ln 3                   (weight 0.1)
@@ -64,37 +50,37 @@ def test_no_object_cross_entropy_by_hand():
       q2 logits (0, 0, ln 3)    -> p(2) = 3/5, CE = ln(5/3)    (weight 0.1)
     loss = (0.1 ln 3 + ln 2 + 0.1 ln(5/3)) / (0.1 + 1 + 0.1)."""
     logits = torch.tensor([[[0.0, 0.0, 0.0], [math.log(2), 0.0, 0.0], [0.0, 0.0, math.log(3)]]])
-    criterion = _m2f_criterion(FixedMatcher([([1], [0])]))
+    criterion = _m2f_criterion(fixed_matcher([([1], [0])]))
     targets = [{"labels": torch.tensor([0]), "masks": torch.zeros(1, 2, 8, 8)}]
     loss = criterion.loss_classes(logits, targets, criterion.matcher(None, targets), 1.0)
     expected = (0.1 * math.log(3) + math.log(2) + 0.1 * math.log(5 / 3)) / 1.2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_no_object_weight_one_is_the_plain_mean_and_nothing_matched_is_all_no_object():
+def test_no_object_weight_one_is_the_plain_mean_and_nothing_matched_is_all_no_object(fixed_matcher):
     logits = torch.randn(2, 4, 3)
-    criterion = _m2f_criterion(FixedMatcher([([], []), ([], [])]), eos_coef=1.0)
+    criterion = _m2f_criterion(fixed_matcher([([], []), ([], [])]), eos_coef=1.0)
     empty = {"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 2, 8, 8)}
     loss = criterion.loss_classes(logits, [empty, empty], criterion.matcher(None, None), 1.0)
     expected = -torch.log_softmax(logits, -1)[..., 2].mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-def test_empty_weight_is_a_buffer_not_saved():
-    criterion = _m2f_criterion(FixedMatcher([]), num_classes=4, eos_coef=0.2)
+def test_empty_weight_is_a_buffer_not_saved(fixed_matcher):
+    criterion = _m2f_criterion(fixed_matcher([]), num_classes=4, eos_coef=0.2)
     assert torch.equal(criterion.empty_weight, torch.tensor([1.0, 1, 1, 1, 0.2]))
     assert "empty_weight" in dict(criterion.named_buffers())
     assert "empty_weight" not in criterion.state_dict()
     with pytest.raises(ValueError, match="NO_OBJECT_WEIGHT"):
-        _m2f_criterion(FixedMatcher([]), eos_coef=1.5)
+        _m2f_criterion(fixed_matcher([]), eos_coef=1.5)
 
 
-def test_mask_losses_are_the_shared_ones():
+def test_mask_losses_are_the_shared_ones(fixed_matcher):
     """Same matches and points: Mask2Former-VIS's loss_mask / loss_dice equal IFR's."""
     torch.manual_seed(0)
     masks = torch.randn(1, 3, 2, 8, 8)
     targets = [{"labels": torch.tensor([1]), "masks": (torch.rand(1, 2, 32, 32) > 0.5).float()}]
-    matcher = FixedMatcher([([2], [0])])
+    matcher = fixed_matcher([([2], [0])])
     m2f = _m2f_criterion(matcher)
     ifr = IFRCriterion(
         num_classes=2,
@@ -115,8 +101,8 @@ def test_mask_losses_are_the_shared_ones():
         torch.testing.assert_close(m2f_losses[key], ifr_losses[key])
 
 
-def test_criterion_refuses_logits_without_the_no_object_column():
-    criterion = _m2f_criterion(FixedMatcher([([0], [0])]))
+def test_criterion_refuses_logits_without_the_no_object_column(fixed_matcher):
+    criterion = _m2f_criterion(fixed_matcher([([0], [0])]))
     targets = [{"labels": torch.tensor([0]), "masks": torch.zeros(1, 2, 8, 8)}]
     outputs = {"pred_logits": torch.randn(1, 3, 2), "pred_masks": torch.randn(1, 3, 2, 2, 2)}
     with pytest.raises(ValueError, match="2 columns, expected 3 for 2 classes"):
