@@ -1,7 +1,7 @@
 """Sine position embeddings of feature maps: 2-D (DETR, as used by Mask2Former) and 3-D
 (clips, as Mask2Former-VIS)."""
 import math
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -46,17 +46,39 @@ class PositionEmbeddingSine(nn.Module):
             mask = torch.zeros(
                 (x.shape[0], x.shape[2], x.shape[3]), device=x.device, dtype=torch.bool
             )
-        not_mask = ~mask
-        y_embed = not_mask.cumsum(1, dtype=torch.float32)
-        x_embed = not_mask.cumsum(2, dtype=torch.float32)
-        if self.normalize:
-            eps = 1e-6
-            y_embed = y_embed / (y_embed[:, -1:, :] + eps) * self.scale
-            x_embed = x_embed / (x_embed[:, :, -1:] + eps) * self.scale
-
+        y_embed, x_embed = self._positions(mask, (1, 2))
         pos_y = self._embed_coordinate(y_embed)
         pos_x = self._embed_coordinate(x_embed)
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2).to(x.dtype)
+
+    def _positions(self, mask: Tensor, dims: Sequence[int]) -> List[Tensor]:
+        """Positions along each of ``dims`` of a bool ``mask`` (True = padded): the 1-based
+        count of unpadded entries, float32, of ``mask``'s shape; with ``normalize`` divided
+        by the count at the end of the dim and scaled to ``(0, scale]``."""
+        not_mask = ~mask
+        embeds = [not_mask.cumsum(dim, dtype=torch.float32) for dim in dims]
+        if self.normalize:
+            eps = 1e-6
+            embeds = [
+                e / (e.narrow(dim, e.shape[dim] - 1, 1) + eps) * self.scale
+                for e, dim in zip(embeds, dims)
+            ]
+        return embeds
+
+    def _clip_positions(self, x: Tensor, mask: Optional[Tensor], name: str) -> List[Tensor]:
+        """(t, y, x) positions of a clip's pixels, each (B, T, H, W) (``_positions``).
+
+        Args:
+            x: (B, T, C, H, W) clip features; only shape and device are used.
+            mask: optional (B, T, H, W) bool, True at padded pixels.
+            name: the embedding named in the error when ``x`` is not 5-D.
+        """
+        if x.dim() != 5:
+            raise ValueError(f"{name} needs (B, T, C, H, W), got {tuple(x.shape)}")
+        batch, frames, _, height, width = x.shape
+        if mask is None:
+            mask = torch.zeros((batch, frames, height, width), device=x.device, dtype=torch.bool)
+        return self._positions(mask, (1, 2, 3))
 
     def _embed_coordinate(self, coord: Tensor, num_feats: Optional[int] = None) -> Tensor:
         """(...) positions -> (..., num_feats) (default ``num_pos_feats``), sin and cos
@@ -91,20 +113,7 @@ class PositionEmbeddingSine3D(PositionEmbeddingSine):
         Returns:
             (B, T, 2 * num_pos_feats, H, W) embeddings, dtype of ``x``.
         """
-        if x.dim() != 5:
-            raise ValueError(f"PositionEmbeddingSine3D needs (B, T, C, H, W), got {tuple(x.shape)}")
-        batch, frames, _, height, width = x.shape
-        if mask is None:
-            mask = torch.zeros((batch, frames, height, width), device=x.device, dtype=torch.bool)
-        not_mask = ~mask
-        z_embed = not_mask.cumsum(1, dtype=torch.float32)
-        y_embed = not_mask.cumsum(2, dtype=torch.float32)
-        x_embed = not_mask.cumsum(3, dtype=torch.float32)
-        if self.normalize:
-            eps = 1e-6
-            z_embed = z_embed / (z_embed[:, -1:] + eps) * self.scale
-            y_embed = y_embed / (y_embed[:, :, -1:] + eps) * self.scale
-            x_embed = x_embed / (x_embed[:, :, :, -1:] + eps) * self.scale
+        z_embed, y_embed, x_embed = self._clip_positions(x, mask, "PositionEmbeddingSine3D")
         spatial = torch.cat(
             (self._embed_coordinate(y_embed), self._embed_coordinate(x_embed)), dim=-1
         )

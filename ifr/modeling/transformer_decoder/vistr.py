@@ -18,7 +18,7 @@ Shape shorthand: B videos, T frames, n instance slots per frame, Q = T * n queri
 d width, (h, w) the stride-32 feature size, S = T * h * w tokens, K classes.
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -49,17 +49,7 @@ class VisTRPositionEmbedding3D(PositionEmbeddingSine):
         Returns:
             (B, T, 3 * num_pos_feats, H, W) embeddings, dtype of ``x``.
         """
-        if x.dim() != 5:
-            raise ValueError(f"VisTR's 3-D encoding needs (B, T, C, H, W), got {tuple(x.shape)}")
-        batch, frames, _, height, width = x.shape
-        if mask is None:
-            mask = torch.zeros((batch, frames, height, width), device=x.device, dtype=torch.bool)
-        not_mask = ~mask
-        embeds = [not_mask.cumsum(dim, dtype=torch.float32) for dim in (1, 2, 3)]
-        if self.normalize:
-            eps = 1e-6
-            last = [embeds[0][:, -1:], embeds[1][:, :, -1:], embeds[2][:, :, :, -1:]]
-            embeds = [e / (e_last + eps) * self.scale for e, e_last in zip(embeds, last)]
+        embeds = self._clip_positions(x, mask, "VisTR's 3-D encoding")
         pos = torch.cat([self._embed_coordinate(e) for e in embeds], dim=-1)
         return pos.permute(0, 1, 4, 2, 3).to(x.dtype)
 
