@@ -1,3 +1,5 @@
+import time
+
 import torch
 
 from ifr.inference.memory import _PeakRSSSampler, measure_inference_memory, random_video_input
@@ -8,6 +10,21 @@ def test_sampler_sees_a_transient_allocation():
         baseline = sampler.peak
         block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, touched
         block += 1
+        del block
+    assert sampler.peak - baseline >= 48 * 1024 * 1024
+
+
+def test_sampling_fallback_sees_a_held_allocation(monkeypatch):
+    """Without the kernel's peak counter the sampler thread must still see memory that
+    stays allocated for several sampling intervals."""
+    import ifr.inference.memory as memory
+
+    monkeypatch.setattr(memory, "_reset_peak_resident", lambda: False)
+    with _PeakRSSSampler(interval_s=0.001) as sampler:
+        baseline = sampler.peak
+        block = torch.ones(64 * 1024 * 1024 // 4)
+        block += 1
+        time.sleep(0.2)
         del block
     assert sampler.peak - baseline >= 48 * 1024 * 1024
 
