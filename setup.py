@@ -1,4 +1,5 @@
 """Install ifr. Use ``bash tools/install_deps.sh``: it installs torch and detectron2 first."""
+
 from setuptools import find_packages, setup
 
 setup(
@@ -24,5 +25,8 @@ setup(
         "tqdm",
         "safetensors",
         "pytest",
+        # The style check of `make test` (ruff.toml); pinned, as formatter output changes
+        # between releases.
+        "ruff==0.17.6",
     ],
 )

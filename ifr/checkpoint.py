@@ -13,6 +13,7 @@ unloaded are refused (:func:`load_inference_weights`).
 Checkpoints written here also hold ``extra_data``: the training dataset's class names and
 colours (``class_names``, ``class_colors``), returned by ``load`` with the other extras.
 """
+
 import collections
 import logging
 import os
@@ -57,7 +58,7 @@ def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
             continue
         for old, new in MASK2FORMER_PREFIXES.items():
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
                 break
         renamed[key] = value
     return renamed
@@ -116,9 +117,7 @@ class IFRCheckpointer(DetectionCheckpointer):
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         if filename.endswith(".pkl"):
-            loaded = (
-                super()._load_file(filename) if self.allow_pickle else self._load_pkl(filename)
-            )
+            loaded = super()._load_file(filename) if self.allow_pickle else self._load_pkl(filename)
         else:
             loaded = load_tensor_file(
                 filename, self.allow_pickle, "set MODEL.WEIGHTS_ALLOW_PICKLE True"

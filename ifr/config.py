@@ -4,6 +4,7 @@ defaults; each key says what it means and, for a symbol of docs/method.md, which
 The paper's recipe lives here, once: the defaults are the paper's values (docs/method.md,
 "Recipe"), and ``configs/Base-IFR.yaml`` only sets Detectron2's own keys that the recipe
 changes (solver, backbone). A yaml sets a key only to differ from what it inherits."""
+
 import difflib
 from typing import Sequence
 
@@ -258,7 +259,6 @@ def _add_vistr_config(cfg: CN) -> None:
     cfg.MODEL.VISTR.DEEP_SUPERVISION = True
 
 
-
 def _add_ifc_config(cfg: CN) -> None:
     """Keys of IFC (Hwang et al., NeurIPS 2021; ``MODEL.META_ARCHITECTURE "IFC"``) that the
     other systems do not have. The shared keys stay under ``MODEL.IFR``: NUM_CLASSES,
@@ -277,6 +277,7 @@ def _add_ifc_config(cfg: CN) -> None:
     cfg.MODEL.IFC.MASK_STRIDE = 4
     # Matching cost on dense masks at 1/MATCH_STRIDE of the padded input, as IFC.
     cfg.MODEL.IFC.MATCH_STRIDE = 4
+
 
 def _add_tevit_config(cfg: CN) -> None:
     """Keys of TeViT (Yang et al., CVPR 2022; ``MODEL.META_ARCHITECTURE "TeViT"``): its

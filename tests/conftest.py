@@ -57,8 +57,14 @@ def restore_loggers():
     from detectron2.utils.logger import setup_logger
 
     names = ("ifr", "detectron2", "fvcore", "d2")
-    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate,
-                 logging.getLogger(n).level) for n in names}
+    saved = {
+        n: (
+            list(logging.getLogger(n).handlers),
+            logging.getLogger(n).propagate,
+            logging.getLogger(n).level,
+        )
+        for n in names
+    }
     yield
     for name, (handlers, propagate, level) in saved.items():
         logger = logging.getLogger(name)

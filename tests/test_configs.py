@@ -2,6 +2,7 @@
 
 The paper's values are written here as literals, not read back from the defaults, so a
 default or a yaml that loses one fails."""
+
 import glob
 import os
 import re
@@ -18,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_PY = os.path.join(ROOT, "ifr", "config.py")
 BASE_IFR = os.path.join(ROOT, "configs", "Base-IFR.yaml")
 CONFIGS = sorted(
-    p for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
+    p
+    for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
     if not os.path.basename(p).startswith("Base-")
 )
 # The yamls of the other systems (Mask2Former-VIS and the seed systems IFC, VisTR, TeViT)
@@ -26,7 +28,8 @@ CONFIGS = sorted(
 OTHER_SYSTEMS = ("m2f_vis_", "ifc_", "vistr_", "tevit_")
 # The paper's configs (Tables 1-2): IFR on YouTube-VIS 2019 and 2021.
 YTVIS_IFR = [
-    p for p in CONFIGS
+    p
+    for p in CONFIGS
     if os.path.basename(os.path.dirname(p)) in ("ytvis19", "ytvis21")
     and not os.path.basename(p).startswith(OTHER_SYSTEMS)
 ]

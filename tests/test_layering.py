@@ -21,6 +21,7 @@ Importing ``a.b.c`` runs the ``__init__`` of ``a.b`` first, so an import of a su
 also counts as an import of every enclosing package the importer is not itself inside.
 Function-level imports count the same as module-level ones.
 """
+
 import ast
 import os
 from collections import defaultdict
@@ -141,7 +142,7 @@ def _find_cycle(graph: Dict[str, Dict[str, str]]) -> Optional[list]:
         stack.append(node)
         for nxt in graph.get(node, {}):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state:
                 cycle = visit(nxt)
                 if cycle:

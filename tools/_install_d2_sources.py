@@ -5,18 +5,21 @@ reached. ``SRC`` is an unpacked ``pb1-detectron2==0.6`` sdist: the official v0.6
 sources without their C++/CUDA sources, so the extension ``detectron2._C`` cannot be
 built. This script writes a *placeholder* ``detectron2/_C.py`` (a module without ops, so that
 ``from detectron2 import _C`` succeeds; any compiled op used through it raises
-AttributeError), replaces the removed Pillow alias ``Image.LINEAR``, and installs the sources as a regular ``detectron2`` distribution with
-the same package layout as the official setup.py, ``detectron2.projects.point_rend``
-and friends included. This project uses none of the compiled ops.
+AttributeError), replaces the removed Pillow alias ``Image.LINEAR``, and installs the sources
+as a regular ``detectron2`` distribution with the same package layout as the official
+setup.py, ``detectron2.projects.point_rend`` and friends included.
+This project uses none of the compiled ops.
 
 Usage: python tools/_install_d2_sources.py SRC
 """
+
 import os
 import subprocess
 import sys
 import textwrap
 
-PLACEHOLDER = '''"""PLACEHOLDER for the compiled extension detectron2._C (install-path packaging gap).
+PLACEHOLDER = '''"""PLACEHOLDER for the compiled extension detectron2._C (install-path
+packaging gap).
 
 Installed by ifr's tools/install_deps.sh from the Python-only v0.6 sources, which cannot
 build the C++/CUDA ops (deformable conv, rotated boxes, fast COCOeval). Any attempt to
@@ -46,9 +49,21 @@ PROJECTS = {
 }
 
 REQUIRES = [
-    "Pillow>=7.1", "matplotlib", "pycocotools>=2.0.2", "termcolor>=1.1", "yacs>=0.1.8",
-    "tabulate", "cloudpickle", "tqdm>4.29.0", "tensorboard", "fvcore>=0.1.5,<0.1.6",
-    "iopath>=0.1.7,<0.1.10", "pydot", "omegaconf>=2.1", "hydra-core>=1.1", "black",
+    "Pillow>=7.1",
+    "matplotlib",
+    "pycocotools>=2.0.2",
+    "termcolor>=1.1",
+    "yacs>=0.1.8",
+    "tabulate",
+    "cloudpickle",
+    "tqdm>4.29.0",
+    "tensorboard",
+    "fvcore>=0.1.5,<0.1.6",
+    "iopath>=0.1.7,<0.1.10",
+    "pydot",
+    "omegaconf>=2.1",
+    "hydra-core>=1.1",
+    "black",
 ]
 
 

@@ -5,6 +5,7 @@
 
 Writes DIR/summary.md, DIR/summary.csv and DIR/summary.png (one panel per metric).
 """
+
 import argparse
 import sys
 
@@ -14,14 +15,22 @@ from ifr.experiments.aggregate import aggregate_sweep
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("sweep_dir", metavar="DIR", help="the --output-dir of tools/sweep.py")
-    parser.add_argument("--metrics", metavar="AP,AP50,...",
-                        help="default: AP, AP50, AP75, AR1, AR10 and the tracking metrics "
-                        "(IDF1, MOTA, IDP, IDR, IDs) when the runs report them")
-    parser.add_argument("--x", dest="x_key", metavar="KEY",
-                        help="swept key on the plot's x axis (needed when several are swept)")
+    parser.add_argument(
+        "--metrics",
+        metavar="AP,AP50,...",
+        help="default: AP, AP50, AP75, AR1, AR10 and the tracking metrics "
+        "(IDF1, MOTA, IDP, IDR, IDs) when the runs report them",
+    )
+    parser.add_argument(
+        "--x",
+        dest="x_key",
+        metavar="KEY",
+        help="swept key on the plot's x axis (needed when several are swept)",
+    )
     return parser
 
 

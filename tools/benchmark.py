@@ -10,6 +10,7 @@ the test mapper resized it, where the masks are rendered (default: ``--size``).
 Prints training iterations/s and peak memory, inference frames/s, and peak inference
 memory against video length (device memory on GPU; process peak RSS on CPU).
 """
+
 import argparse
 import sys
 
@@ -26,16 +27,29 @@ def _int_list(text: str):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--size", type=int, nargs=2, default=[360, 640], metavar=("H", "W"))
     parser.add_argument("--iters", type=int, default=5, help="timed iterations")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--infer-frames", type=int, default=36, help="frames of the timed video")
-    parser.add_argument("--lengths", type=_int_list, default=[50, 100, 200], metavar="N,N,...",
-                        help="video lengths for the memory table (comma-separated; empty: none)")
-    parser.add_argument("--original-size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="video size the masks are rendered at in the memory table")
+    parser.add_argument(
+        "--lengths",
+        type=_int_list,
+        default=[50, 100, 200],
+        metavar="N,N,...",
+        help="video lengths for the memory table (comma-separated; empty: none)",
+    )
+    parser.add_argument(
+        "--original-size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="video size the masks are rendered at in the memory table",
+    )
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
@@ -50,19 +64,32 @@ def main(argv=None) -> None:
     if not args.skip_train:
         train = benchmark_training(cfg, size, args.iters, args.warmup)
         rows += [
-            (f"train it/s (batch {cfg.SOLVER.IMS_PER_BATCH} x {cfg.INPUT.SAMPLING_FRAME_NUM} frames)",
-             f"{train['train_iter_per_s']:.3f}"),
+            (
+                f"train it/s (batch {cfg.SOLVER.IMS_PER_BATCH} "
+                f"x {cfg.INPUT.SAMPLING_FRAME_NUM} frames)",
+                f"{train['train_iter_per_s']:.3f}",
+            ),
             ("train peak memory (MiB)", f"{train['train_peak_mem_mb']:.0f}"),
         ]
     infer = benchmark_inference(cfg, size, args.infer_frames, args.iters)
-    rows.append((f"inference frames/s ({args.infer_frames}-frame video)", f"{infer['infer_frames_per_s']:.2f}"))
+    rows.append(
+        (
+            f"inference frames/s ({args.infer_frames}-frame video)",
+            f"{infer['infer_frames_per_s']:.2f}",
+        )
+    )
     print(tabulate(rows, tablefmt="github", headers=["metric", "value"]))
     if args.lengths:
         original = tuple(args.original_size) if args.original_size else None
         table = memory_vs_length(cfg, size, args.lengths, original)
         print()
-        print(tabulate([(n, f"{mb:.0f}") for n, mb in table], tablefmt="github",
-                       headers=["video frames", "peak inference memory (MiB)"]))
+        print(
+            tabulate(
+                [(n, f"{mb:.0f}") for n, mb in table],
+                tablefmt="github",
+                headers=["video frames", "peak inference memory (MiB)"],
+            )
+        )
 
 
 if __name__ == "__main__":

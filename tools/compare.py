@@ -9,6 +9,7 @@ Writes DIR/table.md, DIR/table.csv and DIR/table.png; config A.yaml trains in DI
 Re-running the same command skips finished runs, resumes interrupted ones and retries
 failed ones. Trailing KEY VALUE pairs override every config (put them last).
 """
+
 import argparse
 import shlex
 import sys
@@ -32,36 +33,65 @@ def echo(line: str) -> None:
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", required=True, metavar="FILE",
-                        help="two or more config files; a row of the table each")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="two or more config files; a row of the table each",
+    )
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, metavar="S", help="seeds 0..S-1 (default: 1 seed, 0)")
     seeds.add_argument("--seed-list", metavar="1,2,3", help="explicit seeds")
-    parser.add_argument("--output-dir", required=True, metavar="DIR",
-                        help="the comparison folder: one sweep folder per config, the table")
-    parser.add_argument("--metrics", metavar="AP,AP50,...",
-                        help="table columns (default: AP, AP50, AP75, AR1, AR10, IDF1, MOTA, "
-                        "IDP, IDR, IDs, HOTA, DetA, AssA, OneQuery, QueriesPerTrack: those "
-                        "the runs report)")
-    parser.add_argument("--train-script", default=DEFAULT_TRAIN_SCRIPT, metavar="PATH",
-                        help="training entry point with train_net.py's command line")
+    parser.add_argument(
+        "--output-dir",
+        required=True,
+        metavar="DIR",
+        help="the comparison folder: one sweep folder per config, the table",
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="AP,AP50,...",
+        help="table columns (default: AP, AP50, AP75, AR1, AR10, IDF1, MOTA, "
+        "IDP, IDR, IDs, HOTA, DetA, AssA, OneQuery, QueriesPerTrack: those "
+        "the runs report)",
+    )
+    parser.add_argument(
+        "--train-script",
+        default=DEFAULT_TRAIN_SCRIPT,
+        metavar="PATH",
+        help="training entry point with train_net.py's command line",
+    )
     parser.add_argument("--num-gpus", type=int, default=1, help="GPUs per run")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate and print the commands; write and run nothing")
-    parser.add_argument("--table-only", action="store_true",
-                        help="write the table from the runs finished so far; train nothing")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                        help="config overrides for every run of every config")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print the commands; write and run nothing",
+    )
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="write the table from the runs finished so far; train nothing",
+    )
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        help="config overrides for every run of every config",
+    )
     return parser
 
 
 def check_config_names(configs) -> None:
     for path in configs:
         if not path.endswith(CONFIG_SUFFIXES):
-            raise ValueError(f"--configs {path}: not a .yaml file (KEY VALUE overrides go "
-                             "last, after the other options)")
+            raise ValueError(
+                f"--configs {path}: not a .yaml file (KEY VALUE overrides go "
+                "last, after the other options)"
+            )
 
 
 def main(argv=None) -> int:
@@ -69,9 +99,15 @@ def main(argv=None) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     try:
         check_config_names(args.configs)
-        sweeps = prepare_comparison(args.output_dir, args.configs, args.seeds, args.seed_list,
-                                    args.opts, args.train_script,
-                                    write=not (args.dry_run or args.table_only))
+        sweeps = prepare_comparison(
+            args.output_dir,
+            args.configs,
+            args.seeds,
+            args.seed_list,
+            args.opts,
+            args.train_script,
+            write=not (args.dry_run or args.table_only),
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"compare: error: {e}", file=sys.stderr)
         return 2
@@ -86,8 +122,11 @@ def main(argv=None) -> int:
         try:
             results = run_comparison(sweeps, num_gpus=args.num_gpus, echo=echo)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (SweepInterrupted)
-            print(f"compare: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume "
-                  "(--table-only tabulates the runs finished so far)", file=sys.stderr)
+            print(
+                f"compare: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume "
+                "(--table-only tabulates the runs finished so far)",
+                file=sys.stderr,
+            )
             return 130
         failed = [f"{label}/{r.name}" for label, records in results.items() for r in records]
     try:
@@ -96,8 +135,11 @@ def main(argv=None) -> int:
         print(f"compare: error: {e}", file=sys.stderr)
         return 1 if failed else 2
     if failed:
-        print(f"compare: {len(failed)} runs failed ({', '.join(failed)}); the table holds the "
-              "finished ones. Re-run the same command to retry them.", file=sys.stderr)
+        print(
+            f"compare: {len(failed)} runs failed ({', '.join(failed)}); the table holds the "
+            "finished ones. Re-run the same command to retry them.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -8,6 +8,7 @@ The output holds ``backbone.*`` weights only; the heads start random (or come fr
 Mask2Former checkpoint). See ifr/modeling/backbone/convert.py. Bad input ends with one
 ``error:`` line (``--traceback`` shows the traceback).
 """
+
 import argparse
 import sys
 

@@ -11,6 +11,7 @@ least S (default: the config key TEST.TRACKING_SCORE_THRESHOLD). --results also 
 the results.zip made for the evaluation server. Both files are checked in full first;
 a malformed input gives one line naming the file, video and frame at fault, exit code 1.
 """
+
 import argparse
 import os
 import sys
@@ -38,9 +39,11 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", required=True, help="results.json or results.zip")
     parser.add_argument("--tracking", action="store_true", help="also the tracking metrics")
     parser.add_argument(
-        "--tracking-score-threshold", type=float, default=None,
+        "--tracking-score-threshold",
+        type=float,
+        default=None,
         help="predictions scored below take no part in the tracking metrics "
-             "(default: the config key TEST.TRACKING_SCORE_THRESHOLD)",
+        "(default: the config key TEST.TRACKING_SCORE_THRESHOLD)",
     )
     parser.add_argument("--output", help="write the metrics here as a flat JSON object")
     return parser
@@ -49,8 +52,10 @@ def argument_parser() -> argparse.ArgumentParser:
 def check_output_path(path: str) -> None:
     """Fail before any work when the metrics could not be written to ``path``."""
     if os.path.isdir(path):
-        raise ValueError(f"--output {path}: is a folder; give a file name, e.g. "
-                         f"{os.path.join(path, 'metrics.json')}")
+        raise ValueError(
+            f"--output {path}: is a folder; give a file name, e.g. "
+            f"{os.path.join(path, 'metrics.json')}"
+        )
     folder = os.path.dirname(os.path.abspath(path))
     parent = folder
     while not os.path.exists(parent):

@@ -76,6 +76,7 @@ install_d2() {
 
 install_project() {
   if "$PY" -c 'import ifr, motmetrics, cv2, scipy, submitit, trackeval' >/dev/null 2>&1 \
+     && "$PY" -m ruff --version 2>/dev/null | grep "ruff 0.17.6" >/dev/null \
      && "$PY" -m pip show ifr 2>/dev/null | grep "Editable project location: $HERE" >/dev/null; then
     # (not grep -q: it exits at the match, pip then fails writing, and pipefail fails the test)
     say "ifr: present (editable, $HERE)"

@@ -6,6 +6,7 @@
 writes ``train_sub.json`` and ``val_sub.json`` next to the input (or in ``--out-dir``);
 ``import ifr`` then registers ``ytvis_2019_train_sub`` / ``ytvis_2019_val_sub``.
 """
+
 import argparse
 import logging
 import os
@@ -21,7 +22,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train_json", help="YouTube-VIS train annotation file")
     parser.add_argument("--out-dir", default=None, help="default: the folder of train_json")
-    parser.add_argument("--num-val", type=int, default=400, help="videos held out (the paper's ablation: 400)")
+    parser.add_argument(
+        "--num-val", type=int, default=400, help="videos held out (the paper's ablation: 400)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the video permutation")
     return parser.parse_args(argv)
 
@@ -33,9 +36,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out_dir = args.out_dir or os.path.dirname(os.path.abspath(args.train_json))
     try:
-        train_path, val_path = split_ytvis_json(
-            args.train_json, out_dir, args.num_val, args.seed
-        )
+        train_path, val_path = split_ytvis_json(args.train_json, out_dir, args.num_val, args.seed)
     except (YTVISFormatError, ValueError) as e:
         print(f"split_ytvis.py: error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@
 Re-running the same command skips finished runs, resumes interrupted ones and retries
 failed ones. Trailing KEY VALUE pairs override the config for every run.
 """
+
 import argparse
 import shlex
 import sys
@@ -26,22 +27,39 @@ from ifr.experiments.sweep import (
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=V1,V2,...",
-                        help="a swept config key and its values; several --param make a grid")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="a swept config key and its values; several --param make a grid",
+    )
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, metavar="S", help="seeds 0..S-1 (default: 1 seed, 0)")
     seeds.add_argument("--seed-list", metavar="1,2,3", help="explicit seeds")
-    parser.add_argument("--output-dir", required=True, metavar="DIR",
-                        help="the sweep folder: sweep.json and one folder per run")
-    parser.add_argument("--train-script", default=DEFAULT_TRAIN_SCRIPT, metavar="PATH",
-                        help="training entry point with train_net.py's command line")
+    parser.add_argument(
+        "--output-dir",
+        required=True,
+        metavar="DIR",
+        help="the sweep folder: sweep.json and one folder per run",
+    )
+    parser.add_argument(
+        "--train-script",
+        default=DEFAULT_TRAIN_SCRIPT,
+        metavar="PATH",
+        help="training entry point with train_net.py's command line",
+    )
     parser.add_argument("--num-gpus", type=int, default=1, help="GPUs per run (local launcher)")
     parser.add_argument("--launcher", choices=("local", "slurm"), default="local")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate and print the commands; write and run nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print the commands; write and run nothing",
+    )
     slurm = parser.add_argument_group("slurm (--launcher slurm)")
     slurm.add_argument("--partition")
     slurm.add_argument("--nodes", type=int, default=1)
@@ -49,17 +67,23 @@ def argument_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--cpus-per-task", type=int, default=8)
     slurm.add_argument("--timeout", type=int, default=24 * 60, metavar="MIN")
     slurm.add_argument("--mem-gb", type=int)
-    slurm.add_argument("--resubmit", action="store_true",
-                       help="submit runs recorded as submitted again (their jobs are gone)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                        help="config overrides for every run")
+    slurm.add_argument(
+        "--resubmit",
+        action="store_true",
+        help="submit runs recorded as submitted again (their jobs are gone)",
+    )
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides for every run"
+    )
     return parser
 
 
 def slurm_options(args: argparse.Namespace) -> SlurmOptions:
     if args.gpus_per_node is not None and args.num_gpus not in (1, args.gpus_per_node):
-        raise ValueError(f"--num-gpus {args.num_gpus} and --gpus-per-node {args.gpus_per_node} "
-                         "disagree; with slurm give --gpus-per-node")
+        raise ValueError(
+            f"--num-gpus {args.num_gpus} and --gpus-per-node {args.gpus_per_node} "
+            "disagree; with slurm give --gpus-per-node"
+        )
     return SlurmOptions(
         partition=args.partition,
         nodes=args.nodes,
@@ -75,13 +99,15 @@ def print_dry_run(manifest, sweep_dir: str, args: argparse.Namespace) -> None:
     print(f"Dry run: {len(manifest.runs)} runs, {len(todo)} unfinished")
     for record in todo:
         if args.launcher == "local":
-            command = build_train_command(manifest, record, sweep_dir,
-                                          ["--num-gpus", str(args.num_gpus)])
+            command = build_train_command(
+                manifest, record, sweep_dir, ["--num-gpus", str(args.num_gpus)]
+            )
         else:
             options = slurm_options(args)
             print(options.executor_parameters(job_name(record)))
             command = make_train_job(manifest, record, sweep_dir, options).command(
-                0, "<first node>", "<job id>")
+                0, "<first node>", "<job id>"
+            )
         print(shlex.join(command))
 
 
@@ -90,8 +116,14 @@ def main(argv=None) -> int:
     try:
         options = slurm_options(args) if args.launcher == "slurm" else None
         manifest = prepare_sweep(
-            args.output_dir, args.config_file, args.param, args.seeds, args.seed_list,
-            args.opts, args.train_script, write=not args.dry_run,
+            args.output_dir,
+            args.config_file,
+            args.param,
+            args.seeds,
+            args.seed_list,
+            args.opts,
+            args.train_script,
+            write=not args.dry_run,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"sweep: error: {e}", file=sys.stderr)
@@ -103,11 +135,17 @@ def main(argv=None) -> int:
         submit_sweep_to_slurm(manifest, args.output_dir, options, resubmit=args.resubmit)
         return 0
     try:
-        result = run_sweep_locally(manifest, args.output_dir, num_gpus=args.num_gpus,
-                                   echo=lambda line: print(line, flush=True))
+        result = run_sweep_locally(
+            manifest,
+            args.output_dir,
+            num_gpus=args.num_gpus,
+            echo=lambda line: print(line, flush=True),
+        )
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (SweepInterrupted)
-        print(f"sweep: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume",
-              file=sys.stderr)
+        print(
+            f"sweep: interrupted ({e or 'Ctrl-C'}); re-run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     return 1 if result.failed else 0
 

@@ -9,12 +9,14 @@
 Bad input (config key, dataset, checkpoint) ends with one ``error:`` line; ``--traceback``
 or ``IFR_TRACEBACK=1`` shows the traceback.
 """
+
 import sys
 from typing import List, Optional
 
 import ifr  # noqa: F401  (registers datasets and model components)
 from ifr.engine.cli import run_tool
-from ifr.engine.defaults import argument_parser, check_run, main as run_process
+from ifr.engine.defaults import argument_parser, check_run
+from ifr.engine.defaults import main as run_process
 from ifr.engine.launch import launch
 
 

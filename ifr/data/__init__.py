@@ -3,8 +3,13 @@
 Importing this package registers every built-in dataset name with ``DatasetCatalog`` and
 ``MetadataCatalog`` (lazily: nothing is read until a dataset is used).
 """
-from .build import build_ytvis_test_loader, build_ytvis_train_loader, get_ytvis_dicts
-from .build import filter_videos_without_instances
+
+from .build import (
+    build_ytvis_test_loader,
+    build_ytvis_train_loader,
+    filter_videos_without_instances,
+    get_ytvis_dicts,
+)
 from .dataset_mapper import YTVISDatasetMapper
 from .datasets import (
     YTVISFormatError,
@@ -15,6 +20,22 @@ from .datasets import (
 )
 from .split import split_ytvis_json
 from .tiny import TINY_CATEGORIES, generate_tiny_ytvis, register_tiny_ytvis, tiny_root
+
+__all__ = [
+    "TINY_CATEGORIES",
+    "YTVISDatasetMapper",
+    "YTVISFormatError",
+    "build_ytvis_test_loader",
+    "build_ytvis_train_loader",
+    "datasets_root",
+    "filter_videos_without_instances",
+    "generate_tiny_ytvis",
+    "get_ytvis_dicts",
+    "load_ytvis_json",
+    "register_ytvis_instances",
+    "split_ytvis_json",
+    "tiny_root",
+]
 
 register_all_builtin(datasets_root())
 register_tiny_ytvis()

@@ -1,10 +1,15 @@
 """Data loaders over YouTube-VIS-format datasets: one clip per sample for training, one
 whole video per batch for inference."""
+
 import logging
 from typing import Dict, List, Optional, Sequence, Union
 
-from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
-from detectron2.data import build_detection_train_loader
+from detectron2.data import (
+    DatasetCatalog,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
 from detectron2.data.samplers import TrainingSampler
 
 from .dataset_mapper import YTVISDatasetMapper
@@ -20,9 +25,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def get_ytvis_dicts(
-    names: Union[str, Sequence[str]], check_headers: bool = False
-) -> List[Dict]:
+def get_ytvis_dicts(names: Union[str, Sequence[str]], check_headers: bool = False) -> List[Dict]:
     """The dataset dicts of the registered datasets ``names``, concatenated in order.
 
     With ``check_headers``, every frame's header is read and its size compared with the
@@ -85,5 +88,6 @@ def build_ytvis_test_loader(cfg, dataset_name: str, mapper: Optional[YTVISDatase
         mapper = YTVISDatasetMapper(cfg, is_train=False)
     return build_detection_test_loader(
         get_ytvis_dicts(dataset_name, cfg.DATALOADER.CHECK_FRAME_HEADERS),
-        mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS
+        mapper=mapper,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
     )

@@ -1,5 +1,6 @@
 """Map a video's dataset dict to model input: sample a clip, read and augment its frames,
 build per-frame ``Instances`` (formats in docs/design.md)."""
+
 import copy
 import logging
 from typing import Dict, List
@@ -132,7 +133,9 @@ class YTVISDatasetMapper:
                 raise ValueError(f"video {video['video_id']} has no annotations to train on")
             frame_annotations = [video["annotations"][i] for i in frame_idx]
             output["instances"] = clip_instances(
-                frame_annotations, transforms, (video["height"], video["width"]),
+                frame_annotations,
+                transforms,
+                (video["height"], video["width"]),
                 images[0].shape[:2],
             )
         return output

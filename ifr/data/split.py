@@ -4,6 +4,7 @@ The paper's Fig. 4 ablation (docs/method.md): 400 videos of YTVIS-2019 train are
 The split is a seeded permutation of the sorted video ids, so the same seed always holds out
 the same videos.
 """
+
 import logging
 import os
 from typing import Dict, Tuple

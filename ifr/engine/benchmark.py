@@ -1,6 +1,7 @@
 """Speed and memory of a config on synthetic input, for ``tools/benchmark.py``.
 
 Figures, never asserts: timings depend on the machine."""
+
 import resource
 import time
 from typing import Dict, List, Optional, Tuple
@@ -13,14 +14,21 @@ from ..inference import run_inference
 from ..inference.memory import measure_inference_memory, random_video_input
 
 
-def synthetic_clip(num_frames: int, size: Tuple[int, int], num_instances: int, num_classes: int,
-                   generator: torch.Generator) -> dict:
+def synthetic_clip(
+    num_frames: int,
+    size: Tuple[int, int],
+    num_instances: int,
+    num_classes: int,
+    generator: torch.Generator,
+) -> dict:
     """A training-mapper-like clip: random frames and ``num_instances`` rectangles per frame."""
     height, width = size
     frames, per_frame = [], []
     classes = torch.randint(0, num_classes, (num_instances,), generator=generator)
     for _ in range(num_frames):
-        frames.append(torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator))
+        frames.append(
+            torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+        )
         masks = torch.zeros((num_instances, height, width), dtype=torch.bool)
         for i in range(num_instances):
             y0 = int(torch.randint(0, height // 2, (1,), generator=generator))
@@ -75,7 +83,9 @@ def benchmark_training(cfg, size: Tuple[int, int], iters: int, warmup: int) -> D
 
 
 @torch.no_grad()
-def benchmark_inference(cfg, size: Tuple[int, int], num_frames: int, iters: int) -> Dict[str, float]:
+def benchmark_inference(
+    cfg, size: Tuple[int, int], num_frames: int, iters: int
+) -> Dict[str, float]:
     """Whole-video inference frames/s on a random video of ``num_frames`` frames."""
     model = build_model(cfg)
     model.eval()
@@ -102,6 +112,4 @@ def memory_vs_length(
     ``size``), as for a video the test mapper resized."""
     model = build_model(cfg)
     model.eval()
-    return [
-        (n, measure_inference_memory(model, n, size, original_size) / 2**20) for n in lengths
-    ]
+    return [(n, measure_inference_memory(model, n, size, original_size) / 2**20) for n in lengths]

@@ -9,6 +9,7 @@ traceback of bad input too.
     if __name__ == "__main__":
         sys.exit(run_tool(main))          # main(argv) -> exit status (or None)
 """
+
 import argparse
 import os
 import sys

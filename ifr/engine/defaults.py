@@ -2,6 +2,7 @@
 
 ``check_run`` checks everything that can be checked before processes start (config,
 datasets, weights file); ``main`` is what every process runs."""
+
 import argparse
 import logging
 import os
@@ -66,7 +67,7 @@ def build_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CfgNode:
         if len(opts) % 2:
             hint = (
                 "; give every KEY a VALUE, a list as one quoted word (INPUT.MIN_SIZE_TEST 360 "
-                "MODEL.IFR.TEST.TTA.MIN_SIZES \"[360,480]\")"
+                'MODEL.IFR.TEST.TTA.MIN_SIZES "[360,480]")'
             )
         raise ConfigError(f"{one_line(e)}{hint}") from e
     return cfg
@@ -170,7 +171,7 @@ def check_weights_available(cfg: CfgNode, resume: bool) -> None:
     raise FileNotFoundError(
         f"MODEL.WEIGHTS {weights!r} does not exist. Download the COCO-pretrained Mask2Former "
         "weights there (README, 'Pretrained weights'), point MODEL.WEIGHTS to them, or pass "
-        "MODEL.WEIGHTS \"\" to start from random initialisation."
+        'MODEL.WEIGHTS "" to start from random initialisation.'
     )
 
 
@@ -182,7 +183,8 @@ def check_class_names(checkpoint_extras: Dict[str, Any], dataset_names: Sequence
     if model_classes is None:
         logger.warning(
             "The checkpoint holds no class names (written by an older version): assuming "
-            "its classes are those of %s.", ", ".join(dataset_names) or "the config"
+            "its classes are those of %s.",
+            ", ".join(dataset_names) or "the config",
         )
         return
     for name in dataset_names:

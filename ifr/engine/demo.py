@@ -6,6 +6,7 @@ that is, or would overwrite, an input is refused; so are an output that is not `
 (the writer makes MP4 data), a folder given as ``--output``, and ``--frames-dir`` inside
 the folder of the input frames (the drawn frames would replace or join them).
 """
+
 import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence

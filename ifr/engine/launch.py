@@ -10,6 +10,7 @@ and ``torch.multiprocessing`` reports whichever failure it notices first, often 
 peer's "connection closed". Each worker here records the time of its failure, and
 ``launch`` raises :class:`WorkerFailed` with the first one: the root cause.
 """
+
 import glob
 import json
 import logging
@@ -25,8 +26,8 @@ from typing import Callable, Optional, Tuple
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.multiprocessing.spawn import ProcessException
 from detectron2.utils import comm
+from torch.multiprocessing.spawn import ProcessException
 
 from ifr.utils.atomic_io import atomic_write_json
 
@@ -81,8 +82,16 @@ def launch(
             mp.start_processes(
                 _distributed_worker,
                 nprocs=num_gpus_per_machine,
-                args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url,
-                      args, timeout, error_dir),
+                args=(
+                    main_func,
+                    world_size,
+                    num_gpus_per_machine,
+                    machine_rank,
+                    dist_url,
+                    args,
+                    timeout,
+                    error_dir,
+                ),
                 daemon=False,
                 start_method="spawn",
             )

@@ -1,5 +1,6 @@
 """Training loop: Detectron2's DefaultTrainer with IFR's data, evaluator, optimizer and
 checkpointer, DDP that also runs on CPU (gloo), and AMP only where CUDA is present."""
+
 import itertools
 import logging
 import os
@@ -16,9 +17,9 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import CLASS_COLORS_KEY, CLASS_NAMES_KEY, IFRCheckpointer
-from ..utils.atomic_io import atomic_write_json
 from ..data import build_ytvis_test_loader, build_ytvis_train_loader
 from ..evaluation import YTVISEvaluator
+from ..utils.atomic_io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ def build_param_groups(
     backbone_multiplier: float,
 ) -> List[Dict[str, Any]]:
     """One group per parameter: learning rate x ``backbone_multiplier`` in the backbone
-    (the paper: x0.1, docs/method.md), no/other weight decay for normalisation layers and embeddings."""
+    (the paper: x0.1, docs/method.md), no/other weight decay for normalisation layers and
+    embeddings."""
     groups: List[Dict[str, Any]] = []
     seen: Set[torch.nn.Parameter] = set()
     for module_name, module in model.named_modules():

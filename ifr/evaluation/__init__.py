@@ -1,5 +1,6 @@
 """Evaluation: YouTube-VIS AP/AR as the official evaluation, MOT metrics, results files and
 the Detectron2 ``DatasetEvaluator``."""
+
 from .evaluator import YTVISEvaluator
 from .results_io import (
     instances_to_ytvis_results,

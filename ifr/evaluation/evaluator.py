@@ -1,4 +1,5 @@
 """``YTVISEvaluator``: Detectron2's ``DatasetEvaluator`` for YouTube-VIS-format datasets."""
+
 import itertools
 import logging
 from collections import Counter, OrderedDict
@@ -67,8 +68,9 @@ class YTVISEvaluator(DatasetEvaluator):
         self.reset()
 
     @classmethod
-    def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None,
-                    distributed: bool = True) -> Dict[str, Any]:
+    def from_config(
+        cls, cfg, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True
+    ) -> Dict[str, Any]:
         return {
             "dataset_name": dataset_name,
             "output_dir": output_dir,
@@ -197,8 +199,11 @@ class YTVISEvaluator(DatasetEvaluator):
     def _log_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         for task, values in metrics.items():
             table = tabulate([list(values.values())], headers=list(values), floatfmt=".2f")
-            condition = (f" (predictions scored >= {self._tracking_score_threshold})"
-                         if task == "tracking" else "")
+            condition = (
+                f" (predictions scored >= {self._tracking_score_threshold})"
+                if task == "tracking"
+                else ""
+            )
             logger.info(f"{self._dataset_name} {task} metrics{condition}:\n{table}")
 
 

@@ -1,4 +1,5 @@
 """Evaluation of a results file against a ground-truth file (what ``tools/evaluate.py`` runs)."""
+
 from collections import OrderedDict
 
 from ..utils.json_io import read_json

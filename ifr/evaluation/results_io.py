@@ -8,6 +8,7 @@ A result entry is one predicted instance over a whole video::
 ``results.json`` is a list of entries; ``results.zip`` holds ``results.json`` at its root,
 which is what the YouTube-VIS evaluation server takes.
 """
+
 import logging
 import math
 import os

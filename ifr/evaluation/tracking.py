@@ -16,6 +16,7 @@ of an AP evaluation (top-k per video, many of them duplicates of an instance wit
 class) must be cut. The threshold's default is the config key
 ``TEST.TRACKING.SCORE_THRESHOLD`` (``ifr/config.py``), its only place.
 """
+
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence
@@ -35,7 +36,16 @@ from .tracks import GroundTruth, MaskTrack, parse_ground_truth  # noqa: E402
 
 # The names of the metrics, in the order they are reported.
 TRACKING_METRIC_NAMES = (
-    "IDF1", "MOTA", "IDP", "IDR", "IDs", "HOTA", "DetA", "AssA", "OneQuery", "QueriesPerTrack"
+    "IDF1",
+    "MOTA",
+    "IDP",
+    "IDR",
+    "IDs",
+    "HOTA",
+    "DetA",
+    "AssA",
+    "OneQuery",
+    "QueriesPerTrack",
 )
 _MOTMETRICS_NAMES = {
     "IDF1": "idf1",
@@ -56,8 +66,9 @@ def evaluate_tracking(
     """:data:`TRACKING_METRIC_NAMES` of ``results`` (entries of a results file) on ``gt``
     (a YouTube-VIS json); both are checked first. See :func:`tracking_metrics`."""
     ground_truth = parse_ground_truth(gt)
-    return tracking_metrics(ground_truth, parse_results(results, ground_truth),
-                            score_threshold, iou_threshold)
+    return tracking_metrics(
+        ground_truth, parse_results(results, ground_truth), score_threshold, iou_threshold
+    )
 
 
 def tracking_metrics(
@@ -108,8 +119,9 @@ class MaskSimilarity:
     ious: List[np.ndarray]
 
 
-def mask_similarity(gts: Sequence[MaskTrack], dts: Sequence[MaskTrack], length: int
-                    ) -> MaskSimilarity:
+def mask_similarity(
+    gts: Sequence[MaskTrack], dts: Sequence[MaskTrack], length: int
+) -> MaskSimilarity:
     """The :class:`MaskSimilarity` of one video's tracks (each with ``length`` frames)."""
     gt_ids, dt_ids, ious = [], [], []
     for t in range(length):
@@ -117,10 +129,13 @@ def mask_similarity(gts: Sequence[MaskTrack], dts: Sequence[MaskTrack], length: 
         d_idx = np.array([i for i, d in enumerate(dts) if d.areas[t] > 0], dtype=np.int64)
         iou = np.zeros((len(g_idx), len(d_idx)))
         if len(g_idx) and len(d_idx):
-            iou[:] = np.asarray(mask_util.iou(
-                [gts[i].rles[t] for i in g_idx], [dts[j].rles[t] for j in d_idx],
-                [0] * len(d_idx),
-            )).reshape(len(g_idx), len(d_idx))
+            iou[:] = np.asarray(
+                mask_util.iou(
+                    [gts[i].rles[t] for i in g_idx],
+                    [dts[j].rles[t] for j in d_idx],
+                    [0] * len(d_idx),
+                )
+            ).reshape(len(g_idx), len(d_idx))
         gt_ids.append(g_idx)
         dt_ids.append(d_idx)
         ious.append(iou)
@@ -206,8 +221,10 @@ def summarize_covering(counts: Sequence[int]) -> Dict[str, float]:
     if not counts:
         return {"OneQuery": _UNDEFINED, "QueriesPerTrack": _UNDEFINED}
     counts = np.asarray(counts)
-    return {"OneQuery": float(np.mean(counts == 1)) * 100,
-            "QueriesPerTrack": float(np.mean(counts))}
+    return {
+        "OneQuery": float(np.mean(counts == 1)) * 100,
+        "QueriesPerTrack": float(np.mean(counts)),
+    }
 
 
 def tight_boxes(track: MaskTrack) -> Dict[int, np.ndarray]:

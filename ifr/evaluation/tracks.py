@@ -7,6 +7,7 @@ polygons and uncompressed RLE (``counts`` a list) become compressed RLE; an empt
 ``None``. Every check happens here, once, when a file is read, so that pycocotools only
 ever sees valid RLEs and an error names the file, video, annotation and frame at fault.
 """
+
 from collections import Counter
 from dataclasses import dataclass
 from numbers import Real
@@ -190,8 +191,13 @@ def gt_tracks(
     return tracks
 
 
-def _gt_track(ann: Any, index: int, videos: Mapping[int, VideoInfo], source: str,
-              categories: Optional[Set[int]]) -> MaskTrack:
+def _gt_track(
+    ann: Any,
+    index: int,
+    videos: Mapping[int, VideoInfo],
+    source: str,
+    categories: Optional[Set[int]],
+) -> MaskTrack:
     if not isinstance(ann, Mapping):
         raise ValueError(f"{source}: annotations[{index}] must be an object")
     ann_id = ann.get("id")
@@ -210,9 +216,7 @@ def _gt_track(ann: Any, index: int, videos: Mapping[int, VideoInfo], source: str
     segmentations = ann["segmentations"]
     if not isinstance(segmentations, list) or len(segmentations) != video.length:
         count = len(segmentations) if isinstance(segmentations, list) else "no list of"
-        raise ValueError(
-            f"{where}: {count} segmentations for a video of {video.length} frames"
-        )
+        raise ValueError(f"{where}: {count} segmentations for a video of {video.length} frames")
     rles = _frame_rles(segmentations, video, where)
     areas = rle_areas(rles)
     return MaskTrack(
@@ -231,23 +235,33 @@ def _frame_rles(segmentations: list, video: VideoInfo, where: str) -> List[Optio
     the track in one vectorised pass (``validate_rles``), polygons frame by frame."""
     wheres = [f"{where}, frame {t}" for t in range(len(segmentations))]
     rle_frames = [t for t, s in enumerate(segmentations) if isinstance(s, dict)]
-    validate_rles([segmentations[t] for t in rle_frames], video.height, video.width,
-                  [wheres[t] for t in rle_frames])
+    validate_rles(
+        [segmentations[t] for t in rle_frames],
+        video.height,
+        video.width,
+        [wheres[t] for t in rle_frames],
+    )
     return [
-        with_str_counts(s) if isinstance(s, dict)
+        with_str_counts(s)
+        if isinstance(s, dict)
         else segmentation_to_rle(s, video.height, video.width, wheres[t])
         for t, s in enumerate(segmentations)
     ]
 
 
-def _annotated_average_area(ann: Mapping[str, Any], length: int, where: str,
-                            areas: np.ndarray) -> float:
+def _annotated_average_area(
+    ann: Mapping[str, Any], length: int, where: str, areas: np.ndarray
+) -> float:
     if "areas" not in ann or ann["areas"] is None:
         return average_area(areas)
     given = ann["areas"]
-    if (not isinstance(given, list) or len(given) != length or not all(
-            a is None or (isinstance(a, Real) and not isinstance(a, bool) and a >= 0)
-            for a in given)):
+    if (
+        not isinstance(given, list)
+        or len(given) != length
+        or not all(
+            a is None or (isinstance(a, Real) and not isinstance(a, bool) and a >= 0) for a in given
+        )
+    ):
         raise ValueError(f"{where}: 'areas' must be {length} numbers >= 0 or nulls")
     return average_area(given)
 
@@ -302,5 +316,3 @@ def _frame_intersections(d_rles: List[dict], g_rles: List[dict]) -> np.ndarray:
     over_d_area = np.asarray(mask_util.iou(d_rles, g_rles, [1] * len(g_rles)), dtype=np.float64)
     d_area = mask_util.area(d_rles).astype(np.float64)
     return np.rint(over_d_area.reshape(len(d_rles), len(g_rles)) * d_area[:, None])
-
-

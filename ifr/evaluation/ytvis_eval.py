@@ -16,6 +16,7 @@ segm evaluation with a track IoU in place of the mask IoU:
 
 Metrics are percentages (0-100); a metric with no ground truth to measure is -1.
 """
+
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple

@@ -11,6 +11,7 @@ comparisons of configs.
 - ``compare``: several configs with the same data, iterations and seeds (one sweep each),
   tabulated as the paper's Table 3 plus AP.
 """
+
 from .aggregate import aggregate_sweep, summarize
 from .compare import prepare_comparison, run_comparison, write_comparison_table
 from .grid import RunSpec, SweepParam, expand_grid, parse_param, parse_seeds

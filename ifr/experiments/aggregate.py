@@ -5,6 +5,7 @@ A setting with one finished run has no std: the tables show ``-`` (and the CSV a
 cell) rather than a 0 that would read as "no spread". Runs without ``final_metrics.json``
 are listed as missing, with their state and log, never dropped silently.
 """
+
 import csv
 import json
 import os
@@ -58,17 +59,20 @@ def collect_metrics(
     return metrics, errors
 
 
-def choose_metrics(run_metrics: Dict[str, Dict[str, float]],
-                   requested: Optional[Sequence[str]] = None,
-                   defaults: Sequence[str] = DEFAULT_METRICS + TRACKING_METRIC_NAMES) -> List[str]:
+def choose_metrics(
+    run_metrics: Dict[str, Dict[str, float]],
+    requested: Optional[Sequence[str]] = None,
+    defaults: Sequence[str] = DEFAULT_METRICS + TRACKING_METRIC_NAMES,
+) -> List[str]:
     """The requested metrics (each must occur in some run), else those of ``defaults`` (the
     default ones and the tracking ones) that the runs report, in that order."""
     present = set().union(*run_metrics.values()) if run_metrics else set()
     if requested:
         absent = [m for m in requested if m not in present]
         if absent and run_metrics:
-            raise ValueError(f"--metrics: {absent} in no run's {FINAL_METRICS_FILE} "
-                             f"(found: {sorted(present)})")
+            raise ValueError(
+                f"--metrics: {absent} in no run's {FINAL_METRICS_FILE} (found: {sorted(present)})"
+            )
         return list(requested)
     return [m for m in defaults if m in present]
 
@@ -80,8 +84,9 @@ def is_defined(metric: str, value: Optional[float]) -> bool:
     return metric in MAY_BE_NEGATIVE or value != UNDEFINED_VALUE
 
 
-def summarize(manifest: SweepManifest, sweep_dir: str,
-              metrics: Optional[Sequence[str]] = None) -> SweepSummary:
+def summarize(
+    manifest: SweepManifest, sweep_dir: str, metrics: Optional[Sequence[str]] = None
+) -> SweepSummary:
     """Groups the finished runs of a sweep by setting, in grid order."""
     run_metrics, unreadable = collect_metrics(manifest, sweep_dir)
     metrics = choose_metrics(run_metrics, metrics)
@@ -89,16 +94,24 @@ def summarize(manifest: SweepManifest, sweep_dir: str,
     for record in manifest.runs.values():
         groups.setdefault(tuple(record.setting.items()), []).append(record.name)
     settings = [
-        summarize_setting(dict(setting), [run_metrics[n] for n in names if n in run_metrics],
-                          metrics, num_planned=len(names))
+        summarize_setting(
+            dict(setting),
+            [run_metrics[n] for n in names if n in run_metrics],
+            metrics,
+            num_planned=len(names),
+        )
         for setting, names in groups.items()
     ]
     missing = missing_runs(manifest, sweep_dir, run_metrics, unreadable)
     return SweepSummary(manifest.param_keys, metrics, settings, missing)
 
 
-def summarize_setting(setting: Dict[str, str], finished: Sequence[Dict[str, float]],
-                      metrics: Sequence[str], num_planned: int) -> SettingSummary:
+def summarize_setting(
+    setting: Dict[str, str],
+    finished: Sequence[Dict[str, float]],
+    metrics: Sequence[str],
+    num_planned: int,
+) -> SettingSummary:
     """Mean ± std of every metric over the finished runs (one metrics dict per seed) of one
     setting; a metric no run defines is left out of ``stats``."""
     summary = SettingSummary(dict(setting), len(finished), num_planned)
@@ -109,8 +122,13 @@ def summarize_setting(setting: Dict[str, str], finished: Sequence[Dict[str, floa
     return summary
 
 
-def missing_runs(manifest: SweepManifest, sweep_dir: str, run_metrics: Dict[str, dict],
-                 unreadable: Dict[str, str], prefix: str = "") -> List[MissingRun]:
+def missing_runs(
+    manifest: SweepManifest,
+    sweep_dir: str,
+    run_metrics: Dict[str, dict],
+    unreadable: Dict[str, str],
+    prefix: str = "",
+) -> List[MissingRun]:
     """The runs of the manifest without metrics, with their state (or why their file could
     not be read) and console log; ``prefix`` goes before each run name."""
     missing = []
@@ -119,10 +137,11 @@ def missing_runs(manifest: SweepManifest, sweep_dir: str, run_metrics: Dict[str,
             continue
         state = record.state
         if record.name in unreadable:
-            state = (f"unreadable: {unreadable[record.name]}; delete the file and re-run to "
-                     "train the run again")
-        missing.append(MissingRun(prefix + record.name, state,
-                                  console_log_path(sweep_dir, record)))
+            state = (
+                f"unreadable: {unreadable[record.name]}; delete the file and re-run to "
+                "train the run again"
+            )
+        missing.append(MissingRun(prefix + record.name, state, console_log_path(sweep_dir, record)))
     return missing
 
 
@@ -133,11 +152,12 @@ def format_markdown(summary: SweepSummary) -> str:
         cells = [s.setting[k] for k in summary.param_keys] + [str(s.num_runs)]
         cells += [format_stats(s.stats.get(m)) for m in summary.metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    text = ("Mean ± sample std (ddof=1) (runs with the metric) over seeds; n: finished "
-            "runs.\n\n" + "\n".join(lines))
+    text = (
+        "Mean ± sample std (ddof=1) (runs with the metric) over seeds; n: finished "
+        "runs.\n\n" + "\n".join(lines)
+    )
     if summary.missing:
-        text += (f"\n\nMissing runs ({len(summary.missing)}, no readable "
-                 f"{FINAL_METRICS_FILE}):\n\n")
+        text += f"\n\nMissing runs ({len(summary.missing)}, no readable {FINAL_METRICS_FILE}):\n\n"
         text += "\n".join(f"- {m.name} ({m.state}): {m.log}" for m in summary.missing)
     return text + "\n"
 
@@ -153,14 +173,20 @@ def write_csv(summary: SweepSummary, path: str) -> None:
             row = [s.setting[k] for k in summary.param_keys] + [s.num_runs]
             for metric in summary.metrics:
                 stats = s.stats.get(metric)
-                row += ["", "", 0] if stats is None else [
-                    repr(stats.mean), "" if stats.std is None else repr(stats.std), stats.n]
+                row += (
+                    ["", "", 0]
+                    if stats is None
+                    else [repr(stats.mean), "" if stats.std is None else repr(stats.std), stats.n]
+                )
             writer.writerow(row)
 
 
-def aggregate_sweep(sweep_dir: str, metrics: Optional[Sequence[str]] = None,
-                    x_key: Optional[str] = None,
-                    echo: Callable[[str], None] = print) -> SweepSummary:
+def aggregate_sweep(
+    sweep_dir: str,
+    metrics: Optional[Sequence[str]] = None,
+    x_key: Optional[str] = None,
+    echo: Callable[[str], None] = print,
+) -> SweepSummary:
     """Writes ``summary.md``, ``summary.csv`` and ``summary.png`` into ``sweep_dir``."""
     manifest = load_manifest(sweep_dir)
     refresh_states(manifest, sweep_dir)
@@ -174,4 +200,3 @@ def aggregate_sweep(sweep_dir: str, metrics: Optional[Sequence[str]] = None,
     echo(markdown)
     echo(f"Wrote {SUMMARY_MD}, {SUMMARY_CSV} and {SUMMARY_PNG} in {sweep_dir}")
     return summary
-

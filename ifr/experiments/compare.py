@@ -14,6 +14,7 @@ AR1, AR10, IDF1, MOTA, IDP, IDR, IDs, and of HOTA, DetA, AssA, OneQuery, Queries
 where the runs report them; sample std (ddof=1) over the seeds, n the runs that report the
 metric (a -1, "nothing to measure", is left out).
 """
+
 import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -76,14 +77,17 @@ def check_labels(config_files: Sequence[str]) -> List[str]:
     """The labels of the configs; raises ValueError for fewer than two configs or two
     configs of one name (their runs would share a folder)."""
     if len(config_files) < 2:
-        raise ValueError(f"--configs: a comparison needs at least two configs, got "
-                         f"{list(config_files)}")
+        raise ValueError(
+            f"--configs: a comparison needs at least two configs, got {list(config_files)}"
+        )
     labels: Dict[str, str] = {}
     for path in config_files:
         label = config_label(path)
         if label in labels:
-            raise ValueError(f"--configs: {labels[label]} and {path} have the same name "
-                             f"{label!r}; copy one to a file of another name")
+            raise ValueError(
+                f"--configs: {labels[label]} and {path} have the same name "
+                f"{label!r}; copy one to a file of another name"
+            )
         labels[label] = path
     return list(labels)
 
@@ -122,8 +126,9 @@ def prepare_comparison(
     sweeps = []
     for label, config_file in zip(labels, config_files):
         sweep_dir = os.path.join(os.path.abspath(output_dir), label)
-        manifest = prepare_sweep(sweep_dir, config_file, (), num_seeds, seed_list, overrides,
-                                 train_script, write=False)
+        manifest = prepare_sweep(
+            sweep_dir, config_file, (), num_seeds, seed_list, overrides, train_script, write=False
+        )
         sweeps.append(ConfigSweep(label, sweep_dir, manifest))
     check_shared_settings(config_files, overrides)
     if write:
@@ -137,7 +142,8 @@ def dry_run_commands(sweeps: Sequence[ConfigSweep], num_gpus: int = 1) -> List[L
     launch_args = ["--num-gpus", str(num_gpus)]
     return [
         build_train_command(s.manifest, record, s.sweep_dir, launch_args)
-        for s in sweeps for record in unfinished_runs(s.manifest, s.sweep_dir)
+        for s in sweeps
+        for record in unfinished_runs(s.manifest, s.sweep_dir)
     ]
 
 
@@ -146,8 +152,12 @@ def run_order(sweeps: Sequence[ConfigSweep]) -> List[Tuple[ConfigSweep, RunRecor
     early has as many runs of every config."""
     records = [list(sweep.manifest.runs.values()) for sweep in sweeps]
     rounds = max(len(r) for r in records)
-    return [(sweep, runs[i]) for i in range(rounds)
-            for sweep, runs in zip(sweeps, records) if i < len(runs)]
+    return [
+        (sweep, runs[i])
+        for i in range(rounds)
+        for sweep, runs in zip(sweeps, records)
+        if i < len(runs)
+    ]
 
 
 def run_comparison(
@@ -164,23 +174,27 @@ def run_comparison(
         refresh_states(sweep.manifest, sweep.sweep_dir)
         todo = len(unfinished_runs(sweep.manifest, sweep.sweep_dir))
         total = len(sweep.manifest.runs)
-        echo(f"{sweep.label}: {total} runs in {sweep.sweep_dir}, {total - todo} finished, "
-             f"{todo} to run")
+        echo(
+            f"{sweep.label}: {total} runs in {sweep.sweep_dir}, {total - todo} finished, "
+            f"{todo} to run"
+        )
     order = run_order(sweeps)
     failed: Dict[str, List[RunRecord]] = {sweep.label: [] for sweep in sweeps}
     with sigterm_raises_interrupt():
         for index, (sweep, record) in enumerate(order, start=1):
             prefix = f"[{index}/{len(order)}] {sweep.label} {run_label(record)}"
-            if not train_run_locally(sweep.manifest, record, sweep.sweep_dir, num_gpus, echo,
-                                     prefix):
+            if not train_run_locally(
+                sweep.manifest, record, sweep.sweep_dir, num_gpus, echo, prefix
+            ):
                 failed[sweep.label].append(record)
     num_failed = sum(len(records) for records in failed.values())
-    echo(f"Comparison: {len(order) - num_failed}/{len(order)} runs finished, "
-         f"{num_failed} failed")
+    echo(f"Comparison: {len(order) - num_failed}/{len(order)} runs finished, {num_failed} failed")
     for sweep in sweeps:
         for record in failed[sweep.label]:
-            echo(f"  FAILED {sweep.label} {run_label(record)} ({failure_reason(record)}): "
-                 f"{console_log_path(sweep.sweep_dir, record)}")
+            echo(
+                f"  FAILED {sweep.label} {run_label(record)} ({failure_reason(record)}): "
+                f"{console_log_path(sweep.sweep_dir, record)}"
+            )
     return failed
 
 
@@ -197,10 +211,10 @@ def summarize_comparison(
         refresh_states(manifest, sweep.sweep_dir)
         run_metrics, unreadable = collect_metrics(manifest, sweep.sweep_dir)
         per_config.append((sweep.label, len(manifest.runs), run_metrics))
-        missing += missing_runs(manifest, sweep.sweep_dir, run_metrics, unreadable,
-                                prefix=f"{sweep.label}/")
-    every_run = {f"{label}/{name}": m for label, _, runs in per_config
-                 for name, m in runs.items()}
+        missing += missing_runs(
+            manifest, sweep.sweep_dir, run_metrics, unreadable, prefix=f"{sweep.label}/"
+        )
+    every_run = {f"{label}/{name}": m for label, _, runs in per_config for name, m in runs.items()}
     metrics = choose_metrics(every_run, metrics, defaults=TABLE_METRICS)
     settings = [
         summarize_setting({CONFIG_COLUMN: label}, list(runs.values()), metrics, num_planned)
@@ -218,17 +232,20 @@ def format_table(summary: SweepSummary, seeds: Sequence[int]) -> str:
         cells += [format_stats(s.stats.get(m)) for m in summary.metrics]
         lines.append("| " + " | ".join(cells) + " |")
     seed_text = ", ".join(str(seed) for seed in seeds)
-    text = (f"Mean ± sample std (ddof=1) (n runs) over seeds {seed_text}; every config "
-            "trained on the same data for the same iterations.\n\n" + "\n".join(lines))
+    text = (
+        f"Mean ± sample std (ddof=1) (n runs) over seeds {seed_text}; every config "
+        "trained on the same data for the same iterations.\n\n" + "\n".join(lines)
+    )
     if summary.missing:
-        text += (f"\n\nMissing runs ({len(summary.missing)}, no readable "
-                 f"{FINAL_METRICS_FILE}):\n\n")
+        text += f"\n\nMissing runs ({len(summary.missing)}, no readable {FINAL_METRICS_FILE}):\n\n"
         text += "\n".join(f"- {m.name} ({m.state}): {m.log}" for m in summary.missing)
     return text + "\n"
 
 
 def write_comparison_table(
-    sweeps: Sequence[ConfigSweep], output_dir: str, metrics: Optional[Sequence[str]] = None,
+    sweeps: Sequence[ConfigSweep],
+    output_dir: str,
+    metrics: Optional[Sequence[str]] = None,
     echo: Callable[[str], None] = print,
 ) -> SweepSummary:
     """Writes ``table.md``, ``table.csv`` and ``table.png`` into ``output_dir``; raises

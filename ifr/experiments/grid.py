@@ -5,6 +5,7 @@ A value is kept as the text given on the command line (after normalisation by
 :mod:`ifr.experiments.validation`): that text is what ``train_net.py`` receives, and
 detectron2 decodes it with ``literal_eval`` exactly as ``merge_from_list`` does.
 """
+
 import itertools
 import re
 from dataclasses import dataclass, field

@@ -5,6 +5,7 @@ leaves a consistent file.
 Whether a run is finished is decided by its ``final_metrics.json``, not by the manifest:
 the recorded state is refreshed from disk whenever a sweep or an aggregation reads it.
 """
+
 import datetime
 import json
 import os
@@ -114,9 +115,15 @@ def load_manifest(sweep_dir: str) -> SweepManifest:
     path = manifest_path(sweep_dir)
     if not os.path.isfile(path):
         inner = _sweeps_inside(sweep_dir)
-        hint = (f"; it holds the sweeps {inner} of a comparison: give one of them "
+        hint = (
+            (
+                f"; it holds the sweeps {inner} of a comparison: give one of them "
                 f"({os.path.join(sweep_dir, inner[0])}), or re-run tools/compare.py for the "
-                "table") if inner else f" (is {sweep_dir} a sweep folder?)"
+                "table"
+            )
+            if inner
+            else f" (is {sweep_dir} a sweep folder?)"
+        )
         raise FileNotFoundError(f"{path}: no sweep manifest{hint}")
     try:
         with open(path) as f:
@@ -132,8 +139,11 @@ def _sweeps_inside(folder: str) -> List[str]:
     """The sub-folders of ``folder`` that are sweeps (a comparison's layout)."""
     if not os.path.isdir(folder):
         return []
-    return sorted(name for name in os.listdir(folder)
-                  if os.path.isfile(manifest_path(os.path.join(folder, name))))
+    return sorted(
+        name
+        for name in os.listdir(folder)
+        if os.path.isfile(manifest_path(os.path.join(folder, name)))
+    )
 
 
 def is_finished(sweep_dir: str, run_name: str) -> bool:

@@ -5,6 +5,7 @@ the Agg canvas (no pyplot state):
   value with sample-std error bars; one line per combination of the other swept keys;
 - a comparison of configs: one panel per metric, one bar per config with its std.
 """
+
 import ast
 import math
 from typing import Dict, List, Optional
@@ -29,8 +30,9 @@ def choose_x_key(summary: SweepSummary, x_key: Optional[str]) -> Optional[str]:
             raise ValueError(f"--x {x_key}: not a swept key (swept: {summary.param_keys})")
         return x_key
     if len(summary.param_keys) > 1:
-        raise ValueError(f"several keys are swept ({summary.param_keys}); choose the x axis "
-                         "with --x KEY")
+        raise ValueError(
+            f"several keys are swept ({summary.param_keys}); choose the x axis with --x KEY"
+        )
     return summary.param_keys[0] if summary.param_keys else None
 
 
@@ -77,20 +79,31 @@ def build_summary_figure(summary: SweepSummary, x_key: Optional[str] = None) -> 
     for index, metric in enumerate(summary.metrics):
         axes = figure.add_subplot(rows, columns, index + 1)
         for label, settings in series.items():
-            points = [(positions[s.setting[x_key] if x_key else ""], s.stats[metric])
-                      for s in settings if metric in s.stats]
+            points = [
+                (positions[s.setting[x_key] if x_key else ""], s.stats[metric])
+                for s in settings
+                if metric in s.stats
+            ]
             points.sort(key=lambda p: p[0])
             if not points:
                 continue
             axes.errorbar(
-                [x for x, _ in points], [st.mean for _, st in points],
+                [x for x, _ in points],
+                [st.mean for _, st in points],
                 yerr=[st.std or 0.0 for _, st in points],
-                marker="o", capsize=4, label=label or None,
+                marker="o",
+                capsize=4,
+                label=label or None,
             )
             for x, st in points:  # fewer seeds than elsewhere: say so, the bar hides it
                 if st.n < max_runs:
-                    axes.annotate(f"n={st.n}", (x, st.mean), textcoords="offset points",
-                                  xytext=(4, 4), fontsize="x-small")
+                    axes.annotate(
+                        f"n={st.n}",
+                        (x, st.mean),
+                        textcoords="offset points",
+                        xytext=(4, 4),
+                        fontsize="x-small",
+                    )
         axes.set_title(metric)
         axes.set_xlabel(x_key or "all runs")
         axes.set_xticks(list(positions.values()), [t or "all" for t in positions])
@@ -115,8 +128,10 @@ def build_comparison_figure(summary: SweepSummary) -> Figure:
     num_panels = len(summary.metrics)
     columns = min(COMPARISON_COLUMNS, num_panels)
     rows = math.ceil(num_panels / columns)
-    figure = Figure(figsize=(COMPARISON_PANEL_SIZE[0] * columns,
-                             COMPARISON_PANEL_SIZE[1] * rows + 0.6), layout="constrained")
+    figure = Figure(
+        figsize=(COMPARISON_PANEL_SIZE[0] * columns, COMPARISON_PANEL_SIZE[1] * rows + 0.6),
+        layout="constrained",
+    )
     FigureCanvasAgg(figure)
     labels = [", ".join(s.setting.values()) for s in summary.settings]
     colours = [f"C{i % 10}" for i in range(len(labels))]
@@ -130,16 +145,23 @@ def build_comparison_figure(summary: SweepSummary) -> Figure:
             axes.bar(x, st.mean, yerr=st.std or 0.0, capsize=4, color=colour, label=label)
             if st.n < most:  # above the bar and its error bar
                 top = max(st.mean + (st.std or 0.0), 0.0)
-                axes.annotate(f"n={st.n}", (x, top), textcoords="offset points",
-                              xytext=(0, 3), ha="center", fontsize="x-small")
+                axes.annotate(
+                    f"n={st.n}",
+                    (x, top),
+                    textcoords="offset points",
+                    xytext=(0, 3),
+                    ha="center",
+                    fontsize="x-small",
+                )
         axes.set_title(metric)
         axes.set_xticks(range(len(labels)), [""] * len(labels))
         axes.margins(y=0.12)  # room for the n=k labels
         axes.grid(axis="y", alpha=0.3)
     handles = [Patch(color=c, label=lab) for c, lab in zip(colours, labels)]
     figure.legend(handles=handles, loc="outside upper center", ncols=min(len(labels), 4))
-    figure.supxlabel("mean ± sample std over seeds (n=k: a config with fewer runs)",
-                     fontsize="small")
+    figure.supxlabel(
+        "mean ± sample std over seeds (n=k: a config with fewer runs)", fontsize="small"
+    )
     return figure
 
 

@@ -11,6 +11,7 @@ detectron2 pick a free port.
 On preemption or timeout submitit calls :meth:`TrainNetJob.checkpoint`, which requeues the
 same job; ``--resume`` continues from ``last_checkpoint``.
 """
+
 import os
 import re
 import subprocess
@@ -81,8 +82,14 @@ class TrainNetJob:
     flags of this node.
     """
 
-    def __init__(self, manifest: SweepManifest, record: RunRecord, sweep_dir: str,
-                 num_gpus: int, num_machines: int):
+    def __init__(
+        self,
+        manifest: SweepManifest,
+        record: RunRecord,
+        sweep_dir: str,
+        num_gpus: int,
+        num_machines: int,
+    ):
         self.manifest = manifest
         self.record = record
         self.sweep_dir = sweep_dir
@@ -96,10 +103,14 @@ class TrainNetJob:
         else:
             dist_url = f"tcp://{first_host}:{rendezvous_port(job_id)}"
         return [
-            "--num-gpus", str(self.num_gpus),
-            "--num-machines", str(self.num_machines),
-            "--machine-rank", str(machine_rank),
-            "--dist-url", dist_url,
+            "--num-gpus",
+            str(self.num_gpus),
+            "--num-machines",
+            str(self.num_machines),
+            "--machine-rank",
+            str(machine_rank),
+            "--dist-url",
+            dist_url,
         ]
 
     def command(self, machine_rank: int, first_host: str, job_id: str) -> List[str]:
@@ -116,8 +127,9 @@ class TrainNetJob:
         log_path = self.console_log(env.node)
         os.makedirs(self.output_dir, exist_ok=True)
         with open(log_path, "a") as log:
-            log.write(f"\n=== job {env.job_id} node {env.node}\n"
-                      f"=== {subprocess.list2cmdline(command)}\n")
+            log.write(
+                f"\n=== job {env.job_id} node {env.node}\n=== {subprocess.list2cmdline(command)}\n"
+            )
             log.flush()
             exit_code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
         if exit_code != 0:
@@ -129,10 +141,12 @@ class TrainNetJob:
         return submitit.helpers.DelayedSubmission(self)
 
 
-def make_train_job(manifest: SweepManifest, record: RunRecord, sweep_dir: str,
-                   options: SlurmOptions) -> TrainNetJob:
-    return TrainNetJob(manifest, record, sweep_dir, num_gpus=options.gpus_per_node,
-                       num_machines=options.nodes)
+def make_train_job(
+    manifest: SweepManifest, record: RunRecord, sweep_dir: str, options: SlurmOptions
+) -> TrainNetJob:
+    return TrainNetJob(
+        manifest, record, sweep_dir, num_gpus=options.gpus_per_node, num_machines=options.nodes
+    )
 
 
 def _slurm_executor(folder: str):
@@ -160,14 +174,15 @@ def submit_sweep_to_slurm(
     for index, record in enumerate(todo, start=1):
         prefix = f"[{index}/{len(todo)}] {run_label(record)}"
         if record.state == SUBMITTED and not resubmit:
-            echo(f"{prefix}: already submitted as job {record.job_id}, skipped "
-                 "(pass --resubmit if it is no longer queued or running)")
+            echo(
+                f"{prefix}: already submitted as job {record.job_id}, skipped "
+                "(pass --resubmit if it is no longer queued or running)"
+            )
             continue
         executor = make_executor(os.path.join(run_dir(sweep_dir, record), "submitit"))
         executor.update_parameters(**options.executor_parameters(job_name(record)))
         job = executor.submit(make_train_job(manifest, record, sweep_dir, options))
-        record.mark(SUBMITTED, job_id=str(job.job_id), attempts=record.attempts + 1,
-                    exit_code=None)
+        record.mark(SUBMITTED, job_id=str(job.job_id), attempts=record.attempts + 1, exit_code=None)
         save_manifest(manifest, sweep_dir)
         log = console_log_path(sweep_dir, record)
         echo(f"{prefix}: submitted as job {job.job_id} (log: {log})")

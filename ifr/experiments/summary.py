@@ -4,6 +4,7 @@ tabulates them), :mod:`.plot` (which draws them) and :mod:`.compare` (config vs 
 Mean ± sample std (ddof=1) over seeds. A group with one value has no std (``None``): the
 tables show ``-`` rather than a 0 that would read as "no spread".
 """
+
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 

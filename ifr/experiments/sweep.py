@@ -9,6 +9,7 @@ Every run is ``python TRAIN_SCRIPT --config-file CFG <launch args> --resume [ove
 with no checkpoint detectron2 starts from scratch, so a re-run resumes an interrupted run
 and starts a new one alike. A run is finished when its ``final_metrics.json`` exists.
 """
+
 import contextlib
 import os
 import signal
@@ -176,8 +177,7 @@ def train_run_locally(
     if record.state == DONE:
         echo(f"{prefix}: done in {elapsed}")
         return True
-    echo(f"{prefix}: FAILED ({failure_reason(record)}, log: "
-         f"{console_log_path(sweep_dir, record)})")
+    echo(f"{prefix}: FAILED ({failure_reason(record)}, log: {console_log_path(sweep_dir, record)})")
     return False
 
 
@@ -189,12 +189,15 @@ def _run_one(
     record.mark(RUNNING, attempts=record.attempts + 1, exit_code=None)
     save_manifest(manifest, sweep_dir)
     with open(console_log_path(sweep_dir, record), "a") as log:
-        log.write(f"\n=== sweep attempt {record.attempts} at {record.updated}\n"
-                  f"=== {subprocess.list2cmdline(command)}\n")
+        log.write(
+            f"\n=== sweep attempt {record.attempts} at {record.updated}\n"
+            f"=== {subprocess.list2cmdline(command)}\n"
+        )
         log.flush()
         # Own process group: stopping the sweep also stops the workers train_net spawns.
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             exit_code = process.wait()
         except BaseException:
@@ -253,7 +256,9 @@ def _format_duration(seconds: float) -> str:
 def _echo_summary(echo, sweep_dir, total, finished, failed) -> None:
     echo(f"Sweep {sweep_dir}: {len(finished)}/{total} runs finished, {len(failed)} failed")
     for record in failed:
-        echo(f"  FAILED {run_label(record)} ({failure_reason(record)}): "
-             f"{console_log_path(sweep_dir, record)}")
+        echo(
+            f"  FAILED {run_label(record)} ({failure_reason(record)}): "
+            f"{console_log_path(sweep_dir, record)}"
+        )
     if failed:
         echo("Re-run the same command to retry the failed runs (finished ones are skipped).")

@@ -6,6 +6,7 @@ the check ``train_net.py`` applies to its own overrides, so a key that does not 
 value of the wrong type fails here, naming the key, instead of in run 7 of 25, and a value
 the sweep accepts is one ``train_net.py`` accepts.
 """
+
 import os
 from typing import Dict, List, Sequence, Tuple
 

@@ -73,8 +73,8 @@ class SelfAttentionLayer(nn.Module):
 class CrossAttentionLayer(nn.Module):
     """Multi-head cross-attention from queries to a memory, with residual and LayerNorm.
 
-    With ``memory_mask`` it is the masked attention of Mask2Former (Eq. 1 of docs/method.md): a query
-    only attends to the memory positions its mask lets through.
+    With ``memory_mask`` it is the masked attention of Mask2Former (Eq. 1 of docs/method.md):
+    a query only attends to the memory positions its mask lets through.
     """
 
     def __init__(

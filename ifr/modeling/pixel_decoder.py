@@ -5,6 +5,7 @@ Frames are batch items: every frame is encoded independently (docs/method.md, "M
 Submodule names follow Mask2Former's ``MSDeformAttnPixelDecoder`` so that COCO-pretrained
 Mask2Former checkpoints load (``sem_seg_head.pixel_decoder.*`` there).
 """
+
 import copy
 from typing import Dict, List, Tuple
 
@@ -26,7 +27,9 @@ __all__ = ["MSDeformAttnEncoderLayer", "MSDeformAttnTransformerEncoder", "MSDefo
 class MSDeformAttnEncoderLayer(nn.Module):
     """Post-norm encoder layer: deformable self-attention, then a ReLU FFN."""
 
-    def __init__(self, d_model: int, d_ffn: int, dropout: float, n_levels: int, n_heads: int, n_points: int):
+    def __init__(
+        self, d_model: int, d_ffn: int, dropout: float, n_levels: int, n_heads: int, n_points: int
+    ):
         super().__init__()
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
         self.dropout1 = nn.Dropout(dropout)
@@ -38,10 +41,17 @@ class MSDeformAttnEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
 
     def forward(
-        self, src: Tensor, pos: Tensor, reference_points: Tensor, spatial_shapes: Tensor, level_start_index: Tensor
+        self,
+        src: Tensor,
+        pos: Tensor,
+        reference_points: Tensor,
+        spatial_shapes: Tensor,
+        level_start_index: Tensor,
     ) -> Tensor:
         """src, pos: (B, S, d_model); reference_points: (B, S, L, 2) -> (B, S, d_model)."""
-        attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index)
+        attended = self.self_attn(
+            src + pos, reference_points, src, spatial_shapes, level_start_index
+        )
         src = self.norm1(src + self.dropout1(attended))
         ffn = self.linear2(self.dropout2(F.relu(self.linear1(src))))
         return self.norm2(src + self.dropout3(ffn))
@@ -78,7 +88,9 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         enc_n_points: int = 4,
     ):
         super().__init__()
-        layer = MSDeformAttnEncoderLayer(d_model, dim_feedforward, dropout, num_feature_levels, nhead, enc_n_points)
+        layer = MSDeformAttnEncoderLayer(
+            d_model, dim_feedforward, dropout, num_feature_levels, nhead, enc_n_points
+        )
         self.encoder = _EncoderStack(layer, num_encoder_layers)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
         self.reset_parameters()
@@ -92,7 +104,9 @@ class MSDeformAttnTransformerEncoder(nn.Module):
                 module.reset_parameters()
         nn.init.normal_(self.level_embed)
 
-    def forward(self, srcs: List[Tensor], pos_embeds: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, srcs: List[Tensor], pos_embeds: List[Tensor]
+    ) -> Tuple[Tensor, Tensor, Tensor]:
         """
         Args:
             srcs, pos_embeds: L tensors (B, d_model, H_l, W_l), level order of ``level_embed``.
@@ -101,17 +115,24 @@ class MSDeformAttnTransformerEncoder(nn.Module):
             level_start_index (L,) long.
         """
         device = srcs[0].device
-        spatial_shapes = torch.as_tensor([src.shape[-2:] for src in srcs], dtype=torch.long, device=device)
+        spatial_shapes = torch.as_tensor(
+            [src.shape[-2:] for src in srcs], dtype=torch.long, device=device
+        )
         areas = spatial_shapes[:, 0] * spatial_shapes[:, 1]
         level_start_index = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
 
         src_flatten = torch.cat([src.flatten(2).transpose(1, 2) for src in srcs], 1)
         pos_flatten = torch.cat(
-            [pos.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1) for lvl, pos in enumerate(pos_embeds)],
+            [
+                pos.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
+                for lvl, pos in enumerate(pos_embeds)
+            ],
             1,
         )
         reference_points = self._pixel_centres(spatial_shapes, src_flatten)
-        memory = self.encoder(src_flatten, pos_flatten, reference_points, spatial_shapes, level_start_index)
+        memory = self.encoder(
+            src_flatten, pos_flatten, reference_points, spatial_shapes, level_start_index
+        )
         return memory, spatial_shapes, level_start_index
 
     @staticmethod
@@ -173,7 +194,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
             )
         by_stride = sorted(input_shape.items(), key=lambda item: item[1].stride)
         self.in_features = [name for name, _ in by_stride]  # res2, res3, ... (stride ascending)
-        encoder_shapes = [(name, spec) for name, spec in by_stride if name in transformer_in_features]
+        encoder_shapes = [
+            (name, spec) for name, spec in by_stride if name in transformer_in_features
+        ]
         # Mask2Former orders the encoder levels from the lowest resolution to the highest.
         self.transformer_in_features = [name for name, _ in encoder_shapes][::-1]
         self.transformer_num_feature_levels = len(self.transformer_in_features)
@@ -188,7 +211,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
 
         self.input_proj = nn.ModuleList(
             [
-                nn.Sequential(nn.Conv2d(spec.channels, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim))
+                nn.Sequential(
+                    nn.Conv2d(spec.channels, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim)
+                )
                 for _, spec in encoder_shapes[::-1]
             ]
         )
@@ -222,7 +247,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.output_convs = []
         for idx, name in enumerate(self.in_features[: self.num_fpn_levels][::-1]):
             lateral = Conv2d(
-                input_shape[name].channels, conv_dim, kernel_size=1, bias=use_bias, norm=get_norm(norm, conv_dim)
+                input_shape[name].channels,
+                conv_dim,
+                kernel_size=1,
+                bias=use_bias,
+                norm=get_norm(norm, conv_dim),
             )
             output = Conv2d(
                 conv_dim,
@@ -279,7 +308,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
         missing = [name for name in self.in_features if name not in features]
         if missing:
             raise KeyError(
-                f"MSDeformAttnPixelDecoder: backbone features {missing} are missing; got {sorted(features)}"
+                f"MSDeformAttnPixelDecoder: backbone features {missing} are missing; "
+                f"got {sorted(features)}"
             )
 
     def _encode(self, features: Dict[str, Tensor]) -> List[Tensor]:
@@ -294,7 +324,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
         batch = memory.shape[0]
         sizes = (spatial_shapes[:, 0] * spatial_shapes[:, 1]).tolist()
         maps = []
-        for chunk, (height, width) in zip(torch.split(memory, sizes, dim=1), spatial_shapes.tolist()):
+        for chunk, (height, width) in zip(
+            torch.split(memory, sizes, dim=1), spatial_shapes.tolist()
+        ):
             maps.append(chunk.transpose(1, 2).reshape(batch, -1, height, width))
         return maps
 
@@ -303,7 +335,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
         outputs = list(encoded)
         for idx, name in enumerate(self.in_features[: self.num_fpn_levels][::-1]):
             lateral = self.lateral_convs[idx](features[name].float())
-            coarser = F.interpolate(outputs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+            coarser = F.interpolate(
+                outputs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False
+            )
             outputs.append(self.output_convs[idx](lateral + coarser))
         return outputs
 

@@ -1,5 +1,6 @@
 """Sine position embeddings of feature maps: 2-D (DETR, as used by Mask2Former) and 3-D
 (clips, as Mask2Former-VIS)."""
+
 import math
 from typing import List, Optional, Sequence
 

@@ -1,4 +1,5 @@
 """Registries of the model's heads (the backbone uses detectron2's BACKBONE_REGISTRY)."""
+
 from detectron2.utils.registry import Registry
 
 PIXEL_DECODER_REGISTRY = Registry("PIXEL_DECODER")

@@ -1,6 +1,7 @@
 """Atomic writes, for every file that matters (checkpoints, results, manifests, splits): a
 reader, or a run killed at any moment, sees the old file or the new one, never half of one.
 Write to a temporary file in the same folder, then ``os.replace``."""
+
 import contextlib
 import json
 import os

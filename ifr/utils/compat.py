@@ -4,6 +4,7 @@ needs them (not as a side effect of ``import ifr``).
 - ``numpy.asfarray`` was removed in NumPy 2; py-motmetrics 1.4.0 (the newest release)
   still calls it: applied by ``ifr/evaluation/tracking.py``, the one user of motmetrics.
 """
+
 import numpy as np
 
 

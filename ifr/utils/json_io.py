@@ -1,5 +1,6 @@
 """Reading JSON files that come from outside (datasets, results, manifests): one clear
 error naming the file, whatever is wrong with it."""
+
 import json
 import os
 from typing import Any, Optional, Tuple, Type, Union
@@ -36,8 +37,9 @@ def read_json(path: str, what: str = "JSON file", top_level: TopLevel = dict) ->
     return parse_json(data, path, what, top_level)
 
 
-def parse_json(data: Union[bytes, str], source: str, what: str = "JSON file",
-               top_level: TopLevel = dict) -> Any:
+def parse_json(
+    data: Union[bytes, str], source: str, what: str = "JSON file", top_level: TopLevel = dict
+) -> Any:
     """Parse JSON text (e.g. a member of a zip) read from ``source``; errors as
     :func:`read_json`."""
     if isinstance(data, bytes):

@@ -12,6 +12,7 @@ from a file is checked here, in Python, before pycocotools sees it
 (:func:`validate_rle`); the error names where the RLE came from (``where``: the file,
 video and frame, as the caller knows them).
 """
+
 from numbers import Real
 from typing import Any, List, Optional, Sequence
 
@@ -119,8 +120,7 @@ def validate_rle(
     total = int(run_lengths(rle, where).sum())
     if total != size[0] * size[1]:
         raise RLEError(
-            f"{where}: RLE 'counts' cover {total} pixels, its size {size} has "
-            f"{size[0] * size[1]}"
+            f"{where}: RLE 'counts' cover {total} pixels, its size {size} has {size[0] * size[1]}"
         )
 
 
@@ -130,8 +130,9 @@ def with_str_counts(rle: Any) -> dict:
     counts = rle["counts"]
     height, width = (int(s) for s in rle["size"])
     if isinstance(counts, (list, tuple)):
-        counts = mask_util.frPyObjects({"size": [height, width], "counts": list(counts)},
-                                       height, width)["counts"]
+        counts = mask_util.frPyObjects(
+            {"size": [height, width], "counts": list(counts)}, height, width
+        )["counts"]
     if isinstance(counts, bytes):
         counts = counts.decode("ascii")
     return {"size": [height, width], "counts": counts}
@@ -229,9 +230,7 @@ def rle_areas(rles: Sequence[Optional[dict]]) -> np.ndarray:
     return areas
 
 
-def validate_rles(
-    rles: Sequence[Any], height: int, width: int, wheres: Sequence[str]
-) -> None:
+def validate_rles(rles: Sequence[Any], height: int, width: int, wheres: Sequence[str]) -> None:
     """:func:`validate_rle` of many RLEs of one ``height`` x ``width`` (e.g. every mask of a
     video) at once: the run lengths of all compressed ``counts`` are decoded in one
     vectorised pass, and those of all uncompressed ``counts`` summed in one, instead of a

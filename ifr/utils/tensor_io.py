@@ -9,6 +9,7 @@ Every failure is one exception naming the file: :class:`UnsafeCheckpointError` w
 file holds objects that loading was not allowed to build, :class:`CheckpointFormatError`
 when it is not a readable weight file at all (text, truncated, empty).
 """
+
 import pickle
 from typing import Any
 

@@ -8,16 +8,14 @@ import os
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data import detection_utils
+from detectron2.data import DatasetCatalog, MetadataCatalog, detection_utils
 from PIL import Image
+from ytvis_test_utils import blank_frames, write_frames, write_json
 
 from ifr.data import get_ytvis_dicts, register_ytvis_instances
 from ifr.data.datasets import YTVISFormatError, load_ytvis_json
 from ifr.data.datasets.frame_headers import check_frame_headers, read_frame_size
 from ifr.data.split import split_ytvis_json
-
-from ytvis_test_utils import blank_frames, write_frames, write_json
 
 H, W = 8, 10
 
@@ -194,8 +192,7 @@ CASES = [
         "empty frame file",
         _write_frame_file("vid_b/00001.png", b""),
         "headers",
-        "video id 4, key 'file_names': frame 1 ({root}/vid_b/00001.png) cannot be read as an "
-        "image",
+        "video id 4, key 'file_names': frame 1 ({root}/vid_b/00001.png) cannot be read as an image",
     ),
     (
         "text frame file",

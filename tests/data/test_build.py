@@ -1,4 +1,5 @@
 """Tests of ifr/data/build.py on the tiny dataset."""
+
 import logging
 
 import pytest
@@ -62,9 +63,11 @@ def test_get_ytvis_dicts_concatenates_and_checks_names(tiny_root):
 
 
 def test_videos_without_instances_are_filtered_with_a_count(caplog):
-    dicts = [{"video_id": 1, "annotations": [[], [{"id": 1}]]},
-             {"video_id": 2, "annotations": [[], []]},
-             {"video_id": 3, "annotations": [[]]}]
+    dicts = [
+        {"video_id": 1, "annotations": [[], [{"id": 1}]]},
+        {"video_id": 2, "annotations": [[], []]},
+        {"video_id": 3, "annotations": [[]]},
+    ]
     with caplog.at_level(logging.INFO, logger="ifr.data.build"):
         kept = filter_videos_without_instances(dicts)
     assert [d["video_id"] for d in kept] == [1]

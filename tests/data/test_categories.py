@@ -1,4 +1,5 @@
 """Tests of ifr/data/datasets/categories.py and the built-in registration."""
+
 import os
 
 import pytest
@@ -88,5 +89,7 @@ def test_held_out_splits_appear_only_when_written(tmp_path):
         (tmp_path / "ytvis_2019" / name).write_text("{}")
     splits = builtin_splits(str(tmp_path))
     assert splits["ytvis_2019_val_sub"] == (
-        str(tmp_path / "ytvis_2019/train/JPEGImages"), str(tmp_path / "ytvis_2019/val_sub.json"))
+        str(tmp_path / "ytvis_2019/train/JPEGImages"),
+        str(tmp_path / "ytvis_2019/val_sub.json"),
+    )
     assert "ytvis_2019_train_sub" in splits and "ytvis_2021_val_sub" not in splits

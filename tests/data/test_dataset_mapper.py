@@ -1,15 +1,15 @@
 """Tests of ifr/data/dataset_mapper.py on a hand-made video whose pixels and masks are
 known, so that resizing and flipping can be checked exactly."""
+
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
+from ytvis_test_utils import write_frames
 
 from ifr.data.dataset_mapper import YTVISDatasetMapper, clip_instances, sample_clip_frames
-
-from ytvis_test_utils import write_frames
 
 H, W = 20, 30
 
@@ -33,8 +33,10 @@ def _box_mask(y0, y1, x0, x1):
 
 
 # Track 5 (class 0) in every frame on the left; track 9 (class 1) only in frame 1.
-MASKS = {5: [_box_mask(2, 6, 1, 5), _box_mask(3, 7, 2, 6), _box_mask(4, 8, 3, 7)],
-         9: [None, _box_mask(10, 15, 20, 28), None]}
+MASKS = {
+    5: [_box_mask(2, 6, 1, 5), _box_mask(3, 7, 2, 6), _box_mask(4, 8, 3, 7)],
+    9: [None, _box_mask(10, 15, 20, 28), None],
+}
 CLASSES = {5: 0, 9: 1}
 
 
@@ -47,12 +49,24 @@ def video(tmp_path):
         for track_id in (9, 5):  # not in id order: the mapper must order instances itself
             mask = MASKS[track_id][t]
             if mask is not None:
-                frame.append({"id": track_id, "category_id": CLASSES[track_id],
-                              "segmentation": _rle(mask), "bbox": [0, 0, 1, 1],
-                              "bbox_mode": BoxMode.XYWH_ABS})
+                frame.append(
+                    {
+                        "id": track_id,
+                        "category_id": CLASSES[track_id],
+                        "segmentation": _rle(mask),
+                        "bbox": [0, 0, 1, 1],
+                        "bbox_mode": BoxMode.XYWH_ABS,
+                    }
+                )
         annotations.append(frame)
-    return {"file_names": [str(tmp_path / n) for n in names], "height": H, "width": W,
-            "length": 3, "video_id": 3, "annotations": annotations}
+    return {
+        "file_names": [str(tmp_path / n) for n in names],
+        "height": H,
+        "width": W,
+        "length": 3,
+        "video_id": 3,
+        "annotations": annotations,
+    }
 
 
 @pytest.fixture
@@ -60,9 +74,16 @@ def input_cfg(make_cfg):
     """``input_cfg(KEY=value)``: 3-frame clips at the video's size, ``INPUT.<KEY>`` set."""
 
     def build(**input_keys):
-        keys = {"MIN_SIZE_TRAIN": (H,), "MAX_SIZE_TRAIN": 1000, "MIN_SIZE_TEST": H,
-                "MAX_SIZE_TEST": 1000, "SAMPLING_FRAME_NUM": 3, "SAMPLING_FRAME_RANGE": 2,
-                "RANDOM_FLIP": "none", **input_keys}
+        keys = {
+            "MIN_SIZE_TRAIN": (H,),
+            "MAX_SIZE_TRAIN": 1000,
+            "MIN_SIZE_TEST": H,
+            "MAX_SIZE_TEST": 1000,
+            "SAMPLING_FRAME_NUM": 3,
+            "SAMPLING_FRAME_RANGE": 2,
+            "RANDOM_FLIP": "none",
+            **input_keys,
+        }
         return make_cfg(overrides={f"INPUT.{k}": v for k, v in keys.items()})
 
     return build
@@ -116,8 +137,9 @@ def test_one_flip_decision_for_the_whole_clip(video, input_cfg):
 
 
 def test_short_video_is_sampled_with_repetition(video, input_cfg):
-    one_frame = dict(video, length=1, file_names=video["file_names"][:1],
-                     annotations=video["annotations"][:1])
+    one_frame = dict(
+        video, length=1, file_names=video["file_names"][:1], annotations=video["annotations"][:1]
+    )
     out = YTVISDatasetMapper(input_cfg(), is_train=True)(one_frame)
     assert out["frame_idx"] == [0, 0, 0] and len(out["instances"]) == 3
     assert all(inst.gt_ids.tolist() == [5] for inst in out["instances"])
@@ -134,8 +156,10 @@ def test_unknown_flip_mode_is_refused(input_cfg):
         YTVISDatasetMapper(input_cfg(RANDOM_FLIP="flip_by_frame"), is_train=True)
 
 
-@pytest.mark.parametrize("length,num,window,shuffle", [(36, 2, 20, False), (36, 5, 3, False),
-                                                       (10, 4, 20, True), (3, 5, 20, False)])
+@pytest.mark.parametrize(
+    "length,num,window,shuffle",
+    [(36, 2, 20, False), (36, 5, 3, False), (10, 4, 20, True), (3, 5, 20, False)],
+)
 def test_sample_clip_frames(length, num, window, shuffle):
     np.random.seed(1)
     for _ in range(50):
@@ -155,8 +179,9 @@ def _obj(track_id, mask, category_id=0, **extra):
 
 
 def test_crowd_tracks_are_no_targets():
-    frames = [[_obj(5, MASKS[5][t]), _obj(7, _box_mask(0, 20, 10, 30), 1, iscrowd=1)]
-              for t in range(3)]
+    frames = [
+        [_obj(5, MASKS[5][t]), _obj(7, _box_mask(0, 20, 10, 30), 1, iscrowd=1)] for t in range(3)
+    ]
     instances = clip_instances(frames, T.TransformList([]), (H, W), (H, W))
     assert [inst.gt_ids.tolist() for inst in instances] == [[5], [5], [5]]
     assert all(inst.gt_classes.tolist() == [0] for inst in instances)

@@ -1,26 +1,42 @@
 """Tests of ifr/data/split.py and tools/split_ytvis.py."""
+
 import json
 import os
 
 import pytest
+from ytvis_test_utils import write_json
 
 from ifr.data.datasets import YTVISFormatError, load_ytvis_json
 from ifr.data.split import split_ytvis_json
-
-from ytvis_test_utils import write_json
 
 NUM_VIDEOS = 12
 
 
 def _train_data():
-    videos = [{"id": i, "file_names": [f"v{i}/0.jpg"], "height": 4, "width": 4, "length": 1}
-              for i in range(1, NUM_VIDEOS + 1)]
-    annotations = [{"id": 100 + 2 * i + k, "video_id": i, "category_id": 1 + i % 2,
-                    "iscrowd": 0, "segmentations": [{"size": [4, 4], "counts": [0, 16]}],
-                    "bboxes": [[0, 0, 4, 4]], "areas": [16]}
-                   for i in range(1, NUM_VIDEOS + 1) for k in range(2)]
-    return {"info": {"year": 2019}, "licenses": [], "videos": videos, "annotations": annotations,
-            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    videos = [
+        {"id": i, "file_names": [f"v{i}/0.jpg"], "height": 4, "width": 4, "length": 1}
+        for i in range(1, NUM_VIDEOS + 1)
+    ]
+    annotations = [
+        {
+            "id": 100 + 2 * i + k,
+            "video_id": i,
+            "category_id": 1 + i % 2,
+            "iscrowd": 0,
+            "segmentations": [{"size": [4, 4], "counts": [0, 16]}],
+            "bboxes": [[0, 0, 4, 4]],
+            "areas": [16],
+        }
+        for i in range(1, NUM_VIDEOS + 1)
+        for k in range(2)
+    ]
+    return {
+        "info": {"year": 2019},
+        "licenses": [],
+        "videos": videos,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+    }
 
 
 @pytest.fixture
@@ -54,8 +70,10 @@ def test_split_sizes_disjoint_and_complete(train_json, tmp_path):
 def test_split_is_determined_by_the_seed(train_json, tmp_path):
     first = _video_ids(split_ytvis_json(train_json, str(tmp_path / "a"), 4, seed=0)[1])[0]
     again = _video_ids(split_ytvis_json(train_json, str(tmp_path / "b"), 4, seed=0)[1])[0]
-    others = [_video_ids(split_ytvis_json(train_json, str(tmp_path / f"s{s}"), 4, seed=s)[1])[0]
-              for s in range(1, 4)]
+    others = [
+        _video_ids(split_ytvis_json(train_json, str(tmp_path / f"s{s}"), 4, seed=s)[1])[0]
+        for s in range(1, 4)
+    ]
     assert first == again
     assert any(o != first for o in others)
 

@@ -12,7 +12,6 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
-
 from PIL import Image
 
 from ifr.data.tiny import HEIGHT, TINY_SPLITS, WIDTH, generate_tiny_ytvis, tiny_statistics

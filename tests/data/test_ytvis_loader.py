@@ -1,5 +1,6 @@
 """Tests of ifr/data/datasets/ytvis.py: format of the dataset dicts and early, precise
 errors on malformed input."""
+
 import copy
 import os
 
@@ -8,10 +9,9 @@ import pycocotools.mask as mask_util
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from ytvis_test_utils import blank_frames, write_frames, write_json
 
 from ifr.data.datasets import YTVISFormatError, load_ytvis_json, register_ytvis_instances
-
-from ytvis_test_utils import blank_frames, write_frames, write_json
 
 H, W = 8, 10
 
@@ -35,13 +35,19 @@ def _valid_data(image_root):
         "categories": [{"id": 7, "name": "seven"}, {"id": 3, "name": "three"}],
         "annotations": [
             {
-                "id": 21, "video_id": 11, "category_id": 7, "iscrowd": 0,
+                "id": 21,
+                "video_id": 11,
+                "category_id": 7,
+                "iscrowd": 0,
                 "segmentations": [_rle(0, 2, 0, 3), None, _rle(1, 4, 2, 5)],
                 "bboxes": [[0, 0, 3, 2], None, [2, 1, 3, 3]],
                 "areas": [6, None, 9],
             },
             {
-                "id": 22, "video_id": 4, "category_id": 3, "iscrowd": 0,
+                "id": 22,
+                "video_id": 4,
+                "category_id": 3,
+                "iscrowd": 0,
                 "segmentations": [None, None, _rle(2, 6, 3, 8)],
                 "bboxes": [None, None, [3, 2, 5, 4]],
                 "areas": [None, None, 20],
@@ -142,9 +148,16 @@ def _break(data, how):
 @pytest.mark.parametrize(
     "how",
     [
-        "missing_videos", "video_without_file_names", "length_differs_from_file_names",
-        "duplicate_video_id", "segmentations", "bboxes", "areas", "unknown_category",
-        "unknown_video", "annotation_without_category",
+        "missing_videos",
+        "video_without_file_names",
+        "length_differs_from_file_names",
+        "duplicate_video_id",
+        "segmentations",
+        "bboxes",
+        "areas",
+        "unknown_category",
+        "unknown_video",
+        "annotation_without_category",
     ],
 )
 def test_malformed_input_names_file_video_and_key(dataset, how):

@@ -1,4 +1,5 @@
 """Helpers shared by the data tests: write hand-made YouTube-VIS files."""
+
 import json
 import os
 

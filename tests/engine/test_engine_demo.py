@@ -1,4 +1,5 @@
 """ifr/engine/demo.py: output checks and the class names the demo labels with."""
+
 import logging
 import os
 

@@ -1,4 +1,5 @@
 """End to end through tools/train_net.py on the tiny dataset (few iterations, CPU)."""
+
 import json
 import os
 import subprocess
@@ -10,14 +11,24 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
-FAST = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.IFR.TRAIN_NUM_POINTS", "64",
-        "SOLVER.IMS_PER_BATCH", "2"]
+FAST = [
+    "MODEL.IFR.NUM_QUERIES",
+    "5",
+    "MODEL.IFR.TRAIN_NUM_POINTS",
+    "64",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+]
 
 
 def run_train_net(*args, env=None, check=True):
     result = subprocess.run(
         [sys.executable, TRAIN_NET, "--config-file", TINY, *args],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"train_net failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
@@ -28,8 +39,17 @@ def run_train_net(*args, env=None, check=True):
 def test_two_process_training_then_resume_then_eval_only(tmp_path):
     out = str(tmp_path / "run")
     # 2 CPU processes with gloo (DDP), 3 iterations, checkpoint every 2.
-    run_train_net("--num-gpus", "2", *FAST, "SOLVER.MAX_ITER", "3",
-                  "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", out)
+    run_train_net(
+        "--num-gpus",
+        "2",
+        *FAST,
+        "SOLVER.MAX_ITER",
+        "3",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "OUTPUT_DIR",
+        out,
+    )
     files = set(os.listdir(out))
     expected = {"model_0000001.pth", "model_final.pth", "last_checkpoint", "final_metrics.json"}
     assert expected | {"config.yaml"} <= files
@@ -66,8 +86,12 @@ def test_two_process_training_then_resume_then_eval_only(tmp_path):
 @pytest.mark.slow
 def test_missing_dataset_stops_at_once_naming_where_to_put_it(tmp_path):
     result = run_train_net(
-        "DATASETS.TRAIN", "('ytvis_2019_train',)", "OUTPUT_DIR", str(tmp_path / "x"),
-        env={"DETECTRON2_DATASETS": str(tmp_path / "nowhere")}, check=False,
+        "DATASETS.TRAIN",
+        "('ytvis_2019_train',)",
+        "OUTPUT_DIR",
+        str(tmp_path / "x"),
+        env={"DETECTRON2_DATASETS": str(tmp_path / "nowhere")},
+        check=False,
     )
     assert result.returncode != 0
     err = result.stderr

@@ -25,7 +25,11 @@ def _group_of(groups, param):
 def test_param_groups_scale_backbone_lr_and_skip_decay_on_norm_and_embeddings():
     net = Net()
     groups = build_param_groups(
-        net, base_lr=1e-4, weight_decay=0.05, weight_decay_norm=0.0, weight_decay_embed=0.0,
+        net,
+        base_lr=1e-4,
+        weight_decay=0.05,
+        weight_decay_norm=0.0,
+        weight_decay_embed=0.0,
         backbone_multiplier=0.1,
     )
     assert len(groups) == len(list(net.parameters()))

@@ -5,9 +5,9 @@ import uuid
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from ytvis_factory import box, make_gt
 
 from ifr.evaluation import YTVISEvaluator, load_results
-from ytvis_factory import box, make_gt
 
 H, W = 16, 16
 TRACK_1 = [box(H, W, 0, 6, 0, 6), box(H, W, 1, 7, 1, 7), None]
@@ -21,8 +21,9 @@ def register(tmp_path):
     names = []
 
     def _register(with_gt=True):
-        gt = make_gt([(3, H, W, 3), (5, H, W, 2)], [(3, 20, TRACK_1), (5, 10, TRACK_2)],
-                     categories=(10, 20))
+        gt = make_gt(
+            [(3, H, W, 3), (5, H, W, 2)], [(3, 20, TRACK_1), (5, 10, TRACK_2)], categories=(10, 20)
+        )
         if not with_gt:
             del gt["annotations"]
         json_file = tmp_path / f"gt_{len(names)}.json"
@@ -44,8 +45,12 @@ def register(tmp_path):
 
 def _output(track, label, score=0.9):
     masks = np.stack([np.zeros((H, W), bool) if m is None else m for m in track])
-    return {"image_size": (H, W), "pred_scores": [score], "pred_labels": [label],
-            "pred_masks": [masks]}
+    return {
+        "image_size": (H, W),
+        "pred_scores": [score],
+        "pred_labels": [label],
+        "pred_masks": [masks],
+    }
 
 
 def _evaluator(name, **kwargs):
@@ -66,9 +71,18 @@ def test_perfect_outputs_give_perfect_metrics_and_write_results(register, tmp_pa
     assert list(metrics) == ["segm", "tracking"]
     assert metrics["segm"]["AP"] == pytest.approx(100.0)
     assert metrics["segm"]["AR1"] == pytest.approx(100.0)
-    assert metrics["tracking"] == {"IDF1": 100.0, "MOTA": 100.0, "IDP": 100.0, "IDR": 100.0,
-                                   "IDs": 0, "HOTA": 100.0, "DetA": 100.0, "AssA": 100.0,
-                                   "OneQuery": 100.0, "QueriesPerTrack": 1.0}
+    assert metrics["tracking"] == {
+        "IDF1": 100.0,
+        "MOTA": 100.0,
+        "IDP": 100.0,
+        "IDR": 100.0,
+        "IDs": 0,
+        "HOTA": 100.0,
+        "DetA": 100.0,
+        "AssA": 100.0,
+        "OneQuery": 100.0,
+        "QueriesPerTrack": 1.0,
+    }
     results = load_results(str(out_dir / "results.zip"))
     assert [(r["video_id"], r["category_id"]) for r in results] == [(3, 20), (5, 10)]
     assert results[0]["segmentations"][2] is None
@@ -125,6 +139,7 @@ def test_malformed_ground_truth_is_named(register, tmp_path):
     gt["annotations"][1]["id"] = gt["annotations"][0]["id"]
     with open(json_file, "w") as f:
         json.dump(gt, f)
-    with pytest.raises(ValueError, match=f"{json_file}: video 5, annotation 1: annotation id 1 "
-                                         "appears twice"):
+    with pytest.raises(
+        ValueError, match=f"{json_file}: video 5, annotation 1: annotation id 1 appears twice"
+    ):
         _run(_evaluator(name), [(3, 3, _output(TRACK_1, 1)), (5, 2, _output(TRACK_2, 0))])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from pycocotools import mask as mask_util
+from ytvis_factory import box, make_gt, rle
 
 from ifr.evaluation.results_io import (
     encode_track,
@@ -15,7 +16,6 @@ from ifr.evaluation.results_io import (
     write_results,
 )
 from ifr.evaluation.tracks import video_infos
-from ytvis_factory import box, make_gt, rle
 
 
 def _masks():
@@ -29,8 +29,12 @@ def _masks():
 
 def test_instances_to_results_from_tensor_round_trips():
     masks = _masks()
-    output = {"image_size": (6, 5), "pred_scores": [0.9, 0.2], "pred_labels": [0, 3],
-              "pred_masks": torch.from_numpy(masks)}
+    output = {
+        "image_size": (6, 5),
+        "pred_scores": [0.9, 0.2],
+        "pred_labels": [0, 3],
+        "pred_masks": torch.from_numpy(masks),
+    }
     entries = instances_to_ytvis_results(17, output, {0: 1, 3: 40})
     assert [e["category_id"] for e in entries] == [1, 40]
     assert [e["score"] for e in entries] == pytest.approx([0.9, 0.2])
@@ -65,8 +69,14 @@ def test_instances_to_results_errors():
 
 
 def test_write_results_json_and_zip_round_trip(tmp_path):
-    entries = [{"video_id": 1, "score": 0.5, "category_id": 2,
-                "segmentations": [rle(box(4, 4, 0, 2, 0, 2)), None]}]
+    entries = [
+        {
+            "video_id": 1,
+            "score": 0.5,
+            "category_id": 2,
+            "segmentations": [rle(box(4, 4, 0, 2, 0, 2)), None],
+        }
+    ]
     json_path, zip_path = write_results(entries, str(tmp_path / "out"))
     assert load_results(json_path) == entries
     assert load_results(zip_path) == entries
@@ -101,19 +111,35 @@ def test_load_results_errors(tmp_path):
         (lambda e: e.update(score=float("nan")), "'score' must be a finite number"),
         (lambda e: e.update(category_id=1.5), "'category_id' must be an int"),
         (lambda e: e.update(category_id=9), "'category_id' 9 is not a ground-truth category"),
-        (lambda e: e.update(segmentations=[None]), "'segmentations' has 1 frames, the ground truth's video 1 has 2"),
-        (lambda e: e["segmentations"].__setitem__(0, {"size": [3, 4]}),
-         "frame 0: a segmentation must be None or"),
-        (lambda e: e["segmentations"].__setitem__(0, rle(np.ones((3, 3), bool))),
-         r"entry 1 \(video 1\), frame 0: RLE size \[3, 3\], the video is \[4, 4\]"),
+        (
+            lambda e: e.update(segmentations=[None]),
+            "'segmentations' has 1 frames, the ground truth's video 1 has 2",
+        ),
+        (
+            lambda e: e["segmentations"].__setitem__(0, {"size": [3, 4]}),
+            "frame 0: a segmentation must be None or",
+        ),
+        (
+            lambda e: e["segmentations"].__setitem__(0, rle(np.ones((3, 3), bool))),
+            r"entry 1 \(video 1\), frame 0: RLE size \[3, 3\], the video is \[4, 4\]",
+        ),
         # The counts of a 2x2 mask declared 4x4 (pycocotools would read past them).
-        (lambda e: e["segmentations"].__setitem__(
-            1, dict(rle(np.ones((2, 2), bool)), size=[4, 4])),
-         r"entry 1 \(video 1\), frame 1: RLE 'counts' cover 4 pixels, its size \[4, 4\]"),
-        (lambda e: e["segmentations"].__setitem__(1, {"size": [4, 4], "counts": "@@@@garbage!!"}),
-         r"frame 1: 'counts' has a character 'r' outside"),
-        (lambda e: e["segmentations"].__setitem__(1, {"size": [4, 4], "counts": [16]}),
-         "frame 1: RLE 'counts' must be a compressed str"),
+        (
+            lambda e: e["segmentations"].__setitem__(
+                1, dict(rle(np.ones((2, 2), bool)), size=[4, 4])
+            ),
+            r"entry 1 \(video 1\), frame 1: RLE 'counts' cover 4 pixels, its size \[4, 4\]",
+        ),
+        (
+            lambda e: e["segmentations"].__setitem__(
+                1, {"size": [4, 4], "counts": "@@@@garbage!!"}
+            ),
+            r"frame 1: 'counts' has a character 'r' outside",
+        ),
+        (
+            lambda e: e["segmentations"].__setitem__(1, {"size": [4, 4], "counts": [16]}),
+            "frame 1: RLE 'counts' must be a compressed str",
+        ),
     ],
 )
 def test_validate_results_names_the_bad_entry(change, message):

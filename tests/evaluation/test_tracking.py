@@ -3,9 +3,9 @@ import sys
 
 import numpy as np
 import pytest
+from ytvis_factory import box, make_gt, make_result
 
 from ifr.evaluation.tracking import TRACKING_METRIC_NAMES, evaluate_tracking
-from ytvis_factory import box, make_gt, make_result
 
 H, W, T = 40, 40, 4
 A = box(H, W, 0, 10, 0, 10)  # top-left object
@@ -20,9 +20,18 @@ def test_identical_tracks_are_perfect():
     gt = _gt([A] * T, [None, B, B, B])
     results = [make_result(1, 1, 0.9, [A] * T), make_result(1, 2, 0.8, [None, B, B, B])]
     metrics = evaluate_tracking(gt, results, 0.5)
-    assert metrics == {"IDF1": 100.0, "MOTA": 100.0, "IDP": 100.0, "IDR": 100.0, "IDs": 0,
-                       "HOTA": 100.0, "DetA": 100.0, "AssA": 100.0,
-                       "OneQuery": 100.0, "QueriesPerTrack": 1.0}
+    assert metrics == {
+        "IDF1": 100.0,
+        "MOTA": 100.0,
+        "IDP": 100.0,
+        "IDR": 100.0,
+        "IDs": 0,
+        "HOTA": 100.0,
+        "DetA": 100.0,
+        "AssA": 100.0,
+        "OneQuery": 100.0,
+        "QueriesPerTrack": 1.0,
+    }
     assert tuple(metrics) == TRACKING_METRIC_NAMES
 
 
@@ -81,15 +90,17 @@ def test_metrics_accumulate_over_videos():
 def test_single_identity_switch():
     gt = _gt([A] * T, [B] * T)
     # Object A: one prediction for frames 0-1, another for frames 2-3; B tracked perfectly.
-    results = [make_result(1, 1, 0.9, [A, A, None, None]),
-               make_result(1, 1, 0.9, [None, None, A, A]),
-               make_result(1, 1, 0.9, [B] * T)]
+    results = [
+        make_result(1, 1, 0.9, [A, A, None, None]),
+        make_result(1, 1, 0.9, [None, None, A, A]),
+        make_result(1, 1, 0.9, [B] * T),
+    ]
     metrics = evaluate_tracking(gt, results, 0.5)
     assert metrics["IDs"] == 1 and metrics["MOTA"] == pytest.approx((1 - 1 / 8) * 100)
     # DetA 1. AssA over the 8 matches: A's 4 with 2 / (4 + 2 - 2) = 1/2 each, B's 4 with 1.
     assert metrics["DetA"] == pytest.approx(100.0)
     assert metrics["AssA"] == pytest.approx((4 * 0.5 + 4 * 1.0) / 8 * 100)
-    assert metrics["HOTA"] == pytest.approx(100 * 0.75 ** 0.5)
+    assert metrics["HOTA"] == pytest.approx(100 * 0.75**0.5)
     # A is covered by 2 predictions, B by 1.
     assert metrics["OneQuery"] == pytest.approx(50.0)
     assert metrics["QueriesPerTrack"] == pytest.approx(1.5)
@@ -109,9 +120,11 @@ def test_covering_counts_one_to_one_matches_at_half_iou():
     gt = _gt([A] * T)
     duplicate = box(H, W, 0, 10, 0, 9)  # IoU 0.9 with A, lower than the exact prediction
     half = box(H, W, 0, 10, 0, 4)  # IoU 0.4: never covers A
-    results = [make_result(1, 1, 0.9, [A] * T),
-               make_result(1, 1, 0.8, [duplicate] * T),
-               make_result(1, 1, 0.7, [None, None, half, half])]
+    results = [
+        make_result(1, 1, 0.9, [A] * T),
+        make_result(1, 1, 0.8, [duplicate] * T),
+        make_result(1, 1, 0.7, [None, None, half, half]),
+    ]
     metrics = evaluate_tracking(gt, results, 0.5)
     # The duplicate loses every frame's one-to-one matching to the exact prediction.
     assert metrics["OneQuery"] == 100.0 and metrics["QueriesPerTrack"] == 1.0
@@ -131,10 +144,11 @@ def test_no_ground_truth_is_undefined():
 
 @pytest.mark.slow
 def test_numpy_shim_comes_with_the_tracking_module_not_with_import_ifr():
-    code = ("import numpy, ifr; before = hasattr(numpy, 'asfarray'); "
-            "import ifr.evaluation.tracking; print(before, hasattr(numpy, 'asfarray'))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import numpy, ifr; before = hasattr(numpy, 'asfarray'); "
+        "import ifr.evaluation.tracking; print(before, hasattr(numpy, 'asfarray'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     if np.lib.NumpyVersion(np.__version__) >= "2.0.0":  # asfarray was removed in NumPy 2
         assert proc.stdout.split() == ["False", "True"]

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from ytvis_factory import make_gt, make_result, random_masks, rle
 
 from ifr.evaluation.tracks import (
     average_area,
@@ -9,7 +10,6 @@ from ifr.evaluation.tracks import (
     track_iou_matrix,
     video_infos,
 )
-from ytvis_factory import make_gt, make_result, random_masks, rle
 
 
 def _dense_track_iou(pred, gt):
@@ -52,8 +52,10 @@ def test_average_area_skips_absent_and_empty_frames():
 
 def _two_annotation_gt():
     masks = random_masks(np.random.default_rng(1), 4, 4, 4)
-    return make_gt([(1, 4, 4, 2), (2, 4, 4, 2)],
-                   [(1, 1, masks[:2]), (2, 2, [masks[2], None]), (2, 1, [None, masks[3]])])
+    return make_gt(
+        [(1, 4, 4, 2), (2, 4, 4, 2)],
+        [(1, 1, masks[:2]), (2, 2, [masks[2], None]), (2, 1, [None, masks[3]])],
+    )
 
 
 def _set_segmentation(ann_index, frame, value):
@@ -63,28 +65,48 @@ def _set_segmentation(ann_index, frame, value):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda gt: gt["annotations"][2].update(id=1),
-         "gt.json: video 2, annotation 1: annotation id 1 appears twice \\(also in video 1\\)"),
+        (
+            lambda gt: gt["annotations"][2].update(id=1),
+            "gt.json: video 2, annotation 1: annotation id 1 appears twice \\(also in video 1\\)",
+        ),
         # A ground-truth RLE of another size than the video's (it changed AP silently).
-        (_set_segmentation(1, 0, rle(np.ones((3, 4), bool))),
-         r"gt.json: video 2, annotation 2, frame 0: RLE size \[3, 4\], the video is \[4, 4\]"),
-        (_set_segmentation(2, 1, {"size": [4, 4], "counts": "@@@@garbage!!"}),
-         r"gt.json: video 2, annotation 3, frame 1: 'counts' has a character"),
-        (_set_segmentation(0, 1, {"size": [4, 4], "counts": [3, 4]}),
-         r"gt.json: video 1, annotation 1, frame 1: RLE 'counts' cover 7 pixels"),
-        (lambda gt: gt["annotations"][0]["segmentations"].pop(),
-         "gt.json: video 1, annotation 1: 1 segmentations for a video of 2 frames"),
-        (lambda gt: gt["annotations"][0].update(video_id=9),
-         "gt.json: video 9, annotation 1: video id 9 not in 'videos'"),
-        (lambda gt: gt["annotations"][0].update(category_id=7),
-         "gt.json: video 1, annotation 1: category id 7 not in 'categories'"),
-        (lambda gt: gt["annotations"][0].update(areas=[1]),
-         "gt.json: video 1, annotation 1: 'areas' must be 2 numbers"),
-        (lambda gt: gt["annotations"][0].pop("segmentations"),
-         "gt.json: video 1, annotation 1: missing key 'segmentations'"),
+        (
+            _set_segmentation(1, 0, rle(np.ones((3, 4), bool))),
+            r"gt.json: video 2, annotation 2, frame 0: RLE size \[3, 4\], the video is \[4, 4\]",
+        ),
+        (
+            _set_segmentation(2, 1, {"size": [4, 4], "counts": "@@@@garbage!!"}),
+            r"gt.json: video 2, annotation 3, frame 1: 'counts' has a character",
+        ),
+        (
+            _set_segmentation(0, 1, {"size": [4, 4], "counts": [3, 4]}),
+            r"gt.json: video 1, annotation 1, frame 1: RLE 'counts' cover 7 pixels",
+        ),
+        (
+            lambda gt: gt["annotations"][0]["segmentations"].pop(),
+            "gt.json: video 1, annotation 1: 1 segmentations for a video of 2 frames",
+        ),
+        (
+            lambda gt: gt["annotations"][0].update(video_id=9),
+            "gt.json: video 9, annotation 1: video id 9 not in 'videos'",
+        ),
+        (
+            lambda gt: gt["annotations"][0].update(category_id=7),
+            "gt.json: video 1, annotation 1: category id 7 not in 'categories'",
+        ),
+        (
+            lambda gt: gt["annotations"][0].update(areas=[1]),
+            "gt.json: video 1, annotation 1: 'areas' must be 2 numbers",
+        ),
+        (
+            lambda gt: gt["annotations"][0].pop("segmentations"),
+            "gt.json: video 1, annotation 1: missing key 'segmentations'",
+        ),
         # A video whose length disagrees with its frames is the ground truth's fault.
-        (lambda gt: gt["videos"][1].update(length=3),
-         "gt.json: video 2: 'length' is 3 but it has 2 file_names"),
+        (
+            lambda gt: gt["videos"][1].update(length=3),
+            "gt.json: video 2: 'length' is 3 but it has 2 file_names",
+        ),
         (lambda gt: gt["videos"][1].update(id=1), "gt.json: video 1: video id 1 appears twice"),
         (lambda gt: gt["videos"][0].update(height=0), "gt.json: video 1: 'height' must be"),
         (lambda gt: gt["categories"].append({"id": 1}), r"category id\(s\) \[1\] appear"),

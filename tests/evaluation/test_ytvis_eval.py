@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from ytvis_factory import box, make_gt, make_result, random_masks
 
 from ifr.evaluation.ytvis_eval import METRIC_NAMES, evaluate_ytvis, greedy_match
-from ytvis_factory import box, make_gt, make_result, random_masks
 
 H, W = 20, 20
 
@@ -159,8 +159,14 @@ def test_gt_polygons_and_uncompressed_rle_are_read():
     polygon = [[0, 0, 10, 0, 10, 10, 0, 10]]
     uncompressed = {"size": [H, W], "counts": [0, 2, H * W - 2]}
     gt["annotations"] = [
-        {"id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0, "areas": [100, 2],
-         "segmentations": [polygon, uncompressed]}
+        {
+            "id": 1,
+            "video_id": 1,
+            "category_id": 1,
+            "iscrowd": 0,
+            "areas": [100, 2],
+            "segmentations": [polygon, uncompressed],
+        }
     ]
     from pycocotools import mask as mask_util
 
@@ -196,18 +202,31 @@ def _to_coco(gt, results):
     """COCO image-level equivalents of single-frame YouTube-VIS ground truth and results."""
     images = [{"id": v["id"], "height": v["height"], "width": v["width"]} for v in gt["videos"]]
     annotations = [
-        {"id": a["id"], "image_id": a["video_id"], "category_id": a["category_id"],
-         "segmentation": a["segmentations"][0], "area": a["areas"][0],
-         "bbox": [0, 0, 1, 1], "iscrowd": a["iscrowd"]}
+        {
+            "id": a["id"],
+            "image_id": a["video_id"],
+            "category_id": a["category_id"],
+            "segmentation": a["segmentations"][0],
+            "area": a["areas"][0],
+            "bbox": [0, 0, 1, 1],
+            "iscrowd": a["iscrowd"],
+        }
         for a in gt["annotations"]
     ]
     coco_gt = COCO()
-    coco_gt.dataset = {"images": images, "annotations": annotations,
-                       "categories": copy.deepcopy(gt["categories"])}
+    coco_gt.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": copy.deepcopy(gt["categories"]),
+    }
     coco_gt.createIndex()
     detections = [
-        {"image_id": r["video_id"], "category_id": r["category_id"], "score": r["score"],
-         "segmentation": r["segmentations"][0]}
+        {
+            "image_id": r["video_id"],
+            "category_id": r["category_id"],
+            "score": r["score"],
+            "segmentation": r["segmentations"][0],
+        }
         for r in results
     ]
     return coco_gt, coco_gt.loadRes(detections)
@@ -226,8 +245,14 @@ def test_single_frame_videos_match_pycocotools_cocoeval(seed):
             if rng.random() < 0.8:  # a perturbed detection of it, maybe of a wrong class
                 pred = np.roll(mask, int(rng.integers(-40, 41)), axis=int(rng.integers(0, 2)))
                 wrong = rng.random() < 0.15
-                results.append(make_result(video_id, 1 + category % 3 if wrong else category,
-                                           float(rng.random()), [pred]))
+                results.append(
+                    make_result(
+                        video_id,
+                        1 + category % 3 if wrong else category,
+                        float(rng.random()),
+                        [pred],
+                    )
+                )
         for mask in random_masks(rng, int(rng.integers(0, 3)), size, size):  # false positives
             category = int(rng.integers(1, 4))
             results.append(make_result(video_id, category, float(rng.random()), [mask]))

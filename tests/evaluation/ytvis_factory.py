@@ -1,4 +1,5 @@
 """Builders of tiny YouTube-VIS ground truth and results from numpy masks, for tests."""
+
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -26,8 +27,13 @@ def make_gt(videos, annotations, categories=(1, 2)) -> dict:
     annotations: [(video_id, category_id, track)] or (..., iscrowd)."""
     gt = {
         "videos": [
-            {"id": v, "height": h, "width": w, "length": t,
-             "file_names": [f"{v}/{i:05d}.jpg" for i in range(t)]}
+            {
+                "id": v,
+                "height": h,
+                "width": w,
+                "length": t,
+                "file_names": [f"{v}/{i:05d}.jpg" for i in range(t)],
+            }
             for v, h, w, t in videos
         ],
         "categories": [{"id": c, "name": f"class{c}"} for c in categories],

@@ -1,6 +1,7 @@
 """Fixtures of the experiment-tooling tests: a tiny config file and a fake training script
 that honours train_net.py's contract (OUTPUT_DIR/last_checkpoint while training, then
 OUTPUT_DIR/final_metrics.json) without training anything."""
+
 import textwrap
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 # The fake script's metrics, a function of the swept value and the seed that the tests
 # recompute independently.
 FAKE_SCRIPT = textwrap.dedent(
-    '''
+    """
     import json, os, sys, time
 
     argv = sys.argv[1:]
@@ -40,13 +41,18 @@ FAKE_SCRIPT = textwrap.dedent(
         metrics.update(IDF1=70 + seed, MOTA=45 - lam, IDP=80.0, IDR=60.0, IDs=50 + seed)
     with open(os.path.join(out, "final_metrics.json"), "w") as f:
         json.dump(metrics, f)
-    '''
+    """
 )
 
 
 def fake_metrics(lam: float, seed: int) -> dict:
-    return {"AP": 40 + 10 * lam + seed, "AP50": 60 + lam - 0.5 * seed,
-            "AP75": 45 + seed * seed, "AR1": 30.0, "AR10": 50 + lam * seed}
+    return {
+        "AP": 40 + 10 * lam + seed,
+        "AP50": 60 + lam - 0.5 * seed,
+        "AP75": 45 + seed * seed,
+        "AR1": 30.0,
+        "AR10": 50 + lam * seed,
+    }
 
 
 @pytest.fixture(name="fake_metrics")
@@ -66,12 +72,14 @@ def yaml_fake_train_script(tmp_path):
     """The fake script reading lambda_e from the config file when no override sets it, for
     comparisons of configs that differ only in their yaml."""
     path = tmp_path / "fake_yaml_train_net.py"
-    path.write_text(FAKE_SCRIPT.replace(
-        'lam = float(opts.get("MODEL.IFR.LAMBDA_E", "0.3"))',
-        'import yaml\n'
-        'lam = float(opts.get("MODEL.IFR.LAMBDA_E", '
-        'yaml.safe_load(open(argv[1]))["MODEL"]["IFR"]["LAMBDA_E"]))',
-    ))
+    path.write_text(
+        FAKE_SCRIPT.replace(
+            'lam = float(opts.get("MODEL.IFR.LAMBDA_E", "0.3"))',
+            "import yaml\n"
+            'lam = float(opts.get("MODEL.IFR.LAMBDA_E", '
+            'yaml.safe_load(open(argv[1]))["MODEL"]["IFR"]["LAMBDA_E"]))',
+        )
+    )
     return str(path)
 
 

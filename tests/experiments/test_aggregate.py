@@ -29,8 +29,14 @@ def write_sweep(sweep_dir, params, seeds, metrics_of, skip=()):
 
 def lambda_metrics(setting, seed):
     lam = float(setting[LAMBDA])
-    return {"AP": 40 + 10 * lam + seed ** 2, "AP50": 60 - seed, "AP75": 45.0 + lam,
-            "AR1": 30 + seed * lam, "AR10": 50.0, "APs": 1.0}
+    return {
+        "AP": 40 + 10 * lam + seed**2,
+        "AP50": 60 - seed,
+        "AP75": 45.0 + lam,
+        "AR1": 30 + seed * lam,
+        "AR10": 50.0,
+        "APs": 1.0,
+    }
 
 
 @pytest.fixture
@@ -108,8 +114,9 @@ def test_figure_has_one_panel_per_metric(lambda_sweep):
 
 def test_tracking_metrics_are_included_when_present(tmp_path):
     sweep_dir = str(tmp_path / "s")
-    write_sweep(sweep_dir, [], [0, 1],
-                lambda s, seed: {"AP": 40.0 + seed, "IDF1": 70.0, "IDs": 50 + seed})
+    write_sweep(
+        sweep_dir, [], [0, 1], lambda s, seed: {"AP": 40.0 + seed, "IDF1": 70.0, "IDs": 50 + seed}
+    )
     summary = aggregate_sweep(sweep_dir, echo=lambda line: None)
     assert summary.metrics == ["AP", "IDF1", "IDs"]
     assert summary.settings[0].stats["IDs"].mean == 50.5
@@ -118,8 +125,10 @@ def test_tracking_metrics_are_included_when_present(tmp_path):
 
 def test_two_swept_keys_need_x_and_draw_one_line_per_other_value(tmp_path):
     sweep_dir = str(tmp_path / "s")
-    params = [SweepParam(LAMBDA, ("0.0", "0.5")),
-              SweepParam("INPUT.MIN_SIZE_TRAIN", ("(360,)", "(480,)"))]
+    params = [
+        SweepParam(LAMBDA, ("0.0", "0.5")),
+        SweepParam("INPUT.MIN_SIZE_TRAIN", ("(360,)", "(480,)")),
+    ]
     write_sweep(sweep_dir, params, [0, 1], lambda s, seed: {"AP": float(seed)})
     with pytest.raises(ValueError, match="--x"):
         aggregate_sweep(sweep_dir, echo=lambda line: None)
@@ -131,8 +140,7 @@ def test_two_swept_keys_need_x_and_draw_one_line_per_other_value(tmp_path):
 
 def test_undefined_minus_one_is_left_out_except_for_mota(tmp_path):
     sweep_dir = str(tmp_path / "s")
-    values = {0: {"AP": 40.0, "IDP": -1.0, "MOTA": -1.0},
-              1: {"AP": 42.0, "IDP": 80.0, "MOTA": 5.0}}
+    values = {0: {"AP": 40.0, "IDP": -1.0, "MOTA": -1.0}, 1: {"AP": 42.0, "IDP": 80.0, "MOTA": 5.0}}
     write_sweep(sweep_dir, [], [0, 1], lambda s, seed: values[seed])
     summary = aggregate_sweep(sweep_dir, echo=lambda line: None)
     stats = summary.settings[0].stats

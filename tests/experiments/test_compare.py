@@ -1,6 +1,7 @@
 """ifr/experiments/compare.py (and the fast paths of tools/compare.py): the Table-3-plus-AP
 layout from hand-made metrics with hand-computed mean ± std, the checks made before any
 run, and a comparison through a fake training script that fails, resumes and tabulates."""
+
 import csv
 import json
 import math
@@ -39,8 +40,9 @@ BASE_RUNS = {
 def write_config_sweep(output_dir, label, runs, seeds=(0, 1, 2)):
     """DIR/<label> as tools/compare.py leaves it; seeds without metrics are unfinished."""
     sweep_dir = os.path.join(output_dir, label)
-    manifest = SweepManifest.create(f"/{label}.yaml", "/t.py", [], list(seeds), [],
-                                    expand_grid([], seeds))
+    manifest = SweepManifest.create(
+        f"/{label}.yaml", "/t.py", [], list(seeds), [], expand_grid([], seeds)
+    )
     save_manifest(manifest, sweep_dir)
     for seed, metrics in runs.items():
         os.makedirs(os.path.join(sweep_dir, f"seed={seed}"))
@@ -52,8 +54,10 @@ def write_config_sweep(output_dir, label, runs, seeds=(0, 1, 2)):
 @pytest.fixture
 def hand_made(tmp_path):
     output_dir = str(tmp_path / "cmp")
-    return output_dir, [write_config_sweep(output_dir, "ifr", IFR_RUNS),
-                        write_config_sweep(output_dir, "base", BASE_RUNS)]
+    return output_dir, [
+        write_config_sweep(output_dir, "ifr", IFR_RUNS),
+        write_config_sweep(output_dir, "base", BASE_RUNS),
+    ]
 
 
 def test_table_rows_hold_hand_computed_mean_std_and_n(hand_made):
@@ -67,12 +71,16 @@ def test_table_rows_hold_hand_computed_mean_std_and_n(hand_made):
     assert "| config | runs | AP | AP50 | IDF1 | MOTA | IDP | IDs | HOTA |" in table
     # ifr AP 40, 42, 47: mean 43, squared deviations 9 + 1 + 16 = 26, std sqrt(26 / 2) = 3.61.
     # IDs 50, 52, 60: mean 54, squares 16 + 4 + 36 = 56, std sqrt(28) = 5.29.
-    assert ("| ifr | 3/3 | 43.0 ± 3.6 (3) | 60.0 ± 0.0 (3) | 72.0 ± 2.0 (3) | 47.0 ± 2.0 (3) "
-            "| 82.0 ± 2.0 (3) | 54.0 ± 5.3 (3) | 56.0 ± 1.0 (3) |") in table
+    assert (
+        "| ifr | 3/3 | 43.0 ± 3.6 (3) | 60.0 ± 0.0 (3) | 72.0 ± 2.0 (3) | 47.0 ± 2.0 (3) "
+        "| 82.0 ± 2.0 (3) | 54.0 ± 5.3 (3) | 56.0 ± 1.0 (3) |"
+    ) in table
     # base: two runs of three; AP 30, 31 -> 30.5 ± sqrt(0.5) = 0.71; MOTA may be negative
     # (-5, -1 -> -3.0 ± 2.83); IDP -1 means "nothing to measure": one value left; no HOTA.
-    assert ("| base | 2/3 | 30.5 ± 0.7 (2) | 51.0 ± 1.4 (2) | 61.0 ± 1.4 (2) | -3.0 ± 2.8 (2) "
-            "| 80.0 ± - (1) | 202.0 ± 2.8 (2) | - |") in table
+    assert (
+        "| base | 2/3 | 30.5 ± 0.7 (2) | 51.0 ± 1.4 (2) | 61.0 ± 1.4 (2) | -3.0 ± 2.8 (2) "
+        "| 80.0 ± - (1) | 202.0 ± 2.8 (2) | - |"
+    ) in table
     assert "over seeds 0, 1, 2" in table
     assert "- base/seed=2 (pending): " in table
 
@@ -86,8 +94,16 @@ def test_csv_has_exact_statistics(hand_made):
     assert float(rows[0]["AP_mean"]) == 43.0
     assert float(rows[0]["AP_std"]) == pytest.approx(math.sqrt(13.0))
     assert float(rows[1]["IDs_std"]) == pytest.approx(np.std([200, 204], ddof=1))
-    assert list(rows[0]) == ["config", "n", "AP_mean", "AP_std", "AP_n", "IDs_mean", "IDs_std",
-                             "IDs_n"]
+    assert list(rows[0]) == [
+        "config",
+        "n",
+        "AP_mean",
+        "AP_std",
+        "AP_n",
+        "IDs_mean",
+        "IDs_std",
+        "IDs_n",
+    ]
 
 
 def test_figure_has_a_bar_per_config_in_every_metric_panel(hand_made):
@@ -150,34 +166,53 @@ def test_configs_must_share_data_and_iterations(tmp_path, fake_train_script):
     with pytest.raises(ValueError, match=message):
         prepare_comparison(str(output_dir), [a, b], 2, train_script=fake_train_script)
     assert not output_dir.exists()  # nothing written before every check passed
-    sweeps = prepare_comparison(str(output_dir), [a, b], 2, overrides=["SOLVER.MAX_ITER", "5"],
-                                train_script=fake_train_script)
+    sweeps = prepare_comparison(
+        str(output_dir),
+        [a, b],
+        2,
+        overrides=["SOLVER.MAX_ITER", "5"],
+        train_script=fake_train_script,
+    )
     assert [s.label for s in sweeps] == ["a", "b"]
     assert load_manifest(str(output_dir / "b")).overrides == [("SOLVER.MAX_ITER", "5")]
     c = yaml_file(tmp_path, "c.yaml", "DATASETS:\n  TRAIN: ('ytvis_2019_train',)\n")
     with pytest.raises(ValueError, match="DATASETS.TRAIN"):
-        prepare_comparison(str(tmp_path / "cmp2"), [a, c], 1, overrides=["SOLVER.MAX_ITER", "5"],
-                           train_script=fake_train_script)
+        prepare_comparison(
+            str(tmp_path / "cmp2"),
+            [a, c],
+            1,
+            overrides=["SOLVER.MAX_ITER", "5"],
+            train_script=fake_train_script,
+        )
 
 
 def test_a_bad_override_or_config_is_named(tmp_path, fake_train_script):
     a = yaml_file(tmp_path, "a.yaml", "")
     b = yaml_file(tmp_path, "b.yaml", "")
     with pytest.raises(ValueError, match="MODEL.IFR.LAMBDA_F does not exist"):
-        prepare_comparison(str(tmp_path / "c"), [a, b], 1, overrides=["MODEL.IFR.LAMBDA_F", "1"],
-                           train_script=fake_train_script)
+        prepare_comparison(
+            str(tmp_path / "c"),
+            [a, b],
+            1,
+            overrides=["MODEL.IFR.LAMBDA_F", "1"],
+            train_script=fake_train_script,
+        )
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
-        prepare_comparison(str(tmp_path / "c"), [a, str(tmp_path / "nope.yaml")], 1,
-                           train_script=fake_train_script)
+        prepare_comparison(
+            str(tmp_path / "c"), [a, str(tmp_path / "nope.yaml")], 1, train_script=fake_train_script
+        )
     assert not (tmp_path / "c").exists()
 
 
 # --- through a fake training script ------------------------------------------------------
 
+
 @pytest.fixture
 def two_configs(tmp_path, yaml_fake_train_script):
-    configs = [yaml_file(tmp_path, f"{name}.yaml", f"MODEL:\n  IFR:\n    LAMBDA_E: {lam}\n")
-               for name, lam in (("ifr_a", 0.0), ("ifr_b", 0.5))]
+    configs = [
+        yaml_file(tmp_path, f"{name}.yaml", f"MODEL:\n  IFR:\n    LAMBDA_E: {lam}\n")
+        for name, lam in (("ifr_a", 0.0), ("ifr_b", 0.5))
+    ]
     return configs, yaml_fake_train_script
 
 
@@ -187,12 +222,23 @@ def calls(run_dir):
 
 
 def test_compare_tool_fails_one_run_resumes_it_and_tabulates(
-        tmp_path, two_configs, fake_metrics, monkeypatch, capsys, load_tool):
+    tmp_path, two_configs, fake_metrics, monkeypatch, capsys, load_tool
+):
     configs, script = two_configs
     compare = load_tool("compare")
     output_dir = str(tmp_path / "cmp")
-    argv = ["--configs", *configs, "--seeds", "2", "--output-dir", output_dir,
-            "--train-script", script, "SOLVER.MAX_ITER", "5"]
+    argv = [
+        "--configs",
+        *configs,
+        "--seeds",
+        "2",
+        "--output-dir",
+        output_dir,
+        "--train-script",
+        script,
+        "SOLVER.MAX_ITER",
+        "5",
+    ]
     monkeypatch.setenv("FAKE_CRASH_RUN", "0.0/1")  # config ifr_a, seed 1
     assert compare.main(argv) == 1
     captured = capsys.readouterr()
@@ -207,7 +253,8 @@ def test_compare_tool_fails_one_run_resumes_it_and_tabulates(
     assert compare.main(["--table-only", *argv]) == 0  # tabulates, trains nothing
     assert "| ifr_a | 1/2 | 40.0 ± - (1) |" in open(os.path.join(output_dir, "table.md")).read()
     assert calls(os.path.join(output_dir, "ifr_a", "seed=1")) == [
-        "resume=True had_checkpoint=False"]
+        "resume=True had_checkpoint=False"
+    ]
     capsys.readouterr()
 
     monkeypatch.delenv("FAKE_CRASH_RUN")
@@ -215,9 +262,12 @@ def test_compare_tool_fails_one_run_resumes_it_and_tabulates(
     out = capsys.readouterr().out
     assert "ifr_a: 2 runs in " in out and "1 finished, 1 to run" in out
     assert calls(os.path.join(output_dir, "ifr_a", "seed=0")) == [
-        "resume=True had_checkpoint=False"]  # finished: not run again
+        "resume=True had_checkpoint=False"
+    ]  # finished: not run again
     assert calls(os.path.join(output_dir, "ifr_a", "seed=1")) == [
-        "resume=True had_checkpoint=False", "resume=True had_checkpoint=True"]
+        "resume=True had_checkpoint=False",
+        "resume=True had_checkpoint=True",
+    ]
     assert load_manifest(os.path.join(output_dir, "ifr_a")).runs["seed=1"].state == DONE
     with open(os.path.join(output_dir, "table.csv")) as f:
         rows = list(csv.DictReader(f))
@@ -253,5 +303,9 @@ def test_runs_go_seed_by_seed_across_the_configs(tmp_path, two_configs):
     lines = []
     assert run_comparison(sweeps, echo=lines.append) == {"ifr_a": [], "ifr_b": []}
     running = [line.split(": running")[0] for line in lines if ": running" in line]
-    assert running == ["[1/4] ifr_a seed=0", "[2/4] ifr_b seed=0", "[3/4] ifr_a seed=1",
-                       "[4/4] ifr_b seed=1"]
+    assert running == [
+        "[1/4] ifr_a seed=0",
+        "[2/4] ifr_b seed=0",
+        "[3/4] ifr_a seed=1",
+        "[4/4] ifr_b seed=1",
+    ]

@@ -18,8 +18,9 @@ from ifr.experiments.manifest import (
 
 def make_manifest(values=("0.1", "0.3"), seeds=(0, 1), config="/c.yaml", overrides=()):
     params = [SweepParam("MODEL.IFR.LAMBDA_E", tuple(values))]
-    return SweepManifest.create(config, "/train.py", params, list(seeds), list(overrides),
-                                expand_grid(params, seeds))
+    return SweepManifest.create(
+        config, "/train.py", params, list(seeds), list(overrides), expand_grid(params, seeds)
+    )
 
 
 def test_round_trip(tmp_path):
@@ -62,8 +63,9 @@ def test_merge_extends_values_and_seeds_and_keeps_records(tmp_path):
     assert merged.runs["MODEL.IFR.LAMBDA_E=0.1/seed=0"].attempts == 2
 
 
-@pytest.mark.parametrize("change", [dict(config="/other.yaml"),
-                                    dict(overrides=[("SOLVER.MAX_ITER", "5")])])
+@pytest.mark.parametrize(
+    "change", [dict(config="/other.yaml"), dict(overrides=[("SOLVER.MAX_ITER", "5")])]
+)
 def test_merge_refuses_another_experiment(tmp_path, change):
     with pytest.raises(ValueError, match="use another --output-dir"):
         merge_manifests(make_manifest(**change), make_manifest(), str(tmp_path))

@@ -39,8 +39,14 @@ class FakeExecutor:
 @pytest.fixture
 def sweep(tmp_path, config_file, fake_train_script):
     sweep_dir = str(tmp_path / "sweep")
-    manifest = prepare_sweep(sweep_dir, config_file, [f"{LAMBDA}=0,0.5"], 2,
-                             overrides=["SOLVER.MAX_ITER", "5"], train_script=fake_train_script)
+    manifest = prepare_sweep(
+        sweep_dir,
+        config_file,
+        [f"{LAMBDA}=0,0.5"],
+        2,
+        overrides=["SOLVER.MAX_ITER", "5"],
+        train_script=fake_train_script,
+    )
     finished = os.path.join(sweep_dir, f"{LAMBDA}=0.0", "seed=0")
     os.makedirs(finished)
     with open(os.path.join(finished, "final_metrics.json"), "w") as f:
@@ -51,26 +57,50 @@ def sweep(tmp_path, config_file, fake_train_script):
 
 def test_one_job_per_unfinished_run_with_the_requested_resources(sweep):
     manifest, sweep_dir = sweep
-    options = SlurmOptions(partition="gpu", nodes=2, gpus_per_node=8, cpus_per_task=10,
-                           timeout_min=600, mem_gb=200)
-    jobs = submit_sweep_to_slurm(manifest, sweep_dir, options, make_executor=FakeExecutor,
-                                 echo=lambda line: None)
+    options = SlurmOptions(
+        partition="gpu", nodes=2, gpus_per_node=8, cpus_per_task=10, timeout_min=600, mem_gb=200
+    )
+    jobs = submit_sweep_to_slurm(
+        manifest, sweep_dir, options, make_executor=FakeExecutor, echo=lambda line: None
+    )
     assert len(jobs) == 3 and len(FakeExecutor.created) == 3  # one run was finished
     executor = FakeExecutor.created[0]
     run = f"{LAMBDA}=0.0/seed=1"
     assert executor.folder == os.path.join(sweep_dir, run, "submitit")
     assert executor.parameters == {
-        "name": f"ifr_{LAMBDA}=0.0_seed=1", "slurm_partition": "gpu", "nodes": 2,
-        "gpus_per_node": 8, "tasks_per_node": 1, "cpus_per_task": 10, "timeout_min": 600,
+        "name": f"ifr_{LAMBDA}=0.0_seed=1",
+        "slurm_partition": "gpu",
+        "nodes": 2,
+        "gpus_per_node": 8,
+        "tasks_per_node": 1,
+        "cpus_per_task": 10,
+        "timeout_min": 600,
         "mem_gb": 200,
     }
     job = executor.submitted[0]
     assert isinstance(job, TrainNetJob)
     assert job.command(1, "node-a", "12345") == [
-        sys.executable, manifest.train_script, "--config-file", manifest.config_file,
-        "--num-gpus", "8", "--num-machines", "2", "--machine-rank", "1",
-        "--dist-url", "tcp://node-a:32345", "--resume", "SOLVER.MAX_ITER", "5", LAMBDA, "0.0",
-        "SEED", "1", "OUTPUT_DIR", os.path.join(sweep_dir, run),
+        sys.executable,
+        manifest.train_script,
+        "--config-file",
+        manifest.config_file,
+        "--num-gpus",
+        "8",
+        "--num-machines",
+        "2",
+        "--machine-rank",
+        "1",
+        "--dist-url",
+        "tcp://node-a:32345",
+        "--resume",
+        "SOLVER.MAX_ITER",
+        "5",
+        LAMBDA,
+        "0.0",
+        "SEED",
+        "1",
+        "OUTPUT_DIR",
+        os.path.join(sweep_dir, run),
     ]
     assert job.console_log(0) == os.path.join(sweep_dir, run, "console.txt")
     assert job.console_log(1) == os.path.join(sweep_dir, run, "console.node1.txt")
@@ -82,15 +112,31 @@ def test_one_job_per_unfinished_run_with_the_requested_resources(sweep):
 
 def test_submitted_runs_are_not_submitted_twice(sweep):
     manifest, sweep_dir = sweep
-    submit_sweep_to_slurm(manifest, sweep_dir, SlurmOptions(), make_executor=FakeExecutor,
-                          echo=lambda line: None)
+    submit_sweep_to_slurm(
+        manifest, sweep_dir, SlurmOptions(), make_executor=FakeExecutor, echo=lambda line: None
+    )
     lines = []
     again = load_manifest(sweep_dir)
-    assert submit_sweep_to_slurm(again, sweep_dir, SlurmOptions(), make_executor=FakeExecutor,
-                                 echo=lines.append) == []
+    assert (
+        submit_sweep_to_slurm(
+            again, sweep_dir, SlurmOptions(), make_executor=FakeExecutor, echo=lines.append
+        )
+        == []
+    )
     assert sum("already submitted as job" in line for line in lines) == 3
-    assert len(submit_sweep_to_slurm(again, sweep_dir, SlurmOptions(), resubmit=True,
-                                     make_executor=FakeExecutor, echo=lambda line: None)) == 3
+    assert (
+        len(
+            submit_sweep_to_slurm(
+                again,
+                sweep_dir,
+                SlurmOptions(),
+                resubmit=True,
+                make_executor=FakeExecutor,
+                echo=lambda line: None,
+            )
+        )
+        == 3
+    )
 
 
 def test_single_node_lets_detectron2_pick_the_port(sweep):
@@ -98,7 +144,15 @@ def test_single_node_lets_detectron2_pick_the_port(sweep):
     record = manifest.runs[f"{LAMBDA}=0.5/seed=0"]
     job = make_train_job(manifest, record, sweep_dir, SlurmOptions(gpus_per_node=4))
     assert job.launch_args(0, "node-a", "77") == [
-        "--num-gpus", "4", "--num-machines", "1", "--machine-rank", "0", "--dist-url", "auto"]
+        "--num-gpus",
+        "4",
+        "--num-machines",
+        "1",
+        "--machine-rank",
+        "0",
+        "--dist-url",
+        "auto",
+    ]
     assert pickle.loads(pickle.dumps(job)).command(0, "x", "1") == job.command(0, "x", "1")
 
 
@@ -116,8 +170,13 @@ def test_job_runs_train_net_through_submitit(sweep):
     def debug_executor(folder):
         return submitit.AutoExecutor(folder=folder, cluster="debug")
 
-    jobs = submit_sweep_to_slurm(manifest, sweep_dir, SlurmOptions(partition="gpu"),
-                                 make_executor=debug_executor, echo=lambda line: None)
+    jobs = submit_sweep_to_slurm(
+        manifest,
+        sweep_dir,
+        SlurmOptions(partition="gpu"),
+        make_executor=debug_executor,
+        echo=lambda line: None,
+    )
     assert jobs[-1].result() == 0
     assert os.path.isfile(os.path.join(sweep_dir, run, "final_metrics.json"))
     with open(os.path.join(sweep_dir, run, "console.txt")) as f:

@@ -22,22 +22,45 @@ def calls(sweep_dir, name):
 
 
 def test_train_command(tmp_path, config_file, fake_train_script):
-    manifest = prepare_sweep(str(tmp_path / "s"), config_file, [f"{LAMBDA}=0,0.5"], 1,
-                             overrides=["SOLVER.MAX_ITER", "5"], train_script=fake_train_script)
+    manifest = prepare_sweep(
+        str(tmp_path / "s"),
+        config_file,
+        [f"{LAMBDA}=0,0.5"],
+        1,
+        overrides=["SOLVER.MAX_ITER", "5"],
+        train_script=fake_train_script,
+    )
     record = manifest.runs[f"{LAMBDA}=0.0/seed=0"]
     command = build_train_command(manifest, record, str(tmp_path / "s"), ["--num-gpus", "2"])
     assert command == [
-        sys.executable, fake_train_script, "--config-file", config_file, "--num-gpus", "2",
-        "--resume", "SOLVER.MAX_ITER", "5", LAMBDA, "0.0", "SEED", "0",
-        "OUTPUT_DIR", str(tmp_path / "s" / LAMBDA) + "=0.0/seed=0",
+        sys.executable,
+        fake_train_script,
+        "--config-file",
+        config_file,
+        "--num-gpus",
+        "2",
+        "--resume",
+        "SOLVER.MAX_ITER",
+        "5",
+        LAMBDA,
+        "0.0",
+        "SEED",
+        "0",
+        "OUTPUT_DIR",
+        str(tmp_path / "s" / LAMBDA) + "=0.0/seed=0",
     ]
 
 
 def test_validation_fails_before_any_run(tmp_path, config_file, fake_train_script):
     sweep_dir = tmp_path / "s"
     with pytest.raises(ValueError, match="MODEL.IFR.NOPE"):
-        prepare_sweep(str(sweep_dir), config_file, [f"{LAMBDA}=0,0.5", "MODEL.IFR.NOPE=1"], 2,
-                      train_script=fake_train_script)
+        prepare_sweep(
+            str(sweep_dir),
+            config_file,
+            [f"{LAMBDA}=0,0.5", "MODEL.IFR.NOPE=1"],
+            2,
+            train_script=fake_train_script,
+        )
     assert not sweep_dir.exists()
     with pytest.raises(FileNotFoundError, match="--train-script"):
         prepare_sweep(str(sweep_dir), config_file, [], 1, train_script=str(tmp_path / "no.py"))
@@ -45,8 +68,19 @@ def test_validation_fails_before_any_run(tmp_path, config_file, fake_train_scrip
 
 def test_dry_run_writes_nothing(tmp_path, config_file, fake_train_script, capsys, load_tool):
     sweep = load_tool("sweep")
-    argv = ["--config-file", config_file, "--param", f"{LAMBDA}=0,0.5", "--seeds", "2",
-            "--output-dir", str(tmp_path / "s"), "--train-script", fake_train_script, "--dry-run"]
+    argv = [
+        "--config-file",
+        config_file,
+        "--param",
+        f"{LAMBDA}=0,0.5",
+        "--seeds",
+        "2",
+        "--output-dir",
+        str(tmp_path / "s"),
+        "--train-script",
+        fake_train_script,
+        "--dry-run",
+    ]
     assert sweep.main(argv) == 0
     assert not (tmp_path / "s").exists()
     assert capsys.readouterr().out.count(fake_train_script) == 4
@@ -54,14 +88,27 @@ def test_dry_run_writes_nothing(tmp_path, config_file, fake_train_script, capsys
     assert "no '=' found" in capsys.readouterr().err
 
 
-def test_sweep_end_to_end_with_failure_and_rerun(tmp_path, config_file, fake_train_script,
-                                                 fake_metrics, monkeypatch, capsys, load_tool):
+def test_sweep_end_to_end_with_failure_and_rerun(
+    tmp_path, config_file, fake_train_script, fake_metrics, monkeypatch, capsys, load_tool
+):
     """2 values x 2 seeds; one run crashes after its first checkpoint. The re-run skips the
     finished runs and resumes the crashed one."""
     sweep = load_tool("sweep")
     sweep_dir = str(tmp_path / "sweep")
-    argv = ["--config-file", config_file, "--param", f"{LAMBDA}=0,0.5", "--seeds", "2",
-            "--output-dir", sweep_dir, "--train-script", fake_train_script, "SOLVER.MAX_ITER", "5"]
+    argv = [
+        "--config-file",
+        config_file,
+        "--param",
+        f"{LAMBDA}=0,0.5",
+        "--seeds",
+        "2",
+        "--output-dir",
+        sweep_dir,
+        "--train-script",
+        fake_train_script,
+        "SOLVER.MAX_ITER",
+        "5",
+    ]
     monkeypatch.setenv("FAKE_CRASH_RUN", "0.5/1")
     assert sweep.main(argv) == 1
     out = capsys.readouterr().out
@@ -77,6 +124,7 @@ def test_sweep_end_to_end_with_failure_and_rerun(tmp_path, config_file, fake_tra
     assert manifest.seeds == [0, 1] and manifest.params[0].values == ("0.0", "0.5")
     assert manifest.overrides == [("SOLVER.MAX_ITER", "5")]
     finished = [n for n in manifest.runs if n != CRASHING]
+
     def metrics_mtime(name):
         return os.path.getmtime(os.path.join(sweep_dir, name, "final_metrics.json"))
 
@@ -93,8 +141,10 @@ def test_sweep_end_to_end_with_failure_and_rerun(tmp_path, config_file, fake_tra
     for name in finished:  # skipped: not called again, metrics untouched
         assert calls(sweep_dir, name) == ["resume=True had_checkpoint=False"]
         assert metrics_mtime(name) == mtimes[name]
-    assert calls(sweep_dir, CRASHING) == ["resume=True had_checkpoint=False",
-                                          "resume=True had_checkpoint=True"]
+    assert calls(sweep_dir, CRASHING) == [
+        "resume=True had_checkpoint=False",
+        "resume=True had_checkpoint=True",
+    ]
     record = load_manifest(sweep_dir).runs[CRASHING]
     assert (record.state, record.attempts, record.exit_code) == (DONE, 2, 0)
 
@@ -114,9 +164,20 @@ def test_sigterm_leaves_a_consistent_manifest(tmp_path, config_file, fake_train_
     """SIGTERM during a run: the run's process group is stopped, the manifest records it
     as interrupted, and the next sweep resumes it."""
     sweep_dir = tmp_path / "sweep"
-    command = [sys.executable, os.path.join(REPO_ROOT, "tools", "sweep.py"),
-               "--config-file", config_file, "--param", f"{LAMBDA}=0.5", "--seeds", "1",
-               "--output-dir", str(sweep_dir), "--train-script", fake_train_script]
+    command = [
+        sys.executable,
+        os.path.join(REPO_ROOT, "tools", "sweep.py"),
+        "--config-file",
+        config_file,
+        "--param",
+        f"{LAMBDA}=0.5",
+        "--seeds",
+        "1",
+        "--output-dir",
+        str(sweep_dir),
+        "--train-script",
+        fake_train_script,
+    ]
     env = dict(os.environ, FAKE_SLEEP_RUN="0.5/0")
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sleeping = sweep_dir / f"{LAMBDA}=0.5" / "seed=0" / "sleeping"
@@ -133,17 +194,29 @@ def test_sigterm_leaves_a_consistent_manifest(tmp_path, config_file, fake_train_
     record = load_manifest(str(sweep_dir)).runs[f"{LAMBDA}=0.5/seed=0"]
     assert record.state == INTERRUPTED
 
-    manifest = prepare_sweep(str(sweep_dir), config_file, [f"{LAMBDA}=0.5"], 1,
-                             train_script=fake_train_script)
+    manifest = prepare_sweep(
+        str(sweep_dir), config_file, [f"{LAMBDA}=0.5"], 1, train_script=fake_train_script
+    )
     assert not run_sweep_locally(manifest, str(sweep_dir), echo=lambda line: None).failed
     assert calls(str(sweep_dir), f"{LAMBDA}=0.5/seed=0")[-1] == "resume=True had_checkpoint=True"
 
 
-def test_sweep_then_aggregate_tool(tmp_path, config_file, fake_train_script, fake_metrics, capsys,
-                                   load_tool):
+def test_sweep_then_aggregate_tool(
+    tmp_path, config_file, fake_train_script, fake_metrics, capsys, load_tool
+):
     sweep_dir = str(tmp_path / "sweep")
-    argv = ["--config-file", config_file, "--param", f"{LAMBDA}=0,0.5", "--seed-list", "1,4",
-            "--output-dir", sweep_dir, "--train-script", fake_train_script]
+    argv = [
+        "--config-file",
+        config_file,
+        "--param",
+        f"{LAMBDA}=0,0.5",
+        "--seed-list",
+        "1,4",
+        "--output-dir",
+        sweep_dir,
+        "--train-script",
+        fake_train_script,
+    ]
     assert load_tool("sweep").main(argv) == 0
     assert load_tool("aggregate").main([sweep_dir, "--metrics", "AP,AR10"]) == 0
     with open(os.path.join(sweep_dir, "summary.csv")) as f:

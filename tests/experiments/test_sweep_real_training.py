@@ -1,5 +1,6 @@
 """Issue "Experiments": a 2 x 2 sweep of the tiny config through the real train_net, on CPU,
 interrupted, resumed and aggregated; a run repeated with the same seed gives the same metrics."""
+
 import json
 import os
 import subprocess
@@ -9,18 +10,41 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
-FAST = ["SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "MODEL.IFR.NUM_QUERIES", "5",
-        "MODEL.IFR.TRAIN_NUM_POINTS", "64"]
+FAST = [
+    "SOLVER.MAX_ITER",
+    "2",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "MODEL.IFR.NUM_QUERIES",
+    "5",
+    "MODEL.IFR.TRAIN_NUM_POINTS",
+    "64",
+]
 
 
 def _tool(name, *args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
 
 
 def _sweep(out):
-    return _tool("sweep.py", "--config-file", TINY, "--param", "MODEL.IFR.LAMBDA_E=0,0.3",
-                 "--seeds", "2", "--output-dir", out, *FAST)
+    return _tool(
+        "sweep.py",
+        "--config-file",
+        TINY,
+        "--param",
+        "MODEL.IFR.LAMBDA_E=0,0.3",
+        "--seeds",
+        "2",
+        "--output-dir",
+        out,
+        *FAST,
+    )
 
 
 @pytest.mark.slow
@@ -28,8 +52,11 @@ def test_sweep_of_two_values_and_two_seeds_resumes_and_aggregates(tmp_path):
     out = str(tmp_path / "sweep")
     first = _sweep(out)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    runs = [os.path.join(out, f"MODEL.IFR.LAMBDA_E={v}", f"seed={s}")
-            for v in ("0.0", "0.3") for s in (0, 1)]
+    runs = [
+        os.path.join(out, f"MODEL.IFR.LAMBDA_E={v}", f"seed={s}")
+        for v in ("0.0", "0.3")
+        for s in (0, 1)
+    ]
     for run in runs:
         assert os.path.exists(os.path.join(run, "final_metrics.json")), run
 
@@ -55,8 +82,18 @@ def test_sweep_of_two_values_and_two_seeds_resumes_and_aggregates(tmp_path):
 
     # Reproducibility: the same config and seed, trained again elsewhere, same metrics.
     again = str(tmp_path / "again")
-    rerun = _tool("train_net.py", "--config-file", TINY, *FAST, "MODEL.IFR.LAMBDA_E", "0.3",
-                  "SEED", "0", "OUTPUT_DIR", again)
+    rerun = _tool(
+        "train_net.py",
+        "--config-file",
+        TINY,
+        *FAST,
+        "MODEL.IFR.LAMBDA_E",
+        "0.3",
+        "SEED",
+        "0",
+        "OUTPUT_DIR",
+        again,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     first_metrics = json.load(open(os.path.join(runs[2], "final_metrics.json")))
     assert json.load(open(os.path.join(again, "final_metrics.json"))) == first_metrics

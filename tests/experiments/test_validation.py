@@ -66,8 +66,10 @@ def test_sweep_and_train_net_accept_and_refuse_the_same_overrides(cfg):
     train_cfg = build_cfg(TINY, ["MODEL.IFR.LAMBDA_E", "1", "SOLVER.MAX_ITER", "7"])
     assert train_cfg.MODEL.IFR.LAMBDA_E == 1.0 and isinstance(train_cfg.MODEL.IFR.LAMBDA_E, float)
     assert train_cfg.SOLVER.MAX_ITER == 7
-    for key, value, message in [("MODEL.IFR.LAMBDA_F", "1", "LAMBDA_F does not exist"),
-                                ("SOLVER.MAX_ITER", "0.5", "SOLVER.MAX_ITER=0.5")]:
+    for key, value, message in [
+        ("MODEL.IFR.LAMBDA_F", "1", "LAMBDA_F does not exist"),
+        ("SOLVER.MAX_ITER", "0.5", "SOLVER.MAX_ITER=0.5"),
+    ]:
         with pytest.raises(ValueError, match=message):
             validate_sweep(cfg, [SweepParam(key, (value,))], [])
         with pytest.raises(ValueError, match=message):
@@ -76,9 +78,14 @@ def test_sweep_and_train_net_accept_and_refuse_the_same_overrides(cfg):
         build_cfg(TINY, ["SOLVER.MAX_ITER"])
 
 
-@pytest.mark.parametrize("key, value", [("MODEL.IFR.LAMBDA_E", "abc"),
-                                        ("SOLVER.MAX_ITER", "0.5"),
-                                        ("MODEL.IFR.DEEP_SUPERVISION", "[1]")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("MODEL.IFR.LAMBDA_E", "abc"),
+        ("SOLVER.MAX_ITER", "0.5"),
+        ("MODEL.IFR.DEEP_SUPERVISION", "[1]"),
+    ],
+)
 def test_wrong_type_is_named(cfg, key, value):
     with pytest.raises(ValueError, match=re.escape(f"{key}={value}")):
         normalize_override(cfg, key, value)

@@ -113,8 +113,10 @@ def test_rendering_frame_by_frame_is_bit_identical_to_thresholding_the_volume(ch
     candidates = VideoCandidates(torch.rand(5, 3, generator=generator), members, segments, 7)
     order = [4, 0, 3, 1, 2]
     volume = candidates.mask_probs(order, 0, 7, (23, 29)) > 0.5
-    expected = [[mask_util.encode(np.asfortranarray(m.numpy().astype(np.uint8))) for m in inst]
-                for inst in volume]
+    expected = [
+        [mask_util.encode(np.asfortranarray(m.numpy().astype(np.uint8))) for m in inst]
+        for inst in volume
+    ]
     got = candidates.render_rles(order, (23, 29), chunk=chunk, threshold=0.5)
     assert volume[order.index(3), 4:].sum() == 0  # candidate 3: no member after frame 3
     for got_instance, want_instance in zip(got, expected):

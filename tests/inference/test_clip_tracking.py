@@ -53,9 +53,11 @@ def make_clip(start, end, shows, where, classes=None, background=()):
     probs = torch.full((len(kept), 3), 0.05)
     for row, q in enumerate(kept):
         probs[row, classes.get(shows[q], shows[q] % 3)] = 0.9
-    masks = torch.stack(
-        [torch.stack([where(shows[q], t) for t in range(start, end)]) for q in kept]
-    ) if kept else torch.zeros(0, end - start, 16, 16)
+    masks = (
+        torch.stack([torch.stack([where(shows[q], t) for t in range(start, end)]) for q in kept])
+        if kept
+        else torch.zeros(0, end - start, 16, 16)
+    )
     return ClipLinkInput(start, end, kept, probs, masks)
 
 
@@ -86,9 +88,7 @@ def test_two_same_class_objects_crossing_keep_their_identities():
     where = lambda obj, t: box(2 * t if obj == 0 else 12 - 2 * t)  # noqa: E731
     ranges = split_into_clips(7, 3, 2)
     shows = [[c % 2, 1 - c % 2] for c in range(len(ranges))]  # queries swap every clip
-    clips = [
-        make_clip(s, e, sh, where, classes={0: 0, 1: 0}) for (s, e), sh in zip(ranges, shows)
-    ]
+    clips = [make_clip(s, e, sh, where, classes={0: 0, 1: 0}) for (s, e), sh in zip(ranges, shows)]
     assert torch.equal(where(0, 3), where(1, 3))  # the crossing frame
     tracks = run_tracker(clips)
     assert len(tracks) == 2
@@ -114,6 +114,7 @@ def test_an_object_leaving_and_reentering():
     """Object 1 is absent at frame 3 only: the clips around the gap share its other
     frames, so the track continues. Absent for frames 3-6 (longer than a clip): no clip
     shares a frame showing it, so its return starts a new track, as IFC."""
+
     def where_gap(gap):
         return lambda obj, t: box(t, obj) if obj == 0 or t not in gap else box(-10, obj)
 
@@ -166,9 +167,7 @@ def test_kept_queries_are_those_predicted_as_objects():
 
 def test_track_class_probs_average_its_clips():
     probs = {(0, 0): torch.tensor([1.0, 0.0]), (1, 3): torch.tensor([0.4, 0.6])}
-    assert torch.allclose(
-        track_class_probs([[(0, 0), (1, 3)]], probs), torch.tensor([[0.7, 0.3]])
-    )
+    assert torch.allclose(track_class_probs([[(0, 0), (1, 3)]], probs), torch.tensor([[0.7, 0.3]]))
 
 
 def decoded(output):
@@ -190,7 +189,10 @@ def test_one_clip_covering_the_video_equals_whole_video(toy_model, make_video):
 @pytest.mark.parametrize("num_frames, clip_length", [(2, 2), (5, 2), (5, 5), (7, 3)])
 def test_per_clip_inference_covers_every_frame(toy_model, make_video, num_frames, clip_length):
     model = toy_model(
-        mode="clip", clip_length=clip_length, clip_overlap=clip_length - 1, clip_min_score=0.0,
+        mode="clip",
+        clip_length=clip_length,
+        clip_overlap=clip_length - 1,
+        clip_min_score=0.0,
         top_k=3,
     )
     output = run_inference(model, make_video(num_frames))

@@ -61,8 +61,14 @@ def test_chunked_whole_video_equals_one_chunk(setup):
 def test_half_precision_feature_storage_keeps_the_predictions(setup):
     model, batched_input = setup
     full = infer(model, batched_input, mode="video", frame_chunk=2, feature_storage="cpu")
-    half = infer(model, batched_input, mode="video", frame_chunk=2, feature_storage="cpu",
-                 feature_storage_dtype="float16")
+    half = infer(
+        model,
+        batched_input,
+        mode="video",
+        frame_chunk=2,
+        feature_storage="cpu",
+        feature_storage_dtype="float16",
+    )
     assert np.allclose(full["pred_scores"], half["pred_scores"], atol=2e-2)
     assert full["pred_labels"] == half["pred_labels"]
     for masks_full, masks_half in zip(decoded(full), decoded(half)):
@@ -73,8 +79,13 @@ def test_one_clip_covering_the_video_equals_whole_video(setup):
     model, batched_input = setup
     whole = infer(model, batched_input, mode="video", frame_chunk=2)
     per_clip = infer(
-        model, batched_input, mode="clip", clip_length=NUM_FRAMES + 1, clip_overlap=1,
-        clip_min_score=0.0, frame_chunk=2,
+        model,
+        batched_input,
+        mode="clip",
+        clip_length=NUM_FRAMES + 1,
+        clip_overlap=1,
+        clip_min_score=0.0,
+        frame_chunk=2,
     )
     assert_same(per_clip, whole)
 

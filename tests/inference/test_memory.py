@@ -70,7 +70,6 @@ def test_rendering_upsamples_one_frame_of_one_instance_at_a_time(toy_model, monk
     """Peak memory of the masks does not grow with frames or instances: every upsampling
     to the original size is (1, 1, H0, W0)."""
     import ifr.inference.candidates as candidates
-
     from ifr.inference import run_inference
 
     shapes = []

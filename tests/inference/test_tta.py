@@ -49,8 +49,9 @@ def test_tta_frames_come_from_the_original_frames_in_memory():
     frames = frames_at_size(_shrunk_input(originals, original_frames=originals), 30, 1333, "RGB")
     for frame, original in zip(frames, originals):  # same size: the originals, unchanged
         assert np.array_equal(frame.numpy().transpose(1, 2, 0), original)
-    assert frames_at_size(_shrunk_input(originals, original_frames=originals), 15, 1333,
-                          "RGB")[0].shape == (3, 15, 21)
+    assert frames_at_size(_shrunk_input(originals, original_frames=originals), 15, 1333, "RGB")[
+        0
+    ].shape == (3, 15, 21)
 
 
 def test_tta_frames_are_read_again_from_the_files(tmp_path):
@@ -84,8 +85,8 @@ def test_every_tta_run_sees_frames_resized_from_the_originals(toy_model):
     model = toy_model(top_k=2, tta_enabled=True, tta_min_sizes=[60, 30], tta_pivot=1)
     seen = []
     preprocess = model.preprocess_frames
-    model.preprocess_frames = lambda frames: seen.append(tuple(frames[0].shape)) or preprocess(
-        frames
+    model.preprocess_frames = lambda frames: (
+        seen.append(tuple(frames[0].shape)) or preprocess(frames)
     )
     output = run_inference(model, _shrunk_input(originals, original_frames=originals))
     assert set(seen) == {(3, 60, 84), (3, 30, 42)}  # not the 20 x 28 mapper frames

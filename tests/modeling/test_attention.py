@@ -113,7 +113,7 @@ def test_ffn_matches_equations_post_and_pre_norm():
 
 def test_mlp_relu_between_layers_not_after_last():
     mlp = MLP(4, 6, 3, num_layers=3)
-    assert [(l.in_features, l.out_features) for l in mlp.layers] == [(4, 6), (6, 6), (6, 3)]
+    assert [(fc.in_features, fc.out_features) for fc in mlp.layers] == [(4, 6), (6, 6), (6, 3)]
     x = torch.randn(10, 4)
     h = F.relu(mlp.layers[0](x))
     h = F.relu(mlp.layers[1](h))

@@ -290,8 +290,8 @@ def test_num_masks_normalises_by_instances_in_the_batch(fixed_matcher):
     two = [{"labels": torch.tensor([0, 0]), "masks": gt.repeat(2, 1, 1, 1)}]
     criterion_one = _criterion(lambda_e=0.0, matcher=fixed_matcher([([1], [0])]))
     criterion_two = _criterion(lambda_e=0.0, matcher=fixed_matcher([([1, 1], [0, 1])]))
-    criterion_one._sample_uncertain_points = criterion_two._sample_uncertain_points = (
-        lambda src: torch.full((src.shape[0], src.shape[1], 12, 2), 0.3)
+    criterion_one._sample_uncertain_points = criterion_two._sample_uncertain_points = lambda src: (
+        torch.full((src.shape[0], src.shape[1], 12, 2), 0.3)
     )
     losses_one, losses_two = criterion_one(outputs, one), criterion_two(outputs, two)
     torch.testing.assert_close(losses_one["loss_mask"], losses_two["loss_mask"])

@@ -1,6 +1,7 @@
 """IFC's model pieces: the encoder's memory-token communication on hand-made cases, the
 decoder's shapes and dynamic mask head, the per-frame projections, and the meta-architecture
 (training forward, inference reading the decoder's own mask features)."""
+
 import os
 
 import pytest
@@ -222,9 +223,18 @@ def test_decoder_refuses_bad_inputs():
         decoder([multi_scale[0][:, :2], multi_scale[1]], lateral8)
     with pytest.raises(ValueError, match="MODEL.PIXEL_DECODER.CONVS_DIM"):
         IFCTransformerDecoder(
-            64, mask_dim=32, num_classes=3, hidden_dim=32, num_queries=4, nheads=4,
-            dim_feedforward=64, enc_layers=1, dec_layers=1, num_memory_tokens=2,
-            dropout=0.0, pre_norm=False,
+            64,
+            mask_dim=32,
+            num_classes=3,
+            hidden_dim=32,
+            num_queries=4,
+            nheads=4,
+            dim_feedforward=64,
+            enc_layers=1,
+            dec_layers=1,
+            num_memory_tokens=2,
+            dropout=0.0,
+            pre_norm=False,
         )
 
 
@@ -312,10 +322,22 @@ def test_per_clip_inference_encodes_each_clip_on_its_own():
     """Near-online IFC: a clip's mask features come from that clip's encoder pass (its
     memory tokens hear only its frames), so frames 1-2 seen as a clip differ from frames
     1-2 of the whole video; per-clip inference links such clips into tracks."""
-    model = build_model(build_cfg(TINY, FAST + [
-        "MODEL.IFR.TEST.MODE", "clip", "MODEL.IFR.TEST.CLIP_LENGTH", "2",
-        "MODEL.IFR.TEST.CLIP_OVERLAP", "1", "MODEL.IFR.TEST.CLIP_MIN_SCORE", "0.0",
-    ])).eval()
+    model = build_model(
+        build_cfg(
+            TINY,
+            FAST
+            + [
+                "MODEL.IFR.TEST.MODE",
+                "clip",
+                "MODEL.IFR.TEST.CLIP_LENGTH",
+                "2",
+                "MODEL.IFR.TEST.CLIP_OVERLAP",
+                "1",
+                "MODEL.IFR.TEST.CLIP_MIN_SCORE",
+                "0.0",
+            ],
+        )
+    ).eval()
     frames = _clip(frames=4)["image"]
     multi_scale, lateral8, sizes = encode_frames_of(model, frames)
     whole = decode_segment(model, multi_scale, lateral8, sizes, 0, 4)

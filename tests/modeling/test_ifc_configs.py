@@ -2,6 +2,7 @@
 ``R101_ytvis.yaml``; values written here as literals), the tiny config compares with
 ifr_tiny.yaml, and the ImageNet initialisation IFC starts from loads into the backbone with
 the load summary saying what did and did not load."""
+
 import logging
 import os
 import pickle
@@ -87,9 +88,16 @@ def test_backbones_and_their_imagenet_layouts():
 def test_tiny_config_compares_with_ifr_tiny():
     ifc, ifr = build_cfg(TINY), build_cfg(os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml"))
     for key in (
-        "DATASETS.TRAIN", "DATASETS.TEST", "SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH",
-        "MODEL.BACKBONE.NAME", "MODEL.IFR.NUM_QUERIES", "MODEL.IFR.HIDDEN_DIM",
-        "MODEL.IFR.DEC_LAYERS", "INPUT.SAMPLING_FRAME_NUM", "MODEL.DEVICE",
+        "DATASETS.TRAIN",
+        "DATASETS.TEST",
+        "SOLVER.MAX_ITER",
+        "SOLVER.IMS_PER_BATCH",
+        "MODEL.BACKBONE.NAME",
+        "MODEL.IFR.NUM_QUERIES",
+        "MODEL.IFR.HIDDEN_DIM",
+        "MODEL.IFR.DEC_LAYERS",
+        "INPUT.SAMPLING_FRAME_NUM",
+        "MODEL.DEVICE",
     ):
         assert _get(ifc, key) == _get(ifr, key), key
     assert ifc.MODEL.META_ARCHITECTURE == "IFC"
@@ -128,31 +136,48 @@ def _official_ifc_names(model_keys, enc_layers: int, dec_layers: int, pre_norm: 
     module attributes; the backbone's names are Detectron2's under ``detr.backbone.0.backbone``."""
     attention = ["in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"]
     affine = ["weight", "bias"]
-    names = ["detr.backbone.0.backbone." + k[len("backbone."):]
-             for k in model_keys if k.startswith("backbone.")]
-    names += ["detr.query_embed.weight", "detr.transformer.memory_bus",
-              "detr.transformer.memory_pos"]
-    names += [f"detr.{m}.{a}" for m in ("input_proj", "mask_head.adapter1", "mask_head.adapter2")
-              for a in affine]
+    names = [
+        "detr.backbone.0.backbone." + k[len("backbone.") :]
+        for k in model_keys
+        if k.startswith("backbone.")
+    ]
+    names += [
+        "detr.query_embed.weight",
+        "detr.transformer.memory_bus",
+        "detr.transformer.memory_pos",
+    ]
+    names += [
+        f"detr.{m}.{a}"
+        for m in ("input_proj", "mask_head.adapter1", "mask_head.adapter2")
+        for a in affine
+    ]
     names += [f"detr.class_embed.layers.{i}.{a}" for i in range(2) for a in affine]
     names += [f"detr.mask_head.convert_to_weight.layers.{i}.{a}" for i in range(3) for a in affine]
-    names += [f"detr.mask_head.{m}{i}.{a}" for m in ("lay", "gn") for i in (1, 2, 3)
-              for a in affine]
+    names += [
+        f"detr.mask_head.{m}{i}.{a}" for m in ("lay", "gn") for i in (1, 2, 3) for a in affine
+    ]
     names += [f"detr.mask_head.out_lay.{m}.{a}" for m in ("depthwise", "pointwise") for a in affine]
     for stack in ("enc_layers", "bus_layers"):
         for i in range(enc_layers):
             prefix = f"detr.transformer.encoder.{stack}.{i}."
             names += [prefix + "self_attn." + a for a in attention]
-            names += [prefix + f"{m}.{a}" for m in ("linear1", "linear2", "norm1", "norm2")
-                      for a in affine]
+            names += [
+                prefix + f"{m}.{a}"
+                for m in ("linear1", "linear2", "norm1", "norm2")
+                for a in affine
+            ]
     if pre_norm:
-        names += [f"detr.transformer.encoder.{n}.{a}" for n in ("out_norm", "bus_norm")
-                  for a in affine]
+        names += [
+            f"detr.transformer.encoder.{n}.{a}" for n in ("out_norm", "bus_norm") for a in affine
+        ]
     for i in range(dec_layers):
         prefix = f"detr.transformer.clip_decoder.layers.{i}."
         names += [prefix + f"{m}.{a}" for m in ("self_attn", "multihead_attn") for a in attention]
-        names += [prefix + f"{m}.{a}" for m in ("linear1", "linear2", "norm1", "norm2", "norm3")
-                  for a in affine]
+        names += [
+            prefix + f"{m}.{a}"
+            for m in ("linear1", "linear2", "norm1", "norm2", "norm3")
+            for a in affine
+        ]
     names += [f"detr.transformer.clip_decoder.norm.{a}" for a in affine]
     return names
 
@@ -163,8 +188,9 @@ def test_official_ifc_names_map_one_to_one_onto_the_model(pre_norm):
 
     cfg = build_cfg(TINY, ["MODEL.IFR.PRE_NORM", str(pre_norm)])
     model_keys = list(build_model(cfg).state_dict())
-    official = _official_ifc_names(model_keys, cfg.MODEL.IFC.ENC_LAYERS,
-                                   cfg.MODEL.IFR.DEC_LAYERS, pre_norm)
+    official = _official_ifc_names(
+        model_keys, cfg.MODEL.IFC.ENC_LAYERS, cfg.MODEL.IFR.DEC_LAYERS, pre_norm
+    )
     renamed = rename_official_ifc_keys({k: None for k in official})
     assert len(renamed) == len(official)
     assert sorted(renamed) == sorted(model_keys)
@@ -177,8 +203,7 @@ def test_an_official_ifc_checkpoint_loads_every_tensor(tmp_path, caplog):
     model = build_model(cfg)
     model_state = model.state_dict()
     keys = list(model_state)
-    official = _official_ifc_names(keys, cfg.MODEL.IFC.ENC_LAYERS, cfg.MODEL.IFR.DEC_LAYERS,
-                                   False)
+    official = _official_ifc_names(keys, cfg.MODEL.IFC.ENC_LAYERS, cfg.MODEL.IFR.DEC_LAYERS, False)
     ours_of = {o: next(iter(rename_official_ifc_keys({o: None}))) for o in official}
     weights = {o: torch.full_like(model_state[ours_of[o]], 0.5) for o in official}
     weights["criterion.empty_weight"] = torch.ones(4)  # the official SetCriterion's buffer

@@ -1,5 +1,6 @@
 """IFC's matcher and criterion on hand-made cases: dense focal and clip-volume Dice by hand,
 the class/Dice matching trade-off, target resizing, no instance."""
+
 import math
 
 import pytest
@@ -87,9 +88,9 @@ def _matching_case():
 
 def test_matching_trades_class_against_dice():
     outputs, targets = _matching_case()
-    (pred_idx, tgt_idx), = IFCMatcher(cost_class=1.0, cost_dice=3.0)(outputs, targets)
+    ((pred_idx, tgt_idx),) = IFCMatcher(cost_class=1.0, cost_dice=3.0)(outputs, targets)
     assert dict(zip(pred_idx.tolist(), tgt_idx.tolist())) == {0: 0, 1: 1}  # masks decide
-    (pred_idx, tgt_idx), = IFCMatcher(cost_class=10.0, cost_dice=0.1)(outputs, targets)
+    ((pred_idx, tgt_idx),) = IFCMatcher(cost_class=10.0, cost_dice=0.1)(outputs, targets)
     assert dict(zip(pred_idx.tolist(), tgt_idx.tolist())) == {0: 1, 1: 0}  # classes decide
 
 
@@ -102,7 +103,7 @@ def test_matching_cost_by_hand_decides_a_close_case():
         "pred_masks": torch.stack([mask, mask])[None, :, None] * 4 - 2,
     }
     targets = [{"labels": torch.tensor([0]), "match_masks": mask[None, None]}]
-    (pred_idx, tgt_idx), = IFCMatcher(cost_class=1.0, cost_dice=3.0)(outputs, targets)
+    ((pred_idx, tgt_idx),) = IFCMatcher(cost_class=1.0, cost_dice=3.0)(outputs, targets)
     assert pred_idx.tolist() == [1] and tgt_idx.tolist() == [0]
 
 
@@ -136,8 +137,12 @@ def test_no_instance_gives_zero_mask_losses_in_the_graph():
 def test_bad_settings_name_their_keys(fixed_matcher):
     with pytest.raises(ValueError, match="MODEL.IFC.NO_OBJECT_WEIGHT"):
         IFCCriterion(
-            num_classes=2, matcher=fixed_matcher([]), weight_dict={}, eos_coef=2.0,
-            mask_stride=4, match_stride=4,
+            num_classes=2,
+            matcher=fixed_matcher([]),
+            weight_dict={},
+            eos_coef=2.0,
+            mask_stride=4,
+            match_stride=4,
         )
     with pytest.raises(ValueError, match="MODEL.IFC.MATCH_STRIDE"):
         _criterion(fixed_matcher([]), match_stride=0)

@@ -6,6 +6,7 @@ The expected keys and shapes are written here from Mask2Former's module definiti
 under ``sem_seg_head.pixel_decoder``, ``VideoMultiScaleMaskedTransformerDecoder`` under
 ``sem_seg_head.predictor``, and the criterion's ``empty_weight``), not from this code.
 """
+
 import os
 import pickle
 from typing import Dict, Tuple

@@ -1,5 +1,6 @@
 """Tests of the Mask2Former-VIS decoder (transformer_decoder/m2f_vis.py) and its 3-D sine
 embedding: shapes, deep supervision, masked attention over the whole clip."""
+
 import math
 
 import pytest

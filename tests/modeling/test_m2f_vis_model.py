@@ -1,6 +1,7 @@
 """Mask2Former-VIS (``VideoMaskFormer``): the no-object loss by hand, the softmax matching
 cost, the meta-architecture on the tiny config (train and inference), and every
 Mask2Former-VIS config."""
+
 import glob
 import math
 import os
@@ -188,8 +189,13 @@ def test_training_forward_gives_weighted_finite_losses_and_gradients(model):
 @torch.no_grad()
 def test_inference_uses_softmax_scores_without_no_object(model):
     model.eval()
-    video = {"image": [torch.randint(0, 255, (3, 48, 64), dtype=torch.uint8) for _ in range(3)],
-             "height": 96, "width": 128, "video_id": 1, "length": 3}
+    video = {
+        "image": [torch.randint(0, 255, (3, 48, 64), dtype=torch.uint8) for _ in range(3)],
+        "height": 96,
+        "width": 128,
+        "video_id": 1,
+        "length": 3,
+    }
     (output,) = model([video])
     assert output["image_size"] == (96, 128)
     assert len(output["pred_scores"]) == model.inference_options.top_k
@@ -246,10 +252,24 @@ def test_config_is_mask2former_vis_recipe(path):
 @pytest.mark.parametrize("path", M2F_CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
 def test_config_builds_its_decoder_and_criterion(path):
     """Each config builds on CPU; the big backbones' sizes are kept, the heads shrunk."""
-    small = ["MODEL.DEVICE", "cpu", "MODEL.IFR.HIDDEN_DIM", "32", "MODEL.IFR.NHEADS", "4",
-             "MODEL.IFR.DIM_FEEDFORWARD", "32", "MODEL.IFR.DEC_LAYERS", "2",
-             "MODEL.PIXEL_DECODER.CONVS_DIM", "32", "MODEL.PIXEL_DECODER.MASK_DIM", "32",
-             "MODEL.PIXEL_DECODER.ENC_LAYERS", "1"]
+    small = [
+        "MODEL.DEVICE",
+        "cpu",
+        "MODEL.IFR.HIDDEN_DIM",
+        "32",
+        "MODEL.IFR.NHEADS",
+        "4",
+        "MODEL.IFR.DIM_FEEDFORWARD",
+        "32",
+        "MODEL.IFR.DEC_LAYERS",
+        "2",
+        "MODEL.PIXEL_DECODER.CONVS_DIM",
+        "32",
+        "MODEL.PIXEL_DECODER.MASK_DIM",
+        "32",
+        "MODEL.PIXEL_DECODER.ENC_LAYERS",
+        "1",
+    ]
     if "swin_l" in path or "swin_b" in path or "swin_s" in path:
         small += ["MODEL.SWIN.EMBED_DIM", "32", "MODEL.SWIN.DEPTHS", "[1, 1, 1, 1]"]
     cfg = build_cfg(path, small)

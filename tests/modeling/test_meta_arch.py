@@ -61,7 +61,9 @@ def test_training_forward_gives_weighted_finite_losses_and_gradients(model):
     losses = model([_clip(), _clip()])
     weights = model.criterion.weight_dict
     assert set(losses) <= set(weights)
-    assert {"loss_ce", "loss_mask", "loss_dice", "loss_mask_cross", "loss_dice_cross"} <= set(losses)
+    assert {"loss_ce", "loss_mask", "loss_dice", "loss_mask_cross", "loss_dice_cross"} <= set(
+        losses
+    )
     assert len([k for k in losses if k.startswith("loss_ce")]) == 1 + 3  # main + DEC_LAYERS aux
     assert all(torch.isfinite(v) for v in losses.values())
     model.zero_grad()
@@ -81,12 +83,19 @@ def test_lambda_e_zero_drops_the_cross_frame_losses():
 @torch.no_grad()
 def test_inference_output_format_at_original_size(model):
     model.eval()
-    video = {"image": [torch.randint(0, 255, (3, 48, 64), dtype=torch.uint8) for _ in range(3)],
-             "height": 96, "width": 128, "video_id": 1, "length": 3}
+    video = {
+        "image": [torch.randint(0, 255, (3, 48, 64), dtype=torch.uint8) for _ in range(3)],
+        "height": 96,
+        "width": 128,
+        "video_id": 1,
+        "length": 3,
+    }
     (output,) = model([video])
     assert output["image_size"] == (96, 128)
     k = model.inference_options.top_k
-    assert len(output["pred_scores"]) == len(output["pred_labels"]) == len(output["pred_masks"]) == k
+    assert (
+        len(output["pred_scores"]) == len(output["pred_labels"]) == len(output["pred_masks"]) == k
+    )
     assert all(0 <= s <= 1 for s in output["pred_scores"])
     assert all(0 <= c < 3 for c in output["pred_labels"])
     for track in output["pred_masks"]:
@@ -144,8 +153,9 @@ def test_mask2former_checkpoint_names_load_into_ifr(model, tmp_path):
         )
         assert mapped in ours, f"{key} has no counterpart ({mapped})"
         fake[key] = torch.full_like(ours[mapped], 0.25)
-    fake["sem_seg_head.predictor.class_embed.weight"] = torch.zeros(81, ours[
-        "transformer_decoder.class_embed.weight"].shape[1])  # COCO: 80 + no-object
+    fake["sem_seg_head.predictor.class_embed.weight"] = torch.zeros(
+        81, ours["transformer_decoder.class_embed.weight"].shape[1]
+    )  # COCO: 80 + no-object
     path = tmp_path / "m2f.pth"
     torch.save({"model": fake}, path)
     target = build_model(build_cfg(TINY, FAST))
@@ -153,6 +163,7 @@ def test_mask2former_checkpoint_names_load_into_ifr(model, tmp_path):
     loaded = target.state_dict()
     for key in MASK2FORMER_KEYS:
         mapped = key.replace("sem_seg_head.pixel_decoder.", "pixel_decoder.").replace(
-            "sem_seg_head.predictor.", "transformer_decoder.")
+            "sem_seg_head.predictor.", "transformer_decoder."
+        )
         assert torch.all(loaded[mapped] == 0.25), mapped
     assert not torch.all(loaded["transformer_decoder.class_embed.weight"] == 0)  # shape differs

@@ -40,8 +40,15 @@ def _slow_reference(value, spatial_shapes, level_start_index, locations, weights
     return out.reshape(batch, queries, heads * head_dim)
 
 
-def _random_inputs(dtype=torch.float32, shapes=((5, 7), (3, 4), (2, 1)), batch=2, queries=3, heads=2,
-                   head_dim=3, points=2):
+def _random_inputs(
+    dtype=torch.float32,
+    shapes=((5, 7), (3, 4), (2, 1)),
+    batch=2,
+    queries=3,
+    heads=2,
+    head_dim=3,
+    points=2,
+):
     spatial_shapes = torch.tensor(shapes, dtype=torch.long)
     areas = spatial_shapes[:, 0] * spatial_shapes[:, 1]
     level_start_index = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
@@ -77,7 +84,13 @@ def test_pixel_centre_reads_exact_value():
 
 def test_gradcheck_float64():
     value, shapes, starts, locations, weights = _random_inputs(
-        dtype=torch.float64, shapes=((3, 2), (2, 2)), batch=1, queries=2, heads=2, head_dim=2, points=2
+        dtype=torch.float64,
+        shapes=((3, 2), (2, 2)),
+        batch=1,
+        queries=2,
+        heads=2,
+        head_dim=2,
+        points=2,
     )
     # Keep locations away from pixel-centre lines where bilinear sampling has kinks.
     locations = (locations * 0.9 + 0.03).requires_grad_()
@@ -122,5 +135,10 @@ def test_module_forward_shape_and_padding_mask():
 def test_module_rejects_inconsistent_shapes():
     module = MSDeformAttn(d_model=8, n_levels=1, n_heads=2, n_points=1)
     with pytest.raises(ValueError, match="spatial_shapes"):
-        module(torch.randn(1, 2, 8), torch.rand(1, 2, 1, 2), torch.randn(1, 10, 8),
-               torch.tensor([[3, 3]]), torch.tensor([0]))
+        module(
+            torch.randn(1, 2, 8),
+            torch.rand(1, 2, 1, 2),
+            torch.randn(1, 10, 8),
+            torch.tensor([[3, 3]]),
+            torch.tensor([0]),
+        )

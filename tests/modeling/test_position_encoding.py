@@ -17,7 +17,9 @@ def test_shape_and_hand_computed_values():
     # dim_t for k = 0..3: 100 ** (2 * (k // 2) / 4) = [1, 1, 10, 10].
     expected_y = [math.sin(y / 1), math.cos(y / 1), math.sin(y / 10), math.cos(y / 10)]
     expected_x = [math.sin(xx / 1), math.cos(xx / 1), math.sin(xx / 10), math.cos(xx / 10)]
-    torch.testing.assert_close(pos[1, :, 1, 2], torch.tensor(expected_y + expected_x), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        pos[1, :, 1, 2], torch.tensor(expected_y + expected_x), atol=1e-5, rtol=0
+    )
     # Pixel (0, 0): y = 1/2 * 2pi = pi, x = 1/4 * 2pi.
     assert pos[0, 0, 0, 0].item() == pytest.approx(math.sin(math.pi), abs=1e-5)
     assert pos[0, 4, 0, 0].item() == pytest.approx(math.sin(math.pi / 2), abs=1e-5)

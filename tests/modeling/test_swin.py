@@ -38,7 +38,10 @@ def test_builds_from_config_with_strides_and_channels(swin_cfg):
     assert backbone.size_divisibility == 32
     shapes = backbone.output_shape()
     assert {k: (v.channels, v.stride) for k, v in shapes.items()} == {
-        "res2": (32, 4), "res3": (64, 8), "res4": (128, 16), "res5": (256, 32)
+        "res2": (32, 4),
+        "res3": (64, 8),
+        "res4": (128, 16),
+        "res5": (256, 32),
     }
 
 
@@ -49,7 +52,12 @@ def test_output_sizes_for_any_input_size(height, width, swin_cfg):
     with torch.no_grad():
         outputs = backbone(torch.randn(2, 3, height, width))
     for name, spec in backbone.output_shape().items():
-        expected = (2, spec.channels, math.ceil(height / spec.stride), math.ceil(width / spec.stride))
+        expected = (
+            2,
+            spec.channels,
+            math.ceil(height / spec.stride),
+            math.ceil(width / spec.stride),
+        )
         assert outputs[name].shape == expected, name
         assert torch.isfinite(outputs[name]).all()
 
@@ -57,12 +65,20 @@ def test_output_sizes_for_any_input_size(height, width, swin_cfg):
 def test_parameter_names_match_mask2former(swin_cfg):
     backbone = build_backbone(swin_cfg(depths=(2, 2, 2, 2)))
     keys = set(backbone.state_dict())
-    expected = {"patch_embed.proj.weight", "patch_embed.proj.bias", "patch_embed.norm.weight", "patch_embed.norm.bias"}
+    expected = {
+        "patch_embed.proj.weight",
+        "patch_embed.proj.bias",
+        "patch_embed.norm.weight",
+        "patch_embed.norm.bias",
+    }
     for i in range(4):
         expected |= {f"norm{i}.weight", f"norm{i}.bias"}
         for j in range(2):
             block = f"layers.{i}.blocks.{j}"
-            expected |= {f"{block}.attn.relative_position_bias_table", f"{block}.attn.relative_position_index"}
+            expected |= {
+                f"{block}.attn.relative_position_bias_table",
+                f"{block}.attn.relative_position_index",
+            }
             for sub in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"):
                 expected |= {f"{block}.{sub}.weight", f"{block}.{sub}.bias"}
         if i < 3:

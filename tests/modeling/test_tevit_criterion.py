@@ -46,15 +46,19 @@ def test_matching_uses_only_the_frames_where_the_instance_is_present():
     elsewhere = torch.tensor([0.6, 0.6, 0.9, 0.9])
     # query 0 is right in frame 0 (present) and wrong in frame 1 (absent);
     # query 1 is wrong in frame 0 and right in frame 1.
-    pred_boxes = torch.stack([torch.stack([target_box, elsewhere]),
-                              torch.stack([elsewhere, target_box])])[None]  # (1, 2, 2, 4)
+    pred_boxes = torch.stack(
+        [torch.stack([target_box, elsewhere]), torch.stack([elsewhere, target_box])]
+    )[None]  # (1, 2, 2, 4)
     outputs = {"pred_logits": torch.zeros(1, 2, 2, 3), "pred_boxes": pred_boxes}
-    target = {"labels": torch.tensor([1]), "boxes": target_box.expand(1, 2, 4).clone(),
-              "present": torch.tensor([[True, False]])}
-    (queries, instances), = matcher(outputs, [target])
+    target = {
+        "labels": torch.tensor([1]),
+        "boxes": target_box.expand(1, 2, 4).clone(),
+        "present": torch.tensor([[True, False]]),
+    }
+    ((queries, instances),) = matcher(outputs, [target])
     assert queries.tolist() == [0] and instances.tolist() == [0]
     target["present"] = torch.tensor([[False, True]])
-    (queries, _), = matcher(outputs, [target])
+    ((queries, _),) = matcher(outputs, [target])
     assert queries.tolist() == [1]
 
 

@@ -18,9 +18,18 @@ K, N, D = 3, 5, 32
 def _head(num_stages: int = 2) -> TeViTSTQIHead:
     torch.manual_seed(0)
     return TeViTSTQIHead(
-        num_classes=K, num_queries=N, hidden_dim=D, num_stages=num_stages, nheads=4,
-        dim_feedforward=64, dynamic_dim=8, box_pool=7, mask_pool=14, mask_convs=2,
-        num_cls_fcs=1, num_reg_fcs=2,
+        num_classes=K,
+        num_queries=N,
+        hidden_dim=D,
+        num_stages=num_stages,
+        nheads=4,
+        dim_feedforward=64,
+        dynamic_dim=8,
+        box_pool=7,
+        mask_pool=14,
+        mask_convs=2,
+        num_cls_fcs=1,
+        num_reg_fcs=2,
     )
 
 
@@ -68,8 +77,9 @@ def test_training_output_shapes():
     assert [aux["stage"] for aux in out["aux_outputs"]] == [0, 1]
     # Initial boxes are the whole image; stage 0's refinement starts at zero deltas.
     assert torch.allclose(out["aux_outputs"][0]["pred_boxes"], torch.tensor([0.0, 0, 1, 1]))
-    masks = out["roi_mask_logits"](2, torch.tensor([0, 5]), torch.rand(2, 4).sort(-1)[0],
-                                   torch.randn(2, D))
+    masks = out["roi_mask_logits"](
+        2, torch.tensor([0, 5]), torch.rand(2, 4).sort(-1)[0], torch.randn(2, D)
+    )
     assert masks.shape == (2, 28, 28)
 
 
@@ -97,10 +107,10 @@ def test_frames_of_a_clip_interact_through_the_shared_attention():
             out = head([reshape(f) for f in ms], reshape(p2_), return_masks=False)
         return out["pred_logits"].transpose(1, 2).reshape(2, N, K)[0]
 
-    assert not torch.allclose(frame0_logits(multi_scale, p2, 2),
-                              frame0_logits(multi_scale, changed_p2, 2))
-    assert torch.equal(frame0_logits(multi_scale, p2, 1),
-                       frame0_logits(multi_scale, changed_p2, 1))
+    assert not torch.allclose(
+        frame0_logits(multi_scale, p2, 2), frame0_logits(multi_scale, changed_p2, 2)
+    )
+    assert torch.equal(frame0_logits(multi_scale, p2, 1), frame0_logits(multi_scale, changed_p2, 1))
 
 
 def test_inference_masks_do_not_depend_on_the_roi_chunk(monkeypatch):

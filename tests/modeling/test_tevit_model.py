@@ -106,8 +106,9 @@ def test_published_config_loads_imagenet_pvt_v2_weights(tmp_path, caplog):
     torch.save(to_detectron2_checkpoint(CONVERTERS["pvt-v2"](published)), path)
     with caplog.at_level(logging.INFO):
         IFRCheckpointer(model).load(str(path), checkpointables=[])
-    assert torch.equal(model.backbone.state_dict()["block2.1.attn.kv.weight"],
-                       published["block2.1.attn.kv.weight"])
+    assert torch.equal(
+        model.backbone.state_dict()["block2.1.attn.kv.weight"], published["block2.1.attn.kv.weight"]
+    )
     total = len(model.state_dict())
     assert f"Loaded {len(published) - 2} of {total} model tensors" in caplog.text
     assert "backbone.msg_tokens" in caplog.text
@@ -122,5 +123,8 @@ def test_published_configs_hold_tevit_recipe(config, dataset):
     assert cfg.MODEL.BACKBONE.NAME == "D2MsgShifT" and cfg.MODEL.TEVIT.NUM_STAGES == 6
     # hustvl/TeViT tevit_r50.py: AdamW 2.5e-4, backbone x0.1, 9,200 iterations of 16 clips
     assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.SOLVER.IMS_PER_BATCH) == (
-        0.00025, 9200, 16)
+        0.00025,
+        9200,
+        16,
+    )
     assert cfg.INPUT.SAMPLING_FRAME_NUM == 5 and cfg.MODEL.IFR.TEST.TOP_K == 10

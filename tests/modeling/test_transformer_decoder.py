@@ -196,7 +196,8 @@ def test_recurrence_key_reaches_the_decoder(make_cfg):
 
 
 def test_frame_recurrence_follows_eq_2_and_3():
-    """The recurrence written out from Eq. (2)-(3) of docs/method.md with the decoder's own modules."""
+    """The recurrence written out from Eq. (2)-(3) of docs/method.md with the decoder's own
+    modules."""
     decoder = make_decoder()
     with torch.no_grad():
         decoder.pair_group_embed.weight.normal_()  # make the two groups distinguishable

@@ -1,6 +1,7 @@
 """VisTR: the 3-D position encoding and the instance-sequence matching cost by hand, the
 decoder's shapes and clip filling, the one-hot mask interface, box targets from masks,
 the criterion's box loss by hand, a few iterations lowering the loss, and the configs."""
+
 import math
 import os
 
@@ -28,6 +29,7 @@ def test_3d_position_encoding_by_hand():
     layer = VisTRPositionEmbedding3D(num_pos_feats=4, temperature=100, normalize=True)
     pos = layer(torch.zeros(1, 2, 5, 2, 3))  # B=1, T=2, C=5, H=2, W=3
     assert pos.shape == (1, 2, 12, 2, 3)
+
     # Frame 1, row 0, column 2: z = 2/2 * 2pi, y = 1/2 * 2pi, x = 3/3 * 2pi.
     # dim_t for k = 0..3: 100 ** (2 * (k // 2) / 4) = [1, 1, 10, 10].
     def part(p):
@@ -83,9 +85,18 @@ def test_sequence_box_costs_by_hand():
 def test_sequence_matching_cost_by_hand():
     probs, pred_boxes, labels, tgt_boxes, valid, pred_points, tgt_points = _hand_case()
     cost = sequence_matching_cost(
-        probs, pred_boxes, labels, tgt_boxes, valid,
-        cost_class=1.0, cost_bbox=5.0, cost_giou=2.0, cost_mask=1.0, cost_dice=1.0,
-        pred_mask_points=pred_points, tgt_mask_points=tgt_points,
+        probs,
+        pred_boxes,
+        labels,
+        tgt_boxes,
+        valid,
+        cost_class=1.0,
+        cost_bbox=5.0,
+        cost_giou=2.0,
+        cost_mask=1.0,
+        cost_dice=1.0,
+        pred_mask_points=pred_points,
+        tgt_mask_points=tgt_points,
     )
     # -p(c) over present frames: [0,0] -(0.9 + 0.8) / 2, [0,1] -0.1 (frame 0 only), ...
     class_cost = torch.tensor([[-0.85, -0.1], [-0.35, -0.7]])
@@ -106,10 +117,11 @@ def test_matcher_assigns_whole_sequences():
     probs, pred_boxes, labels, tgt_boxes, valid, _, _ = _hand_case()
     logits = torch.cat([probs.log(), torch.full((2, 2, 1), -10.0)], -1)  # K + 1 columns
     outputs = {"pred_logits": logits.flip(0)[None], "pred_boxes": pred_boxes.flip(0)[None]}
-    targets = [{"labels": labels, "boxes": tgt_boxes, "valid": valid,
-                "masks": torch.zeros(2, 2, 4, 4)}]
+    targets = [
+        {"labels": labels, "boxes": tgt_boxes, "valid": valid, "masks": torch.zeros(2, 2, 4, 4)}
+    ]
     matcher = VisTRSequenceMatcher(cost_class=1.0, cost_bbox=5.0, cost_giou=2.0)
-    (pred_idx, tgt_idx), = matcher(outputs, targets)
+    ((pred_idx, tgt_idx),) = matcher(outputs, targets)
     assert dict(zip(pred_idx.tolist(), tgt_idx.tolist())) == {0: 1, 1: 0}
 
 
@@ -118,17 +130,29 @@ def _decoder(num_frames=4, num_instances=2, dec_layers=2):
     torch.manual_seed(0)
     channels = {"res2": 8, "res3": 12, "res4": 16, "res5": 20}
     decoder = VisTRTransformerDecoder(
-        in_channels=channels, num_classes=3, num_frames=num_frames,
-        num_instances=num_instances, hidden_dim=48, nheads=4, dim_feedforward=32,
-        enc_layers=1, dec_layers=dec_layers, dropout=0.0, pre_norm=False,
+        in_channels=channels,
+        num_classes=3,
+        num_frames=num_frames,
+        num_instances=num_instances,
+        hidden_dim=48,
+        nheads=4,
+        dim_feedforward=32,
+        enc_layers=1,
+        dec_layers=dec_layers,
+        dropout=0.0,
+        pre_norm=False,
     )
     return decoder.eval(), channels
 
 
 def _features(channels, batch, frames, size=(8, 8)):
     h, w = size
-    shapes = {"res5": (h // 8, w // 8), "res4": (h // 4, w // 4), "res3": (h // 2, w // 2),
-              "res2": (h, w)}
+    shapes = {
+        "res5": (h // 8, w // 8),
+        "res4": (h // 4, w // 4),
+        "res3": (h // 2, w // 2),
+        "res2": (h, w),
+    }
     feats = {k: torch.randn(batch, frames, channels[k], *shapes[k]) for k in channels}
     return [feats["res5"], feats["res4"], feats["res3"]], feats["res2"]
 
@@ -194,15 +218,22 @@ class _FixedMatcher(torch.nn.Module):
 def test_box_loss_by_hand_counts_present_frames_and_all_entries():
     """One instance present in frame 0 of 2: the L1 sums frame 0 only, divided by the
     M * T = 2 (instance, frame) entries, as VisTR's num_boxes."""
-    criterion = VisTRCriterion(num_classes=2, matcher=_FixedMatcher(), weight_dict={},
-                               eos_coef=0.1, deep_supervision=False)
+    criterion = VisTRCriterion(
+        num_classes=2, matcher=_FixedMatcher(), weight_dict={}, eos_coef=0.1, deep_supervision=False
+    )
     pred_boxes = torch.full((1, 2, 2, 4), 0.5)
     pred_boxes[0, 1, 0] = torch.tensor([0.4, 0.5, 0.2, 0.2])
-    outputs = {"pred_logits": torch.zeros(1, 2, 2, 3), "pred_boxes": pred_boxes,
-               "pred_masks": torch.zeros(1, 2, 2, 2, 2)}
-    target = {"labels": torch.tensor([1]), "masks": torch.zeros(1, 2, 8, 8),
-              "boxes": torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.0, 0.0, 0.0, 0.0]]]),
-              "valid": torch.tensor([[True, False]])}
+    outputs = {
+        "pred_logits": torch.zeros(1, 2, 2, 3),
+        "pred_boxes": pred_boxes,
+        "pred_masks": torch.zeros(1, 2, 2, 2, 2),
+    }
+    target = {
+        "labels": torch.tensor([1]),
+        "masks": torch.zeros(1, 2, 8, 8),
+        "boxes": torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.0, 0.0, 0.0, 0.0]]]),
+        "valid": torch.tensor([[True, False]]),
+    }
     losses = criterion(outputs, [target])
     assert losses["loss_bbox"].item() == pytest.approx(0.1 / 2)
     # Boxes (0.3..0.5) and (0.4..0.6) in x, same y: IoU 0.02 / 0.06, enclosing = union.
@@ -231,8 +262,9 @@ def _clip(num_frames, size=(64, 64)):
 
 
 def _tiny_model(make_cfg, num_frames=4):
-    cfg = make_cfg(TINY, {"MODEL.VISTR.NUM_FRAMES": num_frames,
-                          "INPUT.SAMPLING_FRAME_NUM": num_frames})
+    cfg = make_cfg(
+        TINY, {"MODEL.VISTR.NUM_FRAMES": num_frames, "INPUT.SAMPLING_FRAME_NUM": num_frames}
+    )
     torch.manual_seed(0)
     return build_model(cfg), cfg
 
@@ -265,9 +297,17 @@ def test_model_inference_output(make_cfg):
 
 
 def test_a_video_longer_than_num_frames_runs_by_clips(make_cfg):
-    cfg = make_cfg(TINY, {"MODEL.VISTR.NUM_FRAMES": 4, "INPUT.SAMPLING_FRAME_NUM": 4,
-                          "MODEL.IFR.TEST.MODE": "clip", "MODEL.IFR.TEST.CLIP_LENGTH": 4,
-                          "MODEL.IFR.TEST.CLIP_OVERLAP": 2, "MODEL.IFR.TEST.CLIP_MIN_SCORE": 0.0})
+    cfg = make_cfg(
+        TINY,
+        {
+            "MODEL.VISTR.NUM_FRAMES": 4,
+            "INPUT.SAMPLING_FRAME_NUM": 4,
+            "MODEL.IFR.TEST.MODE": "clip",
+            "MODEL.IFR.TEST.CLIP_LENGTH": 4,
+            "MODEL.IFR.TEST.CLIP_OVERLAP": 2,
+            "MODEL.IFR.TEST.CLIP_MIN_SCORE": 0.0,
+        },
+    )
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     video = {"image": _clip(6)["image"], "height": 64, "width": 64}

@@ -4,6 +4,7 @@ definitions (torchvision ResNet under ``backbone.0.body``, ``transformer.encoder
 with ``self_attn``/``linear1``/``linear2``/``norm1``/``norm2``, decoder layers adding
 ``multihead_attn``/``norm3``, ``bbox_attention``, ``mask_head`` with a deformable ``dcn``),
 not from this code."""
+
 import logging
 import os
 
@@ -26,8 +27,11 @@ def _linear(prefix, out_dim, in_dim):
 
 
 def _attention(prefix):
-    return {f"{prefix}.in_proj_weight": (3 * D, D), f"{prefix}.in_proj_bias": (3 * D,),
-            **_linear(f"{prefix}.out_proj", D, D)}
+    return {
+        f"{prefix}.in_proj_weight": (3 * D, D),
+        f"{prefix}.in_proj_bias": (3 * D,),
+        **_linear(f"{prefix}.out_proj", D, D),
+    }
 
 
 def _norm(prefix, channels=D):
@@ -43,23 +47,41 @@ def _conv(prefix, out_dim, in_dim, k, bias=True):
 
 def detr_segm_keys(enc_layers=1, dec_layers=1):
     """Non-backbone tensors of VisTR's DETR-segm initialisation at d = 384."""
-    keys = {**_conv("detr.input_proj", D, 2048, 1), "detr.query_embed.weight": (100, D),
-            **_linear("detr.class_embed", 92, D)}
+    keys = {
+        **_conv("detr.input_proj", D, 2048, 1),
+        "detr.query_embed.weight": (100, D),
+        **_linear("detr.class_embed", 92, D),
+    }
     for i in range(3):
         keys.update(_linear(f"detr.bbox_embed.layers.{i}", 4 if i == 2 else D, D))
     for i in range(enc_layers):
         p = f"detr.transformer.encoder.layers.{i}"
-        keys.update({**_attention(f"{p}.self_attn"), **_linear(f"{p}.linear1", FFN, D),
-                     **_linear(f"{p}.linear2", D, FFN), **_norm(f"{p}.norm1"),
-                     **_norm(f"{p}.norm2")})
+        keys.update(
+            {
+                **_attention(f"{p}.self_attn"),
+                **_linear(f"{p}.linear1", FFN, D),
+                **_linear(f"{p}.linear2", D, FFN),
+                **_norm(f"{p}.norm1"),
+                **_norm(f"{p}.norm2"),
+            }
+        )
     for i in range(dec_layers):
         p = f"detr.transformer.decoder.layers.{i}"
-        keys.update({**_attention(f"{p}.self_attn"), **_attention(f"{p}.multihead_attn"),
-                     **_linear(f"{p}.linear1", FFN, D), **_linear(f"{p}.linear2", D, FFN),
-                     **_norm(f"{p}.norm1"), **_norm(f"{p}.norm2"), **_norm(f"{p}.norm3")})
+        keys.update(
+            {
+                **_attention(f"{p}.self_attn"),
+                **_attention(f"{p}.multihead_attn"),
+                **_linear(f"{p}.linear1", FFN, D),
+                **_linear(f"{p}.linear2", D, FFN),
+                **_norm(f"{p}.norm1"),
+                **_norm(f"{p}.norm2"),
+                **_norm(f"{p}.norm3"),
+            }
+        )
     keys.update(_norm("detr.transformer.decoder.norm"))
-    keys.update({**_linear("bbox_attention.q_linear", D, D),
-                 **_linear("bbox_attention.k_linear", D, D)})
+    keys.update(
+        {**_linear("bbox_attention.q_linear", D, D), **_linear("bbox_attention.k_linear", D, D)}
+    )
     widths = [D + HEADS, D // 2, D // 4, D // 8, D // 16]
     for i, (c_in, c_out) in enumerate(zip(widths[:4], [widths[0]] + widths[1:4]), start=1):
         keys.update(_conv(f"mask_head.lay{i}", c_out, c_in, 3))
@@ -75,8 +97,10 @@ def detr_segm_keys(enc_layers=1, dec_layers=1):
 @pytest.fixture(scope="module")
 def detr_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    state = {f"detr.backbone.0.body.{k}": v
-             for k, v in torchvision.models.resnet50().state_dict().items()}
+    state = {
+        f"detr.backbone.0.body.{k}": v
+        for k, v in torchvision.models.resnet50().state_dict().items()
+    }
     state.update({k: torch.randn(shape) for k, shape in detr_segm_keys().items()})
     path = tmp_path_factory.mktemp("detr") / "r50_pretrained.pth"
     torch.save({"model": state}, path)
@@ -98,10 +122,12 @@ def test_detr_initialisation_loads_all_but_what_vistr_drops(
     params = dict(model.named_parameters())
     decoder = "transformer_decoder."
     pairs = {
-        "detr.transformer.encoder.layers.0.norm2.weight":
-            "transformer.encoder_ffn_layers.0.norm.weight",
-        "detr.transformer.decoder.layers.0.multihead_attn.in_proj_weight":
-            "transformer.cross_attention_layers.0.multihead_attn.in_proj_weight",
+        "detr.transformer.encoder.layers.0.norm2.weight": (
+            "transformer.encoder_ffn_layers.0.norm.weight"
+        ),
+        "detr.transformer.decoder.layers.0.multihead_attn.in_proj_weight": (
+            "transformer.cross_attention_layers.0.multihead_attn.in_proj_weight"
+        ),
         "detr.transformer.decoder.layers.0.norm3.bias": "transformer.ffn_layers.0.norm.bias",
         "detr.transformer.decoder.norm.weight": "transformer.decoder_norm.weight",
         "bbox_attention.k_linear.weight": "mask_head.bbox_attention.k_linear.weight",
@@ -118,8 +144,12 @@ def test_detr_initialisation_loads_all_but_what_vistr_drops(
     not_loaded = sorted(set(model.state_dict()) - set(loaded))
     # Dropped as VisTR does (class_embed: other classes; query_embed: 360 queries), the
     # plain last conv's bias (the deformable conv has none) and the 3-D fusion (new).
-    prefixes = (decoder + "class_embed.", decoder + "query_embed.",
-                decoder + "mask_head.mask_head.lay5.bias", decoder + "mask_head.insmask_head.")
+    prefixes = (
+        decoder + "class_embed.",
+        decoder + "query_embed.",
+        decoder + "mask_head.mask_head.lay5.bias",
+        decoder + "mask_head.insmask_head.",
+    )
     assert not_loaded and all(k.startswith(prefixes) for k in not_loaded), not_loaded
 
 

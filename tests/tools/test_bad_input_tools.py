@@ -1,6 +1,7 @@
 """Bad input at the command line of the tools: one ``error:`` line naming what is wrong, a
 non-zero exit, nothing overwritten (issue 11). The tools run in-process through the
 boundary they share (``ifr.engine.cli.run_tool``), on the tiny configs."""
+
 import os
 import pickle
 import subprocess
@@ -54,76 +55,225 @@ def _eval(*opts):
 
 # (id, tool, argv with {f:name} placeholders for files(name), text expected in the line)
 CASES = [
-    ("unknown-key", "train_net", ["--config-file", TINY, "MODEL.IFR.LAMBDA_X", "1"],
-     "MODEL.IFR.LAMBDA_X does not exist in the config; did you mean MODEL.IFR.LAMBDA_E"),
-    ("odd-overrides", "train_net", ["--config-file", TINY, "SOLVER.MAX_ITER"],
-     "odd number: ['SOLVER.MAX_ITER']; give every KEY a VALUE"),
-    ("flag-after-overrides", "train_net", ["--config-file", TINY, "SOLVER.MAX_ITER", "5",
-                                           "--resume"],
-     "--resume comes after the KEY VALUE overrides, where it is read as an override: put "
-     "--resume before the overrides"),
-    ("wrong-type", "train_net", ["--config-file", TINY, "SOLVER.MAX_ITER", "many"],
-     "SOLVER.MAX_ITER=many: not a valid value"),
-    ("missing-config", "train_net", ["--config-file", "nope.yaml"],
-     "--config-file 'nope.yaml' does not exist"),
-    ("unknown-flag", "train_net", ["--config-file", TINY, "--bogus"],
-     "unrecognized arguments: --bogus"),
-    ("unregistered-dataset", "train_net", _eval("DATASETS.TEST", "('nope',)"),
-     "dataset 'nope' (DATASETS) is not registered"),
-    ("missing-weights", "train_net", _eval("MODEL.WEIGHTS", "{f:absent.pth}"),
-     "absent.pth' does not exist"),
-    ("text-as-pth", "train_net", _eval("MODEL.WEIGHTS", "{f:text.pth}"),
-     "text.pth: not a readable torch checkpoint"),
-    ("truncated-pth", "train_net", _eval("MODEL.WEIGHTS", "{f:truncated.pth}"),
-     "truncated.pth: not a readable torch checkpoint"),
-    ("pkl-list", "train_net", _eval("MODEL.WEIGHTS", "{f:list.pkl}"),
-     "list.pkl: holds a list"),
+    (
+        "unknown-key",
+        "train_net",
+        ["--config-file", TINY, "MODEL.IFR.LAMBDA_X", "1"],
+        "MODEL.IFR.LAMBDA_X does not exist in the config; did you mean MODEL.IFR.LAMBDA_E",
+    ),
+    (
+        "odd-overrides",
+        "train_net",
+        ["--config-file", TINY, "SOLVER.MAX_ITER"],
+        "odd number: ['SOLVER.MAX_ITER']; give every KEY a VALUE",
+    ),
+    (
+        "flag-after-overrides",
+        "train_net",
+        ["--config-file", TINY, "SOLVER.MAX_ITER", "5", "--resume"],
+        "--resume comes after the KEY VALUE overrides, where it is read as an override: put "
+        "--resume before the overrides",
+    ),
+    (
+        "wrong-type",
+        "train_net",
+        ["--config-file", TINY, "SOLVER.MAX_ITER", "many"],
+        "SOLVER.MAX_ITER=many: not a valid value",
+    ),
+    (
+        "missing-config",
+        "train_net",
+        ["--config-file", "nope.yaml"],
+        "--config-file 'nope.yaml' does not exist",
+    ),
+    (
+        "unknown-flag",
+        "train_net",
+        ["--config-file", TINY, "--bogus"],
+        "unrecognized arguments: --bogus",
+    ),
+    (
+        "unregistered-dataset",
+        "train_net",
+        _eval("DATASETS.TEST", "('nope',)"),
+        "dataset 'nope' (DATASETS) is not registered",
+    ),
+    (
+        "missing-weights",
+        "train_net",
+        _eval("MODEL.WEIGHTS", "{f:absent.pth}"),
+        "absent.pth' does not exist",
+    ),
+    (
+        "text-as-pth",
+        "train_net",
+        _eval("MODEL.WEIGHTS", "{f:text.pth}"),
+        "text.pth: not a readable torch checkpoint",
+    ),
+    (
+        "truncated-pth",
+        "train_net",
+        _eval("MODEL.WEIGHTS", "{f:truncated.pth}"),
+        "truncated.pth: not a readable torch checkpoint",
+    ),
+    ("pkl-list", "train_net", _eval("MODEL.WEIGHTS", "{f:list.pkl}"), "list.pkl: holds a list"),
     ("pkl-str", "train_net", _eval("MODEL.WEIGHTS", "{f:str.pkl}"), "str.pkl: holds a str"),
     ("pkl-int", "train_net", _eval("MODEL.WEIGHTS", "{f:int.pkl}"), "int.pkl: holds a int"),
-    ("unrelated-weights", "train_net", _eval("MODEL.WEIGHTS", "{f:unrelated.pth}"),
-     "unrelated.pth: 250 of 250 model tensors are not in it"),
-    ("other-num-classes", "train_net", _eval("MODEL.WEIGHTS", "{f:five_classes.pth}"),
-     "transformer_decoder.class_embed.bias (5,) in the file, (3,) in the model"),
+    (
+        "unrelated-weights",
+        "train_net",
+        _eval("MODEL.WEIGHTS", "{f:unrelated.pth}"),
+        "unrelated.pth: 250 of 250 model tensors are not in it",
+    ),
+    (
+        "other-num-classes",
+        "train_net",
+        _eval("MODEL.WEIGHTS", "{f:five_classes.pth}"),
+        "transformer_decoder.class_embed.bias (5,) in the file, (3,) in the model",
+    ),
     # --eval-only does not check DATASETS.TRAIN: the error is the weights', not 'nope'.
-    ("eval-ignores-train-datasets", "train_net",
-     _eval("DATASETS.TRAIN", "('nope',)", "MODEL.WEIGHTS", "{f:unrelated.pth}"),
-     "unrelated.pth: 250 of 250"),
-    ("demo-output-is-input", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
-                                      "--output", "{f:in.mp4}"],
-     "in.mp4' is the input video and would be overwritten"),
-    ("demo-frames-dir-is-input", "demo", ["--config-file", DEMO_CFG, "--input", "{f:frames}",
-                                          "--output", "{f:out.mp4}", "--frames-dir",
-                                          "{f:frames}"],
-     "holds the input (000.png ...): the drawn frames would overwrite"),
-    ("demo-glob-frames-dir", "demo", ["--config-file", DEMO_CFG, "--input", "{f:frames}/*.png",
-                                      "--output", "{f:out.mp4}", "--frames-dir",
-                                      "{f:frames}/."],
-     "holds the input"),
-    ("demo-gif", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}", "--output",
-                          "{f:out.gif}"], "the demo writes MP4 video"),
-    ("demo-output-folder", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
-                                    "--output", "{f:folder.mp4}"], "folder.mp4' is a folder"),
-    ("demo-fps-0", "demo", ["--config-file", DEMO_CFG, "--input", "{f:frames}", "--output",
-                            "{f:out.mp4}", "--fps", "0"], "--fps: must be positive, got 0"),
-    ("demo-confidence", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
-                                 "--output", "{f:out.mp4}", "--confidence", "5"],
-     "--confidence: must be in [0, 1]"),
-    ("demo-missing-input", "demo", ["--config-file", DEMO_CFG, "--input", "{f:missing.mp4}",
-                                    "--output", "{f:out.mp4}"],
-     "input '{f:missing.mp4}' does not exist"),
-    ("demo-text-weights", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
-                                   "--output", "{f:out.mp4}", "MODEL.WEIGHTS", "{f:text.pth}"],
-     "text.pth: not a readable torch checkpoint"),
-    ("demo-unrelated-weights", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
-                                        "--output", "{f:out.mp4}", "MODEL.WEIGHTS",
-                                        "{f:unrelated.pth}"],
-     "model tensors are not in it or have another shape"),
-    ("demo-class-count", "demo", ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}",
-                                  "--output", "{f:out.mp4}", "--classes", "dog,cat"],
-     "--classes 'dog,cat' gives 2 class names but the model has MODEL.IFR.NUM_CLASSES 3"),
+    (
+        "eval-ignores-train-datasets",
+        "train_net",
+        _eval("DATASETS.TRAIN", "('nope',)", "MODEL.WEIGHTS", "{f:unrelated.pth}"),
+        "unrelated.pth: 250 of 250",
+    ),
+    (
+        "demo-output-is-input",
+        "demo",
+        ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}", "--output", "{f:in.mp4}"],
+        "in.mp4' is the input video and would be overwritten",
+    ),
+    (
+        "demo-frames-dir-is-input",
+        "demo",
+        [
+            "--config-file",
+            DEMO_CFG,
+            "--input",
+            "{f:frames}",
+            "--output",
+            "{f:out.mp4}",
+            "--frames-dir",
+            "{f:frames}",
+        ],
+        "holds the input (000.png ...): the drawn frames would overwrite",
+    ),
+    (
+        "demo-glob-frames-dir",
+        "demo",
+        [
+            "--config-file",
+            DEMO_CFG,
+            "--input",
+            "{f:frames}/*.png",
+            "--output",
+            "{f:out.mp4}",
+            "--frames-dir",
+            "{f:frames}/.",
+        ],
+        "holds the input",
+    ),
+    (
+        "demo-gif",
+        "demo",
+        ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}", "--output", "{f:out.gif}"],
+        "the demo writes MP4 video",
+    ),
+    (
+        "demo-output-folder",
+        "demo",
+        ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}", "--output", "{f:folder.mp4}"],
+        "folder.mp4' is a folder",
+    ),
+    (
+        "demo-fps-0",
+        "demo",
+        [
+            "--config-file",
+            DEMO_CFG,
+            "--input",
+            "{f:frames}",
+            "--output",
+            "{f:out.mp4}",
+            "--fps",
+            "0",
+        ],
+        "--fps: must be positive, got 0",
+    ),
+    (
+        "demo-confidence",
+        "demo",
+        [
+            "--config-file",
+            DEMO_CFG,
+            "--input",
+            "{f:in.mp4}",
+            "--output",
+            "{f:out.mp4}",
+            "--confidence",
+            "5",
+        ],
+        "--confidence: must be in [0, 1]",
+    ),
+    (
+        "demo-missing-input",
+        "demo",
+        ["--config-file", DEMO_CFG, "--input", "{f:missing.mp4}", "--output", "{f:out.mp4}"],
+        "input '{f:missing.mp4}' does not exist",
+    ),
+    (
+        "demo-text-weights",
+        "demo",
+        [
+            "--config-file",
+            DEMO_CFG,
+            "--input",
+            "{f:in.mp4}",
+            "--output",
+            "{f:out.mp4}",
+            "MODEL.WEIGHTS",
+            "{f:text.pth}",
+        ],
+        "text.pth: not a readable torch checkpoint",
+    ),
+    (
+        "demo-unrelated-weights",
+        "demo",
+        [
+            "--config-file",
+            DEMO_CFG,
+            "--input",
+            "{f:in.mp4}",
+            "--output",
+            "{f:out.mp4}",
+            "MODEL.WEIGHTS",
+            "{f:unrelated.pth}",
+        ],
+        "model tensors are not in it or have another shape",
+    ),
+    (
+        "demo-class-count",
+        "demo",
+        [
+            "--config-file",
+            DEMO_CFG,
+            "--input",
+            "{f:in.mp4}",
+            "--output",
+            "{f:out.mp4}",
+            "--classes",
+            "dog,cat",
+        ],
+        "--classes 'dog,cat' gives 2 class names but the model has MODEL.IFR.NUM_CLASSES 3",
+    ),
     ("split-missing-file", "split_ytvis", ["{f:absent.json}"], "absent.json: file not found"),
-    ("split-not-json", "split_ytvis", ["{f:text.pth}", "--out-dir", "{f:split}"],
-     "text.pth: not valid json"),
+    (
+        "split-not-json",
+        "split_ytvis",
+        ["{f:text.pth}", "--out-dir", "{f:split}"],
+        "text.pth: not valid json",
+    ),
 ]
 
 
@@ -131,7 +281,7 @@ def _fill(text, files):
     while "{f:" in text:
         start = text.index("{f:")
         end = text.index("}", start)
-        text = text[:start] + files(text[start + 3:end]) + text[end + 1:]
+        text = text[:start] + files(text[start + 3 : end]) + text[end + 1 :]
     return text
 
 
@@ -163,8 +313,10 @@ def test_traceback_flag_shows_the_exception(files, load_tool):
     from ifr.engine.defaults import ConfigError
 
     with pytest.raises(ConfigError, match="LAMBDA_X"):
-        run_tool(load_tool("train_net").main,
-                 ["--traceback", "--config-file", TINY, "MODEL.IFR.LAMBDA_X", "1"])
+        run_tool(
+            load_tool("train_net").main,
+            ["--traceback", "--config-file", TINY, "MODEL.IFR.LAMBDA_X", "1"],
+        )
 
 
 def test_a_bug_keeps_its_traceback():
@@ -185,9 +337,22 @@ def test_failed_start_leaves_a_finished_runs_config_and_names_the_checkpoint(
     (run / "config.yaml").write_text("the finished run's config\n")
     (run / "model_0000009.pth").write_bytes(b"PK\x03\x04 truncated")
     (run / "last_checkpoint").write_text("model_0000009.pth")
-    status = run_tool(load_tool("train_net").main, [
-        "--config-file", TINY, "--resume", "SOLVER.MAX_ITER", "1", "DATALOADER.NUM_WORKERS",
-        "0", "MODEL.IFR.NUM_QUERIES", "4", "OUTPUT_DIR", str(run)])
+    status = run_tool(
+        load_tool("train_net").main,
+        [
+            "--config-file",
+            TINY,
+            "--resume",
+            "SOLVER.MAX_ITER",
+            "1",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "MODEL.IFR.NUM_QUERIES",
+            "4",
+            "OUTPUT_DIR",
+            str(run),
+        ],
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert status == 1
     assert len(err) == 1 and err[0].startswith(
@@ -201,12 +366,24 @@ def test_failed_start_leaves_a_finished_runs_config_and_names_the_checkpoint(
 def test_command_line_exit_status_and_single_line(tmp_path):
     """The same boundary when run as a program: stderr's last line, exit status 1."""
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file", TINY,
-         "SOLVER.MAX_ITER", "5", "--eval-only"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "train_net.py"),
+            "--config-file",
+            TINY,
+            "SOLVER.MAX_ITER",
+            "5",
+            "--eval-only",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: --eval-only comes after the KEY VALUE overrides"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: --eval-only comes after the KEY VALUE overrides")
     )
     assert "Traceback" not in result.stderr

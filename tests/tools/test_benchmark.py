@@ -14,14 +14,36 @@ def test_lengths_do_not_swallow_the_config_overrides(load_tool):
 
 def test_prints_speed_and_memory_tables(capsys, load_tool):
     load_tool("benchmark").main(
-        ["--config-file", TINY, "--size", "64", "96", "--iters", "1", "--warmup", "0",
-         "--infer-frames", "3", "--lengths", "2,4", "MODEL.IFR.NUM_QUERIES", "5",
-         "MODEL.IFR.TRAIN_NUM_POINTS", "64", "SOLVER.IMS_PER_BATCH", "1"]
+        [
+            "--config-file",
+            TINY,
+            "--size",
+            "64",
+            "96",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--infer-frames",
+            "3",
+            "--lengths",
+            "2,4",
+            "MODEL.IFR.NUM_QUERIES",
+            "5",
+            "MODEL.IFR.TRAIN_NUM_POINTS",
+            "64",
+            "SOLVER.IMS_PER_BATCH",
+            "1",
+        ]
     )
     out = capsys.readouterr().out
     assert "train it/s (batch 1 x 2 frames)" in out
     assert "inference frames/s (3-frame video)" in out
-    rows = [line for line in out.splitlines() if line.startswith("|") and line.split("|")[1].strip() in ("2", "4")]
+    rows = [
+        line
+        for line in out.splitlines()
+        if line.startswith("|") and line.split("|")[1].strip() in ("2", "4")
+    ]
     assert len(rows) == 2
 
 

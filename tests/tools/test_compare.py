@@ -1,6 +1,7 @@
 """tools/compare.py end to end: two configs x two seeds through the real train_net.py on a
 tiny budget, interrupted (Ctrl-C) during a run after its first checkpoint, then resumed;
 the table's statistics recomputed from the runs' final_metrics.json."""
+
 import csv
 import json
 import os
@@ -18,22 +19,42 @@ from ifr.experiments.manifest import INTERRUPTED, load_manifest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
 TINY_LAMBDA0 = os.path.join(ROOT, "tests", "tools", "ifr_tiny_lambda0.yaml")
-FAST = ["SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.IMS_PER_BATCH", "2",
-        "MODEL.IFR.NUM_QUERIES", "5", "MODEL.IFR.TRAIN_NUM_POINTS", "64"]
+FAST = [
+    "SOLVER.MAX_ITER",
+    "4",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "2",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "MODEL.IFR.NUM_QUERIES",
+    "5",
+    "MODEL.IFR.TRAIN_NUM_POINTS",
+    "64",
+]
 SEEDS = (0, 1)
 
 
 def compare_command(output_dir):
-    return [sys.executable, os.path.join(ROOT, "tools", "compare.py"),
-            "--configs", TINY, TINY_LAMBDA0, "--seeds", str(len(SEEDS)),
-            "--output-dir", output_dir, *FAST]
+    return [
+        sys.executable,
+        os.path.join(ROOT, "tools", "compare.py"),
+        "--configs",
+        TINY,
+        TINY_LAMBDA0,
+        "--seeds",
+        str(len(SEEDS)),
+        "--output-dir",
+        output_dir,
+        *FAST,
+    ]
 
 
 def interrupt_after_first_checkpoint(command, run_dir):
     """Starts ``command`` and sends it SIGINT (Ctrl-C) once ``run_dir`` holds a checkpoint;
     returns (exit code, output)."""
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     checkpoint = os.path.join(run_dir, "model_0000001.pth")
     deadline = time.monotonic() + 900
     while not os.path.exists(checkpoint):
@@ -58,8 +79,10 @@ def table_values(metrics_files, metric):
 @pytest.mark.slow
 def test_compare_two_configs_two_seeds_interrupted_and_resumed(tmp_path):
     output_dir = str(tmp_path / "cmp")
-    runs = {label: [os.path.join(output_dir, label, f"seed={s}") for s in SEEDS]
-            for label in ("ifr_tiny", "ifr_tiny_lambda0")}
+    runs = {
+        label: [os.path.join(output_dir, label, f"seed={s}") for s in SEEDS]
+        for label in ("ifr_tiny", "ifr_tiny_lambda0")
+    }
     interrupted = runs["ifr_tiny_lambda0"][0]
 
     code, output = interrupt_after_first_checkpoint(compare_command(output_dir), interrupted)
@@ -75,13 +98,15 @@ def test_compare_two_configs_two_seeds_interrupted_and_resumed(tmp_path):
     assert not os.path.exists(os.path.join(output_dir, "table.md"))
     finished_mtime = os.path.getmtime(os.path.join(runs["ifr_tiny"][0], "final_metrics.json"))
 
-    resumed = subprocess.run(compare_command(output_dir), cwd=ROOT, capture_output=True,
-                             text=True, timeout=1200)
+    resumed = subprocess.run(
+        compare_command(output_dir), cwd=ROOT, capture_output=True, text=True, timeout=1200
+    )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "ifr_tiny: 2 runs in " in resumed.stdout and "1 finished, 1 to run" in resumed.stdout
     assert "[1/4] ifr_tiny seed=0: done (finished earlier, skipped)" in resumed.stdout
     assert os.path.getmtime(os.path.join(runs["ifr_tiny"][0], "final_metrics.json")) == (
-        finished_mtime)  # not trained again
+        finished_mtime
+    )  # not trained again
     with open(os.path.join(interrupted, "log.txt")) as f:
         assert re.search(r"Starting training from iteration [1-9]", f.read())  # --resume
 

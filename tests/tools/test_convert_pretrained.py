@@ -69,12 +69,17 @@ def test_r18_builds_from_cfg(resnet_cfg):
     backbone = build_resnet_backbone(resnet_cfg(18), ShapeSpec(channels=3))
     shapes = backbone.output_shape()
     assert {k: (v.channels, v.stride) for k, v in shapes.items()} == {
-        "res2": (64, 4), "res3": (128, 8), "res4": (256, 16), "res5": (512, 32)
+        "res2": (64, 4),
+        "res3": (128, 8),
+        "res4": (256, 16),
+        "res5": (512, 32),
     }
     outputs = backbone(torch.randn(1, 3, 64, 96))
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {
-        "res2": (1, 64, 16, 24), "res3": (1, 128, 8, 12),
-        "res4": (1, 256, 4, 6), "res5": (1, 512, 2, 3),
+        "res2": (1, 64, 16, 24),
+        "res3": (1, 128, 8, 12),
+        "res4": (1, 256, 4, 6),
+        "res5": (1, 512, 2, 3),
     }
 
 

@@ -95,27 +95,39 @@ def test_demo_labels_with_the_class_names_saved_in_the_checkpoint(
     tmp_path, load_tool, make_cfg, monkeypatch
 ):
     """A model trained on other classes than the config's test dataset keeps its names."""
-    import ifr.engine.demo as demo_engine
     from detectron2.modeling import build_model
+
+    import ifr.engine.demo as demo_engine
 
     torch.set_num_threads(1)
     model = build_model(make_cfg(CONFIG))
     weights = tmp_path / "custom.pth"
     colors = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
     torch.save(
-        {"model": model.state_dict(), "class_names": ["dog", "cat", "bird"],
-         "class_colors": colors},
+        {
+            "model": model.state_dict(),
+            "class_names": ["dog", "cat", "bird"],
+            "class_colors": colors,
+        },
         weights,
     )
     seen = []
     draw = demo_engine.draw_video
-    monkeypatch.setattr(
-        demo_engine, "draw_video", lambda *a: seen.append(a[3:5]) or draw(*a)
-    )
+    monkeypatch.setattr(demo_engine, "draw_video", lambda *a: seen.append(a[3:5]) or draw(*a))
     source = tmp_path / "in.mp4"
     synthetic_video(source, num_frames=2)
-    argv = ["--config-file", CONFIG, "--input", str(source), "--output", str(tmp_path / "o.mp4"),
-            "MODEL.WEIGHTS", str(weights), "DATASETS.TEST", "('ytvis_tiny_val',)"]
+    argv = [
+        "--config-file",
+        CONFIG,
+        "--input",
+        str(source),
+        "--output",
+        str(tmp_path / "o.mp4"),
+        "MODEL.WEIGHTS",
+        str(weights),
+        "DATASETS.TEST",
+        "('ytvis_tiny_val',)",
+    ]
     load_tool("demo").main(argv)
     load_tool("demo").main(argv[:-4] + ["--classes", "a,b,c"] + argv[-4:])
     load_tool("demo").main(argv[:-4] + ["--color-by", "class"] + argv[-4:])

@@ -1,4 +1,5 @@
 """tools/evaluate.py, run as a user runs it (a subprocess) on hand-made files."""
+
 import json
 import os
 import subprocess
@@ -26,16 +27,25 @@ def files(tmp_path):
     scored above it: AP 50, AR1 0, AR10 100 (hand-computed)."""
     track = [_rle(0, 4, 0, 4), _rle(1, 5, 1, 5)]
     gt = {
-        "videos": [{"id": 1, "height": H, "width": W, "length": 2,
-                    "file_names": ["a/0.jpg", "a/1.jpg"]}],
+        "videos": [
+            {"id": 1, "height": H, "width": W, "length": 2, "file_names": ["a/0.jpg", "a/1.jpg"]}
+        ],
         "categories": [{"id": 1, "name": "cat"}],
-        "annotations": [{"id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0,
-                         "segmentations": track, "areas": [16, 16], "bboxes": [None, None]}],
+        "annotations": [
+            {
+                "id": 1,
+                "video_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentations": track,
+                "areas": [16, 16],
+                "bboxes": [None, None],
+            }
+        ],
     }
     results = [
         {"video_id": 1, "category_id": 1, "score": 0.4, "segmentations": track},
-        {"video_id": 1, "category_id": 1, "score": 0.9,
-         "segmentations": [_rle(6, 8, 6, 8), None]},
+        {"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [_rle(6, 8, 6, 8), None]},
     ]
     gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
     gt_path.write_text(json.dumps(gt))
@@ -46,7 +56,10 @@ def files(tmp_path):
 def _run(*args):
     return subprocess.run(
         [sys.executable, os.path.join(REPO, "tools", "evaluate.py"), *map(str, args)],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
 
 
@@ -61,9 +74,26 @@ def test_cli_prints_and_writes_flat_metrics(files, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "AP50" in proc.stdout and "IDF1" in proc.stdout
     metrics = json.loads(out.read_text())
-    assert list(metrics) == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10",
-                             "IDF1", "MOTA", "IDP", "IDR", "IDs", "HOTA", "DetA", "AssA",
-                             "OneQuery", "QueriesPerTrack"]
+    assert list(metrics) == [
+        "AP",
+        "AP50",
+        "AP75",
+        "APs",
+        "APm",
+        "APl",
+        "AR1",
+        "AR10",
+        "IDF1",
+        "MOTA",
+        "IDP",
+        "IDR",
+        "IDs",
+        "HOTA",
+        "DetA",
+        "AssA",
+        "OneQuery",
+        "QueriesPerTrack",
+    ]
     assert metrics["AP"] == pytest.approx(50.0)
     assert metrics["AR1"] == 0.0 and metrics["AR10"] == pytest.approx(100.0)
     assert metrics["APm"] == -1.0  # no medium ground truth
@@ -77,11 +107,23 @@ def test_cli_prints_and_writes_flat_metrics(files, tmp_path):
 def test_cli_without_tracking_has_only_ap_keys(files, tmp_path, capsys, load_tool):
     gt_path, results_path, _ = files
     out = tmp_path / "metrics.json"
-    assert load_tool("evaluate").main(["--annotations", str(gt_path), "--results",
-                                       str(results_path), "--output", str(out)]) == 0
+    assert (
+        load_tool("evaluate").main(
+            ["--annotations", str(gt_path), "--results", str(results_path), "--output", str(out)]
+        )
+        == 0
+    )
     assert "AR10" in capsys.readouterr().out
-    assert set(json.loads(out.read_text())) == {"AP", "AP50", "AP75", "APs", "APm", "APl",
-                                                "AR1", "AR10"}
+    assert set(json.loads(out.read_text())) == {
+        "AP",
+        "AP50",
+        "AP75",
+        "APs",
+        "APm",
+        "APl",
+        "AR1",
+        "AR10",
+    }
 
 
 @pytest.mark.slow
@@ -110,8 +152,15 @@ def test_cli_threshold_flag_overrides_the_config_default(files, tmp_path, capsys
     out = tmp_path / "metrics.json"
     cli = load_tool("evaluate")
     assert cli.default_tracking_score_threshold() == 0.5
-    args = ["--annotations", str(gt_path), "--results", str(results_path), "--tracking",
-            "--output", str(out)]
+    args = [
+        "--annotations",
+        str(gt_path),
+        "--results",
+        str(results_path),
+        "--tracking",
+        "--output",
+        str(out),
+    ]
     assert cli.main(args + ["--tracking-score-threshold", "0.3"]) == 0
     assert "predictions with score >= 0.3" in capsys.readouterr().out
     # Both predictions kept: the exact one covers the GT track in its 2 frames.
@@ -130,12 +179,14 @@ _SMALL_RLE = {"size": [48, 64], "counts": _SMALL}  # valid, but not the video's 
 def _set_result_frame(value, frame=0):
     def change(gt, results):
         results[0]["segmentations"][frame] = value
+
     return change
 
 
 def _set_gt_frame(value, frame=0):
     def change(gt, results):
         gt["annotations"][0]["segmentations"][frame] = value
+
     return change
 
 
@@ -148,22 +199,37 @@ def _wrong_length(gt, results):
 
 
 MALFORMED = {
-    "results_short_counts": (_set_result_frame(_SHORT_COUNTS), "results.json",
-                             "entry 0 (video 1), frame 0: RLE 'counts' cover 3072 pixels, "
-                             "its size [96, 128] has 12288"),
-    "results_garbage_counts": (_set_result_frame(_GARBAGE, 1), "results.json",
-                               "entry 0 (video 1), frame 1: 'counts' has a character 'r'"),
-    "gt_short_counts": (_set_gt_frame(_SHORT_COUNTS), "gt.json",
-                        "video 1, annotation 1, frame 0: RLE 'counts' cover 3072 pixels"),
-    "gt_garbage_counts": (_set_gt_frame(_GARBAGE, 1), "gt.json",
-                          "video 1, annotation 1, frame 1: 'counts' has a character"),
-    "gt_rle_of_another_size": (_set_gt_frame(_SMALL_RLE), "gt.json",
-                               "video 1, annotation 1, frame 0: RLE size [48, 64], "
-                               "the video is [96, 128]"),
-    "gt_duplicate_annotation_id": (_duplicate_annotation, "gt.json",
-                                   "video 1, annotation 1: annotation id 1 appears twice"),
-    "gt_wrong_length": (_wrong_length, "gt.json",
-                        "video 1: 'length' is 3 but it has 2 file_names"),
+    "results_short_counts": (
+        _set_result_frame(_SHORT_COUNTS),
+        "results.json",
+        "entry 0 (video 1), frame 0: RLE 'counts' cover 3072 pixels, its size [96, 128] has 12288",
+    ),
+    "results_garbage_counts": (
+        _set_result_frame(_GARBAGE, 1),
+        "results.json",
+        "entry 0 (video 1), frame 1: 'counts' has a character 'r'",
+    ),
+    "gt_short_counts": (
+        _set_gt_frame(_SHORT_COUNTS),
+        "gt.json",
+        "video 1, annotation 1, frame 0: RLE 'counts' cover 3072 pixels",
+    ),
+    "gt_garbage_counts": (
+        _set_gt_frame(_GARBAGE, 1),
+        "gt.json",
+        "video 1, annotation 1, frame 1: 'counts' has a character",
+    ),
+    "gt_rle_of_another_size": (
+        _set_gt_frame(_SMALL_RLE),
+        "gt.json",
+        "video 1, annotation 1, frame 0: RLE size [48, 64], the video is [96, 128]",
+    ),
+    "gt_duplicate_annotation_id": (
+        _duplicate_annotation,
+        "gt.json",
+        "video 1, annotation 1: annotation id 1 appears twice",
+    ),
+    "gt_wrong_length": (_wrong_length, "gt.json", "video 1: 'length' is 3 but it has 2 file_names"),
 }
 
 
@@ -217,7 +283,8 @@ def _check_one_line_error(name, returncode, stderr, args):
 @pytest.mark.parametrize("tracking", [False, True])
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_malformed_input_gives_one_line_naming_the_file(
-        name, tracking, files, tmp_path, capsys, load_tool):
+    name, tracking, files, tmp_path, capsys, load_tool
+):
     args = _write_case(tmp_path, name, files) + (["--tracking"] if tracking else [])
     returncode = load_tool("evaluate").main(args)
     _check_one_line_error(name, returncode, capsys.readouterr().err, args)
@@ -241,13 +308,24 @@ print(json.dumps(outcomes))
 def test_malformed_rle_cases_finish_fast_in_a_process(files, tmp_path):
     """The cases that hung (60-600 s, no output) run as a user runs them, under a timeout."""
     names = [n for n in MALFORMED if "counts" in n or "size" in n]
-    cases = [(n, _write_case(tmp_path, n, files) + extra)
-             for n in names for extra in ([], ["--tracking"])]
+    cases = [
+        (n, _write_case(tmp_path, n, files) + extra)
+        for n in names
+        for extra in ([], ["--tracking"])
+    ]
     # One interpreter for all cases (importing torch and detectron2 is most of the time).
     proc = subprocess.run(
-        [sys.executable, "-c", _DRIVER, os.path.join(REPO, "tools", "evaluate.py"),
-         json.dumps([args for _, args in cases])],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            _DRIVER,
+            os.path.join(REPO, "tools", "evaluate.py"),
+            json.dumps([args for _, args in cases]),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     outcomes = json.loads(proc.stdout.strip().splitlines()[-1])

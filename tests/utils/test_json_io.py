@@ -1,4 +1,5 @@
 """ifr/utils/json_io.py: one error naming the file for each way a JSON file can be bad."""
+
 import pytest
 
 from ifr.utils.json_io import JSONFileError, parse_json, read_json

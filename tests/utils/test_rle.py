@@ -1,5 +1,6 @@
 """ifr/utils/rle.py: RLE decoding checked against run lengths computed from the masks
 themselves, round trips, and the malformed RLEs that make pycocotools hang or crash."""
+
 import numpy as np
 import pytest
 
@@ -64,8 +65,10 @@ def test_uncompressed_rle():
     "rle, message",
     [
         # The counts of a 48x64 mask declared 96x128: they cover a quarter of it.
-        ({"size": [96, 128], "counts": mask_to_rle(np.ones((48, 64)))["counts"]},
-         r"cover 3072 pixels, its size \[96, 128\] has 12288"),
+        (
+            {"size": [96, 128], "counts": mask_to_rle(np.ones((48, 64)))["counts"]},
+            r"cover 3072 pixels, its size \[96, 128\] has 12288",
+        ),
         ({"size": [96, 128], "counts": "@@@@garbage!!"}, "character 'r' outside"),
         ({"size": [1, 1], "counts": "P"}, "truncated"),  # 'P': a group with "more" set
         ({"size": [1, 1], "counts": "O"}, "negative"),  # 'O': -1

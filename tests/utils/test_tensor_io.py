@@ -1,4 +1,5 @@
 """Weight files that are not what they claim: one error naming the file, no code run."""
+
 import pickle
 
 import numpy as np

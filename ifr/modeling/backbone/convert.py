@@ -7,6 +7,7 @@ that ``DetectionCheckpointer`` loads into the model (``backbone.<name>`` keys).
 
 Input files are loaded without unpickling arbitrary objects unless the caller allows it.
 """
+
 import math
 import os
 import re

@@ -210,11 +210,15 @@ class MsgShifT(nn.Module):
         super().__init__()
         lengths = {len(embed_dims), len(depths), len(num_heads), len(mlp_ratios), len(sr_ratios)}
         if lengths != {4}:
-            raise ValueError("MsgShifT: EMBED_DIMS, DEPTHS, NUM_HEADS, MLP_RATIOS, SR_RATIOS "
-                             "need 4 values each (one per stage)")
+            raise ValueError(
+                "MsgShifT: EMBED_DIMS, DEPTHS, NUM_HEADS, MLP_RATIOS, SR_RATIOS "
+                "need 4 values each (one per stage)"
+            )
         if num_messengers % len(shift_strides):
-            raise ValueError(f"MsgShifT: {num_messengers} messenger tokens do not split into "
-                             f"{len(shift_strides)} shift groups")
+            raise ValueError(
+                f"MsgShifT: {num_messengers} messenger tokens do not split into "
+                f"{len(shift_strides)} shift groups"
+            )
         self.embed_dims = list(embed_dims)
         self.msg_tokens = nn.Parameter(torch.zeros(1, num_messengers, in_chans))
         nn.init.trunc_normal_(self.msg_tokens, std=0.02)
@@ -224,8 +228,9 @@ class MsgShifT(nn.Module):
         for i in range(4):
             patch, stride = (7, 4) if i == 0 else (3, 2)
             in_dim = in_chans if i == 0 else embed_dims[i - 1]
-            setattr(self, f"patch_embed{i + 1}",
-                    OverlapPatchEmbed(in_dim, embed_dims[i], patch, stride))
+            setattr(
+                self, f"patch_embed{i + 1}", OverlapPatchEmbed(in_dim, embed_dims[i], patch, stride)
+            )
             blocks = [
                 MsgShiftBlock(embed_dims[i], num_heads[i], mlp_ratios[i], sr_ratios[i], rate)
                 for rate in rates[first : first + depths[i]]
@@ -306,8 +311,9 @@ class D2MsgShifT(MsgShifT, Backbone):
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         return {
-            n: ShapeSpec(channels=self._out_feature_channels[n],
-                         stride=self._out_feature_strides[n])
+            n: ShapeSpec(
+                channels=self._out_feature_channels[n], stride=self._out_feature_strides[n]
+            )
             for n in self._out_features
         }
 
@@ -337,4 +343,3 @@ def pvt_v2_official_to_d2(
     if not converted:
         raise CheckpointFormatError(f"{source}: no PVTv2 weights (patch_embed*, block*, norm*)")
     return converted
-

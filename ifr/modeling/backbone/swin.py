@@ -5,6 +5,7 @@ classification checkpoints after ``tools/convert_pretrained.py``), so their weig
 Outputs ``res2..res5`` at strides 4/8/16/32 for inputs of any size: the patch embedding,
 the windows and the patch merging pad what they need.
 """
+
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -14,7 +15,13 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["SwinTransformer", "D2SwinTransformer", "window_partition", "window_reverse", "shifted_window_mask"]
+__all__ = [
+    "SwinTransformer",
+    "D2SwinTransformer",
+    "window_partition",
+    "window_reverse",
+    "shifted_window_mask",
+]
 
 
 def drop_path(x: Tensor, drop_prob: float, training: bool) -> Tensor:
@@ -62,7 +69,9 @@ def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)
 
 
-def shifted_window_mask(height: int, width: int, window_size: int, shift_size: int, device=None) -> Tensor:
+def shifted_window_mask(
+    height: int, width: int, window_size: int, shift_size: int, device=None
+) -> Tensor:
     """Attention mask of the shifted windows of a padded (height, width) map.
 
     After the cyclic shift a window can hold pixels from up to 4 regions that are not
@@ -102,7 +111,9 @@ class WindowAttention(nn.Module):
         self.scale = qk_scale or head_dim**-0.5
 
         # One bias per head for each of the (2*ws - 1)^2 relative offsets.
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1) ** 2, num_heads)
+        )
         self.register_buffer("relative_position_index", self._relative_position_index(window_size))
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
@@ -113,7 +124,9 @@ class WindowAttention(nn.Module):
     @staticmethod
     def _relative_position_index(window_size: int) -> Tensor:
         """(ws*ws, ws*ws) long: row of the bias table for every (query, key) pair."""
-        coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij"))
+        coords = torch.stack(
+            torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
+        )
         coords = coords.flatten(1)  # (2, ws*ws), (row, col) of each position
         relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window_size - 1)
         return relative[..., 0] * (2 * window_size - 1) + relative[..., 1]
@@ -121,7 +134,11 @@ class WindowAttention(nn.Module):
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """x: (B * nW, N, C) with N = ws*ws; mask: (nW, N, N) or None -> (B * nW, N, C)."""
         windows, n, c = x.shape
-        qkv = self.qkv(x).reshape(windows, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = (
+            self.qkv(x)
+            .reshape(windows, n, 3, self.num_heads, c // self.num_heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
         attn = q @ k.transpose(-2, -1)  # (B*nW, heads, N, N)
 
@@ -154,11 +171,15 @@ class SwinTransformerBlock(nn.Module):
     ):
         super().__init__()
         if not 0 <= shift_size < window_size:
-            raise ValueError(f"Swin: shift_size {shift_size} must be in [0, window_size={window_size})")
+            raise ValueError(
+                f"Swin: shift_size {shift_size} must be in [0, window_size={window_size})"
+            )
         self.window_size = window_size
         self.shift_size = shift_size
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.attn = WindowAttention(
+            dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop
+        )
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
@@ -254,7 +275,9 @@ class BasicLayer(nn.Module):
         """x: (B, H*W, C) -> (stage output (B, H*W, C), input of the next stage, its H, W)."""
         ws = self.window_size
         padded_h, padded_w = -(-height // ws) * ws, -(-width // ws) * ws
-        attn_mask = shifted_window_mask(padded_h, padded_w, ws, self.shift_size, device=x.device).to(x.dtype)
+        attn_mask = shifted_window_mask(
+            padded_h, padded_w, ws, self.shift_size, device=x.device
+        ).to(x.dtype)
         for block in self.blocks:
             if self.use_checkpoint and self.training:
                 x = checkpoint.checkpoint(block, x, height, width, attn_mask, use_reentrant=False)
@@ -268,7 +291,9 @@ class BasicLayer(nn.Module):
 class PatchEmbed(nn.Module):
     """Non-overlapping patch_size x patch_size patches -> embed_dim channels (pads first)."""
 
-    def __init__(self, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96, patch_norm: bool = True):
+    def __init__(
+        self, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96, patch_norm: bool = True
+    ):
         super().__init__()
         self.patch_size = patch_size
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
@@ -312,7 +337,9 @@ class SwinTransformer(nn.Module):
     ):
         super().__init__()
         if len(depths) != len(num_heads):
-            raise ValueError(f"Swin: DEPTHS {list(depths)} and NUM_HEADS {list(num_heads)} differ in length")
+            raise ValueError(
+                f"Swin: DEPTHS {list(depths)} and NUM_HEADS {list(num_heads)} differ in length"
+            )
         self.num_layers = len(depths)
         self.out_indices = tuple(out_indices)
         self.num_features = [int(embed_dim * 2**i) for i in range(self.num_layers)]
@@ -366,7 +393,9 @@ class SwinTransformer(nn.Module):
         x = self.patch_embed(x)
         height, width = x.shape[-2:]
         if self.ape:
-            pos = F.interpolate(self.absolute_pos_embed, size=(height, width), mode="bicubic", align_corners=False)
+            pos = F.interpolate(
+                self.absolute_pos_embed, size=(height, width), mode="bicubic", align_corners=False
+            )
             x = x + pos
         x = self.pos_drop(x.flatten(2).transpose(1, 2))
 
@@ -375,7 +404,9 @@ class SwinTransformer(nn.Module):
             stage_out, x, next_h, next_w = layer(x, height, width)
             if i in self.out_indices:
                 stage_out = getattr(self, f"norm{i}")(stage_out)
-                outs[f"res{i + 2}"] = stage_out.view(-1, height, width, self.num_features[i]).permute(0, 3, 1, 2)
+                outs[f"res{i + 2}"] = stage_out.view(
+                    -1, height, width, self.num_features[i]
+                ).permute(0, 3, 1, 2)
             height, width = next_h, next_w
         return outs
 
@@ -411,20 +442,28 @@ class D2SwinTransformer(SwinTransformer, Backbone):
             use_checkpoint=swin.USE_CHECKPOINT,
         )
         self._out_features = out_features
-        self._out_feature_strides = {f"res{i + 2}": swin.PATCH_SIZE * 2**i for i in range(self.num_layers)}
-        self._out_feature_channels = {f"res{i + 2}": self.num_features[i] for i in range(self.num_layers)}
+        self._out_feature_strides = {
+            f"res{i + 2}": swin.PATCH_SIZE * 2**i for i in range(self.num_layers)
+        }
+        self._out_feature_channels = {
+            f"res{i + 2}": self.num_features[i] for i in range(self.num_layers)
+        }
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         """x: (B, C, H, W) -> ``{name: (B, C_name, H / stride, W / stride)}`` (sizes
         rounded up when H, W are not multiples of 32)."""
         if x.dim() != 4:
-            raise ValueError(f"D2SwinTransformer takes (B, C, H, W) inputs, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"D2SwinTransformer takes (B, C, H, W) inputs, got shape {tuple(x.shape)}"
+            )
         outputs = super().forward(x)
         return {name: outputs[name] for name in self._out_features}
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         return {
-            name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
+            name: ShapeSpec(
+                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
+            )
             for name in self._out_features
         }
 

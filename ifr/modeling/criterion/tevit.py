@@ -81,8 +81,9 @@ class TeViTMatcher(nn.Module):
         t = cfg.MODEL.TEVIT
         return {"cost_class": t.COST_CLASS, "cost_bbox": t.COST_BBOX, "cost_giou": t.COST_GIOU}
 
-    def cost(self, logits: Tensor, boxes: Tensor, labels: Tensor, tgt_boxes: Tensor,
-             present: Tensor) -> Tensor:
+    def cost(
+        self, logits: Tensor, boxes: Tensor, labels: Tensor, tgt_boxes: Tensor, present: Tensor
+    ) -> Tensor:
         """logits (N, T, K), boxes (N, T, 4), labels (M,), tgt_boxes (M, T, 4), present
         (M, T) -> (N, M) cost, each frame's cost averaged over the present frames."""
         total = logits.new_zeros((logits.shape[0], labels.shape[0]))
@@ -96,16 +97,22 @@ class TeViTMatcher(nn.Module):
         return total / present.sum(1).clamp(min=1).to(total)[None]
 
     @torch.no_grad()
-    def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]
-                ) -> List[Tuple[Tensor, Tensor]]:
+    def forward(
+        self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]
+    ) -> List[Tuple[Tensor, Tensor]]:
         """B pairs (query indices, instance indices) of int64 on the CPU."""
         indices = []
         for b, target in enumerate(targets):
             if target["labels"].numel() == 0:
                 indices.append(empty_match())
                 continue
-            cost = self.cost(outputs["pred_logits"][b].float(), outputs["pred_boxes"][b].float(),
-                             target["labels"], target["boxes"], target["present"]).cpu()
+            cost = self.cost(
+                outputs["pred_logits"][b].float(),
+                outputs["pred_boxes"][b].float(),
+                target["labels"],
+                target["boxes"],
+                target["present"],
+            ).cpu()
             if not torch.isfinite(cost).all():
                 raise FloatingPointError(f"TeViTMatcher: non-finite matching cost for video {b}")
             indices.append(hungarian_match(cost))
@@ -121,12 +128,17 @@ class TeViTCriterion(nn.Module):
         t = cfg.MODEL.TEVIT
         self.num_classes = cfg.MODEL.IFR.NUM_CLASSES
         self.matcher = TeViTMatcher(cfg)
-        weights = {"loss_ce": t.CLASS_WEIGHT, "loss_bbox": t.BBOX_WEIGHT,
-                   "loss_giou": t.GIOU_WEIGHT, "loss_dice": t.DICE_WEIGHT}
+        weights = {
+            "loss_ce": t.CLASS_WEIGHT,
+            "loss_bbox": t.BBOX_WEIGHT,
+            "loss_giou": t.GIOU_WEIGHT,
+            "loss_dice": t.DICE_WEIGHT,
+        }
         self.weight_dict = aux_weight_dict(weights, t.NUM_STAGES - 1)
 
-    def forward(self, outputs: Dict[str, object], targets: List[Dict[str, Tensor]]
-                ) -> Dict[str, Tensor]:
+    def forward(
+        self, outputs: Dict[str, object], targets: List[Dict[str, Tensor]]
+    ) -> Dict[str, Tensor]:
         """
         Args:
             outputs: of ``TeViTSTQIHead`` in training (``pred_logits``, ``pred_boxes``,
@@ -134,8 +146,9 @@ class TeViTCriterion(nn.Module):
             targets: B dicts with ``labels (M,)`` and ``masks (M, T, H, W)`` at the
                 padded size.
         """
-        targets = [dict(t, **dict(zip(("boxes", "present"), clip_boxes(t["masks"]))))
-                   for t in targets]
+        targets = [
+            dict(t, **dict(zip(("boxes", "present"), clip_boxes(t["masks"])))) for t in targets
+        ]
         num_pos = self._num_positives(targets, outputs["pred_logits"].device)
         losses = self._stage_losses(outputs, outputs, targets, num_pos)
         for aux in outputs.get("aux_outputs", []):
@@ -146,14 +159,20 @@ class TeViTCriterion(nn.Module):
     @staticmethod
     def _num_positives(targets: List[Dict[str, Tensor]], device) -> float:
         """(instance, frame) pairs present in the batch, averaged over processes, >= 1."""
-        count = torch.as_tensor([float(sum(t["present"].sum().item() for t in targets))],
-                                device=device)
+        count = torch.as_tensor(
+            [float(sum(t["present"].sum().item() for t in targets))], device=device
+        )
         if comm.get_world_size() > 1:
             dist.all_reduce(count)
         return torch.clamp(count / comm.get_world_size(), min=1).item()
 
-    def _stage_losses(self, stage: Dict[str, Tensor], outputs: Dict[str, object],
-                      targets: List[Dict[str, Tensor]], num_pos: float) -> Dict[str, Tensor]:
+    def _stage_losses(
+        self,
+        stage: Dict[str, Tensor],
+        outputs: Dict[str, object],
+        targets: List[Dict[str, Tensor]],
+        num_pos: float,
+    ) -> Dict[str, Tensor]:
         logits, boxes = stage["pred_logits"], stage["pred_boxes"]  # (B, N, T, K), (B, N, T, 4)
         indices = self.matcher(stage, targets)
         class_targets = torch.zeros_like(logits)
@@ -174,32 +193,49 @@ class TeViTCriterion(nn.Module):
         b_idx, q_idx, t_idx = torch.cat(b_idx), torch.cat(q_idx), torch.cat(t_idx)
         if b_idx.numel() == 0:
             zero = boxes.sum() * 0.0 + stage["attn_feats"].sum() * 0.0
-            return {"loss_ce": loss_ce, "loss_bbox": zero, "loss_giou": zero.clone(),
-                    "loss_dice": zero.clone()}
+            return {
+                "loss_ce": loss_ce,
+                "loss_bbox": zero,
+                "loss_giou": zero.clone(),
+                "loss_dice": zero.clone(),
+            }
         pred_boxes = boxes[b_idx, q_idx, t_idx]  # (P, 4)
         gt_boxes = torch.cat(tgt_boxes).to(pred_boxes)
         loss_bbox = (pred_boxes - gt_boxes).abs().sum() / num_pos
         giou = torch.diag(generalized_box_iou(pred_boxes, gt_boxes))
         loss_giou = (1 - giou).sum() / num_pos
-        loss_dice = self._mask_loss(stage, outputs, b_idx, q_idx, t_idx,
-                                    torch.cat(tgt_masks), num_pos)
-        return {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou,
-                "loss_dice": loss_dice}
+        loss_dice = self._mask_loss(
+            stage, outputs, b_idx, q_idx, t_idx, torch.cat(tgt_masks), num_pos
+        )
+        return {
+            "loss_ce": loss_ce,
+            "loss_bbox": loss_bbox,
+            "loss_giou": loss_giou,
+            "loss_dice": loss_dice,
+        }
 
     @staticmethod
-    def _mask_loss(stage, outputs, b_idx, q_idx, t_idx, gt_masks: Tensor, num_pos: float
-                   ) -> Tensor:
+    def _mask_loss(stage, outputs, b_idx, q_idx, t_idx, gt_masks: Tensor, num_pos: float) -> Tensor:
         """Dice of the P masks predicted in the detached boxes; gt_masks (P, H, W)."""
         frames = stage["pred_logits"].shape[2]
         boxes = stage["pred_boxes"][b_idx, q_idx, t_idx].detach()
         queries = stage["attn_feats"][b_idx, q_idx, t_idx]
-        logits = outputs["roi_mask_logits"](stage["stage"], b_idx * frames + t_idx, boxes,
-                                            queries)
+        logits = outputs["roi_mask_logits"](stage["stage"], b_idx * frames + t_idx, boxes, queries)
         height, width = gt_masks.shape[-2:]
         scale = boxes.new_tensor([width, height, width, height])
-        rois = torch.cat([torch.arange(len(boxes), device=boxes.device)[:, None].to(boxes),
-                          boxes * scale], dim=1)
+        rois = torch.cat(
+            [torch.arange(len(boxes), device=boxes.device)[:, None].to(boxes), boxes * scale], dim=1
+        )
         with torch.no_grad():
-            targets = roi_align(gt_masks[:, None].to(boxes), rois, logits.shape[-1], 1.0,
-                                sampling_ratio=2, aligned=True)[:, 0] >= 0.5
+            targets = (
+                roi_align(
+                    gt_masks[:, None].to(boxes),
+                    rois,
+                    logits.shape[-1],
+                    1.0,
+                    sampling_ratio=2,
+                    aligned=True,
+                )[:, 0]
+                >= 0.5
+            )
         return mask_dice_loss(logits, targets).sum() / num_pos

@@ -3,6 +3,7 @@
 ``ms_deform_attn`` is the only place that samples the value maps; a compiled kernel
 with the same signature can replace it.
 """
+
 import math
 from typing import List
 
@@ -45,7 +46,9 @@ def ms_deform_attn(
     for level, (height, width) in enumerate(shapes):
         value_level = value[:, starts[level] : starts[level] + height * width]
         # (B, H*W, heads, C_h) -> (B*heads, C_h, H, W)
-        value_level = value_level.permute(0, 2, 3, 1).reshape(batch * heads, head_dim, height, width)
+        value_level = value_level.permute(0, 2, 3, 1).reshape(
+            batch * heads, head_dim, height, width
+        )
         # (B, Q, heads, P, 2) -> (B*heads, Q, P, 2)
         grid_level = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
         sampled = F.grid_sample(
@@ -55,7 +58,9 @@ def ms_deform_attn(
 
     # (B*heads, C_h, Q, L*P) weighted by (B*heads, 1, Q, L*P)
     sampled_all = torch.stack(sampled_levels, dim=-2).flatten(-2)
-    weights = attention_weights.transpose(1, 2).reshape(batch * heads, 1, num_queries, num_levels * num_points)
+    weights = attention_weights.transpose(1, 2).reshape(
+        batch * heads, 1, num_queries, num_levels * num_points
+    )
     output = (sampled_all * weights).sum(-1)  # (B*heads, C_h, Q)
     return output.view(batch, heads * head_dim, num_queries).transpose(1, 2).contiguous()
 
@@ -72,7 +77,9 @@ class MSDeformAttn(nn.Module):
     def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4):
         super().__init__()
         if d_model % n_heads != 0:
-            raise ValueError(f"MSDeformAttn: d_model={d_model} is not divisible by n_heads={n_heads}")
+            raise ValueError(
+                f"MSDeformAttn: d_model={d_model} is not divisible by n_heads={n_heads}"
+            )
         self.d_model = d_model
         self.n_levels = n_levels
         self.n_heads = n_heads
@@ -147,10 +154,14 @@ class MSDeformAttn(nn.Module):
         weights = self.attention_weights(query).view(
             batch, num_queries, self.n_heads, self.n_levels * self.n_points
         )
-        weights = weights.softmax(-1).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
+        weights = weights.softmax(-1).view(
+            batch, num_queries, self.n_heads, self.n_levels, self.n_points
+        )
 
         # Offsets are in pixels of each level: divide by (W_l, H_l).
-        normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(offsets.dtype)
+        normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(
+            offsets.dtype
+        )
         locations = (
             reference_points[:, :, None, :, None, :]
             + offsets / normalizer[None, None, None, :, None, :]

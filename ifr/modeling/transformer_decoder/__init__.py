@@ -3,11 +3,17 @@
 ``IFRTransformerDecoder`` (IFR) and ``VideoMultiScaleMaskedTransformerDecoder``
 (Mask2Former-VIS). Each says how its logits become class probabilities
 (``class_activation``, see ``ifr.layers.classification``)."""
+
 from .ifc import IFCTransformerDecoder
 from .ifr import IFRTransformerDecoder
 from .m2f_vis import VideoMultiScaleMaskedTransformerDecoder
 from .tevit import TeViTSTQIHead
 from .vistr import VisTRTransformerDecoder
 
-__all__ = ["IFCTransformerDecoder", "IFRTransformerDecoder", "TeViTSTQIHead",
-           "VideoMultiScaleMaskedTransformerDecoder", "VisTRTransformerDecoder"]
+__all__ = [
+    "IFCTransformerDecoder",
+    "IFRTransformerDecoder",
+    "TeViTSTQIHead",
+    "VideoMultiScaleMaskedTransformerDecoder",
+    "VisTRTransformerDecoder",
+]

@@ -80,9 +80,7 @@ class IFCEncoder(nn.Module):
         if num_layers < 1:
             raise ValueError(f"MODEL.IFC.ENC_LAYERS must be >= 1, got {num_layers}")
         if num_memory_tokens < 0:
-            raise ValueError(
-                f"MODEL.IFC.NUM_MEMORY_TOKENS must be >= 0, got {num_memory_tokens}"
-            )
+            raise ValueError(f"MODEL.IFC.NUM_MEMORY_TOKENS must be >= 0, got {num_memory_tokens}")
         self.num_layers = num_layers
         self.num_memory_tokens = num_memory_tokens
 

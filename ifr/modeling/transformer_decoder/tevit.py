@@ -92,9 +92,7 @@ def decode_box_deltas(boxes: Tensor, deltas: Tensor) -> Tensor:
     return torch.cat([centre - size / 2, centre + size / 2], dim=1)
 
 
-def paste_mask_logits(
-    mask_logits: Tensor, boxes: Tensor, grid_size: tuple, stride: int
-) -> Tensor:
+def paste_mask_logits(mask_logits: Tensor, boxes: Tensor, grid_size: tuple, stride: int) -> Tensor:
     """Box masks into a frame grid, as logits.
 
     Args:
@@ -111,9 +109,7 @@ def paste_mask_logits(
     x1, y1, x2, y2 = (boxes[:, i, None] for i in range(4))
     gx = (xs[None] - x1) / (x2 - x1).clamp(min=1e-6) * 2 - 1  # (R, w)
     gy = (ys[None] - y1) / (y2 - y1).clamp(min=1e-6) * 2 - 1  # (R, h)
-    grid = torch.stack(
-        [gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)], dim=-1
-    )
+    grid = torch.stack([gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)], dim=-1)
     probs = F.grid_sample(
         mask_logits[:, None].sigmoid(), grid.to(mask_logits.dtype), align_corners=False
     )[:, 0]
@@ -161,8 +157,18 @@ def _fcs(dim: int, num: int) -> nn.Sequential:
 class STQIStage(nn.Module):
     """One stage of the box/class head (TeViT's ``STQIHead``)."""
 
-    def __init__(self, *, num_classes, dim, nheads, dim_feedforward, dynamic_dim, pool,
-                 num_cls_fcs, num_reg_fcs):
+    def __init__(
+        self,
+        *,
+        num_classes,
+        dim,
+        nheads,
+        dim_feedforward,
+        dynamic_dim,
+        pool,
+        num_cls_fcs,
+        num_reg_fcs,
+    ):
         super().__init__()
         self.attention = nn.MultiheadAttention(dim, nheads, batch_first=True)
         self.attention_norm = nn.LayerNorm(dim)
@@ -221,8 +227,11 @@ class DynamicMaskHead(nn.Module):
         self.instance_interactive_conv = DynamicConv(dim, dynamic_dim, pool, with_proj=False)
         convs = []
         for _ in range(num_convs):
-            convs += [nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.BatchNorm2d(dim),
-                      nn.ReLU(inplace=True)]
+            convs += [
+                nn.Conv2d(dim, dim, 3, padding=1, bias=False),
+                nn.BatchNorm2d(dim),
+                nn.ReLU(inplace=True),
+            ]
         self.convs = nn.Sequential(*convs)
         self.upsample = nn.ConvTranspose2d(dim, dim, 2, 2)
         self.conv_logits = nn.Conv2d(dim, 1, 1)
@@ -246,9 +255,22 @@ class TeViTSTQIHead(nn.Module):
     strides = [4, 8, 16, 32]
 
     @configurable
-    def __init__(self, *, num_classes: int, num_queries: int, hidden_dim: int, num_stages: int,
-                 nheads: int, dim_feedforward: int, dynamic_dim: int, box_pool: int,
-                 mask_pool: int, mask_convs: int, num_cls_fcs: int, num_reg_fcs: int):
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        num_queries: int,
+        hidden_dim: int,
+        num_stages: int,
+        nheads: int,
+        dim_feedforward: int,
+        dynamic_dim: int,
+        box_pool: int,
+        mask_pool: int,
+        mask_convs: int,
+        num_cls_fcs: int,
+        num_reg_fcs: int,
+    ):
         """
         Args:
             num_classes: K; num_queries: N; hidden_dim: d (= the FPN's channels).
@@ -265,9 +287,17 @@ class TeViTSTQIHead(nn.Module):
         self.init_proposal_bboxes = nn.Embedding(num_queries, 4)  # (cx, cy, w, h) / size
         nn.init.constant_(self.init_proposal_bboxes.weight[:, :2], 0.5)
         nn.init.constant_(self.init_proposal_bboxes.weight[:, 2:], 1.0)
-        stage = partial(STQIStage, num_classes=num_classes, dim=hidden_dim, nheads=nheads,
-                        dim_feedforward=dim_feedforward, dynamic_dim=dynamic_dim,
-                        pool=box_pool, num_cls_fcs=num_cls_fcs, num_reg_fcs=num_reg_fcs)
+        stage = partial(
+            STQIStage,
+            num_classes=num_classes,
+            dim=hidden_dim,
+            nheads=nheads,
+            dim_feedforward=dim_feedforward,
+            dynamic_dim=dynamic_dim,
+            pool=box_pool,
+            num_cls_fcs=num_cls_fcs,
+            num_reg_fcs=num_reg_fcs,
+        )
         self.stages = nn.ModuleList(stage() for _ in range(num_stages))
         self.mask_heads = nn.ModuleList(
             DynamicMaskHead(hidden_dim, dynamic_dim, mask_pool, mask_convs)
@@ -292,8 +322,9 @@ class TeViTSTQIHead(nn.Module):
             "num_reg_fcs": t.NUM_REG_FCS,
         }
 
-    def forward(self, multi_scale: List[Tensor], mask_features: Tensor, return_masks: bool = True
-                ) -> Dict[str, object]:
+    def forward(
+        self, multi_scale: List[Tensor], mask_features: Tensor, return_masks: bool = True
+    ) -> Dict[str, object]:
         """
         Args:
             multi_scale: [P5, P4, P3], each (B, T, d, h_l, w_l); mask_features: P2
@@ -330,12 +361,14 @@ class TeViTSTQIHead(nn.Module):
             def by_query(x: Tensor) -> Tensor:  # (B*T, N, ...) -> (B, N, T, ...)
                 return x.view(batch, frames, n, *x.shape[2:]).transpose(1, 2)
 
-            stage_outputs.append({
-                "pred_logits": by_query(logits),
-                "pred_boxes": by_query(boxes / scale),
-                "attn_feats": by_query(attn_feats),
-                "stage": i,
-            })
+            stage_outputs.append(
+                {
+                    "pred_logits": by_query(logits),
+                    "pred_boxes": by_query(boxes / scale),
+                    "attn_feats": by_query(attn_feats),
+                    "stage": i,
+                }
+            )
             boxes = boxes.detach()  # the next stage refines the detached boxes, as TeViT
         outputs = dict(stage_outputs[-1], image_size=(height, width))
         if return_masks:
@@ -348,8 +381,15 @@ class TeViTSTQIHead(nn.Module):
         outputs["pred_mask_embeds"] = select[None, :, None].expand(batch, -1, frames, -1)
         return outputs
 
-    def roi_mask_logits(self, flat_levels: List[Tensor], scale: Tensor, stage: int,
-                        frame_idx: Tensor, boxes: Tensor, queries: Tensor) -> Tensor:
+    def roi_mask_logits(
+        self,
+        flat_levels: List[Tensor],
+        scale: Tensor,
+        stage: int,
+        frame_idx: Tensor,
+        boxes: Tensor,
+        queries: Tensor,
+    ) -> Tensor:
         """Mask logits (R, 2S, 2S) of R boxes (R, 4) (xyxy / padded size) in frames
         ``frame_idx`` (R,) (of the B*T frames), with stage ``stage``'s mask head and
         query features ``queries`` (R, d)."""
@@ -368,9 +408,12 @@ class TeViTSTQIHead(nn.Module):
         for start in range(0, boxes.shape[0], MASK_ROI_CHUNK):
             part = slice(start, start + MASK_ROI_CHUNK)
             logits = self.roi_mask_logits(
-                flat_levels, scale, len(self.stages) - 1, frame_idx[part], boxes[part],
+                flat_levels,
+                scale,
+                len(self.stages) - 1,
+                frame_idx[part],
+                boxes[part],
                 queries[part],
             )
             pasted.append(paste_mask_logits(logits, boxes[part] * scale, tuple(grid_size), 4))
         return torch.cat(pasted)
-

@@ -233,8 +233,8 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
             "pred_masks": masks,
             **self._masks_as_embeddings(masks),
             "aux_outputs": [
-                {"pred_logits": l[:, :, keep], "pred_boxes": b[:, :, keep]}
-                for l, b in zip(logits[:-1], boxes[:-1])
+                {"pred_logits": layer_logits[:, :, keep], "pred_boxes": layer_boxes[:, :, keep]}
+                for layer_logits, layer_boxes in zip(logits[:-1], boxes[:-1])
             ],
         }
 
