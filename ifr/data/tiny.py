@@ -37,6 +37,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..utils.json_io import read_json
 from ..utils.rle import mask_to_rle, rle_to_mask
 from .datasets.builtin import datasets_root
 from .datasets.categories import instances_meta
@@ -227,8 +228,7 @@ def _generate_atomically(root: str, target: str, split: str, params: Dict) -> No
 
 
 def _cached_params(json_file: str) -> Dict:
-    with open(json_file) as f:
-        return json.load(f).get("info", {})
+    return read_json(json_file, "tiny dataset cache").get("info", {})
 
 
 def _discard_stale(root: str, target: str) -> None:
@@ -298,8 +298,7 @@ def tiny_statistics(json_file: str, image_root: str) -> Dict[str, float]:
       RGB distance between the instances' mean colours over their visible pixels (read
       from the frames).
     """
-    with open(json_file) as f:
-        data = json.load(f)
+    data = read_json(json_file, "tiny dataset annotations")
     tracks: Dict[int, List[Dict]] = {}
     for ann in data["annotations"]:
         tracks.setdefault(ann["video_id"], []).append(ann)

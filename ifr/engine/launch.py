@@ -12,7 +12,6 @@ peer's "connection closed". Each worker here records the time of its failure, an
 """
 
 import glob
-import json
 import logging
 import os
 import socket
@@ -30,6 +29,7 @@ from detectron2.utils import comm
 from torch.multiprocessing.spawn import ProcessException
 
 from ifr.utils.atomic_io import atomic_write_json
+from ifr.utils.json_io import read_json
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
@@ -126,8 +126,7 @@ def _first_worker_error(error_dir: str) -> Optional[Tuple[int, str, Optional[str
     failure, or None if none was recorded."""
     errors = []
     for path in glob.glob(os.path.join(error_dir, "rank*.json")):
-        with open(path) as f:
-            errors.append(json.load(f))
+        errors.append(read_json(path, "worker failure record"))
     if not errors:
         return None
     first = min(errors, key=lambda error: error["time"])

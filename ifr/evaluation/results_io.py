@@ -116,12 +116,12 @@ def load_results(path: str) -> List[Any]:
         with zipfile.ZipFile(path) as zf:
             if RESULTS_JSON not in zf.namelist():
                 raise JSONFileError(
-                    f"{path}: the zip must hold {RESULTS_JSON} at its root, "
-                    f"it holds {zf.namelist()[:5]}"
+                    path,
+                    f"the zip must hold {RESULTS_JSON} at its root, it holds {zf.namelist()[:5]}",
                 )
             data = zf.read(RESULTS_JSON)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
-        raise JSONFileError(f"{path}: not a readable zip file, truncated or corrupt? ({e})") from e
+        raise JSONFileError(path, f"not a readable zip file, truncated or corrupt? ({e})") from e
     return parse_json(data, f"{path} ({RESULTS_JSON})", what, top_level=list)
 
 

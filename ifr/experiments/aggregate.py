@@ -7,13 +7,13 @@ are listed as missing, with their state and log, never dropped silently.
 """
 
 import csv
-import json
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..engine.trainer import FINAL_METRICS_FILE
 from ..evaluation.tracking import TRACKING_METRIC_NAMES
 from ..utils.atomic_io import atomic_open, atomic_write_text
+from ..utils.json_io import read_json
 from .manifest import SweepManifest, load_manifest, refresh_states
 from .plot import save_summary_figure
 from .summary import MissingRun, SettingSummary, SweepSummary, format_stats, mean_std
@@ -30,13 +30,7 @@ MAY_BE_NEGATIVE = ("MOTA",)
 
 def read_final_metrics(path: str) -> Dict[str, float]:
     """The flat ``{metric: number}`` object of a run; raises ValueError naming the file."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a flat JSON object of metrics")
+    data = read_json(path, "final metrics file")
     return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
 
 

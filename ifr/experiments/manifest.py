@@ -7,13 +7,13 @@ the recorded state is refreshed from disk whenever a sweep or an aggregation rea
 """
 
 import datetime
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..engine.trainer import FINAL_METRICS_FILE
 from ..utils.atomic_io import atomic_write_json
+from ..utils.json_io import read_json
 from .grid import RunSpec, SweepParam
 
 MANIFEST_NAME = "sweep.json"
@@ -125,9 +125,8 @@ def load_manifest(sweep_dir: str) -> SweepManifest:
             else f" (is {sweep_dir} a sweep folder?)"
         )
         raise FileNotFoundError(f"{path}: no sweep manifest{hint}")
+    data = read_json(path, "sweep manifest")
     try:
-        with open(path) as f:
-            data = json.load(f)
         if data.get("version") != MANIFEST_VERSION:
             raise ValueError(f"version {data.get('version')!r}, expected {MANIFEST_VERSION}")
         return SweepManifest.from_json(data)

@@ -12,7 +12,12 @@ _TYPE_NAMES = {dict: "a JSON object", list: "a JSON list"}
 
 class JSONFileError(ValueError):
     """A JSON file that is missing, unreadable, not JSON or of the wrong shape; the message
-    starts with the file's path."""
+    is ``"<source>: <problem>"`` (``source``: the file's path)."""
+
+    def __init__(self, source: str, problem: str):
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
 
 
 def read_json(path: str, what: str = "JSON file", top_level: TopLevel = dict) -> Any:
@@ -26,14 +31,14 @@ def read_json(path: str, what: str = "JSON file", top_level: TopLevel = dict) ->
             unreadable, not UTF-8, not JSON, or its top level is of another type.
     """
     if os.path.isdir(path):
-        raise JSONFileError(f"{path}: {what} is a folder, not a file")
+        raise JSONFileError(path, f"{what} is a folder, not a file")
     if not os.path.exists(path):
-        raise JSONFileError(f"{path}: {what} not found")
+        raise JSONFileError(path, f"{what} not found")
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise JSONFileError(f"{path}: {what} cannot be read ({e.strerror})") from e
+        raise JSONFileError(path, f"{what} cannot be read ({e.strerror})") from e
     return parse_json(data, path, what, top_level)
 
 
@@ -47,17 +52,17 @@ def parse_json(
             data = data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise JSONFileError(
-                f"{source}: {what} is not UTF-8 text (byte {e.start}); not a JSON file?"
+                source, f"{what} is not UTF-8 text (byte {e.start}); not a JSON file?"
             ) from e
     try:
         value = json.loads(data)
     except json.JSONDecodeError as e:
         raise JSONFileError(
-            f"{source}: {what} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+            source, f"{what} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
         ) from e
     if top_level is not None and not isinstance(value, top_level):
         raise JSONFileError(
-            f"{source}: {what} must be {_describe(top_level)}, got {_json_type(value)}"
+            source, f"{what} must be {_describe(top_level)}, got {_json_type(value)}"
         )
     return value
 

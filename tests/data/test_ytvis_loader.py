@@ -177,7 +177,7 @@ def test_malformed_input_names_file_video_and_key(dataset, how):
 def test_broken_json_names_the_file(tmp_path):
     json_file = tmp_path / "broken.json"
     json_file.write_text('{"videos": [')
-    with pytest.raises(YTVISFormatError, match="broken.json.*not valid json"):
+    with pytest.raises(YTVISFormatError, match="broken.json: annotation file is not valid JSON"):
         load_ytvis_json(str(json_file), str(tmp_path))
 
 
@@ -202,5 +202,5 @@ def test_category_outside_a_builtin_table_is_refused(dataset):
 
 def test_missing_json_names_the_file(tmp_path):
     missing = str(tmp_path / "ytvis_2019" / "train.json")
-    with pytest.raises(YTVISFormatError, match="train.json: file not found"):
+    with pytest.raises(YTVISFormatError, match="train.json: annotation file not found"):
         load_ytvis_json(missing, str(tmp_path))

@@ -159,7 +159,9 @@ def test_errors_name_the_file_or_metric(tmp_path):
     bad = os.path.join(sweep_dir, "seed=0", "final_metrics.json")
     with open(bad, "w") as f:
         f.write("{not json")
-    with pytest.raises(ValueError, match="final_metrics.json: not valid JSON"):
+    with pytest.raises(
+        ValueError, match="final_metrics.json: final metrics file is not valid JSON"
+    ):
         read_final_metrics(bad)
     os.remove(bad)
     with pytest.raises(ValueError, match="no finished run"):
@@ -180,7 +182,10 @@ def test_a_truncated_metrics_file_is_listed_not_fatal(lambda_sweep):
     missing = {m.name: m.state for m in summary.missing}
     assert "not valid JSON" in missing[f"{LAMBDA}=0.3/seed=2"]
     markdown = open(os.path.join(lambda_sweep, "summary.md")).read()
-    assert f"- {LAMBDA}=0.3/seed=2 (unreadable: {bad}: not valid JSON" in markdown
+    assert (
+        f"- {LAMBDA}=0.3/seed=2 (unreadable: {bad}: final metrics file is not valid JSON"
+        in markdown
+    )
 
 
 def test_format_stats_and_numeric_value():

@@ -267,12 +267,17 @@ CASES = [
         ],
         "--classes 'dog,cat' gives 2 class names but the model has MODEL.IFR.NUM_CLASSES 3",
     ),
-    ("split-missing-file", "split_ytvis", ["{f:absent.json}"], "absent.json: file not found"),
+    (
+        "split-missing-file",
+        "split_ytvis",
+        ["{f:absent.json}"],
+        "absent.json: annotation file not found",
+    ),
     (
         "split-not-json",
         "split_ytvis",
         ["{f:text.pth}", "--out-dir", "{f:split}"],
-        "text.pth: not valid json",
+        "text.pth: annotation file is not valid JSON",
     ),
 ]
 

@@ -16,6 +16,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from ...utils.rle import RLEError, segmentation_to_rle, validate_rles, with_str_counts
+from ...utils.json_io import JSONFileError, read_json
 from .categories import distinct_colors
 
 __all__ = [
@@ -109,15 +110,10 @@ def read_ytvis_json(json_file: str) -> Dict:
     Raises:
         YTVISFormatError: missing file, not json, not an object, a key missing.
     """
-    if not os.path.isfile(json_file):
-        raise YTVISFormatError(json_file, "file not found")
     try:
-        with open(json_file) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise YTVISFormatError(json_file, f"not valid json ({e})") from e
-    if not isinstance(data, dict):
-        raise YTVISFormatError(json_file, "top level must be a json object")
+        data = read_json(json_file, "annotation file")
+    except JSONFileError as e:
+        raise YTVISFormatError(json_file, e.problem) from e
     for key in ("videos", "categories"):
         if key not in data:
             raise YTVISFormatError(json_file, "missing top-level key", key=key)
