@@ -22,6 +22,7 @@ from ifr.experiments.compare import (
     run_comparison,
     write_comparison_table,
 )
+from ifr.experiments.grid import add_seed_arguments
 from ifr.experiments.sweep import DEFAULT_TRAIN_SCRIPT
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -43,9 +44,7 @@ def argument_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="two or more config files; a row of the table each",
     )
-    seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, metavar="S", help="seeds 0..S-1 (default: 1 seed, 0)")
-    seeds.add_argument("--seed-list", metavar="1,2,3", help="explicit seeds")
+    add_seed_arguments(parser)
     parser.add_argument(
         "--output-dir",
         required=True,

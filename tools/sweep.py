@@ -16,6 +16,7 @@ import sys
 
 import ifr  # noqa: F401
 from ifr.engine.cli import run_tool
+from ifr.experiments.grid import add_seed_arguments
 from ifr.experiments.slurm import SlurmOptions, job_name, make_train_job, submit_sweep_to_slurm
 from ifr.experiments.sweep import (
     DEFAULT_TRAIN_SCRIPT,
@@ -38,9 +39,7 @@ def argument_parser() -> argparse.ArgumentParser:
         metavar="KEY=V1,V2,...",
         help="a swept config key and its values; several --param make a grid",
     )
-    seeds = parser.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, metavar="S", help="seeds 0..S-1 (default: 1 seed, 0)")
-    seeds.add_argument("--seed-list", metavar="1,2,3", help="explicit seeds")
+    add_seed_arguments(parser)
     parser.add_argument(
         "--output-dir",
         required=True,

@@ -6,6 +6,7 @@ A value is kept as the text given on the command line (after normalisation by
 detectron2 decodes it with ``literal_eval`` exactly as ``merge_from_list`` does.
 """
 
+import argparse
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -91,6 +92,14 @@ def parse_param(text: str) -> SweepParam:
     if len(set(values)) != len(values):
         raise ValueError(f"--param {text!r}: a value is listed twice")
     return SweepParam(key, tuple(values))
+
+
+def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--seeds S`` / ``--seed-list 1,2,3`` (one or the other), as :func:`parse_seeds` reads
+    them; the sweep and comparison tools share them."""
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, metavar="S", help="seeds 0..S-1 (default: 1 seed, 0)")
+    seeds.add_argument("--seed-list", metavar="1,2,3", help="explicit seeds")
 
 
 def parse_seeds(num_seeds: Optional[int], seed_list: Optional[str]) -> List[int]:
