@@ -15,6 +15,25 @@ from ..attention import FFNLayer
 NUM_FEATURE_LEVELS = 3  # the pixel decoder's strides 32, 16, 8, lowest resolution first
 
 
+def masked_decoder_args(cfg, in_channels: int, mask_dim: int) -> dict:
+    """The ``from_config`` arguments shared by the Mask2Former-style decoders (IFR and
+    Mask2Former-VIS), from ``MODEL.IFR.*``. ``dec_layers`` is L itself (Mask2Former's
+    DEC_LAYERS counts the initial prediction too)."""
+    model = cfg.MODEL.IFR
+    return {
+        "in_channels": in_channels,
+        "mask_dim": mask_dim,
+        "num_classes": model.NUM_CLASSES,
+        "hidden_dim": model.HIDDEN_DIM,
+        "num_queries": model.NUM_QUERIES,
+        "nheads": model.NHEADS,
+        "dim_feedforward": model.DIM_FEEDFORWARD,
+        "dec_layers": model.DEC_LAYERS,
+        "pre_norm": model.PRE_NORM,
+        "enforce_input_project": model.ENFORCE_INPUT_PROJ,
+    }
+
+
 def check_decoder_sizes(dec_layers: int, hidden_dim: int, nheads: int) -> None:
     """Raise ValueError naming the MODEL.IFR key at fault: L >= 1, d even (sine position
     embedding of d / 2 per axis) and divisible by the heads."""

@@ -51,6 +51,7 @@ from .common import (
     ffn_stack,
     frame_attention_mask,
     make_input_projs,
+    masked_decoder_args,
     unmask_empty_rows,
 )
 
@@ -150,21 +151,10 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
-        ifr = cfg.MODEL.IFR
         return {
-            "in_channels": in_channels,
-            "mask_dim": mask_dim,
-            "num_classes": ifr.NUM_CLASSES,
-            "hidden_dim": ifr.HIDDEN_DIM,
-            "num_queries": ifr.NUM_QUERIES,
-            "nheads": ifr.NHEADS,
-            "dim_feedforward": ifr.DIM_FEEDFORWARD,
-            # L itself (Mask2Former's DEC_LAYERS counts the initial prediction too).
-            "dec_layers": ifr.DEC_LAYERS,
-            "pre_norm": ifr.PRE_NORM,
-            "enforce_input_project": ifr.ENFORCE_INPUT_PROJ,
-            "dropout": ifr.DROPOUT,
-            "test_recurrence": ifr.TEST.RECURRENCE,
+            **masked_decoder_args(cfg, in_channels, mask_dim),
+            "dropout": cfg.MODEL.IFR.DROPOUT,
+            "test_recurrence": cfg.MODEL.IFR.TEST.RECURRENCE,
         }
 
     # ------------------------------------------------------------------ forward

@@ -43,6 +43,7 @@ from .common import (
     ffn_stack,
     frame_attention_mask,
     make_input_projs,
+    masked_decoder_args,
     predict_heads,
     unmask_empty_rows,
 )
@@ -115,20 +116,8 @@ class VideoMultiScaleMaskedTransformerDecoder(ComputeCastMixin, nn.Module):
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
-        ifr = cfg.MODEL.IFR
-        return {
-            "in_channels": in_channels,
-            "mask_dim": mask_dim,
-            "num_classes": ifr.NUM_CLASSES,
-            "hidden_dim": ifr.HIDDEN_DIM,
-            "num_queries": ifr.NUM_QUERIES,
-            "nheads": ifr.NHEADS,
-            "dim_feedforward": ifr.DIM_FEEDFORWARD,
-            # L itself: Mask2Former-VIS's DEC_LAYERS (10) counts the initial prediction.
-            "dec_layers": ifr.DEC_LAYERS,
-            "pre_norm": ifr.PRE_NORM,
-            "enforce_input_project": ifr.ENFORCE_INPUT_PROJ,
-        }
+        # dec_layers is L: Mask2Former-VIS's DEC_LAYERS (10) counts the initial prediction.
+        return masked_decoder_args(cfg, in_channels, mask_dim)
 
     def forward(
         self,
