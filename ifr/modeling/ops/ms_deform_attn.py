@@ -1,15 +1,45 @@
-"""Multi-scale deformable attention (Deformable DETR), in pure PyTorch.
+"""Multi-scale deformable attention (Deformable DETR).
 
-``ms_deform_attn`` is the only place that samples the value maps; a compiled kernel
-with the same signature can replace it.
+``ms_deform_attn`` is the only place that samples the value maps. It dispatches to one of
+two implementations with the same semantics: ``ms_deform_attn_pytorch`` here (pure
+PyTorch, the reference) or the Triton kernels of ``ms_deform_attn_triton.py``.
 """
 
+import functools
 import math
 from typing import List
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+# Values of ``impl`` (and of the config key MODEL.PIXEL_DECODER.MSDA_IMPL).
+MSDA_IMPLS = ("auto", "pytorch", "triton")
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """True when the Triton kernels import (``triton`` installed and working)."""
+    try:
+        from . import ms_deform_attn_triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_msda_impl(impl: str, device: torch.device) -> str:
+    """``impl`` ("auto", "pytorch" or "triton") -> the implementation that runs on
+    ``device``: "auto" is "triton" on CUDA when Triton imports, "pytorch" elsewhere."""
+    if impl not in MSDA_IMPLS:
+        raise ValueError(f"ms_deform_attn: impl={impl!r} is not one of {', '.join(MSDA_IMPLS)}")
+    if impl == "auto":
+        return "triton" if device.type == "cuda" and triton_available() else "pytorch"
+    if impl == "triton" and not triton_available():
+        raise RuntimeError(
+            "ms_deform_attn: impl='triton' but the triton package does not import; "
+            "install the triton build that matches torch, or use impl='pytorch'"
+        )
+    return impl
 
 
 def ms_deform_attn(
@@ -18,8 +48,30 @@ def ms_deform_attn(
     level_start_index: Tensor,
     sampling_locations: Tensor,
     attention_weights: Tensor,
+    impl: str = "auto",
 ) -> Tensor:
-    """Weighted sum of bilinearly sampled values over levels and points.
+    """Multi-scale deformable attention by the implementation ``impl`` selects
+    (:func:`resolve_msda_impl`); arguments and result as :func:`ms_deform_attn_pytorch`.
+
+    "triton" on CPU tensors runs in Triton's interpreter and needs ``TRITON_INTERPRET=1``
+    set before triton is first imported (an error says so otherwise)."""
+    inputs = (value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    if resolve_msda_impl(impl, value.device) == "triton":
+        from .ms_deform_attn_triton import ms_deform_attn_triton
+
+        return ms_deform_attn_triton(*inputs)
+    return ms_deform_attn_pytorch(*inputs)
+
+
+def ms_deform_attn_pytorch(
+    value: Tensor,
+    spatial_shapes: Tensor,
+    level_start_index: Tensor,
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+) -> Tensor:
+    """Weighted sum of bilinearly sampled values over levels and points, in pure PyTorch
+    (``grid_sample`` per level).
 
     Same semantics as Deformable DETR's CUDA kernel: a location ``(x, y)`` in [0, 1] is
     normalised to the map's extent with pixel centres at ``(i + 0.5) / size``
@@ -71,15 +123,26 @@ class MSDeformAttn(nn.Module):
     Every query attends to ``n_points`` locations per head and level, placed at learnt
     offsets around its reference point; the attention weights are a softmax over the
     ``n_levels * n_points`` locations of a head. Parameter names and initialisation are
-    Deformable DETR's (and Mask2Former's), so their checkpoints load.
+    Deformable DETR's (and Mask2Former's), so their checkpoints load. ``impl`` picks the
+    sampling implementation (:func:`resolve_msda_impl`).
     """
 
-    def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4):
+    def __init__(
+        self,
+        d_model: int = 256,
+        n_levels: int = 4,
+        n_heads: int = 8,
+        n_points: int = 4,
+        impl: str = "auto",
+    ):
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(
                 f"MSDeformAttn: d_model={d_model} is not divisible by n_heads={n_heads}"
             )
+        if impl not in MSDA_IMPLS:
+            raise ValueError(f"MSDeformAttn: impl={impl!r} is not one of {', '.join(MSDA_IMPLS)}")
+        self.impl = impl
         self.d_model = d_model
         self.n_levels = n_levels
         self.n_heads = n_heads
@@ -166,5 +229,7 @@ class MSDeformAttn(nn.Module):
             reference_points[:, :, None, :, None, :]
             + offsets / normalizer[None, None, None, :, None, :]
         )
-        output = ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights)
+        output = ms_deform_attn(
+            value, spatial_shapes, level_start_index, locations, weights, impl=self.impl
+        )
         return self.output_proj(output)
