@@ -87,6 +87,9 @@ def _add_model_config(cfg: CN) -> None:
     cfg.MODEL.PIXEL_DECODER.DIM_FEEDFORWARD = 1024  # hidden size of the encoder's FFNs
     cfg.MODEL.PIXEL_DECODER.DROPOUT = 0.0  # dropout in the encoder
     cfg.MODEL.PIXEL_DECODER.COMMON_STRIDE = 4  # stride of the mask features
+    # Deformable-attention implementation: "triton" (fused kernels), "pytorch" (grid_sample,
+    # the reference) or "auto" (triton on CUDA when it imports, pytorch elsewhere).
+    cfg.MODEL.PIXEL_DECODER.MSDA_IMPL = "auto"
 
     cfg.MODEL.TRANSFORMER_DECODER = CN()
     # Registered name (TRANSFORMER_DECODER_REGISTRY) of the transformer decoder.

@@ -17,7 +17,8 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .ops.ms_deform_attn import MSDeformAttn
+from ..utils.errors import UserInputError
+from .ops.ms_deform_attn import MSDA_IMPLS, MSDeformAttn
 from .position_encoding import PositionEmbeddingSine
 from .registry import PIXEL_DECODER_REGISTRY
 
@@ -28,10 +29,17 @@ class MSDeformAttnEncoderLayer(nn.Module):
     """Post-norm encoder layer: deformable self-attention, then a ReLU FFN."""
 
     def __init__(
-        self, d_model: int, d_ffn: int, dropout: float, n_levels: int, n_heads: int, n_points: int
+        self,
+        d_model: int,
+        d_ffn: int,
+        dropout: float,
+        n_levels: int,
+        n_heads: int,
+        n_points: int,
+        msda_impl: str = "auto",
     ):
         super().__init__()
-        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
+        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, impl=msda_impl)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, d_ffn)
@@ -86,10 +94,11 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         dropout: float = 0.0,
         num_feature_levels: int = 3,
         enc_n_points: int = 4,
+        msda_impl: str = "auto",
     ):
         super().__init__()
         layer = MSDeformAttnEncoderLayer(
-            d_model, dim_feedforward, dropout, num_feature_levels, nhead, enc_n_points
+            d_model, dim_feedforward, dropout, num_feature_levels, nhead, enc_n_points, msda_impl
         )
         self.encoder = _EncoderStack(layer, num_encoder_layers)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
@@ -175,6 +184,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         norm: str,
         transformer_in_features: List[str],
         common_stride: int,
+        msda_impl: str = "auto",
     ):
         """
         Args:
@@ -184,6 +194,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
             mask_dim: channels of the mask features.
             norm: norm of the FPN convs ("GN", "", ...).
             common_stride: stride of the mask features (4).
+            msda_impl: deformable-attention implementation, "auto", "pytorch" or "triton"
+                (``ifr.modeling.ops.ms_deform_attn.resolve_msda_impl``).
         """
         super().__init__()
         missing = [f for f in transformer_in_features if f not in input_shape]
@@ -229,6 +241,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             dropout=transformer_dropout,
             num_feature_levels=self.transformer_num_feature_levels,
             enc_n_points=transformer_n_points,
+            msda_impl=msda_impl,
         )
         self.pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)
 
@@ -272,6 +285,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         pd = cfg.MODEL.PIXEL_DECODER
+        if pd.MSDA_IMPL not in MSDA_IMPLS:
+            raise UserInputError(
+                f"MODEL.PIXEL_DECODER.MSDA_IMPL: {pd.MSDA_IMPL!r} is not one of "
+                f"{', '.join(MSDA_IMPLS)}"
+            )
         return {
             "input_shape": {k: v for k, v in input_shape.items() if k in pd.IN_FEATURES},
             "transformer_dropout": pd.DROPOUT,
@@ -284,6 +302,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             "norm": pd.NORM,
             "transformer_in_features": list(pd.DEFORMABLE_IN_FEATURES),
             "common_stride": pd.COMMON_STRIDE,
+            "msda_impl": pd.MSDA_IMPL,
         }
 
     def forward_features(self, features: Dict[str, Tensor]) -> Tuple[Tensor, List[Tensor]]:
