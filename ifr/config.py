@@ -35,6 +35,14 @@ def _add_model_config(cfg: CN) -> None:
     # wrong checkpoint, another NUM_CLASSES): True runs them at their random initialisation.
     # Training ignores it (COCO Mask2Former weights leave IFR-only modules to initialise).
     cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = False
+    # Compute precision of backbone, pixel decoder and transformer decoder, in training and
+    # inference, on any device: "fp32", "fp16" or "bf16" (torch.autocast in that dtype).
+    # Losses, Hungarian matching, point sampling and mask post-processing always run in
+    # float32. Training with "fp16" uses Detectron2's AMPTrainer (GradScaler, CUDA only);
+    # "bf16" needs no loss scaling. Detectron2's SOLVER.AMP.ENABLED keeps its meaning where
+    # this is "fp32": fp16 training on CUDA (AMPTrainer), fp32 inference; a non-"fp32"
+    # value here takes precedence over it.
+    cfg.MODEL.PRECISION = "fp32"
 
     cfg.MODEL.IFR = CN()
     # K, number of classes (40 in YouTube-VIS 2019 and 2021).
@@ -52,6 +60,14 @@ def _add_model_config(cfg: CN) -> None:
     # Project the pixel decoder's features even when their channels already equal d.
     cfg.MODEL.IFR.ENFORCE_INPUT_PROJ = False
     cfg.MODEL.IFR.DROPOUT = 0.0  # dropout in the decoder's attention and FFN layers
+    # Run the step of the frame recurrence (Eq. 1-3, run L x T times in sequence) through
+    # torch.compile; the same results up to float rounding. The first call of each input
+    # shape compiles (seconds to minutes); it pays off on GPUs, where the eager step is
+    # bound by kernel launches.
+    cfg.MODEL.IFR.COMPILE_FRAME_STEP = False
+    # torch.compile mode of that step: "default", "reduce-overhead" (CUDA graphs: one
+    # replay per step instead of its launches) or "max-autotune".
+    cfg.MODEL.IFR.COMPILE_MODE = "default"
     # Padded input size is a multiple of this (at least the backbone's own divisibility).
     cfg.MODEL.IFR.SIZE_DIVISIBILITY = 32
     cfg.MODEL.IFR.CLASS_WEIGHT = 2.0  # lambda_c, class term of Eq. (4)-(5)

@@ -1,5 +1,6 @@
 """Training loop: Detectron2's DefaultTrainer with IFR's data, evaluator, optimizer and
-checkpointer, DDP that also runs on CPU (gloo), and AMP only where CUDA is present."""
+checkpointer, DDP that also runs on CPU (gloo), and mixed precision (MODEL.PRECISION, or
+Detectron2's SOLVER.AMP.ENABLED) with loss scaling only for fp16 on CUDA."""
 
 import itertools
 import logging
@@ -20,6 +21,7 @@ from ..checkpoint import CLASS_COLORS_KEY, CLASS_NAMES_KEY, IFRCheckpointer
 from ..data import build_ytvis_test_loader, build_ytvis_train_loader
 from ..evaluation import YTVISEvaluator
 from ..utils.atomic_io import atomic_write_json
+from ..utils.precision import check_precision
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +57,7 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = create_ddp_model(model)
-        self._trainer = (AMPTrainer if use_amp(cfg) else SimpleTrainer)(
-            model, data_loader, optimizer
-        )
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = IFRCheckpointer(
             model,
@@ -126,11 +126,40 @@ def training_classes(cfg) -> Dict[str, Any]:
     return extra
 
 
-def use_amp(cfg) -> bool:
-    if cfg.SOLVER.AMP.ENABLED and not torch.cuda.is_available():
+def training_precision(cfg) -> str:
+    """The precision training computes in: MODEL.PRECISION where it is not "fp32";
+    otherwise "fp16" where SOLVER.AMP.ENABLED and CUDA is available (Detectron2's AMP),
+    else "fp32". Raises ValueError for fp16 without CUDA (its loss scaling needs CUDA)."""
+    precision = check_precision(cfg.MODEL.PRECISION)
+    cuda = torch.cuda.is_available() and str(cfg.MODEL.DEVICE).startswith("cuda")
+    if precision == "fp16" and not cuda:
+        raise ValueError(
+            "MODEL.PRECISION fp16 trains only on CUDA (loss scaling); use bf16 or fp32 here"
+        )
+    if precision != "fp32":
+        return precision
+    if cfg.SOLVER.AMP.ENABLED and not cuda:
         logger.warning("SOLVER.AMP.ENABLED is set but CUDA is not available: training in fp32.")
-        return False
-    return bool(cfg.SOLVER.AMP.ENABLED)
+        return "fp32"
+    return "fp16" if cfg.SOLVER.AMP.ENABLED else "fp32"
+
+
+def use_amp(cfg) -> bool:
+    """True where training needs Detectron2's AMPTrainer: fp16, whose GradScaler keeps
+    small gradients from underflowing. bf16 has float32's range and needs no scaling."""
+    return training_precision(cfg) == "fp16"
+
+
+def build_step_trainer(cfg, model, data_loader, optimizer) -> SimpleTrainer:
+    """The per-iteration trainer. The model autocasts itself in MODEL.PRECISION
+    (``VideoMaskClassifier.autocast``), so bf16 needs no trainer of its own: SimpleTrainer.
+    fp16 (MODEL.PRECISION fp16, or SOLVER.AMP.ENABLED with MODEL.PRECISION fp32) runs
+    through AMPTrainer, whose fp16 autocast is the model's own or, for "fp32", the one it
+    computes in, and whose GradScaler scales the loss."""
+    if use_amp(cfg):
+        scaler = torch.amp.GradScaler("cuda")
+        return AMPTrainer(model, data_loader, optimizer, grad_scaler=scaler)
+    return SimpleTrainer(model, data_loader, optimizer)
 
 
 def build_param_groups(

@@ -6,10 +6,12 @@ features wait on ``options.feature_storage``; the decoder reads them once, and m
 computed only for the top-k (query, class) pairs, a chunk of frames at a time.
 """
 
+import contextlib
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 
+from ..utils.precision import to_float32
 from .candidates import SegmentPrediction, VideoCandidates
 
 # (padded_size, image_size)
@@ -85,7 +87,11 @@ def decode_segment(
     """
     multi_scale = [features[:, start:end] for features in multi_scale]
     mask_features = mask_features[:, start:end]
-    outputs = model.transformer_decoder(multi_scale, mask_features, return_masks=False)
+    # The decoder in the model's precision (MODEL.PRECISION); what leaves it, float32.
+    autocast = getattr(model, "autocast", contextlib.nullcontext)
+    with autocast():
+        outputs = model.transformer_decoder(multi_scale, mask_features, return_masks=False)
+    outputs = to_float32(outputs)
     return SegmentPrediction(
         class_probs=model.class_probabilities(outputs["pred_logits"][0].float()),
         mask_embeds=outputs["pred_mask_embeds"][0].float(),

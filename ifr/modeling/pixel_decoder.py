@@ -7,6 +7,7 @@ Mask2Former checkpoints load (``sem_seg_head.pixel_decoder.*`` there).
 """
 
 import copy
+from contextlib import nullcontext
 from typing import Dict, List, Tuple
 
 import fvcore.nn.weight_init as weight_init
@@ -156,6 +157,15 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         points = torch.cat(centres, 0)  # (S, 2)
         num_levels = spatial_shapes.shape[0]
         return points[None, :, None, :].expand(like.shape[0], -1, num_levels, -1)
+
+
+def _float32_under_fp16_autocast(device_type: str):
+    """Autocast off where fp16 autocast is on for ``device_type``; otherwise no change."""
+    fp16 = (
+        torch.is_autocast_enabled(device_type)
+        and torch.get_autocast_dtype(device_type) == torch.float16
+    )
+    return torch.autocast(device_type=device_type, enabled=False) if fp16 else nullcontext()
 
 
 @PIXEL_DECODER_REGISTRY.register()
@@ -316,8 +326,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
         """
         self._check_features(features)
         device_type = next(iter(features.values())).device.type
-        # Deformable sampling is run in float32 even under AMP, as in Mask2Former.
-        with torch.autocast(device_type=device_type, enabled=False):
+        # Under fp16 autocast the pixel decoder runs in float32, as Mask2Former under AMP
+        # (fp16's range); under bf16 autocast (MODEL.PRECISION) it runs in bf16.
+        with _float32_under_fp16_autocast(device_type):
             encoded = self._encode(features)
             outputs = self._fpn(features, encoded)
             mask_features = self.mask_features(outputs[-1])

@@ -16,6 +16,7 @@ from torch import nn
 from ...inference import run_inference
 from ...inference.options import InferenceOptions
 from ...layers.classification import class_probabilities
+from ...utils.precision import check_precision, float32_autocast_off, precision_autocast, to_float32
 from ..registry import build_pixel_decoder, build_transformer_decoder
 
 
@@ -43,8 +44,12 @@ class VideoMaskClassifier(nn.Module):
         pixel_mean: Tuple[float, ...],
         pixel_std: Tuple[float, ...],
         inference_options: InferenceOptions,
+        precision: str = "fp32",
     ):
+        """``precision`` (MODEL.PRECISION): the autocast dtype of backbone, pixel decoder
+        and transformer decoder ("fp32", "fp16", "bf16"); the rest runs in float32."""
         super().__init__()
+        self.precision = check_precision(precision)
         self._check_parts(pixel_decoder=pixel_decoder, transformer_decoder=transformer_decoder)
         decoder_activation = getattr(transformer_decoder, "class_activation", None)
         if decoder_activation != self.class_activation:
@@ -90,11 +95,18 @@ class VideoMaskClassifier(nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "inference_options": InferenceOptions.from_config(cfg),
+            "precision": cfg.MODEL.PRECISION,
         }
 
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
+
+    def autocast(self):
+        """The context the network (backbone, pixel decoder, transformer decoder) runs in:
+        autocast in ``self.precision`` on the model's device; for "fp32" it changes
+        nothing (an enclosing autocast, e.g. Detectron2's AMPTrainer, still applies)."""
+        return precision_autocast(self.device.type, self.precision)
 
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
         """(..., K) class probabilities from the decoder's logits (sigmoid for IFR; softmax
@@ -114,11 +126,17 @@ class VideoMaskClassifier(nn.Module):
         num_frames = len(batched_inputs[0]["image"])
         frames = [frame for video in batched_inputs for frame in video["image"]]
         images = self.preprocess_frames(frames)
-        multi_scale, mask_features = self._encode(images.tensor, len(batched_inputs), num_frames)
-        outputs = self.transformer_decoder(multi_scale, mask_features, return_masks=True)
-        self.prepare_outputs_for_loss(outputs, mask_features)
-        targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
-        losses = self.criterion(outputs, targets)
+        with self.autocast():
+            multi_scale, mask_features = self._encode(
+                images.tensor, len(batched_inputs), num_frames
+            )
+            outputs = self.transformer_decoder(multi_scale, mask_features, return_masks=True)
+        # Losses, matching and point sampling in float32, whatever the network's precision.
+        outputs, mask_features = to_float32(outputs), mask_features.float()
+        with float32_autocast_off(self.device.type):
+            self.prepare_outputs_for_loss(outputs, mask_features)
+            targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
+            losses = self.criterion(outputs, targets)
         weights = self.criterion.weight_dict
         return {k: v * weights[k] for k, v in losses.items() if k in weights}
 
@@ -132,13 +150,15 @@ class VideoMaskClassifier(nn.Module):
 
     def encode_frames(self, images: ImageList) -> Tuple[List[torch.Tensor], torch.Tensor]:
         """Backbone + pixel decoder over the frames of ONE video (inference chunks them:
-        ``ifr.inference.video.encode_video``).
+        ``ifr.inference.video.encode_video``), in ``self.precision``.
 
         Returns:
             multi_scale_features: 3 tensors (1, T, C, h_l, w_l), strides 32, 16, 8;
-            mask_features: (1, T, C_mask, H/4, W/4).
+            mask_features: (1, T, C_mask, H/4, W/4); in the autocast dtype (the caller
+            stores them in its storage dtype).
         """
-        return self._encode(images.tensor, 1, len(images.tensor))
+        with self.autocast():
+            return self._encode(images.tensor, 1, len(images.tensor))
 
     def _encode(
         self, frames: torch.Tensor, num_videos: int, num_frames: int

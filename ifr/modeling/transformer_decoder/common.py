@@ -176,6 +176,8 @@ def frame_attention_mask(
 
 def unmask_empty_rows(masked: Tensor, num_heads: int) -> Tensor:
     """(B, N, S) bool attention mask -> (B * num_heads, N, S), batch-major as
-    ``nn.MultiheadAttention`` expects; a query masked everywhere attends everywhere."""
-    masked[masked.all(dim=-1)] = False
+    ``nn.MultiheadAttention`` expects; a query masked everywhere attends everywhere.
+
+    Elementwise (no boolean-mask indexing, whose nonzero() waits for the device)."""
+    masked = masked & ~masked.all(dim=-1, keepdim=True)
     return masked.repeat_interleave(num_heads, dim=0)

@@ -29,10 +29,13 @@ Positional embeddings (the paper is silent; choices made here):
 Layout inside: sequence-first ``(S, B, d)`` as ``ifr.modeling.attention``. Feature tensors
 may live on another device than the parameters (long videos on CPU); one frame at a time
 is moved to the parameters' device.
+
+The step of stage 1 (``frame_step``, run L x T times in sequence) makes no host
+synchronisation, and ``MODEL.IFR.COMPILE_FRAME_STEP`` runs it through ``torch.compile``.
 """
 
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -55,7 +58,133 @@ from .common import (
     unmask_empty_rows,
 )
 
-__all__ = ["IFRTransformerDecoder"]
+__all__ = ["IFRTransformerDecoder", "FrameStepBlocks", "frame_step", "compiled_frame_step"]
+
+
+class FrameStepBlocks(NamedTuple):
+    """The modules of one decoder layer that one step of the frame recurrence runs."""
+
+    input_proj: nn.Module  # 1x1 projection of the level's features to d
+    cross_attention: CrossAttentionLayer  # A and B, Eq. (1)-(2)
+    self_attention: SelfAttentionLayer  # over Q' = [A, B], Eq. (3)
+    ffn: nn.Module  # FFN of Eq. (3)
+    num_heads: int
+
+
+def frame_step(
+    blocks: FrameStepBlocks,
+    level_embed: Tensor,
+    prev_frame_queries: Tensor,
+    clip_queries: Tensor,
+    frame_map: Tensor,
+    frame_pos: Tensor,
+    mask_embeds: Tensor,
+    frame_mask_features: Tensor,
+    query_pos: Tensor,
+    pair_pos: Tensor,
+) -> Tensor:
+    """One step of the frame recurrence, Q_i^t from Q_i^{t-1}, Q_i and frame t (Eq. 1-3).
+
+    No host synchronisation: no ``.item()``, no boolean-mask indexing, no shape that
+    depends on tensor values, so a GPU runs the L x T steps without waiting for the host,
+    and ``torch.compile`` captures the step as one graph (``compiled_frame_step``).
+
+    Args:
+        blocks: the layer's modules; level_embed: (d,) the level's embedding.
+        prev_frame_queries, clip_queries: (N, B, d) Q_i^{t-1} and Q_i.
+        frame_map: (B, C_in, h_l, w_l) frame t's features at the layer's level;
+            frame_pos: (h_l * w_l, B, d) their sine embedding.
+        mask_embeds: (B, N, C) the previous prediction's mask embeddings of frame t;
+            frame_mask_features: (B, C, h, w) frame t's mask features (attention mask).
+        query_pos: (2N, B, d) query_embed for A's and B's queries; pair_pos: (2N, B, d).
+
+    Returns:
+        (N, B, d) Q_i^t.
+    """
+    attn_mask = frame_step_attention_mask(
+        mask_embeds, frame_mask_features, tuple(frame_map.shape[-2:]), blocks.num_heads
+    )
+    source = blocks.input_proj(frame_map) + level_embed[None, :, None, None]
+    source = source.flatten(2).permute(2, 0, 1)  # (h_l * w_l, B, d)
+    # A and B (Eq. 1-2) in one call; the output is already Q' = [A, B] of Eq. (2).
+    pair = cross_attend_pair(
+        blocks.cross_attention,
+        prev_frame_queries,
+        clip_queries,
+        source,
+        frame_pos,
+        attn_mask,
+        query_pos,
+    )
+    pair = blocks.self_attention(pair, query_pos=pair_pos)
+    frame_queries = pair[: clip_queries.shape[0]]  # Chunk: keep the first group, Eq. (3)
+    return blocks.ffn(frame_queries)
+
+
+def frame_step_attention_mask(
+    mask_embeds: Tensor, frame_mask_features: Tensor, size: Tuple[int, int], num_heads: int
+) -> Tensor:
+    """(B * num_heads, N, h_l * w_l) bool masked-attention mask of one frame (Eq. 1, as
+    Mask2Former), True = masked; a query whose mask is empty at this size attends
+    everywhere instead."""
+    masked = frame_attention_mask(mask_embeds, frame_mask_features, size)
+    return unmask_empty_rows(masked, num_heads)
+
+
+def cross_attend_pair(
+    cross_attention: CrossAttentionLayer,
+    prev_frame_queries: Tensor,
+    clip_queries: Tensor,
+    source: Tensor,
+    source_pos: Tensor,
+    attn_mask: Tensor,
+    query_pos: Tensor,
+) -> Tensor:
+    """[A; B] = Attn([Q_i^{t-1}; Q_i], F_t) with one module (Eq. 1-2): attention rows are
+    independent, so this is two calls in one. Queries (N, B, d) -> (2N, B, d)."""
+    return cross_attention(
+        torch.cat([prev_frame_queries, clip_queries], dim=0),
+        source,
+        memory_mask=attn_mask.repeat(1, 2, 1),
+        pos=source_pos,
+        query_pos=query_pos,
+    )
+
+
+# torch.compile modes offered for the frame step (MODEL.IFR.COMPILE_MODE).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+_COMPILED_FRAME_STEPS: Dict[str, Callable] = {}
+
+
+def compiled_frame_step(mode: str = "default") -> Callable:
+    """``torch.compile(frame_step, mode=mode)``, built once per mode and shared by every
+    decoder and layer (the layer's modules are arguments, so layers share one graph; a
+    new input shape, e.g. another feature level, compiles once more)."""
+    if mode not in _COMPILED_FRAME_STEPS:
+        _COMPILED_FRAME_STEPS[mode] = torch.compile(frame_step, mode=mode)
+    return _COMPILED_FRAME_STEPS[mode]
+
+
+def frame_step_function(compile_step: bool, mode: str = "default") -> Callable:
+    """The frame step to run: ``frame_step`` itself, or compiled in ``mode``.
+
+    "reduce-overhead" (CUDA graphs) is used without autograd only (inference); with
+    autograd the step compiles in "default" mode. A CUDA graph's outputs are overwritten
+    by its next replay, so each replay starts a new step and its output is copied out
+    (the recurrence keeps every frame's queries)."""
+    if not compile_step:
+        return frame_step
+    if mode == "reduce-overhead" and torch.is_grad_enabled():
+        mode = "default"
+    compiled = compiled_frame_step(mode)
+    if mode != "reduce-overhead":
+        return compiled
+
+    def replay(*args) -> Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args).clone()
+
+    return replay
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -90,6 +219,8 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         enforce_input_project: bool,
         dropout: float = 0.0,
         test_recurrence: bool = True,
+        compile_frame_step: bool = False,
+        compile_mode: str = "default",
     ):
         """
         Args:
@@ -108,6 +239,9 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             test_recurrence: in eval mode, False replaces Q_i^{t-1} by Q_i in Eq. (1)
                 (recurrence off: frame t's queries do not depend on frame t-1), a
                 diagnostic of what the recurrence contributes. Training always recurs.
+            compile_frame_step: run the frame recurrence's step (``frame_step``) through
+                ``torch.compile`` (``compile_mode``: "default", "reduce-overhead" = CUDA
+                graphs, "max-autotune"); same results up to float rounding.
         """
         super().__init__()
         check_decoder_sizes(dec_layers, hidden_dim, nheads)
@@ -117,6 +251,13 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         self.num_layers = dec_layers
         self.num_queries = num_queries
         self.test_recurrence = test_recurrence
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(
+                f"MODEL.IFR.COMPILE_MODE must be one of {', '.join(COMPILE_MODES)}; "
+                f"got {compile_mode!r}"
+            )
+        self.compile_frame_step = compile_frame_step
+        self.compile_mode = compile_mode
 
         self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
 
@@ -155,6 +296,8 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             **masked_decoder_args(cfg, in_channels, mask_dim),
             "dropout": cfg.MODEL.IFR.DROPOUT,
             "test_recurrence": cfg.MODEL.IFR.TEST.RECURRENCE,
+            "compile_frame_step": cfg.MODEL.IFR.COMPILE_FRAME_STEP,
+            "compile_mode": cfg.MODEL.IFR.COMPILE_MODE,
         }
 
     # ------------------------------------------------------------------ forward
@@ -234,54 +377,49 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         """
         level = layer % self.num_feature_levels
         level_features = multi_scale_features[level]
-        level_size = tuple(level_features.shape[-2:])
-        pair_pos = self._pair_query_pos(clip_queries.shape[1])
+        batch_size = clip_queries.shape[1]
+        blocks = self._step_blocks(layer)
+        level_embed = self.level_embed.weight[level]
+        query_pos = self._query_pos(batch_size).repeat(2, 1, 1)  # A's and B's queries
+        pair_pos = self._pair_query_pos(batch_size)
+        step = frame_step_function(self.compile_frame_step, self.compile_mode)
         frame_pos = None
 
         recurrent = self.training or self.test_recurrence
-        prev_frame_queries = clip_queries  # Q_i^0 = Q_i
+        # Q_i^0 = Q_i. Compiled: a copy, as a graph is specialised on which inputs alias.
+        initial = clip_queries.clone() if self.compile_frame_step else clip_queries
+        prev_frame_queries = initial
         per_frame = []
         for t in range(level_features.shape[1]):
             frame_map = self._to_compute(level_features[:, t])
             if frame_pos is None:  # the sine embedding depends only on the map's shape
                 frame_pos = self.pe_layer(frame_map).flatten(2).permute(2, 0, 1)
-            attn_mask = self._attention_mask(
-                prev_mask_embeds[:, :, t],
-                self._to_compute(mask_features[:, t]),
-                level_size,
-            )
-            prev_frame_queries = self._frame_step(
-                layer,
+            prev_frame_queries = step(
+                blocks,
+                level_embed,
                 prev_frame_queries,
                 clip_queries,
-                self._frame_source(level, frame_map),
+                frame_map,
                 frame_pos,
-                attn_mask,
+                prev_mask_embeds[:, :, t],
+                self._to_compute(mask_features[:, t]),
+                query_pos,
                 pair_pos,
             )
             per_frame.append(prev_frame_queries)
             if not recurrent:  # recurrence off: every frame starts from Q_i
-                prev_frame_queries = clip_queries
+                prev_frame_queries = initial
         return torch.stack(per_frame, dim=0).permute(2, 1, 0, 3)  # (T, N, B, d) -> (B, N, T, d)
 
-    def _frame_step(
-        self,
-        layer: int,
-        prev_frame_queries: Tensor,
-        clip_queries: Tensor,
-        source: Tensor,
-        source_pos: Tensor,
-        attn_mask: Tensor,
-        pair_pos: Tensor,
-    ) -> Tensor:
-        """Q_i^t from Q_i^{t-1}, Q_i and F_t (Eq. 2-3). Queries (N, B, d) -> (N, B, d)."""
-        frame_attended, clip_attended = self._cross_attend(
-            layer, prev_frame_queries, clip_queries, source, source_pos, attn_mask
+    def _step_blocks(self, layer: int) -> FrameStepBlocks:
+        """The modules layer ``layer``'s frame step runs (it reads level ``layer % 3``)."""
+        return FrameStepBlocks(
+            input_proj=self.input_proj[layer % self.num_feature_levels],
+            cross_attention=self.transformer_cross_attention_layers[layer],
+            self_attention=self.transformer_self_attention_layers[layer],
+            ffn=self.transformer_ffn_layers[layer],
+            num_heads=self.num_heads,
         )
-        pair = torch.cat([frame_attended, clip_attended], dim=0)  # Q' (2N, B, d), Eq. (2)
-        pair = self.transformer_self_attention_layers[layer](pair, query_pos=pair_pos)
-        frame_queries = pair[: clip_queries.shape[0]]  # Chunk: keep the first group, Eq. (3)
-        return self.transformer_ffn_layers[layer](frame_queries)
 
     def _cross_attend(
         self,
@@ -303,22 +441,16 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             A, B: (N, B, d) each.
         """
         num_queries, batch_size = clip_queries.shape[:2]
-        query_pos = self._query_pos(batch_size).repeat(2, 1, 1)
-        attended = self.transformer_cross_attention_layers[layer](
-            torch.cat([prev_frame_queries, clip_queries], dim=0),
+        attended = cross_attend_pair(
+            self.transformer_cross_attention_layers[layer],
+            prev_frame_queries,
+            clip_queries,
             source,
-            memory_mask=attn_mask.repeat(1, 2, 1),
-            pos=source_pos,
-            query_pos=query_pos,
+            source_pos,
+            attn_mask,
+            self._query_pos(batch_size).repeat(2, 1, 1),
         )
         return attended[:num_queries], attended[num_queries:]
-
-    def _frame_source(self, level: int, frame_map: Tensor) -> Tensor:
-        """(B, C_in, h, w) features of one frame -> (h * w, B, d) with level embedding."""
-        source = (
-            self.input_proj[level](frame_map) + self.level_embed.weight[level][None, :, None, None]
-        )
-        return source.flatten(2).permute(2, 0, 1)
 
     def _attention_mask(
         self, mask_embeds: Tensor, frame_mask_features: Tensor, size: Tuple[int, int]
@@ -334,8 +466,7 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             (B * nheads, N, h_l * w_l) bool, True = the query may not attend there. A
             query whose mask is empty at this size attends everywhere instead.
         """
-        masked = frame_attention_mask(mask_embeds, frame_mask_features, size)
-        return unmask_empty_rows(masked, self.num_heads)
+        return frame_step_attention_mask(mask_embeds, frame_mask_features, size, self.num_heads)
 
     # ------------------------------------------------------------ clip update
     def _clip_update(self, layer: int, clip_queries: Tensor, frame_queries: Tensor) -> Tensor:
