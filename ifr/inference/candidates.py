@@ -1,12 +1,15 @@
 """Instance candidates of a video, shared by every inference mode.
 
 A ``SegmentPrediction`` is the decoder's raw output on consecutive frames (the whole
-video, one clip, or one TTA resolution). A ``VideoCandidates`` is a set of instance
+video, one clip, or one TTA resolution); a ``TrackLogits`` holds per-clip inference's
+tracks' mean mask logits (under TTA). A ``VideoCandidates`` is a set of instance
 candidates over the whole video; each candidate has class probabilities and *members*,
 (segment, query) pairs whose mask probabilities are averaged where they cover a frame:
 - whole video: one segment, candidate q = query q;
-- per-clip tracking: a track = the linked queries of several clips;
+- per-clip tracking under TTA: candidate t = track t of a ``TrackLogits``;
 - TTA: a fused candidate = the matched candidates of every resolution.
+Per-clip inference without TTA renders its tracks' masks while it reads the video
+(``clip_tracking.py``) and hands over ``RenderedCandidates``, masks already as RLEs.
 Masks are rendered only for the candidates asked for: mask logits at the mask-feature
 size a chunk of frames at a time, then upsampled, thresholded and encoded one frame and
 one candidate at a time, so peak memory holds a few (H0, W0) maps whatever the number of
@@ -14,7 +17,7 @@ frames and candidates (a 4000x3000 video does not need k x chunk x 48 MB).
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -25,8 +28,44 @@ from .postprocess import Size, compute_mask_logits, select_topk_probs, upsample_
 Member = Tuple[int, int]
 
 
+class MaskSource:
+    """What renders mask logits at the mask-feature size at an output size: a
+    ``SegmentPrediction`` (decoder output) or a ``TrackLogits`` (a track's mean logits).
+    A subclass has ``padded_size``, ``image_size``, ``frame_offset``, ``flipped``,
+    ``num_frames`` and ``mask_logits(query_idx, start, end)``."""
+
+    @property
+    def frame_end(self) -> int:
+        return self.frame_offset + self.num_frames
+
+    def _local_frames(self, start: int, end: int) -> slice:
+        """Frames [start, end) of the video as a slice of this source's frames."""
+        if start < self.frame_offset or end > self.frame_end:
+            raise ValueError(
+                f"frames [{start}, {end}) outside segment [{self.frame_offset}, {self.frame_end})"
+            )
+        return slice(start - self.frame_offset, end - self.frame_offset)
+
+    def upsample_logits(self, mask_logits: torch.Tensor, output_size: Size) -> torch.Tensor:
+        """Mask logits (k, t, h, w) -> logits (k, t, H0, W0) at ``output_size``, flipped back
+        if the input was flipped."""
+        logits = upsample_mask_logits(mask_logits, self.padded_size, self.image_size, output_size)
+        return logits.flip(-1) if self.flipped else logits
+
+    def logits_to_probs(self, mask_logits: torch.Tensor, output_size: Size) -> torch.Tensor:
+        """Mask logits (k, t, h, w) -> probabilities (k, t, H0, W0) at ``output_size``."""
+        return self.upsample_logits(mask_logits, output_size).sigmoid()
+
+    def mask_probs(
+        self, query_idx: torch.Tensor, start: int, end: int, output_size: Size
+    ) -> torch.Tensor:
+        """Mask probabilities (k, end - start, H0, W0) of queries ``query_idx`` (k,) on the
+        video frames [start, end), which must lie inside this source."""
+        return self.logits_to_probs(self.mask_logits(query_idx, start, end), output_size)
+
+
 @dataclass
-class SegmentPrediction:
+class SegmentPrediction(MaskSource):
     """Decoder output on the frames ``[frame_offset, frame_offset + T)`` of a video.
 
     class_probs: (N, K) sigmoid class probabilities of the clip-level queries.
@@ -49,36 +88,51 @@ class SegmentPrediction:
         return self.mask_embeds.shape[1]
 
     @property
-    def frame_end(self) -> int:
-        return self.frame_offset + self.num_frames
+    def device(self) -> torch.device:
+        return self.mask_embeds.device
+
+    @property
+    def mask_size(self) -> Size:
+        """(h, w) of the mask features (the padded input's)."""
+        return tuple(self.mask_features.shape[-2:])
 
     def mask_logits(self, query_idx: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Mask logits (k, end - start, h, w) at the mask-feature size of queries
         ``query_idx`` (k,) on the video frames [start, end), inside this segment."""
-        if start < self.frame_offset or end > self.frame_end:
-            raise ValueError(
-                f"frames [{start}, {end}) outside segment [{self.frame_offset}, {self.frame_end})"
-            )
-        local = slice(start - self.frame_offset, end - self.frame_offset)
+        local = self._local_frames(start, end)
         embeds = self.mask_embeds[query_idx.to(self.mask_embeds.device), local]
         return compute_mask_logits(embeds, self.mask_features[local])
 
-    def upsample_logits(self, mask_logits: torch.Tensor, output_size: Size) -> torch.Tensor:
-        """Mask logits (k, t, h, w) -> logits (k, t, H0, W0) at ``output_size``, flipped back
-        if the input was flipped."""
-        logits = upsample_mask_logits(mask_logits, self.padded_size, self.image_size, output_size)
-        return logits.flip(-1) if self.flipped else logits
 
-    def logits_to_probs(self, mask_logits: torch.Tensor, output_size: Size) -> torch.Tensor:
-        """Mask logits (k, t, h, w) -> probabilities (k, t, H0, W0) at ``output_size``."""
-        return self.upsample_logits(mask_logits, output_size).sigmoid()
+@dataclass
+class TrackLogits(MaskSource):
+    """Stored mask logits of candidates on the frames ``[frame_offset, frame_offset + F)``:
+    per-clip inference's tracks, their clips' mean logits, for TTA to match and fuse.
 
-    def mask_probs(
-        self, query_idx: torch.Tensor, start: int, end: int, output_size: Size
-    ) -> torch.Tensor:
-        """Mask probabilities (k, end - start, H0, W0) of queries ``query_idx`` (k,) on the
-        video frames [start, end), which must lie inside this segment."""
-        return self.logits_to_probs(self.mask_logits(query_idx, start, end), output_size)
+    logits: (k, F, h, w) at the mask-feature size (of the padded input).
+    """
+
+    logits: torch.Tensor
+    padded_size: Size
+    image_size: Size
+    frame_offset: int = 0
+    flipped: bool = False
+
+    @property
+    def num_frames(self) -> int:
+        return self.logits.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.logits.device
+
+    @property
+    def mask_size(self) -> Size:
+        return tuple(self.logits.shape[-2:])
+
+    def mask_logits(self, query_idx: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Stored logits (k, end - start, h, w) of candidates ``query_idx`` (k,)."""
+        return self.logits[query_idx.to(self.logits.device), self._local_frames(start, end)]
 
 
 @dataclass
@@ -89,20 +143,16 @@ class VideoCandidates:
     members: Q lists of (segment index, query index); a candidate's mask at a frame is
         the mean of its members' mask probabilities over the members covering the frame
         (zero where none does).
-    segments: the predictions the members refer to.
-    mean_of: "probs" (the mean of the members' mask probabilities, as TTA) or "logits"
-        (the sigmoid of the mean of their mask logits, as IFC's clip tracking).
+    segments: the mask sources the members refer to (decoder outputs, or per-clip
+        inference's tracks).
     """
 
     class_probs: torch.Tensor
     members: List[List[Member]]
-    segments: List[SegmentPrediction]
+    segments: List[MaskSource]
     num_frames: int
-    mean_of: str = "probs"
 
     def __post_init__(self):
-        if self.mean_of not in ("probs", "logits"):
-            raise ValueError(f"mean_of must be 'probs' or 'logits', got {self.mean_of!r}")
         if len(self.members) != self.class_probs.shape[0]:
             raise ValueError(
                 f"{len(self.members)} member lists for {self.class_probs.shape[0]} candidates"
@@ -119,7 +169,7 @@ class VideoCandidates:
     ) -> torch.Tensor:
         """Mask probabilities (k, end - start, H0, W0) of the given candidates on frames
         [start, end): mean over the members covering each frame."""
-        device = self.segments[0].mask_embeds.device
+        device = self.segments[0].device
         shape = (len(candidate_idx), end - start) + tuple(output_size)
         total = torch.zeros(shape, device=device)
         count = torch.zeros(shape[:2], device=device)
@@ -130,23 +180,11 @@ class VideoCandidates:
             rows, queries = self._members_in_segment(candidate_idx, seg_idx)
             if not rows:
                 continue
-            logits = segment.mask_logits(torch.tensor(queries), seg_start, seg_end)
-            values = self._member_values(segment, logits, output_size)
+            probs = segment.mask_probs(torch.tensor(queries), seg_start, seg_end, output_size)
             rows_t = torch.tensor(rows, device=device)
-            total[rows_t, seg_start - start : seg_end - start] += values.to(device)
+            total[rows_t, seg_start - start : seg_end - start] += probs.to(device)
             count[rows_t, seg_start - start : seg_end - start] += 1
-        mean = total / count.clamp(min=1)[:, :, None, None]
-        if self.mean_of == "logits":
-            mean = torch.where(count[:, :, None, None] > 0, mean.sigmoid(), 0.0)
-        return mean
-
-    def _member_values(
-        self, segment: SegmentPrediction, logits: torch.Tensor, output_size: Size
-    ) -> torch.Tensor:
-        """What is averaged over members: upsampled mask probabilities or logits."""
-        if self.mean_of == "logits":
-            return segment.upsample_logits(logits, output_size)
-        return segment.logits_to_probs(logits, output_size)
+        return total / count.clamp(min=1)[:, :, None, None]
 
     def render_rles(
         self, candidate_idx: Sequence[int], output_size: Size, chunk: int, threshold: float
@@ -166,16 +204,12 @@ class VideoCandidates:
             for frame in range(start, end):
                 for row, instance_rles in enumerate(rles):
                     probs = self._frame_probs(pieces, row, frame, output_size)
-                    if probs is None:
-                        mask = torch.zeros(tuple(output_size), dtype=torch.bool)
-                    else:
-                        mask = (probs > threshold).cpu()
-                    instance_rles.append(mask_to_rle(mask.numpy()))
+                    instance_rles.append(frame_rle(probs, output_size, threshold))
         return rles
 
     def _chunk_logits(
         self, candidate_idx: Sequence[int], start: int, end: int
-    ) -> List[Tuple[SegmentPrediction, Dict[int, int], torch.Tensor, int, int]]:
+    ) -> List[Tuple[MaskSource, Dict[int, int], torch.Tensor, int, int]]:
         """Per segment overlapping frames [start, end): (segment, candidate row -> row of
         the logits, mask logits (r, f, h, w) of its member queries, first frame, end)."""
         pieces = []
@@ -194,19 +228,13 @@ class VideoCandidates:
         self, pieces, row: int, frame: int, output_size: Size
     ) -> Optional[torch.Tensor]:
         """(H0, W0) mask probabilities of candidate row ``row`` at ``frame``: the mean over
-        its members covering the frame (see ``mean_of``), None where none does."""
-        total, count = None, 0
+        its members covering the frame, None where none does."""
+        maps = []
         for segment, position, logits, seg_start, seg_end in pieces:
-            if row not in position or not seg_start <= frame < seg_end:
-                continue
-            i, f = position[row], frame - seg_start
-            values = self._member_values(segment, logits[i : i + 1, f : f + 1], output_size)
-            total = values[0, 0] if total is None else total + values[0, 0].to(total.device)
-            count += 1
-        if total is None:
-            return None
-        mean = total / count
-        return mean.sigmoid() if self.mean_of == "logits" else mean
+            if row in position and seg_start <= frame < seg_end:
+                i, f = position[row], frame - seg_start
+                maps.append(segment.logits_to_probs(logits[i : i + 1, f : f + 1], output_size))
+        return ordered_mean(m[0, 0] for m in maps)
 
     def _members_in_segment(
         self, candidate_idx: Sequence[int], seg_idx: int
@@ -222,8 +250,65 @@ class VideoCandidates:
         return rows, queries
 
 
+def ordered_mean(maps: Iterable[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Mean of (H0, W0) maps, summed in the order given (so the same maps give the same
+    bits); None for no map."""
+    total, count = None, 0
+    for values in maps:
+        total = values if total is None else total + values.to(total.device)
+        count += 1
+    return None if total is None else total / count
+
+
+def frame_rle(probs: Optional[torch.Tensor], output_size: Size, threshold: float) -> dict:
+    """RLE of one frame's binary mask ``probs > threshold`` ((H0, W0) mask
+    probabilities); an empty mask for None (no member covers the frame)."""
+    if probs is None:
+        mask = torch.zeros(tuple(output_size), dtype=torch.bool)
+    else:
+        mask = (probs > threshold).cpu()
+    return mask_to_rle(mask.numpy())
+
+
+@dataclass
+class RenderedCandidates:
+    """Candidates whose masks were rendered while the video was read (per-clip inference
+    renders a frame as soon as no later clip covers it).
+
+    class_probs: (Q, K) class probabilities of the candidates.
+    rles: Q dicts, video frame -> RLE at ``output_size`` (binary mask: probability >
+        ``threshold``), holding the frames the candidate covers; empty masks elsewhere.
+    """
+
+    class_probs: torch.Tensor
+    rles: List[Dict[int, dict]]
+    num_frames: int
+    output_size: Size
+    threshold: float
+
+    def render_rles(
+        self, candidate_idx: Sequence[int], output_size: Size, chunk: int, threshold: float
+    ) -> List[List[dict]]:
+        """``len(candidate_idx)`` lists of T RLE dicts, as ``VideoCandidates.render_rles``
+        (``chunk`` is not used: the masks exist already)."""
+        if (tuple(output_size), threshold) != (tuple(self.output_size), self.threshold):
+            raise ValueError(
+                f"masks were rendered at size {tuple(self.output_size)}, threshold "
+                f"{self.threshold}; asked for {tuple(output_size)}, {threshold}"
+            )
+        empty = frame_rle(None, output_size, threshold)
+        return [
+            [dict(self.rles[c].get(frame, empty)) for frame in range(self.num_frames)]
+            for c in candidate_idx
+        ]
+
+
 def candidates_to_output(
-    candidates: VideoCandidates, top_k: int, output_size: Size, chunk: int, threshold: float
+    candidates: Union[VideoCandidates, RenderedCandidates],
+    top_k: int,
+    output_size: Size,
+    chunk: int,
+    threshold: float,
 ) -> Dict[str, object]:
     """Top-k (candidate, class) pairs and their RLE masks at ``output_size``: the model's
     per-video output of docs/design.md (``pred_masks``: per instance, T RLE dicts)."""

@@ -1,8 +1,8 @@
 """Per-clip inference with IFC's clip tracking (paper appendix A.1, docs/method.md Sec. 3).
 
-The video is encoded once; the decoder then runs on clips of ``clip_length`` frames,
-consecutive clips sharing ``clip_overlap`` frames (IFC: stride 1, overlap T - 1; the last
-clip is aligned to the end of the video). As IFC:
+The decoder runs on clips of ``clip_length`` frames, consecutive clips sharing
+``clip_overlap`` frames (IFC: stride 1, overlap T - 1; the last clip is aligned to the end
+of the video). As IFC:
 - a clip keeps only the queries it predicts as objects (highest class probability at
   least ``min_score``);
 - a new clip's query is matched to the tracks so far by Hungarian matching on a score:
@@ -13,18 +13,36 @@ clip is aligned to the end of the video). As IFC:
 - a track's class probabilities are the mean over its clips; its mask on a frame is the
   sigmoid of the mean mask logits of its clips covering the frame.
 
-Shape shorthand: Q kept queries of a clip, F frames, (h, w) the mask-feature size of the
-unpadded image.
+The video is read as a stream, so peak memory does not grow with its length: a clip's
+frames are encoded when it is decoded (``FeatureWindow``: a chunk of frames at a time,
+dropped once no later clip reads them), and a frame is finished as soon as no later clip
+covers it: its masks are rendered at the output size and run-length encoded
+(``RenderedFrames``), and the clips' mask logits on it are freed. Tracks keep a running
+sum of their class probabilities and their finished frames' RLEs. Under TTA a frame's
+track logits are kept instead (``TrackLogitFrames``), for TTA to match and fuse runs.
+
+Shape shorthand: Q kept queries of a clip, F frames, L frames of a clip, (h, w) the
+mask-feature size, (H0, W0) the output size.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .candidates import Member, SegmentPrediction, VideoCandidates
-from .video import decode_segment, encode_frames_of
+from .candidates import (
+    RenderedCandidates,
+    SegmentPrediction,
+    TrackLogits,
+    VideoCandidates,
+    frame_rle,
+    ordered_mean,
+)
+from .feature_window import FeatureWindow
+from .postprocess import Size
+from .video import decode_segment
 
 
 @dataclass
@@ -45,17 +63,18 @@ class ClipLinkInput:
 
 @dataclass
 class ClipTracker:
-    """Tracks over clips added in video order (``add``); each track is a list of
-    (clip index, query index), at most one per clip."""
+    """Links clips added in video order (``add``) into tracks 0, 1, ...; keeps only the
+    stored clips a later clip may still overlap."""
 
     min_iou: float
-    tracks: List[List[Member]] = field(default_factory=list)
-    # Stored clips that later clips may overlap: (clip index, clip, track of each row).
-    _window: List[Tuple[int, ClipLinkInput, List[int]]] = field(default_factory=list)
+    num_tracks: int = 0
+    # Stored clips that later clips may overlap: (clip, track of each row).
+    _window: List[Tuple[ClipLinkInput, List[int]]] = field(default_factory=list)
 
-    def add(self, clip_idx: int, clip: ClipLinkInput) -> None:
-        """Link the kept queries of a clip to the tracks, or start new tracks."""
-        self._window = [w for w in self._window if w[1].end > clip.start]
+    def add(self, clip: ClipLinkInput) -> List[int]:
+        """Link the kept queries of a clip to the tracks, or start new tracks; returns the
+        track of each kept query (row of ``clip``)."""
+        self._window = [w for w in self._window if w[0].end > clip.start]
         scores = self.link_scores(clip)
         track_of_row = [-1] * len(clip.queries)
         if scores.numel():
@@ -64,19 +83,19 @@ class ClipTracker:
             for track, row in zip(rows, cols):
                 if above[track, row]:
                     track_of_row[row] = int(track)
-        for row, query in enumerate(clip.queries):
+        for row in range(len(clip.queries)):
             if track_of_row[row] < 0:
-                track_of_row[row] = len(self.tracks)
-                self.tracks.append([])
-            self.tracks[track_of_row[row]].append((clip_idx, query))
-        self._window.append((clip_idx, clip, track_of_row))
+                track_of_row[row] = self.num_tracks
+                self.num_tracks += 1
+        self._window.append((clip, track_of_row))
+        return track_of_row
 
     def link_scores(self, clip: ClipLinkInput) -> torch.Tensor:
         """(num_tracks, Q): mean over the stored clips overlapping ``clip`` that hold the
         track of the soft IoU on their shared frames; 0 for a track in none of them."""
-        total = torch.zeros(len(self.tracks), len(clip.queries))
-        count = torch.zeros(len(self.tracks))
-        for _, stored, track_of_row in self._window:
+        total = torch.zeros(self.num_tracks, len(clip.queries))
+        count = torch.zeros(self.num_tracks)
+        for stored, track_of_row in self._window:
             first, last = max(clip.start, stored.start), min(clip.end, stored.end)
             if first >= last or not track_of_row:
                 continue
@@ -120,56 +139,180 @@ def kept_queries(class_probs: torch.Tensor, min_score: float) -> List[int]:
     return torch.nonzero(class_probs.max(dim=1).values >= min_score)[:, 0].tolist()
 
 
-def link_input_of(segment: SegmentPrediction, queries: List[int]) -> ClipLinkInput:
-    """Linking input of a clip: the kept queries' mask probabilities on all its frames
-    at the mask-feature resolution of the (unpadded) image."""
-    stride_h = segment.padded_size[0] / segment.mask_features.shape[-2]
-    stride_w = segment.padded_size[1] / segment.mask_features.shape[-1]
-    link_size = (
+def link_size_of(segment: SegmentPrediction) -> Size:
+    """(h, w) at which clips are linked: the mask-feature size of the unpadded image."""
+    stride_h = segment.padded_size[0] / segment.mask_size[0]
+    stride_w = segment.padded_size[1] / segment.mask_size[1]
+    return (
         max(1, round(segment.image_size[0] / stride_h)),
         max(1, round(segment.image_size[1] / stride_w)),
     )
+
+
+@dataclass
+class OpenClip:
+    """A decoded clip with frames not finished yet.
+
+    logits: (Q, L, h, w) mask logits of its kept queries; tracks: (Q,) track of each.
+    """
+
+    segment: SegmentPrediction
+    logits: torch.Tensor
+    tracks: List[int]
+
+
+# track -> its members covering one frame, in clip order: (clip, (1, 1, h, w) logits)
+FrameMembers = Dict[int, List[Tuple[SegmentPrediction, torch.Tensor]]]
+
+
+def members_at(open_clips: Sequence[OpenClip], frame: int) -> FrameMembers:
+    """The tracks' mask logits on ``frame`` in the open clips covering it."""
+    members: FrameMembers = {}
+    for clip in open_clips:
+        segment = clip.segment
+        if segment.frame_offset <= frame < segment.frame_end:
+            f = frame - segment.frame_offset
+            for row, track in enumerate(clip.tracks):
+                members.setdefault(track, []).append(
+                    (segment, clip.logits[row : row + 1, f : f + 1])
+                )
+    return members
+
+
+class RenderedFrames:
+    """Finished frames as RLEs at ``output_size``: a track's mask is the sigmoid of its
+    clips' mean upsampled mask logits, > ``threshold`` (bounded memory: one (H0, W0) map
+    at a time, and RLEs)."""
+
+    def __init__(self, output_size: Size, threshold: float):
+        self.output_size = tuple(output_size)
+        self.threshold = threshold
+        self.rles: List[Dict[int, dict]] = []
+
+    def add(self, frame: int, members: FrameMembers) -> None:
+        for track, pieces in members.items():
+            self.rles.extend({} for _ in range(track + 1 - len(self.rles)))
+            mean = ordered_mean(
+                segment.upsample_logits(logits, self.output_size)[0, 0]
+                for segment, logits in pieces
+            )
+            self.rles[track][frame] = frame_rle(mean.sigmoid(), self.output_size, self.threshold)
+
+    def candidates(
+        self, class_probs: torch.Tensor, num_frames: int, segment: SegmentPrediction
+    ) -> RenderedCandidates:
+        self.rles.extend({} for _ in range(len(class_probs) - len(self.rles)))
+        return RenderedCandidates(
+            class_probs, self.rles, num_frames, self.output_size, self.threshold
+        )
+
+
+class TrackLogitFrames:
+    """Finished frames as each track's mean mask logits at the mask-feature size, kept for
+    the whole video (TTA matches and fuses whole runs; its memory grows with the video)."""
+
+    def __init__(self):
+        self.first: Dict[int, int] = {}
+        self.frames: Dict[int, List[torch.Tensor]] = {}
+
+    def add(self, frame: int, members: FrameMembers) -> None:
+        for track, pieces in members.items():
+            frames = self.frames.setdefault(track, [])
+            first = self.first.setdefault(track, frame)
+            # A clip links only to tracks of the stored clips it overlaps: no gaps.
+            if first + len(frames) != frame:
+                raise RuntimeError(f"track {track} skips frames before frame {frame}")
+            frames.append(ordered_mean(logits[0, 0] for _, logits in pieces))
+
+    def candidates(
+        self, class_probs: torch.Tensor, num_frames: int, segment: SegmentPrediction
+    ) -> VideoCandidates:
+        """One ``TrackLogits`` segment per track (one with no candidate if no track)."""
+        sizes = (segment.padded_size, segment.image_size)
+        segments = [
+            TrackLogits(torch.stack(self.frames[t])[None], *sizes, self.first[t], segment.flipped)
+            for t in range(len(class_probs))
+        ]
+        if not segments:
+            empty = segment.mask_embeds.new_zeros((0, num_frames, *segment.mask_size))
+            segments = [TrackLogits(empty, *sizes, 0, segment.flipped)]
+        members = [[(t, 0)] for t in range(len(class_probs))]
+        return VideoCandidates(class_probs, members, segments, num_frames)
+
+
+def decode_clip(
+    model, window: FeatureWindow, start: int, end: int, flipped: bool
+) -> SegmentPrediction:
+    """Decoder pass over the frames [start, end) of the window's video."""
+    multi_scale, mask_features = window.features(start, end)
+    segment = decode_segment(
+        model, multi_scale, mask_features, window.sizes, 0, end - start, flipped
+    )
+    return dataclasses.replace(segment, frame_offset=start)
+
+
+def link_clip(segment: SegmentPrediction, min_score: float) -> Tuple[ClipLinkInput, torch.Tensor]:
+    """A clip's kept queries as linking input (mask probabilities at ``link_size_of``),
+    and their mask logits (Q, L, h, w)."""
+    queries = kept_queries(segment.class_probs, min_score)
     index = torch.tensor(queries, dtype=torch.long)
-    mask_probs = segment.mask_probs(index, segment.frame_offset, segment.frame_end, link_size)
-    return ClipLinkInput(
+    logits = segment.mask_logits(index, segment.frame_offset, segment.frame_end)
+    link_input = ClipLinkInput(
         segment.frame_offset,
         segment.frame_end,
         queries,
         segment.class_probs[index.to(segment.class_probs.device)].float().cpu(),
-        mask_probs.cpu(),
+        segment.logits_to_probs(logits, link_size_of(segment)).cpu(),
     )
-
-
-def track_class_probs(
-    tracks: Sequence[Sequence[Member]], class_probs_of: Dict[Member, torch.Tensor]
-) -> torch.Tensor:
-    """(num_tracks, K): each track's class probabilities averaged over its clips."""
-    return torch.stack([torch.stack([class_probs_of[m] for m in t]).mean(0) for t in tracks])
+    return link_input, logits
 
 
 def clip_candidates(
-    model, frames: Sequence[torch.Tensor], flipped: bool = False
-) -> VideoCandidates:
-    """Candidates of per-clip inference: the tracks of the linked clips (no candidate
-    when no clip predicts an object)."""
+    model,
+    frames: Sequence[torch.Tensor],
+    flipped: bool = False,
+    rendered_at: Optional[Tuple[Size, float]] = None,
+) -> Union[RenderedCandidates, VideoCandidates]:
+    """Candidates of per-clip inference: the tracks of the linked clips (none when no clip
+    predicts an object), read as a stream (see the module docstring).
+
+    Args:
+        frames: T uint8 (3, H', W') frames.
+        flipped: the frames were flipped horizontally (TTA).
+        rendered_at: (output size (H0, W0), mask threshold): masks rendered as RLEs frame
+            by frame (``RenderedCandidates``); None (TTA): the tracks' mean mask logits
+            (``VideoCandidates`` of ``TrackLogits``).
+    """
     options = model.inference_options
-    multi_scale, mask_features, sizes = encode_frames_of(model, frames)
+    clips = split_into_clips(len(frames), options.clip_length, options.clip_overlap)
+    window = FeatureWindow.of_model(model, frames)
     tracker = ClipTracker(options.clip_min_iou)
-    segments, class_probs_of = [], {}
-    for clip_idx, (start, end) in enumerate(
-        split_into_clips(len(frames), options.clip_length, options.clip_overlap)
-    ):
-        segment = decode_segment(model, multi_scale, mask_features, sizes, start, end, flipped)
-        queries = kept_queries(segment.class_probs, options.clip_min_score)
-        segments.append(segment)
-        link_input = link_input_of(segment, queries)
-        for row, query in enumerate(queries):
-            class_probs_of[(clip_idx, query)] = link_input.class_probs[row]
-        tracker.add(clip_idx, link_input)
-    num_classes = segments[0].class_probs.shape[1]
-    probs = (
-        track_class_probs(tracker.tracks, class_probs_of)
-        if tracker.tracks
+    finished = RenderedFrames(*rendered_at) if rendered_at is not None else TrackLogitFrames()
+    prob_sums: List[torch.Tensor] = []  # per track: sum of its clips' class probabilities
+    prob_counts: List[int] = []
+    open_clips: List[OpenClip] = []
+    done = 0  # frames [0, done) are finished
+    for clip_idx, (start, end) in enumerate(clips):
+        segment = decode_clip(model, window, start, end, flipped)
+        link_input, logits = link_clip(segment, options.clip_min_score)
+        tracks = tracker.add(link_input)
+        for row, track in enumerate(tracks):
+            if track == len(prob_sums):
+                prob_sums.append(torch.zeros_like(link_input.class_probs[row]))
+                prob_counts.append(0)
+            prob_sums[track] += link_input.class_probs[row]
+            prob_counts[track] += 1
+        open_clips.append(OpenClip(segment, logits, tracks))
+        next_start = clips[clip_idx + 1][0] if clip_idx + 1 < len(clips) else len(frames)
+        for frame in range(done, next_start):
+            finished.add(frame, members_at(open_clips, frame))
+        done = next_start
+        open_clips = [clip for clip in open_clips if clip.segment.frame_end > done]
+        window.release_before(done)
+    num_classes = segment.class_probs.shape[1]
+    class_probs = (
+        torch.stack([total / count for total, count in zip(prob_sums, prob_counts)])
+        if prob_sums
         else torch.zeros(0, num_classes)
     )
-    return VideoCandidates(probs, tracker.tracks, segments, len(frames), mean_of="logits")
+    return finished.candidates(class_probs, len(frames), segment)

@@ -19,14 +19,15 @@ def run_inference(model, batched_input: Dict) -> Dict[str, object]:
     if not batched_input.get("image"):
         raise ValueError(f"video {batched_input.get('video_id', '?')!r} has no frames")
     candidate_fn = video_candidates if options.mode == "video" else clip_candidates
+    output_size = output_size_of(batched_input)
     if options.tta_enabled:
         candidates = tta_candidates(model, batched_input, candidate_fn)
+    elif options.mode == "clip":
+        # Per-clip inference renders each frame's masks as soon as no later clip covers it.
+        rendered_at = (output_size, options.mask_threshold)
+        candidates = clip_candidates(model, batched_input["image"], rendered_at=rendered_at)
     else:
-        candidates = candidate_fn(model, batched_input["image"])
+        candidates = video_candidates(model, batched_input["image"])
     return candidates_to_output(
-        candidates,
-        options.top_k,
-        output_size_of(batched_input),
-        options.frame_chunk,
-        options.mask_threshold,
+        candidates, options.top_k, output_size, options.frame_chunk, options.mask_threshold
     )

@@ -105,7 +105,7 @@ def augmentations(min_sizes: Sequence[int], flip: bool, pivot: int) -> List[Tupl
 def matching_size(candidates: VideoCandidates) -> Tuple[int, int]:
     """Mask-feature resolution of the (unpadded) image of the first segment."""
     segment = candidates.segments[0]
-    feat_h, feat_w = segment.mask_features.shape[-2:]
+    feat_h, feat_w = segment.mask_size
     return (
         max(1, round(segment.image_size[0] * feat_h / segment.padded_size[0])),
         max(1, round(segment.image_size[1] * feat_w / segment.padded_size[1])),

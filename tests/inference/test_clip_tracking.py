@@ -4,14 +4,21 @@ import pytest
 import torch
 
 from ifr.inference import run_inference
+from ifr.inference.candidates import SegmentPrediction
 from ifr.inference.clip_tracking import (
     ClipLinkInput,
     ClipTracker,
+    OpenClip,
+    RenderedFrames,
     kept_queries,
+    link_size_of,
+    members_at,
     soft_iou,
     split_into_clips,
-    track_class_probs,
 )
+from ifr.inference.feature_window import FeatureWindow
+from ifr.inference.postprocess import select_topk_probs
+from ifr.inference.video import decode_segment, encode_frames_of
 
 
 @pytest.mark.parametrize(
@@ -62,10 +69,14 @@ def make_clip(start, end, shows, where, classes=None, background=()):
 
 
 def run_tracker(clips, min_iou=0.05):
+    """Tracks as lists of (clip index, query index)."""
     tracker = ClipTracker(min_iou)
+    tracks = []
     for clip_idx, clip in enumerate(clips):
-        tracker.add(clip_idx, clip)
-    return tracker.tracks
+        for query, track in zip(clip.queries, tracker.add(clip)):
+            tracks.extend([] for _ in range(track + 1 - len(tracks)))
+            tracks[track].append((clip_idx, query))
+    return tracks
 
 
 def objects_of(tracks, shows_per_clip):
@@ -151,8 +162,8 @@ def test_link_score_averages_the_overlapping_stored_clips():
     a = make_clip(0, 3, [0], lambda obj, t: box(0))
     b = make_clip(1, 4, [0], lambda obj, t: box(0) if t < 3 else box(8))
     tracker = ClipTracker(0.05)
-    tracker.add(0, a)
-    tracker.add(1, b)
+    tracker.add(a)
+    tracker.add(b)
     new = make_clip(2, 5, [0], lambda obj, t: box(0) if t < 3 else box(12))
     # with a: frame 2 only (box(0) vs box(0)): IoU 1; with b: frames 2-3: (9 / 9 + 0)
     # over unions (9 + 18) -> 9 / 27.
@@ -163,11 +174,6 @@ def test_kept_queries_are_those_predicted_as_objects():
     probs = torch.tensor([[0.6, 0.1], [0.2, 0.3], [0.1, 0.5]])
     assert kept_queries(probs, 0.5) == [0, 2]
     assert kept_queries(probs, 0.0) == [0, 1, 2]
-
-
-def test_track_class_probs_average_its_clips():
-    probs = {(0, 0): torch.tensor([1.0, 0.0]), (1, 3): torch.tensor([0.4, 0.6])}
-    assert torch.allclose(track_class_probs([[(0, 0), (1, 3)]], probs), torch.tensor([[0.7, 0.3]]))
 
 
 def decoded(output):
@@ -199,3 +205,119 @@ def test_per_clip_inference_covers_every_frame(toy_model, make_video, num_frames
     assert len(output["pred_masks"]) == 3
     for masks in decoded(output):
         assert masks.shape == (num_frames, 60, 84)
+
+
+def dense_clip_inference(model, frames, output_size):
+    """Clip tracking without streaming, as it was computed before: every frame encoded at
+    once, every clip decoded and kept; a track's mask is the sigmoid of its clips' mean
+    upsampled mask logits (> threshold), its class probabilities their mean.
+    Returns (class_probs (tracks, K), masks (tracks, T, H0, W0) bool)."""
+    options = model.inference_options
+    multi_scale, mask_features, sizes = encode_frames_of(model, frames)
+    tracker = ClipTracker(options.clip_min_iou)
+    rows_of, total, count = {}, {}, {}
+    shape = (len(frames), *output_size)
+    for start, end in split_into_clips(len(frames), options.clip_length, options.clip_overlap):
+        segment = decode_segment(model, multi_scale, mask_features, sizes, start, end)
+        queries = kept_queries(segment.class_probs, options.clip_min_score)
+        logits = segment.mask_logits(torch.tensor(queries, dtype=torch.long), start, end)
+        probs = segment.logits_to_probs(logits, link_size_of(segment))
+        clip = ClipLinkInput(start, end, queries, segment.class_probs[queries], probs)
+        for row, track in enumerate(tracker.add(clip)):
+            rows_of.setdefault(track, []).append(clip.class_probs[row])
+            total.setdefault(track, torch.zeros(shape))[start:end] += segment.upsample_logits(
+                logits[row : row + 1], output_size
+            )[0]
+            count.setdefault(track, torch.zeros(len(frames)))[start:end] += 1
+    tracks = range(len(rows_of))
+    class_probs = torch.stack([torch.stack(rows_of[t]).mean(0) for t in tracks])
+    masks = [
+        (total[t] / count[t].clamp(min=1)[:, None, None]).sigmoid() > options.mask_threshold
+        for t in tracks
+    ]
+    return class_probs, torch.stack(
+        [m & (count[t] > 0)[:, None, None] for t, m in zip(tracks, masks)]
+    )
+
+
+@pytest.mark.parametrize(
+    "num_frames, length, overlap, chunk",
+    [(9, 3, 2, 4), (12, 5, 4, 16), (12, 5, 1, 3), (7, 2, 0, 1), (4, 5, 1, 2)],
+)
+def test_streamed_clips_equal_the_dense_computation(
+    toy_model, make_video, num_frames, length, overlap, chunk
+):
+    """Streaming (features of a few frames, finished frames as RLEs) changes no mask bit.
+    Class probabilities: a running sum over a track's n clips instead of torch's mean;
+    each is within n * 2^-24 of the exact mean of n values in [0, 1] (float32 summation
+    bound), so they differ by at most n * 2^-23."""
+    model = toy_model(
+        mode="clip",
+        clip_length=length,
+        clip_overlap=overlap,
+        frame_chunk=chunk,
+        clip_min_score=0.0,
+        top_k=6,
+    )
+    video = make_video(num_frames, seed=num_frames)
+    output = run_inference(model, video)
+    with torch.no_grad():
+        class_probs, masks = dense_clip_inference(model, video["image"], (60, 84))
+    scores, labels, tracks = select_topk_probs(class_probs, 6)
+    num_clips = len(split_into_clips(num_frames, length, overlap))
+    assert np.abs(np.array(output["pred_scores"]) - scores.numpy()).max() <= num_clips * 2**-23
+    assert output["pred_labels"] == labels.tolist()
+    for predicted, track in zip(decoded(output), tracks):
+        assert np.array_equal(predicted.astype(bool), masks[track].numpy())
+    assert any(m.any() for m in decoded(output))  # not a comparison of empty masks
+
+
+def constant_clip(logit, start, end, size=(4, 4)):
+    """Clip [start, end) of one query whose mask logit is ``logit`` everywhere."""
+    features = torch.ones(end - start, 1, *size)
+    embeds = torch.full((1, end - start, 1), float(logit))
+    return SegmentPrediction(torch.ones(1, 1), embeds, features, (16, 16), (16, 16), start)
+
+
+def test_a_finished_frame_is_the_sigmoid_of_the_mean_logit_of_its_clips():
+    """Track 0 in clips [0, 2) (logit 3) and [1, 3) (logit -5): frame 1's mean logit is -1,
+    so its mask is empty at threshold 0.5 and full at 0.2 (sigmoid(-1) = 0.27)."""
+    first, second = constant_clip(3.0, 0, 2), constant_clip(-5.0, 1, 3)
+    clips = [
+        OpenClip(s, s.mask_logits(torch.tensor([0]), s.frame_offset, s.frame_end), [0])
+        for s in (first, second)
+    ]
+    for threshold, frame1 in ((0.5, 0), (0.2, 1)):
+        finished = RenderedFrames((8, 8), threshold)
+        for frame in range(3):
+            finished.add(frame, members_at(clips, frame))
+        rles = finished.candidates(torch.ones(1, 1), 4, first).render_rles(
+            [0], (8, 8), 1, threshold
+        )
+        areas = [int(mask_util.area(r)) for r in rles[0]]
+        assert areas == [64, 64 * frame1, 0, 0]  # frame 3: no clip covers it
+
+
+def test_rendered_masks_refuse_another_size():
+    finished = RenderedFrames((8, 8), 0.5)
+    candidates = finished.candidates(torch.ones(1, 1), 2, constant_clip(1.0, 0, 2))
+    with pytest.raises(ValueError, match="rendered at size"):
+        candidates.render_rles([0], (4, 4), 1, 0.5)
+
+
+def test_streaming_holds_a_clip_and_a_chunk_of_frames(toy_model, make_video, monkeypatch):
+    """40 frames, clips of 5, chunks of 4: every frame encoded once, in encode_video's
+    chunks, and the window never holds more than 5 + 4 frames."""
+    held = []
+    features = FeatureWindow.features
+
+    def spy(window, start, end):
+        result = features(window, start, end)
+        held.append(window.held_frames)
+        return result
+
+    monkeypatch.setattr(FeatureWindow, "features", spy)
+    model = toy_model(mode="clip", clip_length=5, clip_overlap=4, frame_chunk=4, top_k=3)
+    run_inference(model, make_video(40, height=8, width=8))
+    assert model.encode_calls == [4] * 10
+    assert len(held) == 36 and max(held) <= 5 + 4
