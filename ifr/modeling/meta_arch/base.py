@@ -132,13 +132,30 @@ class VideoMaskClassifier(nn.Module):
             )
             outputs = self.transformer_decoder(multi_scale, mask_features, return_masks=True)
         # Losses, matching and point sampling in float32, whatever the network's precision.
-        outputs, mask_features = to_float32(outputs), mask_features.float()
+        outputs, mask_features = self._float32_outputs(outputs), mask_features.float()
         with float32_autocast_off(self.device.type):
             self.prepare_outputs_for_loss(outputs, mask_features)
             targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
             losses = self.criterion(outputs, targets)
         weights = self.criterion.weight_dict
         return {k: v * weights[k] for k, v in losses.items() if k in weights}
+
+    def _float32_outputs(self, outputs: dict) -> dict:
+        """The decoder's outputs with every floating tensor in float32. A function among
+        them (TeViT's ``roi_mask_logits``: the criterion runs part of the network on its
+        RoIs) runs in the model's precision and returns float32."""
+
+        def in_precision(function):
+            def run(*args, **kwargs):
+                with self.autocast():
+                    return to_float32(function(*args, **kwargs))
+
+            return run
+
+        return {
+            key: in_precision(value) if callable(value) else to_float32(value)
+            for key, value in outputs.items()
+        }
 
     def prepare_outputs_for_loss(self, outputs: dict, mask_features: torch.Tensor) -> None:
         """Hook: add what the criterion needs beyond the decoder's outputs (in place)."""

@@ -71,6 +71,7 @@ class VisTR(VideoMaskClassifier):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "inference_options": InferenceOptions.from_config(cfg),
+            "precision": cfg.MODEL.PRECISION,
         }
 
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
