@@ -56,6 +56,13 @@ IFC_RECIPE = {
     "SOLVER.OPTIMIZER": "ADAMW",
     "SOLVER.BACKBONE_MULTIPLIER": 0.1,
     "SOLVER.WEIGHT_DECAY": 0.0001,
+    # IFC's build_optimizer gives every parameter SOLVER.WEIGHT_DECAY (no norm exception)
+    "SOLVER.WEIGHT_DECAY_NORM": 0.0001,
+    "SOLVER.WEIGHT_DECAY_EMBED": 0.0001,
+    "SOLVER.WARMUP_FACTOR": 1.0,  # base_ytvis.yaml: no warm-up
+    "INPUT.MIN_SIZE_TRAIN_SAMPLING": "choice",  # IFC's "choice_by_clip": one size a clip
+    "INPUT.MAX_SIZE_TRAIN": 1333,  # Detectron2's default, which base_ytvis.yaml keeps
+    "INPUT.SAMPLING_FRAME_SHUFFLE": False,
     "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": "full_model",
     "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": 0.01,
     "DATASETS.TRAIN": ("ytvis_2019_train",),

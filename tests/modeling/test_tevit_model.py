@@ -128,3 +128,28 @@ def test_published_configs_hold_tevit_recipe(config, dataset):
         16,
     )
     assert cfg.INPUT.SAMPLING_FRAME_NUM == 5 and cfg.MODEL.IFR.TEST.TOP_K == 10
+
+
+@pytest.mark.parametrize("config", [PUBLISHED, PUBLISHED_21], ids=os.path.basename)
+def test_published_configs_hold_tevit_model_loss_and_data_values(config):
+    """The rest of hustvl/TeViT's recipe, as literals: tevit_r50.py / tevit_msgshift.py
+    (head, losses, costs, schedule), _base_/datasets/youtubevis.py (sizes) and
+    YoutubeVISDataset.prepare_train_clip (clip sampling)."""
+    cfg = build_cfg(config)
+    m, t = cfg.MODEL.MSGSHIFT, cfg.MODEL.TEVIT
+    assert tuple(m.EMBED_DIMS) == (64, 128, 320, 512) and tuple(m.DEPTHS) == (2, 2, 2, 2)
+    assert (m.NUM_MESSENGERS, tuple(m.SHIFT_STRIDES)) == (32, (1, -1, 2, -2))
+    assert (cfg.MODEL.IFR.NUM_QUERIES, t.FPN_DIM, t.NUM_STAGES) == (100, 256, 6)
+    assert (t.NHEADS, t.DIM_FEEDFORWARD) == (8, 2048)
+    assert (t.DYNAMIC_DIM, t.BOX_POOL, t.MASK_POOL, t.MASK_CONVS) == (64, 7, 14, 4)
+    assert (t.NUM_CLS_FCS, t.NUM_REG_FCS) == (1, 3)
+    assert (t.CLASS_WEIGHT, t.BBOX_WEIGHT, t.GIOU_WEIGHT, t.DICE_WEIGHT) == (2.0, 5.0, 2.0, 8.0)
+    assert (t.COST_CLASS, t.COST_BBOX, t.COST_GIOU) == (2.0, 5.0, 2.0)
+    s = cfg.SOLVER
+    assert (s.STEPS, s.WARMUP_ITERS, s.WARMUP_FACTOR) == ((6100, 8500), 770, 0.001)
+    assert (s.BACKBONE_MULTIPLIER, s.CLIP_GRADIENTS.CLIP_VALUE) == (0.1, 0.1)
+    # mmdetection's AdamW decays every parameter alike
+    assert s.WEIGHT_DECAY == s.WEIGHT_DECAY_NORM == s.WEIGHT_DECAY_EMBED == 1e-4
+    assert (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (360, 640)
+    # a clip is its reference frame plus 4 frames drawn from the whole video, unsorted
+    assert cfg.INPUT.SAMPLING_FRAME_RANGE >= 36 and cfg.INPUT.SAMPLING_FRAME_SHUFFLE

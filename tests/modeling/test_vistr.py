@@ -336,3 +336,29 @@ def test_published_configs(make_cfg, name, depth):
     assert cfg.INPUT.SAMPLING_FRAME_NUM == 36
     assert (vistr.COST_CLASS, vistr.COST_BBOX, vistr.COST_GIOU) == (1.0, 5.0, 2.0)
     assert cfg.SOLVER.BASE_LR == 1e-4 and cfg.SOLVER.BACKBONE_MULTIPLIER == 0.1
+
+
+@pytest.mark.parametrize("name", ["vistr_r50.yaml", "vistr_r101.yaml"])
+def test_published_configs_decay_every_parameter_as_vistr(make_cfg, name):
+    """VisTR's main.py gives every parameter AdamW weight decay 1e-4 (one value for all
+    param groups): norms and the query embedding are decayed too, here as there."""
+    from ifr.engine.trainer import build_param_groups
+
+    cfg = make_cfg(os.path.join(ROOT, "configs", "ytvis19", name))
+    decoder, _ = _decoder()  # holds Linear, Conv, LayerNorm, GroupNorm and an Embedding
+    groups = build_param_groups(
+        decoder,
+        base_lr=cfg.SOLVER.BASE_LR,
+        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+        weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+        weight_decay_embed=cfg.SOLVER.WEIGHT_DECAY_EMBED,
+        backbone_multiplier=cfg.SOLVER.BACKBONE_MULTIPLIER,
+    )
+    assert len(groups) == len(list(decoder.parameters()))
+    assert {group["weight_decay"] for group in groups} == {1e-4}
+    # the rest of VisTR's main.py / the paper: gradient clipping 0.1, 18 epochs of 7,731
+    # iterations (one 36-frame clip per training frame, 8 clips), lr x0.1 after 12
+    assert cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE == 0.1
+    assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS) == (139150, (92767,))
+    assert cfg.SOLVER.IMS_PER_BATCH == 8
+    assert (cfg.MODEL.BACKBONE.FREEZE_AT, cfg.MODEL.RESNETS.NORM) == (2, "FrozenBN")
