@@ -110,7 +110,7 @@ def _case(
 
 CASES = {
     "fp32": _case(),
-    # Non-power-of-two head dim (masked channels), more queries than one block (32).
+    # Non-power-of-two head dim (masked channels), more queries than one block (16).
     "fp32_ragged": _case(shapes=((3, 3), (1, 2), (2, 1)), batch=1, queries=40, head_dim=6),
     "bf16": _case(dtype=torch.bfloat16, seed=1),
     "fp64_gradcheck": dict(

@@ -27,7 +27,13 @@ from triton.runtime.interpreter import InterpretedFunction
 
 __all__ = ["ms_deform_attn_triton", "is_interpreted"]
 
-_BLOCK_Q = 32  # queries per program
+# Queries per program. With about 4 tile elements per thread (``_launch_config``) the
+# kernels compile for sm_90 without register spills (ptxas -v: forward 64 registers,
+# backward 96 in float32 and 126 in bfloat16, at D = 32, 3 levels, 4 points). Levels are
+# a loop, points unrolled: unrolling both made the compiler hoist every gather (255
+# registers and spills).
+_BLOCK_Q = 16
+_ELEMENTS_PER_THREAD = 4
 
 
 @triton.jit
@@ -71,7 +77,7 @@ def _msda_forward_kernel(
     qm_row = (batch * num_queries + q_offs) * NUM_HEADS + head
 
     acc = tl.zeros((BLOCK_Q, BLOCK_D), dtype=ACC)
-    for level in tl.static_range(NUM_LEVELS):
+    for level in range(NUM_LEVELS):
         height = tl.load(shapes_ptr + 2 * level)
         width = tl.load(shapes_ptr + 2 * level + 1)
         start = tl.load(starts_ptr + level)
@@ -143,7 +149,7 @@ def _msda_backward_kernel(
         grad_out_ptr + (qm_row * HEAD_DIM)[:, None] + d_offs[None, :], mask=qd_mask, other=0.0
     ).to(ACC)
 
-    for level in tl.static_range(NUM_LEVELS):
+    for level in range(NUM_LEVELS):
         height = tl.load(shapes_ptr + 2 * level)
         width = tl.load(shapes_ptr + 2 * level + 1)
         start = tl.load(starts_ptr + level)
@@ -238,10 +244,13 @@ def _check_inputs(
         raise ValueError("ms_deform_attn (triton): inputs over 2**31 elements (int32 offsets)")
 
 
-def _launch_config(value: Tensor, num_queries: int) -> Tuple[Tuple[int, int], int]:
+def _launch_config(value: Tensor, num_queries: int) -> Tuple[Tuple[int, int], int, int]:
+    """Grid (query blocks, N * M), BLOCK_D and the number of warps."""
     batch, _, heads, head_dim = value.shape
     grid = (triton.cdiv(num_queries, _BLOCK_Q), batch * heads)
-    return grid, triton.next_power_of_2(head_dim)
+    block_d = triton.next_power_of_2(head_dim)
+    num_warps = _BLOCK_Q * block_d // (32 * _ELEMENTS_PER_THREAD)
+    return grid, block_d, max(1, min(8, num_warps))
 
 
 class _MSDeformAttnFunction(torch.autograd.Function):
@@ -255,12 +264,12 @@ class _MSDeformAttnFunction(torch.autograd.Function):
         batch, num_values, heads, head_dim = value.shape
         _, num_queries, _, levels, points, _ = locations.shape
         out = value.new_empty(batch, num_queries, heads, head_dim)
-        grid, block_d = _launch_config(value, num_queries)
+        grid, block_d, num_warps = _launch_config(value, num_queries)
         _msda_forward_kernel[grid](
             value, shapes, starts, locations, weights, out,
             num_values, num_queries,
             NUM_HEADS=heads, HEAD_DIM=head_dim, NUM_LEVELS=levels, NUM_POINTS=points,
-            BLOCK_Q=_BLOCK_Q, BLOCK_D=block_d, ACC=_accumulator(value.dtype),
+            BLOCK_Q=_BLOCK_Q, BLOCK_D=block_d, ACC=_accumulator(value.dtype), num_warps=num_warps,
         )  # fmt: skip
         ctx.save_for_backward(value, shapes, starts, locations, weights)
         return out.view(batch, num_queries, heads * head_dim)
@@ -274,13 +283,13 @@ class _MSDeformAttnFunction(torch.autograd.Function):
         grad_value = torch.zeros(value.shape, dtype=acc_dtype, device=value.device)
         grad_locations = torch.empty_like(locations)
         grad_weights = torch.empty_like(weights)
-        grid, block_d = _launch_config(value, num_queries)
+        grid, block_d, num_warps = _launch_config(value, num_queries)
         _msda_backward_kernel[grid](
             value, shapes, starts, locations, weights, grad_output.contiguous(),
             grad_value, grad_locations, grad_weights,
             num_values, num_queries,
             NUM_HEADS=heads, HEAD_DIM=head_dim, NUM_LEVELS=levels, NUM_POINTS=points,
-            BLOCK_Q=_BLOCK_Q, BLOCK_D=block_d, ACC=_accumulator(value.dtype),
+            BLOCK_Q=_BLOCK_Q, BLOCK_D=block_d, ACC=_accumulator(value.dtype), num_warps=num_warps,
         )  # fmt: skip
         return grad_value.to(value.dtype), None, None, grad_locations, grad_weights
 
