@@ -9,6 +9,17 @@ the test mapper resized it, where the masks are rendered (default: ``--size``).
 
 Prints training iterations/s and peak memory, inference frames/s, and peak inference
 memory against video length (device memory on GPU; process peak RSS on CPU).
+
+The device report (no config file: it builds its own models, issue 13's figures):
+
+    python tools/benchmark.py --report gpu --output report.json [--device cpu] [--small] \
+        [--budget-s 420] [--sections msda,train,inference,memory,frame_step]
+
+runs MSDA (PyTorch vs Triton, fp32 vs bf16), the IFR-R50 and Mask2Former-VIS R50
+training steps, IFR-R50 inference frames/s at 360p/720p (eager and compiled frame step),
+peak memory against video length, and the decoder's frame recurrence alone; it writes
+``--output`` (JSON, after every row) and prints markdown tables and the issue's aims.
+``--small`` shrinks every size (tiny configs) so it runs on CPU in seconds.
 """
 
 import argparse
@@ -20,6 +31,7 @@ import ifr  # noqa: F401
 from ifr.engine.benchmark import benchmark_inference, benchmark_training, memory_vs_length
 from ifr.engine.cli import run_tool
 from ifr.engine.defaults import build_cfg
+from ifr.engine.report import SECTIONS, markdown, run_report
 
 
 def _int_list(text: str):
@@ -30,7 +42,23 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--config-file", help="the config to measure (not with --report)")
+    parser.add_argument(
+        "--report", choices=["gpu"], help="run the device report instead (see above)"
+    )
+    parser.add_argument("--output", help="--report: the JSON file to write")
+    parser.add_argument("--device", default="cuda", help="--report: cuda or cpu")
+    parser.add_argument("--small", action="store_true", help="--report: small sizes (CPU, tests)")
+    parser.add_argument(
+        "--budget-s", type=float, default=420.0, help="--report: no row starts after this"
+    )
+    parser.add_argument(
+        "--sections",
+        type=lambda text: [s for s in text.split(",") if s.strip()],
+        default=list(SECTIONS),
+        metavar="NAME,...",
+        help=f"--report: sections to run ({','.join(SECTIONS)})",
+    )
     parser.add_argument("--size", type=int, nargs=2, default=[360, 640], metavar=("H", "W"))
     parser.add_argument("--iters", type=int, default=5, help="timed iterations")
     parser.add_argument("--warmup", type=int, default=2)
@@ -57,6 +85,15 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.report:
+        if args.opts:
+            raise ValueError(f"--report takes no config overrides, got {args.opts}")
+        data = run_report(args.device, args.small, args.output, args.budget_s, args.sections)
+        print()
+        print(markdown(data))
+        return
+    if not args.config_file:
+        raise ValueError("--config-file is required (or --report gpu)")
     cfg = build_cfg(args.config_file, args.opts)
     cfg.freeze()
     size = tuple(args.size)
