@@ -113,6 +113,9 @@ CASES = {
     # Non-power-of-two head dim (masked channels), more queries than one block (16).
     "fp32_ragged": _case(shapes=((3, 3), (1, 2), (2, 1)), batch=1, queries=40, head_dim=6),
     "bf16": _case(dtype=torch.bfloat16, seed=1),
+    # What the pixel decoder passes under bf16 autocast: bf16 values (a linear layer's
+    # output), float32 locations and weights (reference points, softmax).
+    "bf16_value_fp32_rest": dict(_case(seed=2), value=_case(seed=2)["value"].bfloat16()),
     "fp64_gradcheck": dict(
         _case(shapes=((3, 2), (2, 2)), batch=1, queries=2, head_dim=2, dtype=torch.float64),
         gradcheck=True,
@@ -170,12 +173,16 @@ def test_samples_outside_the_maps_read_zero(triton_results):
 
 
 @pytest.mark.slow
-def test_bf16_close_to_float64_reference(triton_results):
-    """bf16 inputs, float32 accumulation: outputs and gradients come back in bf16, within
-    bf16's rounding (8 bits of mantissa) of the reference on the same (rounded) inputs."""
-    result, expected = triton_results["bf16"], _reference(CASES["bf16"])
+@pytest.mark.parametrize("name", ["bf16", "bf16_value_fp32_rest"])
+def test_bf16_close_to_float64_reference(triton_results, name):
+    """bf16 inputs, float32 accumulation: outputs and gradients come back in each input's
+    dtype (the output in value's), within bf16's rounding (8 bits of mantissa) of the
+    reference on the same (rounded) inputs."""
+    result, expected = triton_results[name], _reference(CASES[name])
+    dtypes = {"out": "value", "grad_value": "value"}
     for key, want in expected.items():
-        assert result[key].dtype == torch.bfloat16, key
+        source = dtypes.get(key, key.replace("grad_", ""))
+        assert result[key].dtype == CASES[name][source].dtype, key
         scale = want.abs().max().item()
         torch.testing.assert_close(
             result[key].double(), want, atol=1e-2 * scale, rtol=1e-2, msg=key
