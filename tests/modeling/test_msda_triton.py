@@ -138,7 +138,8 @@ def triton_results(tmp_path_factory):
 
 def _reference(case, dtype=torch.float64):
     """ms_deform_attn_pytorch's output and gradients for the case's inputs, in ``dtype``."""
-    leaves = [case[k].to(dtype).requires_grad_() for k in ("value", "locations", "weights")]
+    names = ("value", "locations", "weights")
+    leaves = [case[k].detach().to(dtype).requires_grad_() for k in names]
     value, locations, weights = leaves
     out = ms_deform_attn_pytorch(value, case["shapes"], case["starts"], locations, weights)
     out.backward(case["grad_out"].to(dtype))
@@ -192,6 +193,33 @@ def test_bf16_close_to_float64_reference(triton_results, name):
 @pytest.mark.slow
 def test_gradcheck_float64(triton_results):
     assert triton_results["fp64_gradcheck"]["gradcheck"] is True
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled kernels need a GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_kernels_on_cuda_match_reference(dtype):
+    """On a GPU: the compiled kernels at encoder-like shapes (3 levels, 8 heads of 32
+    channels, 4 points) against the float64 reference, and "auto" picks them."""
+    cuda = torch.device("cuda")
+    assert resolve_msda_impl("auto", cuda) == "triton"
+    shapes = ((24, 32), (12, 16), (6, 8))
+    case = _case(shapes=shapes, batch=2, queries=300, heads=8, head_dim=32, points=4)
+    case = {k: v.to(cuda) for k, v in case.items()}
+    names = ("value", "locations", "weights")
+    leaves = [case[k].to(dtype).clone().requires_grad_() for k in names]
+    out = ms_deform_attn(leaves[0], case["shapes"], case["starts"], *leaves[1:], impl="auto")
+    out.backward(case["grad_out"].to(dtype))
+    rounded = {k: v.to(dtype) if v.is_floating_point() else v for k, v in case.items()}
+    expected = _reference(rounded)
+    got = dict(zip(("grad_value", "grad_locations", "grad_weights"), (x.grad for x in leaves)))
+    got["out"] = out.detach()
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2
+    for key, want in expected.items():
+        assert got[key].dtype == dtype, key
+        scale = want.abs().max().item()
+        torch.testing.assert_close(
+            got[key].double(), want, atol=tolerance * scale, rtol=tolerance, msg=key
+        )
 
 
 @pytest.mark.slow
