@@ -267,6 +267,7 @@ def test_dispatch_auto_is_pytorch_on_cpu():
 
 def test_dispatch_auto_on_cuda_follows_triton_availability(monkeypatch):
     cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr(msda, "triton_available", lambda: True)
     assert resolve_msda_impl("auto", cuda) == "triton"
     assert resolve_msda_impl("triton", cuda) == "triton"
@@ -274,6 +275,10 @@ def test_dispatch_auto_on_cuda_follows_triton_availability(monkeypatch):
     assert resolve_msda_impl("auto", cuda) == "pytorch"
     with pytest.raises(RuntimeError, match="triton package does not import"):
         resolve_msda_impl("triton", cuda)
+    # A GPU older than Triton supports (Pascal, 6.0) stays on PyTorch.
+    monkeypatch.setattr(msda, "triton_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 0))
+    assert resolve_msda_impl("auto", cuda) == ("triton" if torch.version.hip else "pytorch")
 
 
 def test_dispatch_rejects_unknown_impl():

@@ -22,18 +22,26 @@ def triton_available() -> bool:
     """True when the Triton kernels import (``triton`` installed and working)."""
     try:
         from . import ms_deform_attn_triton  # noqa: F401
-    except ImportError:
+    except (ImportError, RuntimeError):
         return False
     return True
 
 
+def _triton_runs_on(device: torch.device) -> bool:
+    """Triton compiles for NVIDIA GPUs of compute capability 7.0 (Volta) and newer."""
+    if device.type != "cuda":
+        return False
+    return torch.version.hip is not None or torch.cuda.get_device_capability(device) >= (7, 0)
+
+
 def resolve_msda_impl(impl: str, device: torch.device) -> str:
     """``impl`` ("auto", "pytorch" or "triton") -> the implementation that runs on
-    ``device``: "auto" is "triton" on CUDA when Triton imports, "pytorch" elsewhere."""
+    ``device``: "auto" is "triton" on a CUDA GPU Triton supports when Triton imports,
+    "pytorch" elsewhere."""
     if impl not in MSDA_IMPLS:
         raise ValueError(f"ms_deform_attn: impl={impl!r} is not one of {', '.join(MSDA_IMPLS)}")
     if impl == "auto":
-        return "triton" if device.type == "cuda" and triton_available() else "pytorch"
+        return "triton" if _triton_runs_on(device) and triton_available() else "pytorch"
     if impl == "triton" and not triton_available():
         raise RuntimeError(
             "ms_deform_attn: impl='triton' but the triton package does not import; "
