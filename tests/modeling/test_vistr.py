@@ -320,8 +320,8 @@ def test_a_video_longer_than_num_frames_runs_by_clips(make_cfg):
 
 
 def test_training_clip_length_must_be_num_frames(make_cfg):
-    cfg = make_cfg(TINY, {"INPUT.SAMPLING_FRAME_NUM": 5})
-    with pytest.raises(ValueError, match="INPUT.SAMPLING_FRAME_NUM 10"):
+    cfg = make_cfg(TINY, {"MODEL.VISTR.NUM_FRAMES": 6, "INPUT.SAMPLING_FRAME_NUM": 5})
+    with pytest.raises(ValueError, match="INPUT.SAMPLING_FRAME_NUM 6"):
         build_model(cfg)
 
 
