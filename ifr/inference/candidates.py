@@ -290,17 +290,22 @@ class RenderedCandidates:
         self, candidate_idx: Sequence[int], output_size: Size, chunk: int, threshold: float
     ) -> List[List[dict]]:
         """``len(candidate_idx)`` lists of T RLE dicts, as ``VideoCandidates.render_rles``
-        (``chunk`` is not used: the masks exist already)."""
+        (``chunk`` is not used: the masks exist already). The stored dicts are handed over,
+        not copied (the result is as large as they are); a repeated candidate gets copies."""
         if (tuple(output_size), threshold) != (tuple(self.output_size), self.threshold):
             raise ValueError(
                 f"masks were rendered at size {tuple(self.output_size)}, threshold "
                 f"{self.threshold}; asked for {tuple(output_size)}, {threshold}"
             )
         empty = frame_rle(None, output_size, threshold)
-        return [
-            [dict(self.rles[c].get(frame, empty)) for frame in range(self.num_frames)]
-            for c in candidate_idx
-        ]
+        rendered, handed_over = [], set()
+        for c in candidate_idx:
+            rles = [self.rles[c].get(frame, empty) for frame in range(self.num_frames)]
+            if c in handed_over:
+                rles = [dict(rle) for rle in rles]
+            rendered.append([dict(rle) if rle is empty else rle for rle in rles])
+            handed_over.add(c)
+        return rendered
 
 
 def candidates_to_output(

@@ -5,7 +5,12 @@ import pycocotools.mask as mask_util
 import pytest
 import torch
 
-from ifr.inference.candidates import SegmentPrediction, VideoCandidates, candidates_to_output
+from ifr.inference.candidates import (
+    RenderedCandidates,
+    SegmentPrediction,
+    VideoCandidates,
+    candidates_to_output,
+)
 
 
 def decode(rles):
@@ -123,3 +128,16 @@ def test_rendering_frame_by_frame_is_bit_identical_to_thresholding_the_volume(ch
         assert [r["counts"] for r in got_instance] == [
             r["counts"].decode("ascii") for r in want_instance
         ]
+
+
+def test_rendered_candidates_fill_uncovered_frames_and_copy_repeats():
+    """Candidate 0 is picked for both classes: the same masks, as separate dicts; frames
+    it does not cover are empty masks."""
+    full = np.ones((3, 4), dtype=np.uint8)
+    rle = mask_util.encode(np.asfortranarray(full))
+    candidates = RenderedCandidates(torch.tensor([[0.9, 0.8]]), [{1: rle}], 3, (3, 4), 0.5)
+    output = candidates_to_output(candidates, 2, (3, 4), chunk=1, threshold=0.5)
+    assert output["pred_labels"] == [0, 1]
+    first, second = output["pred_masks"]
+    assert [int(mask_util.area(r)) for r in first] == [0, 12, 0]
+    assert second == first and all(a is not b for a, b in zip(first, second))
