@@ -202,19 +202,26 @@ class IFRCriterion(VideoSetCriterion):
         query_idx: torch.Tensor,
         point_coords: torch.Tensor,
     ) -> torch.Tensor:
-        """Cross-frame logits (M, T1, T2, P) of the matched queries, one video at a time."""
+        """Cross-frame logits (M, T1, T2, P) of the matched queries, one video at a time.
+        ``batch_idx`` must be ascending (``matched_query_index`` lists videos in order), so
+        each video's rows are one contiguous run."""
         mask_embeds, mask_features = outputs["pred_mask_embeds"], outputs["mask_features"]
-        logits_per_video = []
-        for b in batch_idx.unique(sorted=True).tolist():
-            in_video = batch_idx == b
-            logits_per_video.append(
-                cross_frame_point_logits(
-                    mask_embeds[b, query_idx[in_video]],
-                    mask_features[b].to(mask_embeds),
-                    point_coords[in_video],
-                )
+        if bool((batch_idx[1:] < batch_idx[:-1]).any()):
+            raise ValueError("IFRCriterion: matched queries must be listed video by video")
+        # One unbind and one index for all videos, then split: indexing mask_features[b]
+        # per video costs a zero-filled gradient of the whole (B, T, C, h, w) tensor per video
+        # in backward. The values are the same.
+        features_per_video = mask_features.to(mask_embeds).unbind(0)
+        rows_per_video = torch.bincount(batch_idx, minlength=len(features_per_video)).tolist()
+        embeds_per_video = mask_embeds[batch_idx, query_idx].split(rows_per_video)
+        coords_per_video = point_coords.split(rows_per_video)
+        logits_per_video = [
+            cross_frame_point_logits(embeds, features, coords)
+            for embeds, features, coords, rows in zip(
+                embeds_per_video, features_per_video, coords_per_video, rows_per_video
             )
-        # matched_query_index lists videos in order, so this keeps the row order.
+            if rows > 0
+        ]
         return torch.cat(logits_per_video)
 
     def extra_repr(self) -> str:
