@@ -104,6 +104,7 @@ class Trainer(DefaultTrainer):
             kwargs = {"momentum": cfg.SOLVER.MOMENTUM}
         else:
             raise ValueError(f"SOLVER.OPTIMIZER must be ADAMW or SGD, got {cfg.SOLVER.OPTIMIZER!r}")
+        optimizer_cls = with_grouped_step(optimizer_cls)
         clip = cfg.SOLVER.CLIP_GRADIENTS
         if clip.ENABLED and clip.CLIP_TYPE == "full_model":
             optimizer_cls = with_full_model_gradient_clipping(optimizer_cls, clip.CLIP_VALUE)
@@ -207,6 +208,57 @@ def with_full_model_gradient_clipping(optimizer_cls, clip_norm: float):
             return super().step(closure=closure)
 
     return FullModelGradientClippingOptimizer
+
+
+def with_grouped_step(optimizer_cls):
+    """An optimizer class whose ``step`` updates all parameters with the same options
+    (lr, weight decay, ...) in one call, with foreach kernels, however many groups hold them.
+
+    ``build_param_groups`` makes one group per parameter, and a step of one group costs
+    Python overhead per group (245 groups in ifr_tiny: 30 of its 360 CPU-ms per iteration
+    went to the optimizer). The update of each parameter depends only on its own gradient,
+    state and options, so it is the same (bit for bit on CPU, tests/engine); the groups, the
+    state dict and checkpoints are unchanged.
+    """
+
+    class GroupedStepOptimizer(optimizer_cls):
+        def step(self, closure=None):
+            groups = self.param_groups
+            self.param_groups = _merge_equal_groups(groups)
+            try:
+                return super().step(closure=closure)
+            finally:
+                self.param_groups = groups
+
+    GroupedStepOptimizer.__name__ = f"GroupedStep{optimizer_cls.__name__}"
+    return GroupedStepOptimizer
+
+
+def _merge_equal_groups(groups: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Groups with equal options merged (parameters in their order of appearance), with
+    ``foreach`` on where it was left to PyTorch's default; groups with an option that is not
+    a plain value (a tensor learning rate, say) are kept as they are."""
+    merged: Dict[Any, Dict[str, Any]] = {}
+    kept: List[Dict[str, Any]] = []
+    for group in groups:
+        options = {k: v for k, v in group.items() if k != "params"}
+        if not all(_is_plain_option(v) for v in options.values()):
+            kept.append(group)
+            continue
+        key = tuple(sorted(options.items()))
+        if key not in merged:
+            merged[key] = {**options, "params": []}
+            if "foreach" in options and options["foreach"] is None:
+                merged[key]["foreach"] = True
+        merged[key]["params"].extend(group["params"])
+    return list(merged.values()) + kept
+
+
+def _is_plain_option(value: Any) -> bool:
+    """A number, string, bool or None (or a tuple of them), compared by value."""
+    if isinstance(value, tuple):
+        return all(_is_plain_option(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def flatten_metrics(results: Dict[str, Any]) -> Dict[str, float]:
