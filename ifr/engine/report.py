@@ -9,10 +9,10 @@ the JSON is rewritten atomically after every row, so a run cut short keeps what 
   memory, pure PyTorch against Triton, fp32 against bf16 (``benchmark_msda``);
 - ``train``: the training step (forward, backward, AdamW) of IFR-R50 and of the in-tree
   Mask2Former-VIS R50 on the same 2 clips x 2 frames at 480p, and their ratio;
-- ``inference``: whole-video inference frames/s of IFR-R50 on a 36-frame video at 360p
-  and 720p, eager and with the compiled frame step;
 - ``memory``: peak inference memory against video length (100, 300, 1,000 frames of a
   720p video at the test size 360, ``FEATURE_STORAGE cpu``);
+- ``inference``: whole-video inference frames/s of IFR-R50 on a 36-frame video at 360p
+  and 720p, eager, then with the compiled frame step (at 360p);
 - ``frame_step``: the IFR decoder alone (the L x T recurrence), eager against compiled.
 
 Models start from random weights (``MODEL.WEIGHTS ""``): speed and memory do not depend
@@ -42,7 +42,7 @@ from ..utils.precision import PRECISIONS, precision_autocast
 from .benchmark import benchmark_inference, benchmark_msda, benchmark_training, memory_vs_length
 from .defaults import build_cfg
 
-SECTIONS = ("msda", "train", "inference", "memory", "frame_step")
+SECTIONS = ("msda", "train", "memory", "inference", "frame_step")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -64,8 +64,10 @@ class ReportSizes:
     infer_sizes: Tuple[Tuple[str, Tuple[int, int]], ...]
     infer_frames: int
     infer_iters: int
-    # (precision, frame step) rows of the inference section, at every size.
+    # (precision, frame step) rows of the inference section: the eager ones at every
+    # size first, then the compiled ones at the sizes of infer_compile_sizes.
     infer_variants: Tuple[Tuple[str, str], ...]
+    infer_compile_sizes: Tuple[str, ...]
     memory_precisions: Tuple[str, ...]
     memory_lengths: Tuple[int, ...]
     memory_size: Tuple[int, int]  # model input size
@@ -73,9 +75,8 @@ class ReportSizes:
     frame_step_frames: int
     frame_step_size: Tuple[int, int]  # input size whose feature maps the decoder reads
     frame_step_iters: int
-    frame_step_precisions: Tuple[str, ...]
-    # "eager", "compiled", "compiled, CUDA graphs" (the last one on CUDA only).
-    frame_step_modes: Tuple[str, ...]
+    # (precision, frame step): "eager", "compiled", "compiled, CUDA graphs" (CUDA only).
+    frame_step_variants: Tuple[Tuple[str, str], ...]
     compile_backend: str  # "inductor" (the real one) or "aot_eager" (capture only)
     overrides: Tuple[str, ...] = ()  # KEY VALUE pairs for every model
 
@@ -101,6 +102,7 @@ FULL_SIZES = ReportSizes(
         ("bf16", "compiled"),
         ("bf16", "compiled, CUDA graphs"),
     ),
+    infer_compile_sizes=("360p",),
     memory_precisions=("bf16", "fp32"),
     memory_lengths=(100, 300, 1000),
     memory_size=(360, 640),
@@ -108,8 +110,13 @@ FULL_SIZES = ReportSizes(
     frame_step_frames=36,
     frame_step_size=(360, 640),
     frame_step_iters=3,
-    frame_step_precisions=("bf16", "fp32"),
-    frame_step_modes=("eager", "compiled", "compiled, CUDA graphs"),
+    frame_step_variants=(
+        ("bf16", "eager"),
+        ("bf16", "compiled"),
+        ("bf16", "compiled, CUDA graphs"),
+        ("fp32", "eager"),
+        ("fp32", "compiled"),
+    ),
     compile_backend="inductor",
 )
 
@@ -129,6 +136,7 @@ SMALL_SIZES = ReportSizes(
     infer_frames=3,
     infer_iters=1,
     infer_variants=(("fp32", "eager"), ("bf16", "eager")),  # compiling: frame_step only
+    infer_compile_sizes=(),
     memory_precisions=("bf16",),
     memory_lengths=(2, 4),
     memory_size=(64, 96),
@@ -136,8 +144,7 @@ SMALL_SIZES = ReportSizes(
     frame_step_frames=3,
     frame_step_size=(64, 96),
     frame_step_iters=1,
-    frame_step_precisions=("fp32",),
-    frame_step_modes=("eager",),  # compiling takes a minute on CPU: tests/modeling/
+    frame_step_variants=(("fp32", "eager"),),  # compiling takes a minute on CPU: tests/modeling/
     compile_backend="aot_eager",  # test_frame_step.py checks the compiled step
     overrides=("MODEL.IFR.TRAIN_NUM_POINTS", "256"),
 )
@@ -341,27 +348,35 @@ def section_train(report: Report, budget: Budget, device: torch.device, sizes: R
 def section_inference(report: Report, budget: Budget, device: torch.device, sizes: ReportSizes):
     ifr_config = sizes.train_models[0][1]
     variants = [v for v in sizes.infer_variants if device.type == "cuda" or "CUDA" not in v[1]]
-    for size_label, size in sizes.infer_sizes:
-        for precision, mode in variants:
-            if _skip(report, "inference", budget, size=size_label, precision=precision, mode=mode):
-                continue
-            cfg = _config(ifr_config, device, precision, sizes, *_compile_opts(mode))
-            with _compile_backend(sizes.compile_backend):
-                start = time.perf_counter()
-                result = benchmark_inference(cfg, size, sizes.infer_frames, sizes.infer_iters)
-            report.add_row(
-                "inference",
-                {
-                    "size": size_label,
-                    "input": "x".join(map(str, size)),
-                    "frames": sizes.infer_frames,
-                    "precision": precision,
-                    "frame step": mode,
-                    "frames_per_s": result["infer_frames_per_s"],
-                    "wall_s (incl. warm-up/compile)": time.perf_counter() - start,
-                },
-            )
-            _free(device)
+    rows = [(*s, *v) for v in variants if v[1] == "eager" for s in sizes.infer_sizes]
+    rows += [
+        (*s, *v)
+        for v in variants
+        if v[1] != "eager"
+        for s in sizes.infer_sizes
+        if s[0] in sizes.infer_compile_sizes
+    ]
+    for size_label, size, precision, mode in rows:
+        labels = {"size": size_label, "precision": precision, "frame step": mode}
+        if _skip(report, "inference", budget, **labels):
+            continue
+        cfg = _config(ifr_config, device, precision, sizes, *_compile_opts(mode))
+        with _compile_backend(sizes.compile_backend):
+            start = time.perf_counter()
+            result = benchmark_inference(cfg, size, sizes.infer_frames, sizes.infer_iters)
+        report.add_row(
+            "inference",
+            {
+                "size": size_label,
+                "input": "x".join(map(str, size)),
+                "frames": sizes.infer_frames,
+                "precision": precision,
+                "frame step": mode,
+                "frames_per_s": result["infer_frames_per_s"],
+                "wall_s (incl. warm-up/compile)": time.perf_counter() - start,
+            },
+        )
+        _free(device)
 
 
 def section_memory(report: Report, budget: Budget, device: torch.device, sizes: ReportSizes):
@@ -396,17 +411,17 @@ def section_memory(report: Report, budget: Budget, device: torch.device, sizes: 
 def section_frame_step(report: Report, budget: Budget, device: torch.device, sizes: ReportSizes):
     """The IFR decoder alone on stored features: inference over a whole video (eval, no
     autograd) and one training forward+backward on 2 clips x 2 frames."""
-    modes = [m for m in sizes.frame_step_modes if device.type == "cuda" or "CUDA" not in m]
     ifr_config = sizes.train_models[0][1]
-    for precision in sizes.frame_step_precisions:
-        for mode in modes:
-            if _skip(report, "frame_step", budget, precision=precision, mode=mode):
-                continue
-            cfg = _config(ifr_config, device, precision, sizes, *_compile_opts(mode))
-            with _compile_backend(sizes.compile_backend):
-                row = _decoder_timings(cfg, device, sizes, precision)
-            report.add_row("frame_step", {"precision": precision, "frame step": mode, **row})
-            _free(device)
+    for precision, mode in sizes.frame_step_variants:
+        if device.type != "cuda" and "CUDA" in mode:
+            continue
+        if _skip(report, "frame_step", budget, **{"precision": precision, "frame step": mode}):
+            continue
+        cfg = _config(ifr_config, device, precision, sizes, *_compile_opts(mode))
+        with _compile_backend(sizes.compile_backend):
+            row = _decoder_timings(cfg, device, sizes, precision)
+        report.add_row("frame_step", {"precision": precision, "frame step": mode, **row})
+        _free(device)
 
 
 def _decoder_timings(cfg, device: torch.device, sizes: ReportSizes, precision: str) -> dict:
@@ -522,9 +537,10 @@ SECTION_FUNCTIONS = {
 
 # ----------------------------------------------------------------- aims
 def check_aims(data: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The issue's aims against the measured rows (``met`` None where a figure is
-    missing)."""
+    """The issue's aims (one H100/H200) against the measured rows; ``met`` is None where a
+    figure is missing or was not measured on a CUDA device."""
     rows = {name: section["rows"] for name, section in data["sections"].items()}
+    on_gpu = str(data["meta"].get("device", "")).startswith("cuda")
     aims = []
 
     def row(section, **match):
@@ -587,6 +603,9 @@ def check_aims(data: Dict[str, Any]) -> List[Dict[str, Any]]:
             "x",
         )
     )
+    if not on_gpu:
+        for aim in aims:
+            aim["met"] = None
     return aims
 
 

@@ -86,8 +86,8 @@ def test_unknown_section_and_missing_cuda_are_one_line_errors():
             run_report("cuda", small=True, sections=["msda"])
 
 
-def _data(**sections):
-    return {"meta": {}, "sections": {k: {"rows": v} for k, v in sections.items()}}
+def _data(device="cuda:0", **sections):
+    return {"meta": {"device": device}, "sections": {k: {"rows": v} for k, v in sections.items()}}
 
 
 def test_aims_from_hand_made_rows():
@@ -124,6 +124,8 @@ def test_aims_from_hand_made_rows():
     aims = check_aims(data)
     assert [a["value"] for a in aims] == [3.0, 0.6, 70.0, 9.0, 0.75]
     assert [a["met"] for a in aims] == [True, False, True, False, True]
+    data["meta"]["device"] = "cpu"  # the aims are a GPU's: not judged on CPU figures
+    assert [a["met"] for a in check_aims(data)] == [None] * 5
 
 
 def test_aims_ignore_skipped_rows():

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Issue 13's device report on one GPU, in one command (installs nothing):
+#
+#   here, once (needs the package registry):   bash tools/gpu_deps.sh
+#   on the GPU machine (the device tool's run, carry ["output/gpu_deps"], timeout_s 600):
+#                                             bash tools/gpu_report.sh
+#
+# Writes $OUT/gpu_report.json (the device tool brings $OUT back; elsewhere
+# output/gpu_report.json) and $OUT/gpu_report.log (everything printed, the markdown
+# tables at its end). The report starts no row after BUDGET_S seconds (default 420), so
+# it ends within about 8 minutes; ifr.engine.report says what it measures.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPS="${IFR_GPU_DEPS:-$ROOT/output/gpu_deps/site}"
+OUT_DIR="${OUT:-$ROOT/output}"
+PYTHON="${PYTHON:-python3}"
+BUDGET_S="${BUDGET_S:-420}"
+
+if [ ! -d "$DEPS" ]; then
+    echo "error: $DEPS is missing: run 'bash tools/gpu_deps.sh' on the development" \
+        "machine and carry output/gpu_deps" >&2
+    exit 1
+fi
+export PYTHONPATH="$ROOT:$DEPS${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT_DIR"
+cd "$ROOT"
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+    "$PYTHON" -c "import torch, triton, ifr; print('torch', torch.__version__, 'triton', \
+triton.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0))"
+    "$PYTHON" tools/benchmark.py --report gpu --device cuda --budget-s "$BUDGET_S" \
+        --output "$OUT_DIR/gpu_report.json"
+} 2>&1 | tee "$OUT_DIR/gpu_report.log"
