@@ -240,6 +240,30 @@ class TrackLogitFrames:
         return VideoCandidates(class_probs, members, segments, num_frames)
 
 
+class ClassProbMeans:
+    """Each track's class probabilities averaged over its clips: a running sum and count
+    per track (tracks numbered in the order they start)."""
+
+    def __init__(self):
+        self.sums: List[torch.Tensor] = []
+        self.counts: List[int] = []
+
+    def add(self, tracks: Sequence[int], class_probs: torch.Tensor) -> None:
+        """``class_probs`` (Q, K) of one clip's kept queries, ``tracks`` (Q,) their tracks."""
+        for row, track in enumerate(tracks):
+            if track == len(self.sums):
+                self.sums.append(torch.zeros_like(class_probs[row]))
+                self.counts.append(0)
+            self.sums[track] += class_probs[row]
+            self.counts[track] += 1
+
+    def means(self, num_classes: int) -> torch.Tensor:
+        """(num_tracks, K) mean class probabilities."""
+        if not self.sums:
+            return torch.zeros(0, num_classes)
+        return torch.stack([total / count for total, count in zip(self.sums, self.counts)])
+
+
 def decode_clip(
     model, window: FeatureWindow, start: int, end: int, flipped: bool
 ) -> SegmentPrediction:
@@ -288,20 +312,14 @@ def clip_candidates(
     window = FeatureWindow.of_model(model, frames)
     tracker = ClipTracker(options.clip_min_iou)
     finished = RenderedFrames(*rendered_at) if rendered_at is not None else TrackLogitFrames()
-    prob_sums: List[torch.Tensor] = []  # per track: sum of its clips' class probabilities
-    prob_counts: List[int] = []
+    class_probs = ClassProbMeans()
     open_clips: List[OpenClip] = []
     done = 0  # frames [0, done) are finished
     for clip_idx, (start, end) in enumerate(clips):
         segment = decode_clip(model, window, start, end, flipped)
         link_input, logits = link_clip(segment, options.clip_min_score)
         tracks = tracker.add(link_input)
-        for row, track in enumerate(tracks):
-            if track == len(prob_sums):
-                prob_sums.append(torch.zeros_like(link_input.class_probs[row]))
-                prob_counts.append(0)
-            prob_sums[track] += link_input.class_probs[row]
-            prob_counts[track] += 1
+        class_probs.add(tracks, link_input.class_probs)
         open_clips.append(OpenClip(segment, logits, tracks))
         next_start = clips[clip_idx + 1][0] if clip_idx + 1 < len(clips) else len(frames)
         for frame in range(done, next_start):
@@ -309,10 +327,5 @@ def clip_candidates(
         done = next_start
         open_clips = [clip for clip in open_clips if clip.segment.frame_end > done]
         window.release_before(done)
-    num_classes = segment.class_probs.shape[1]
-    class_probs = (
-        torch.stack([total / count for total, count in zip(prob_sums, prob_counts)])
-        if prob_sums
-        else torch.zeros(0, num_classes)
-    )
-    return finished.candidates(class_probs, len(frames), segment)
+    means = class_probs.means(segment.class_probs.shape[1])
+    return finished.candidates(means, len(frames), segment)

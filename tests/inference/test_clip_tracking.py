@@ -6,6 +6,7 @@ import torch
 from ifr.inference import run_inference
 from ifr.inference.candidates import SegmentPrediction
 from ifr.inference.clip_tracking import (
+    ClassProbMeans,
     ClipLinkInput,
     ClipTracker,
     OpenClip,
@@ -321,3 +322,11 @@ def test_streaming_holds_a_clip_and_a_chunk_of_frames(toy_model, make_video, mon
     run_inference(model, make_video(40, height=8, width=8))
     assert model.encode_calls == [4] * 10
     assert len(held) == 36 and max(held) <= 5 + 4
+
+
+def test_class_probs_of_a_track_are_the_mean_over_its_clips():
+    means = ClassProbMeans()
+    means.add([0, 1], torch.tensor([[1.0, 0.0], [0.2, 0.2]]))
+    means.add([0], torch.tensor([[0.4, 0.6]]))
+    assert torch.allclose(means.means(2), torch.tensor([[0.7, 0.3], [0.2, 0.2]]))
+    assert ClassProbMeans().means(3).shape == (0, 3)
