@@ -31,13 +31,11 @@ def batch_sigmoid_ce_cost(logits: torch.Tensor, targets: torch.Tensor) -> torch.
     """
     num_points = logits.shape[1]
     # BCE(x, t) = t * BCE(x, 1) + (1 - t) * BCE(x, 0) is linear in t, so all pairs are
-    # two matrix products; this holds for soft targets too.
-    cost_if_positive = F.binary_cross_entropy_with_logits(
-        logits, torch.ones_like(logits), reduction="none"
-    )
-    cost_if_negative = F.binary_cross_entropy_with_logits(
-        logits, torch.zeros_like(logits), reduction="none"
-    )
+    # two matrix products; this holds for soft targets too. BCE(x, 1) = -log sigmoid(x) and
+    # BCE(x, 0) = x - log sigmoid(x): one log-sigmoid for both (the values PyTorch's
+    # binary_cross_entropy_with_logits gives with all-one and all-zero targets).
+    cost_if_positive = -F.logsigmoid(logits)
+    cost_if_negative = logits + cost_if_positive
     cost = cost_if_positive @ targets.T + cost_if_negative @ (1 - targets).T
     return cost / num_points
 

@@ -6,11 +6,12 @@ from detectron2.projects.point_rend.point_features import point_sample
 
 def sample_clip_points(masks: torch.Tensor, point_coords: torch.Tensor) -> torch.Tensor:
     """
-    Sample every frame of every mask volume at the same points.
+    Sample every frame of a mask volume at the same points.
 
     Args:
         masks: (R, T, h, w) mask logits or probabilities.
-        point_coords: (1, P, 2) normalised (x, y) coordinates in [0, 1].
+        point_coords: (1, P, 2) normalised (x, y) coordinates in [0, 1], the same for all
+            R volumes, or (R, P, 2), the points of each volume.
 
     Returns:
         (R, T * P): frame-major, the P points of frame 0 first.

@@ -81,42 +81,64 @@ class VideoHungarianMatcher(nn.Module):
                 f"VideoHungarianMatcher: {len(targets)} targets for a batch of "
                 f"{pred_logits.shape[0]} videos"
             )
-        return [
-            self._match_video(pred_logits[b], pred_masks[b], target, b)
-            for b, target in enumerate(targets)
-        ]
-
-    def _match_video(
-        self, logits: torch.Tensor, masks: torch.Tensor, target: Dict[str, torch.Tensor], video: int
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """logits: (N, K) or (N, K + 1); masks: (N, T, h, w) logits; ``video`` names the
-        video in errors."""
-        tgt_labels, tgt_masks = target["labels"], target["masks"]
-        if tgt_masks.shape[0] == 0:
-            return empty_match()
-        if tgt_masks.shape[1] != masks.shape[1]:
-            raise ValueError(
-                f"VideoHungarianMatcher: video {video} has target masks of {tgt_masks.shape[1]} "
-                f"frames for predictions of {masks.shape[1]} frames"
-            )
-        point_coords = torch.rand(1, self.num_points, 2, device=masks.device)
-        pred_points = sample_clip_points(masks, point_coords)
-        tgt_points = sample_clip_points(tgt_masks.to(masks), point_coords)
-        cost = clip_matching_cost(
-            class_probabilities(logits, self.class_activation),
-            pred_points,
-            tgt_labels,
-            tgt_points,
-            cost_class=self.cost_class,
-            cost_mask=self.cost_mask,
-            cost_dice=self.cost_dice,
-        ).cpu()
-        if not torch.isfinite(cost).all():
+        videos = [b for b, target in enumerate(targets) if target["masks"].shape[0] > 0]
+        for b in videos:
+            self._check_frames(targets[b]["masks"], pred_masks.shape[2], b)
+        indices = [empty_match() for _ in targets]
+        if not videos:
+            return indices
+        costs = self._costs(pred_logits[videos], pred_masks[videos], [targets[b] for b in videos])
+        if not all(torch.isfinite(cost).all() for cost in costs):
+            video = next(b for b, cost in zip(videos, costs) if not torch.isfinite(cost).all())
             raise FloatingPointError(
                 f"VideoHungarianMatcher: non-finite matching cost for video {video} "
                 "(NaN or inf in pred_logits or pred_masks)"
             )
-        return hungarian_match(cost)
+        for b, cost in zip(videos, costs):
+            indices[b] = hungarian_match(cost)
+        return indices
+
+    def _costs(
+        self, logits: torch.Tensor, masks: torch.Tensor, targets: List[Dict[str, torch.Tensor]]
+    ) -> List[torch.Tensor]:
+        """Eq. (4) cost matrices (N, M_v), on the CPU, of V videos with instances.
+
+        logits: (V, N, K) or (V, N, K + 1); masks: (V, N, T, h, w) logits. Each video has
+        its own ``num_points`` random points, drawn video after video; the predictions of
+        all videos are sampled at once, the costs computed video by video.
+        """
+        num_videos, num_queries = masks.shape[:2]
+        point_coords = torch.cat(
+            [torch.rand(1, self.num_points, 2, device=masks.device) for _ in range(num_videos)]
+        )  # (V, P, 2)
+        pred_points = sample_clip_points(
+            masks.flatten(0, 1), point_coords.repeat_interleave(num_queries, dim=0)
+        ).unflatten(0, (num_videos, num_queries))  # (V, N, T * P)
+        probs = class_probabilities(logits, self.class_activation)
+        costs = []
+        for v, target in enumerate(targets):
+            tgt_points = sample_clip_points(target["masks"].to(masks), point_coords[v : v + 1])
+            costs.append(
+                clip_matching_cost(
+                    probs[v],
+                    pred_points[v],
+                    target["labels"],
+                    tgt_points,
+                    cost_class=self.cost_class,
+                    cost_mask=self.cost_mask,
+                    cost_dice=self.cost_dice,
+                )
+            )
+        num_instances = [cost.shape[1] for cost in costs]
+        return torch.cat(costs, dim=1).cpu().split(num_instances, dim=1)  # one device copy
+
+    @staticmethod
+    def _check_frames(tgt_masks: torch.Tensor, num_frames: int, video: int) -> None:
+        if tgt_masks.shape[1] != num_frames:
+            raise ValueError(
+                f"VideoHungarianMatcher: video {video} has target masks of {tgt_masks.shape[1]} "
+                f"frames for predictions of {num_frames} frames"
+            )
 
     def extra_repr(self) -> str:
         return (

@@ -4,7 +4,10 @@ and the same gradients."""
 
 import pytest
 import torch
+from torch.nn import functional as F
 
+from ifr.layers import batch_dice_cost, batch_sigmoid_ce_cost, sample_clip_points
+from ifr.layers.matching_cost import hungarian_match
 from ifr.modeling.criterion import IFRCriterion, build_weight_dict
 from ifr.modeling.criterion.ifr import cross_frame_point_logits
 from ifr.modeling.matcher import VideoHungarianMatcher
@@ -72,3 +75,93 @@ def test_cross_frame_logits_need_matches_listed_video_by_video():
         _criterion()._cross_frame_logits(
             outputs, torch.tensor([1, 0]), torch.tensor([0, 0]), torch.rand(2, 3, 7, 2)
         )
+
+
+# ---------------------------------------------------------------- matcher
+
+
+def _costs_video_by_video(matcher, logits, masks, targets):
+    """The reference: per video with instances, its points, both samplings and the Eq. (4)
+    cost with the mask BCE written as PyTorch's BCE with all-one and all-zero targets."""
+    costs = []
+    for b, target in enumerate(targets):
+        if len(target["labels"]) == 0:
+            continue
+        coords = torch.rand(1, matcher.num_points, 2)
+        pred = sample_clip_points(masks[b], coords)
+        tgt = sample_clip_points(target["masks"], coords)
+        positive = F.binary_cross_entropy_with_logits(pred, torch.ones_like(pred), reduction="none")
+        negative = F.binary_cross_entropy_with_logits(
+            pred, torch.zeros_like(pred), reduction="none"
+        )
+        bce = (positive @ tgt.T + negative @ (1 - tgt).T) / pred.shape[1]
+        dice = batch_dice_cost(pred, tgt)
+        class_cost = -logits[b].sigmoid()[:, target["labels"]]
+        costs.append(2.0 * class_cost + 5.0 * bce + 5.0 * dice)
+    return costs
+
+
+def _match_inputs():
+    torch.manual_seed(1)
+    logits = torch.randn(4, 6, 3)
+    masks = torch.randn(4, 6, 2, 5, 7) * 4
+    counts = [3, 0, 1, 6]  # a video without instances; one with as many as queries
+    targets = [
+        {
+            "labels": torch.randint(0, 3, (m,)),
+            "masks": (torch.rand(m, 2, 20, 28) > 0.6).float(),
+        }
+        for m in counts
+    ]
+    return logits, masks, targets
+
+
+def test_matcher_costs_and_indices_equal_the_video_by_video_computation():
+    matcher = VideoHungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=32)
+    logits, masks, targets = _match_inputs()
+
+    torch.manual_seed(7)
+    indices = matcher({"pred_logits": logits, "pred_masks": masks}, targets)
+    torch.manual_seed(7)
+    with_instances = [b for b, t in enumerate(targets) if len(t["labels"])]
+    costs = matcher._costs(
+        logits[with_instances], masks[with_instances], [targets[b] for b in with_instances]
+    )
+    torch.manual_seed(7)
+    reference = _costs_video_by_video(matcher, logits, masks, targets)
+
+    assert len(costs) == len(reference) == 3
+    for cost, expected in zip(costs, reference):
+        assert torch.equal(cost, expected)  # same random points, same values
+    for b, (pred_idx, tgt_idx) in enumerate(indices):
+        if b in with_instances:
+            expected = hungarian_match(reference[with_instances.index(b)])
+            assert torch.equal(pred_idx, expected[0]) and torch.equal(tgt_idx, expected[1])
+        else:
+            assert len(pred_idx) == len(tgt_idx) == 0
+
+
+def test_matcher_draws_the_random_points_of_a_video_by_video_loop():
+    """What the criterion draws next (its point sampling) must not move: the matcher draws
+    exactly num_points x 2 numbers per video with instances."""
+    matcher = VideoHungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=32)
+    logits, masks, targets = _match_inputs()
+    torch.manual_seed(3)
+    matcher({"pred_logits": logits, "pred_masks": masks}, targets)
+    after_matching = torch.rand(5)
+    torch.manual_seed(3)
+    torch.rand(3, 1, 32, 2)  # 3 videos with instances
+    assert torch.equal(after_matching, torch.rand(5))
+
+
+def test_one_log_sigmoid_gives_the_bce_of_all_one_and_all_zero_targets():
+    """batch_sigmoid_ce_cost writes BCE(x, 1) = -log sigmoid(x), BCE(x, 0) = x + BCE(x, 1);
+    equal to PyTorch's BCE to float rounding (and bit for bit with PyTorch 2.x, whose BCE
+    is written this way), including saturated logits."""
+    x = torch.cat([torch.randn(50) * scale for scale in (0.01, 1.0, 30.0, 1e4)])
+    ones, zeros = torch.ones_like(x), torch.zeros_like(x)
+    positive = F.binary_cross_entropy_with_logits(x, ones, reduction="none")
+    negative = F.binary_cross_entropy_with_logits(x, zeros, reduction="none")
+    targets = (torch.rand(3, len(x)) > 0.5).float()
+    expected = (positive @ targets.T + negative @ (1 - targets).T)[None] / len(x)
+    torch.testing.assert_close(batch_sigmoid_ce_cost(x[None], targets), expected, rtol=1e-6, atol=0)
