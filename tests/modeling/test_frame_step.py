@@ -275,3 +275,14 @@ def test_inductor_compiled_decoder_matches_eager():
         actual = compiled(features, mask_features, return_masks=False)
     torch.testing.assert_close(actual["pred_mask_embeds"], expected["pred_mask_embeds"])
     torch.testing.assert_close(actual["pred_logits"], expected["pred_logits"])
+
+
+def test_compiling_the_step_raises_the_graph_limit(monkeypatch):
+    """Levels, batch sizes, grad mode, dtypes and modes need more than torch.compile's
+    default of 8 graphs per function; past the limit it would silently run eagerly."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    monkeypatch.setattr(config, name, 8)
+    monkeypatch.setattr(ifr_decoder, "_COMPILED_FRAME_STEPS", {})
+    compiled_frame_step("default")
+    assert getattr(config, name) >= 64

@@ -161,8 +161,22 @@ def compiled_frame_step(mode: str = "default") -> Callable:
     decoder and layer (the layer's modules are arguments, so layers share one graph; a
     new input shape, e.g. another feature level, compiles once more)."""
     if mode not in _COMPILED_FRAME_STEPS:
+        _allow_frame_step_graphs(_FRAME_STEP_GRAPHS)
         _COMPILED_FRAME_STEPS[mode] = torch.compile(frame_step, mode=mode)
     return _COMPILED_FRAME_STEPS[mode]
+
+
+# Graphs torch.compile may keep for frame_step: one per feature-level shape (static, then
+# dynamic), batch size, autograd on/off, autocast dtype and compile mode add up to more
+# than its default limit of 8, past which it would silently run the step eagerly.
+_FRAME_STEP_GRAPHS = 64
+
+
+def _allow_frame_step_graphs(count: int) -> None:
+    """Raise torch.compile's per-function graph limit to at least ``count``."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), count))
 
 
 def frame_step_function(compile_step: bool, mode: str = "default") -> Callable:
