@@ -11,6 +11,7 @@ from ifr.inference.clip_tracking import (
     ClipTracker,
     OpenClip,
     RenderedFrames,
+    TrackLogitFrames,
     kept_queries,
     link_size_of,
     members_at,
@@ -330,3 +331,22 @@ def test_class_probs_of_a_track_are_the_mean_over_its_clips():
     means.add([0], torch.tensor([[0.4, 0.6]]))
     assert torch.allclose(means.means(2), torch.tensor([[0.7, 0.3], [0.2, 0.2]]))
     assert ClassProbMeans().means(3).shape == (0, 3)
+
+
+def test_under_tta_a_track_keeps_its_mean_logits_where_it_has_clips():
+    """The same two clips as above, kept for TTA: frame 1 holds the mean logit -1, frame 3
+    (no clip) has probability 0; with no track, one empty TrackLogits keeps the sizes."""
+    first, second = constant_clip(3.0, 0, 2), constant_clip(-5.0, 1, 3)
+    clips = [
+        OpenClip(s, s.mask_logits(torch.tensor([0]), s.frame_offset, s.frame_end), [0])
+        for s in (first, second)
+    ]
+    finished = TrackLogitFrames()
+    for frame in range(3):
+        finished.add(frame, members_at(clips, frame))
+    candidates = finished.candidates(torch.ones(1, 1), 4, first)
+    probs = candidates.mask_probs([0], 0, 4, (8, 8)).mean(dim=(2, 3))[0]
+    expected = torch.sigmoid(torch.tensor([3.0, -1.0, -5.0])).tolist() + [0.0]
+    assert torch.allclose(probs, torch.tensor(expected))
+    empty = TrackLogitFrames().candidates(torch.zeros(0, 1), 4, first)
+    assert empty.members == [] and empty.segments[0].mask_size == (4, 4)
