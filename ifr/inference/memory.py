@@ -110,8 +110,9 @@ def measure_inference_memory(
     was in use before the call.
 
     On a CUDA model: ``torch.cuda.max_memory_allocated`` of the model's device. On CPU:
-    peak resident set size (sampled every 2 ms), so it includes allocator slack; compare
-    numbers measured in the same way.
+    peak resident set size (the kernel's VmHWM on Linux, else sampled every 2 ms), so it
+    includes allocator slack and varies between runs (by up to ~20 MiB for the tiny
+    model's per-clip inference); compare numbers measured in the same way.
     """
     batched_input = random_video_input(num_frames, size, original_size=original_size)
     model.eval()
