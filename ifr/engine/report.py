@@ -10,7 +10,8 @@ the JSON is rewritten atomically after every row, so a run cut short keeps what 
 - ``train``: the training step (forward, backward, AdamW) of IFR-R50 and of the in-tree
   Mask2Former-VIS R50 on the same 2 clips x 2 frames at 480p, and their ratio;
 - ``memory``: peak inference memory against video length (100, 300, 1,000 frames of a
-  720p video at the test size 360, ``FEATURE_STORAGE cpu``);
+  720p video at the test size 360, ``FEATURE_STORAGE cpu``), above what the model's
+  weights already hold (``measure_inference_memory``);
 - ``inference``: whole-video inference frames/s of IFR-R50 on a 36-frame video at 360p
   and 720p, eager, then with the compiled frame step (at 360p);
 - ``frame_step``: the IFR decoder alone (the L x T recurrence), eager against compiled.
