@@ -160,7 +160,15 @@ class HostSyncRecorder(TorchDispatchMode):
     (``.item()``, a Python ``if`` on a tensor), ``nonzero`` and the ops whose output shape
     depends on values, and indexing with a boolean mask (it runs nonzero)."""
 
-    SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2"}
+    SYNCING = {
+        "_local_scalar_dense",  # .item(), float(t)
+        "is_nonzero",  # bool(t), if t:
+        "equal",  # torch.equal returns a Python bool
+        "nonzero",
+        "masked_select",
+        "unique",
+        "_unique2",
+    }
     INDEXING = {"index", "index_put", "index_put_", "_index_put_impl_"}
 
     def __init__(self):
@@ -286,3 +294,19 @@ def test_compiling_the_step_raises_the_graph_limit(monkeypatch):
     monkeypatch.setattr(ifr_decoder, "_COMPILED_FRAME_STEPS", {})
     compiled_frame_step("default")
     assert getattr(config, name) >= 64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_decoder_forward_never_waits_on_cuda():
+    """On a GPU: CUDA's own sync check (set_sync_debug_mode "error") over the decoder's
+    eval forward, features on the GPU."""
+    decoder = make_decoder().cuda().eval()
+    features, mask_features = make_inputs()
+    features, mask_features = [f.cuda() for f in features], mask_features.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.no_grad():
+            decoder(features, mask_features, return_masks=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

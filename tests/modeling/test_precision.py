@@ -247,3 +247,29 @@ def test_the_other_systems_train_in_bf16_close_to_fp32(make_cfg, name):
     assert all(v.dtype == torch.float32 and v.isfinite() for v in losses.values())
     total, reference_total = sum(losses.values()), sum(reference.values())
     torch.testing.assert_close(total, reference_total, rtol=0.02, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_on_cuda_trains_and_infers_close_to_fp32(make_cfg):
+    """On a GPU: the tiny IFR's bf16 training step and inference against fp32."""
+
+    def cuda_model(precision):
+        torch.manual_seed(0)
+        cfg = _config(make_cfg, "ifr_tiny", precision)
+        cfg.MODEL.DEVICE = "cuda"
+        return build_model(cfg)
+
+    fp32, bf16 = cuda_model("fp32"), cuda_model("bf16")
+    batch = _batch()
+    torch.manual_seed(1)
+    reference = fp32.train()(batch)
+    torch.manual_seed(1)
+    losses = bf16.train()(batch)
+    for key, value in losses.items():
+        assert value.dtype == torch.float32, key
+        torch.testing.assert_close(value, reference[key], rtol=0.05, atol=1e-3, msg=key)
+    sum(losses.values()).backward()
+    video = random_video_input(4, SIZE)
+    with torch.no_grad():
+        scores = [m.eval()([video])[0]["pred_scores"] for m in (fp32, bf16)]
+    torch.testing.assert_close(torch.tensor(scores[1]), torch.tensor(scores[0]), rtol=0, atol=0.01)
