@@ -5,7 +5,7 @@ Figures, never asserts: timings depend on the machine."""
 import math
 import resource
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.modeling import build_model
@@ -45,9 +45,21 @@ def synthetic_clip(
     return {"image": frames, "instances": per_frame, "height": height, "width": width}
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed_ms(step: Callable[[], Any], device: torch.device, iters: int, warmup: int) -> float:
+    """Mean wall time of ``step()`` in ms over ``iters`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / iters * 1000
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -72,14 +84,14 @@ def benchmark_training(cfg, size: Tuple[int, int], iters: int, warmup: int) -> D
         torch.cuda.reset_peak_memory_stats(device)
     for step in range(warmup + iters):
         if step == warmup:
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
         with torch.autocast(device.type, enabled=cfg.SOLVER.AMP.ENABLED and device.type == "cuda"):
             loss = sum(model(batch).values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    _synchronize(device)
+    synchronize(device)
     elapsed = time.perf_counter() - start
     return {"train_iter_per_s": iters / elapsed, "train_peak_mem_mb": _peak_memory_mb(device)}
 
@@ -94,11 +106,11 @@ def benchmark_inference(
     device = model.device
     video = random_video_input(num_frames, size)
     run_inference(model, video)  # warm-up
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(iters):
         run_inference(model, video)
-    _synchronize(device)
+    synchronize(device)
     elapsed = time.perf_counter() - start
     return {"infer_frames_per_s": iters * num_frames / elapsed}
 
@@ -213,24 +225,14 @@ def benchmark_msda(
     def forward_backward() -> None:
         torch.autograd.grad(forward(), (value, locations, weights), grad_out)
 
-    def mean_ms(step) -> float:
-        for _ in range(warmup):
-            step()
-        _synchronize(device)
-        start = time.perf_counter()
-        for _ in range(iters):
-            step()
-        _synchronize(device)
-        return (time.perf_counter() - start) / iters * 1000
-
     with torch.no_grad():
-        forward_ms = mean_ms(forward)
-    fwd_bwd_ms = mean_ms(forward_backward)
+        forward_ms = timed_ms(forward, device, iters, warmup)
+    fwd_bwd_ms = timed_ms(forward_backward, device, iters, warmup)
     peak_mib = float("nan")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         forward_backward()
-        _synchronize(device)
+        synchronize(device)
         peak_mib = (torch.cuda.max_memory_allocated(device) - before) / 2**20
     return {"forward_ms": forward_ms, "fwd_bwd_ms": fwd_bwd_ms, "peak_mib": peak_mib}

@@ -31,7 +31,7 @@ import os
 import platform
 import subprocess
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from tabulate import tabulate
@@ -40,7 +40,14 @@ from ..modeling.registry import build_transformer_decoder
 from ..modeling.transformer_decoder import ifr as ifr_decoder
 from ..utils.atomic_io import atomic_write_json
 from ..utils.precision import PRECISIONS, precision_autocast
-from .benchmark import benchmark_inference, benchmark_msda, benchmark_training, memory_vs_length
+from .benchmark import (
+    benchmark_inference,
+    benchmark_msda,
+    benchmark_training,
+    memory_vs_length,
+    synchronize,
+    timed_ms,
+)
 from .defaults import build_cfg
 
 SECTIONS = ("msda", "train", "memory", "inference", "frame_step")
@@ -261,22 +268,6 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed_ms(step: Callable[[], Any], device: torch.device, iters: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
-    _synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _synchronize(device)
-    return (time.perf_counter() - start) / iters * 1000
-
-
 def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -470,14 +461,14 @@ def _decoder_timings(cfg, device: torch.device, sizes: ReportSizes, precision: s
     decoder.eval()
     start = time.perf_counter()
     infer()  # the first call compiles
-    _synchronize(device)
+    synchronize(device)
     first_call_s = time.perf_counter() - start
     _reset_peak(device)
-    infer_ms = _timed_ms(infer, device, sizes.frame_step_iters, warmup=1)
+    infer_ms = timed_ms(infer, device, sizes.frame_step_iters, warmup=1)
     infer_peak = _peak_mib(device)
     decoder.train()
     train()
-    train_ms = _timed_ms(train, device, sizes.frame_step_iters, warmup=1)
+    train_ms = timed_ms(train, device, sizes.frame_step_iters, warmup=1)
     layers = decoder.num_layers
     return {
         "video_frames": sizes.frame_step_frames,
