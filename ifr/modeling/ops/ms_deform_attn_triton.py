@@ -48,6 +48,71 @@ def _bilinear_corners(x, y, height, width):
 
 
 @triton.jit
+def _program_tile(
+    num_queries,
+    NUM_HEADS: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    """This program's tile: its batch item and head, the mask of its BLOCK_Q queries, the
+    BLOCK_D channel offsets and their mask, and the row of each (query, head) in the
+    (N * Q * M) rows of locations, weights and output."""
+    pid_q = tl.program_id(0)
+    pid_nm = tl.program_id(1)  # n * M + head
+    batch = pid_nm // NUM_HEADS
+    head = pid_nm % NUM_HEADS
+    q_offs = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    q_mask = q_offs < num_queries
+    d_offs = tl.arange(0, BLOCK_D)
+    d_mask = d_offs < HEAD_DIM
+    qm_row = (batch * num_queries + q_offs) * NUM_HEADS + head
+    return batch, head, q_mask, d_offs, d_mask, qm_row
+
+
+@triton.jit
+def _level_geometry(shapes_ptr, starts_ptr, level, batch, num_values):
+    """(H_l, W_l) of ``level`` and the row of its first pixel in (N * S) value rows."""
+    height = tl.load(shapes_ptr + 2 * level)
+    width = tl.load(shapes_ptr + 2 * level + 1)
+    start = tl.load(starts_ptr + level)
+    return height, width, batch * num_values + start
+
+
+@triton.jit
+def _load_point(
+    loc_ptr,
+    weight_ptr,
+    qm_row,
+    q_mask,
+    level,
+    point,
+    NUM_LEVELS: tl.constexpr,
+    NUM_POINTS: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    """Index of (query, head, level, point) in the (N*Q*M*L*P) weights, its sampling
+    location (x, y) and attention weight, each (BLOCK_Q,) in ACC."""
+    lp = (qm_row * NUM_LEVELS + level) * NUM_POINTS + point  # (BLOCK_Q,)
+    x = tl.load(loc_ptr + 2 * lp, mask=q_mask, other=0.0).to(ACC)
+    y = tl.load(loc_ptr + 2 * lp + 1, mask=q_mask, other=0.0).to(ACC)
+    attn = tl.load(weight_ptr + lp, mask=q_mask, other=0.0).to(ACC)
+    return lp, x, y, attn
+
+
+@triton.jit
+def _corner(x0, y0, fx, fy, height, width, level_row, q_mask, DX: tl.constexpr, DY: tl.constexpr):
+    """Corner (x0 + DX, y0 + DY) of the bilinear cell: its weights wx and wy, whether it
+    lies inside the level (and the query is real), and its pixel row in (N * S)."""
+    xi = x0 + DX
+    yi = y0 + DY
+    wx = fx if DX == 1 else 1.0 - fx
+    wy = fy if DY == 1 else 1.0 - fy
+    inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height) & q_mask
+    return wx, wy, inside, level_row + yi * width + xi
+
+
+@triton.jit
 def _msda_forward_kernel(
     value_ptr,  # (N, S, M, D)
     shapes_ptr,  # (L, 2) int: (H_l, W_l)
@@ -65,39 +130,24 @@ def _msda_forward_kernel(
     BLOCK_D: tl.constexpr,
     ACC: tl.constexpr,
 ):
-    pid_q = tl.program_id(0)
-    pid_nm = tl.program_id(1)  # n * M + head
-    batch = pid_nm // NUM_HEADS
-    head = pid_nm % NUM_HEADS
-    q_offs = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    q_mask = q_offs < num_queries
-    d_offs = tl.arange(0, BLOCK_D)
-    d_mask = d_offs < HEAD_DIM
-    # Row of (query, head) in the (N*Q*M) rows of locations, weights and output.
-    qm_row = (batch * num_queries + q_offs) * NUM_HEADS + head
-
+    batch, head, q_mask, d_offs, d_mask, qm_row = _program_tile(
+        num_queries, NUM_HEADS, HEAD_DIM, BLOCK_Q, BLOCK_D
+    )
     acc = tl.zeros((BLOCK_Q, BLOCK_D), dtype=ACC)
     for level in range(NUM_LEVELS):
-        height = tl.load(shapes_ptr + 2 * level)
-        width = tl.load(shapes_ptr + 2 * level + 1)
-        start = tl.load(starts_ptr + level)
-        # Pixel index -> (row + pixel) * NUM_HEADS * HEAD_DIM + head * HEAD_DIM.
-        level_row = batch * num_values + start
+        height, width, level_row = _level_geometry(shapes_ptr, starts_ptr, level, batch, num_values)
         for point in tl.static_range(NUM_POINTS):
-            lp = (qm_row * NUM_LEVELS + level) * NUM_POINTS + point  # (BLOCK_Q,)
-            x = tl.load(loc_ptr + 2 * lp, mask=q_mask, other=0.0).to(ACC)
-            y = tl.load(loc_ptr + 2 * lp + 1, mask=q_mask, other=0.0).to(ACC)
-            attn = tl.load(weight_ptr + lp, mask=q_mask, other=0.0).to(ACC)
+            lp, x, y, attn = _load_point(
+                loc_ptr, weight_ptr, qm_row, q_mask, level, point, NUM_LEVELS, NUM_POINTS, ACC
+            )
             x0, y0, fx, fy = _bilinear_corners(x, y, height, width)
             sampled = tl.zeros((BLOCK_Q, BLOCK_D), dtype=ACC)
             for dy in tl.static_range(2):
                 for dx in tl.static_range(2):
-                    xi = x0 + dx
-                    yi = y0 + dy
-                    wx = fx if dx == 1 else 1.0 - fx
-                    wy = fy if dy == 1 else 1.0 - fy
-                    inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height) & q_mask
-                    pix = level_row + yi * width + xi
+                    wx, wy, inside, pix = _corner(
+                        x0, y0, fx, fy, height, width, level_row, q_mask, dx, dy
+                    )
+                    # Pixel row -> (row * NUM_HEADS + head) * HEAD_DIM + channel.
                     ptrs = value_ptr + ((pix * NUM_HEADS + head) * HEAD_DIM)[:, None]
                     vals = tl.load(
                         ptrs + d_offs[None, :],
@@ -135,44 +185,31 @@ def _msda_backward_kernel(
     BLOCK_D: tl.constexpr,
     ACC: tl.constexpr,
 ):
-    pid_q = tl.program_id(0)
-    pid_nm = tl.program_id(1)
-    batch = pid_nm // NUM_HEADS
-    head = pid_nm % NUM_HEADS
-    q_offs = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    q_mask = q_offs < num_queries
-    d_offs = tl.arange(0, BLOCK_D)
-    d_mask = d_offs < HEAD_DIM
-    qm_row = (batch * num_queries + q_offs) * NUM_HEADS + head
+    batch, head, q_mask, d_offs, d_mask, qm_row = _program_tile(
+        num_queries, NUM_HEADS, HEAD_DIM, BLOCK_Q, BLOCK_D
+    )
     qd_mask = q_mask[:, None] & d_mask[None, :]
     grad_out = tl.load(
         grad_out_ptr + (qm_row * HEAD_DIM)[:, None] + d_offs[None, :], mask=qd_mask, other=0.0
     ).to(ACC)
 
     for level in range(NUM_LEVELS):
-        height = tl.load(shapes_ptr + 2 * level)
-        width = tl.load(shapes_ptr + 2 * level + 1)
-        start = tl.load(starts_ptr + level)
-        level_row = batch * num_values + start
+        height, width, level_row = _level_geometry(shapes_ptr, starts_ptr, level, batch, num_values)
         for point in tl.static_range(NUM_POINTS):
-            lp = (qm_row * NUM_LEVELS + level) * NUM_POINTS + point
-            x = tl.load(loc_ptr + 2 * lp, mask=q_mask, other=0.0).to(ACC)
-            y = tl.load(loc_ptr + 2 * lp + 1, mask=q_mask, other=0.0).to(ACC)
-            attn = tl.load(weight_ptr + lp, mask=q_mask, other=0.0).to(ACC)
+            lp, x, y, attn = _load_point(
+                loc_ptr, weight_ptr, qm_row, q_mask, level, point, NUM_LEVELS, NUM_POINTS, ACC
+            )
             x0, y0, fx, fy = _bilinear_corners(x, y, height, width)
             sampled = tl.zeros((BLOCK_Q, BLOCK_D), dtype=ACC)
             d_sampled_dpx = tl.zeros((BLOCK_Q, BLOCK_D), dtype=ACC)  # d sampled / d px
             d_sampled_dpy = tl.zeros((BLOCK_Q, BLOCK_D), dtype=ACC)
             for dy in tl.static_range(2):
                 for dx in tl.static_range(2):
-                    xi = x0 + dx
-                    yi = y0 + dy
-                    wx = fx if dx == 1 else 1.0 - fx
-                    wy = fy if dy == 1 else 1.0 - fy
+                    wx, wy, inside, pix = _corner(
+                        x0, y0, fx, fy, height, width, level_row, q_mask, dx, dy
+                    )
                     sign_x = 1.0 if dx == 1 else -1.0  # d wx / d px
                     sign_y = 1.0 if dy == 1 else -1.0
-                    inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height) & q_mask
-                    pix = level_row + yi * width + xi
                     offs = ((pix * NUM_HEADS + head) * HEAD_DIM)[:, None] + d_offs[None, :]
                     mask = inside[:, None] & d_mask[None, :]
                     vals = tl.load(value_ptr + offs, mask=mask, other=0.0).to(ACC)
