@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from ...layers.point_sampling import sample_frame_points
 from ..losses import dice_loss, sigmoid_ce_loss
+from ..matcher import VideoHungarianMatcher
 
 Indices = List[Tuple[torch.Tensor, torch.Tensor]]
 
@@ -43,6 +44,37 @@ def class_mask_dice_weight_dict(ifr_cfg, num_aux: int) -> Dict[str, float]:
         "loss_dice": ifr_cfg.DICE_WEIGHT,
     }
     return aux_weight_dict(weights, num_aux)
+
+
+def num_masked_decoder_aux(ifr_cfg) -> int:
+    """Auxiliary outputs of the Mask2Former-style decoders (IFR, Mask2Former-VIS): the
+    initial queries' prediction and every layer's but the last, L in all; 0 without deep
+    supervision (``ifr_cfg`` is ``cfg.MODEL.IFR``)."""
+    return ifr_cfg.DEC_LAYERS if ifr_cfg.DEEP_SUPERVISION else 0
+
+
+def point_set_criterion_args(cfg, class_activation: str) -> dict:
+    """The ``from_config`` arguments of ``VideoSetCriterion`` shared by its point-sampled
+    subclasses (IFR, Mask2Former-VIS), from ``MODEL.IFR.*``, all but ``weight_dict``;
+    ``class_activation`` ("sigmoid" or "softmax") is the matcher's."""
+    ifr = cfg.MODEL.IFR
+    return {
+        "num_classes": ifr.NUM_CLASSES,
+        "matcher": VideoHungarianMatcher(cfg, class_activation=class_activation),
+        "num_points": ifr.TRAIN_NUM_POINTS,
+        "oversample_ratio": ifr.OVERSAMPLE_RATIO,
+        "importance_sample_ratio": ifr.IMPORTANCE_SAMPLE_RATIO,
+        "deep_supervision": ifr.DEEP_SUPERVISION,
+    }
+
+
+def mean_count_across_processes(count: float, device) -> float:
+    """A count of this process's batch (e.g. of ground-truth instances), averaged over
+    processes, at least 1: the normaliser of the summed losses."""
+    counts = torch.as_tensor([count], dtype=torch.float, device=device)
+    if comm.get_world_size() > 1:
+        dist.all_reduce(counts)
+    return torch.clamp(counts / comm.get_world_size(), min=1).item()
 
 
 def no_object_class_weight(num_classes: int, eos_coef: float, key: str) -> torch.Tensor:
@@ -233,8 +265,7 @@ class VideoSetCriterion(nn.Module):
             }
 
         src_masks = pred_masks[batch_idx, query_idx]  # (M, T, h, w)
-        tgt_masks = torch.cat([t["masks"][tgt] for t, (_, tgt) in zip(targets, indices)])
-        tgt_masks = tgt_masks.to(src_masks)  # (M, T, H, W)
+        tgt_masks = matched_masks(targets, indices).to(src_masks)  # (M, T, H, W)
 
         point_coords = self._sample_uncertain_points(src_masks)  # (M, T, P, 2)
         point_labels = sample_frame_points(tgt_masks, point_coords)  # (M, T, P)
@@ -267,12 +298,7 @@ class VideoSetCriterion(nn.Module):
     @staticmethod
     def _num_masks_across_processes(targets: List[Dict[str, torch.Tensor]], device) -> float:
         """Ground-truth instances in the batch, averaged over processes, at least 1."""
-        num_masks = torch.as_tensor(
-            [float(sum(len(t["labels"]) for t in targets))], dtype=torch.float, device=device
-        )
-        if comm.get_world_size() > 1:
-            dist.all_reduce(num_masks)
-        return torch.clamp(num_masks / comm.get_world_size(), min=1).item()
+        return mean_count_across_processes(float(sum(len(t["labels"]) for t in targets)), device)
 
     def _check_outputs(self, outputs: Dict[str, torch.Tensor], batch_size: int, where: str) -> None:
         name = type(self).__name__
@@ -318,3 +344,9 @@ def matched_query_index(
 def matched_labels(targets: List[Dict[str, torch.Tensor]], indices: Indices) -> torch.Tensor:
     """(M,) class of each matched target, in the order of ``matched_query_index``."""
     return torch.cat([t["labels"][tgt] for t, (_, tgt) in zip(targets, indices)])
+
+
+def matched_masks(targets: List[Dict[str, torch.Tensor]], indices: Indices) -> torch.Tensor:
+    """(M, T, H, W) ground-truth masks of the matched targets, in the order of
+    ``matched_query_index``."""
+    return torch.cat([t["masks"][tgt] for t, (_, tgt) in zip(targets, indices)])

@@ -26,7 +26,13 @@ from torch.nn import functional as F
 from ...layers.classification import class_probabilities
 from ...layers.matching_cost import batch_dice_cost, empty_match, hungarian_match
 from ..losses import dice_loss, sigmoid_focal_loss
-from .base import Indices, class_mask_dice_weight_dict, matched_query_index, zero_losses
+from .base import (
+    Indices,
+    class_mask_dice_weight_dict,
+    matched_masks,
+    matched_query_index,
+    zero_losses,
+)
 from .m2f_vis import VideoMaskFormerCriterion
 
 __all__ = ["IFCCriterion", "IFCMatcher", "resize_clip_masks"]
@@ -110,43 +116,33 @@ class IFCCriterion(VideoMaskFormerCriterion):
     outputs of the first L - 1 decoder layers.
     """
 
+    no_object_weight_key = "MODEL.IFC.NO_OBJECT_WEIGHT"
+
     @configurable
     def __init__(
         self,
         *,
-        num_classes: int,
-        matcher: IFCMatcher,
-        weight_dict: Dict[str, float],
-        eos_coef: float,
         mask_stride: int,
         match_stride: int,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
-        deep_supervision: bool = True,
+        **criterion_args,
     ):
         """
         Args:
-            eos_coef: weight of the "no object" class in the cross-entropy, in [0, 1].
             mask_stride, match_stride: targets at 1/stride of the padded input for the
                 losses and for matching.
             focal_alpha, focal_gamma: of the focal mask loss (IFC: 0.25, 2).
-            others: as ``VideoSetCriterion``.
+            criterion_args: ``num_classes``, ``matcher`` (an ``IFCMatcher``),
+                ``weight_dict``, ``eos_coef`` and ``deep_supervision``, as
+                ``VideoMaskFormerCriterion``.
         """
-        if not 0.0 <= eos_coef <= 1.0:
-            raise ValueError(f"MODEL.IFC.NO_OBJECT_WEIGHT must be in [0, 1], got {eos_coef}")
         for key, stride in (("MASK_STRIDE", mask_stride), ("MATCH_STRIDE", match_stride)):
             if stride < 1:
                 raise ValueError(f"MODEL.IFC.{key} must be >= 1, got {stride}")
+        # Not used: IFC's mask losses are dense (``loss_masks`` below), not point-sampled.
         super().__init__(
-            num_classes=num_classes,
-            matcher=matcher,
-            weight_dict=weight_dict,
-            eos_coef=eos_coef,
-            # Not used: IFC's mask losses are dense (``loss_masks`` below), not point-sampled.
-            num_points=0,
-            oversample_ratio=0.0,
-            importance_sample_ratio=0.0,
-            deep_supervision=deep_supervision,
+            num_points=0, oversample_ratio=0.0, importance_sample_ratio=0.0, **criterion_args
         )
         self.mask_stride = mask_stride
         self.match_stride = match_stride
@@ -202,7 +198,7 @@ class IFCCriterion(VideoMaskFormerCriterion):
         if len(batch_idx) == 0:
             return zero_losses(pred_masks, ("loss_mask", "loss_dice"))
         src_masks = pred_masks[batch_idx, query_idx]
-        tgt_masks = torch.cat([t["masks"][tgt] for t, (_, tgt) in zip(targets, indices)])
+        tgt_masks = matched_masks(targets, indices)
         src_masks = resize_clip_masks(src_masks.float(), tgt_masks.shape[-2:]).flatten(1)
         tgt_masks = tgt_masks.to(src_masks).flatten(1)
         num_pixels = src_masks.shape[1]

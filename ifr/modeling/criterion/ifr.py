@@ -8,8 +8,15 @@ from detectron2.config import configurable
 from detectron2.projects.point_rend.point_features import point_sample
 
 from ..losses import dice_loss, sigmoid_ce_loss, sigmoid_focal_loss
-from ..matcher import VideoHungarianMatcher
-from .base import Indices, VideoSetCriterion, aux_weight_dict, matched_labels, matched_query_index
+from .base import (
+    Indices,
+    VideoSetCriterion,
+    aux_weight_dict,
+    matched_labels,
+    matched_query_index,
+    num_masked_decoder_aux,
+    point_set_criterion_args,
+)
 
 CROSS_FRAME_LOSSES = ("loss_mask_cross", "loss_dice_cross")
 
@@ -89,37 +96,23 @@ class IFRCriterion(VideoSetCriterion):
     def __init__(
         self,
         *,
-        num_classes: int,
-        matcher: VideoHungarianMatcher,
-        weight_dict: Dict[str, float],
         lambda_e: float,
-        num_points: int,
-        oversample_ratio: float,
-        importance_sample_ratio: float,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
-        deep_supervision: bool = True,
+        **set_criterion_args,
     ):
         """
         Args:
             lambda_e: weight of the cross-frame terms; 0 skips computing them.
-            weight_dict: loss weights (``build_weight_dict``); must contain the cross-frame
-                keys if ``lambda_e > 0``.
             focal_alpha, focal_gamma: of the focal class loss.
-            others: as ``VideoSetCriterion``.
+            set_criterion_args: the keyword arguments of ``VideoSetCriterion``;
+                ``weight_dict`` (``build_weight_dict``) must contain the cross-frame keys
+                if ``lambda_e > 0``.
         """
-        super().__init__(
-            num_classes=num_classes,
-            matcher=matcher,
-            weight_dict=weight_dict,
-            num_points=num_points,
-            oversample_ratio=oversample_ratio,
-            importance_sample_ratio=importance_sample_ratio,
-            deep_supervision=deep_supervision,
-        )
+        super().__init__(**set_criterion_args)
         if lambda_e < 0:
             raise ValueError(f"IFRCriterion: lambda_e must be >= 0, got {lambda_e}")
-        missing = [k for k in CROSS_FRAME_LOSSES if lambda_e > 0 and k not in weight_dict]
+        missing = [k for k in CROSS_FRAME_LOSSES if lambda_e > 0 and k not in self.weight_dict]
         if missing:
             raise ValueError(
                 f"IFRCriterion: lambda_e={lambda_e} but weight_dict has no {missing}; "
@@ -134,21 +127,15 @@ class IFRCriterion(VideoSetCriterion):
     @classmethod
     def from_config(cls, cfg) -> dict:
         ifr = cfg.MODEL.IFR
-        # The decoder's auxiliary outputs: the initial queries and every layer but the last.
-        num_aux = ifr.DEC_LAYERS if ifr.DEEP_SUPERVISION else 0
+        num_aux = num_masked_decoder_aux(ifr)
         return {
-            "num_classes": ifr.NUM_CLASSES,
-            "matcher": VideoHungarianMatcher(cfg, class_activation="sigmoid"),
+            **point_set_criterion_args(cfg, class_activation="sigmoid"),
             "weight_dict": build_weight_dict(
                 ifr.CLASS_WEIGHT, ifr.MASK_WEIGHT, ifr.DICE_WEIGHT, ifr.LAMBDA_E, num_aux
             ),
             "lambda_e": ifr.LAMBDA_E,
-            "num_points": ifr.TRAIN_NUM_POINTS,
-            "oversample_ratio": ifr.OVERSAMPLE_RATIO,
-            "importance_sample_ratio": ifr.IMPORTANCE_SAMPLE_RATIO,
             "focal_alpha": ifr.FOCAL_ALPHA,
             "focal_gamma": ifr.FOCAL_GAMMA,
-            "deep_supervision": ifr.DEEP_SUPERVISION,
         }
 
     def loss_classes(

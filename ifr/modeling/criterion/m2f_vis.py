@@ -7,7 +7,6 @@ from typing import Dict, List
 import torch
 from detectron2.config import configurable
 
-from ..matcher import VideoHungarianMatcher
 from .base import (
     Indices,
     VideoSetCriterion,
@@ -16,6 +15,8 @@ from .base import (
     matched_query_index,
     no_object_class_weight,
     no_object_cross_entropy,
+    num_masked_decoder_aux,
+    point_set_criterion_args,
 )
 
 
@@ -32,53 +33,29 @@ class VideoMaskFormerCriterion(VideoSetCriterion):
     ``criterion.empty_weight``; ``ifr.checkpoint`` drops that key on load.
     """
 
+    # The config key of ``eos_coef``, named when it is out of [0, 1].
+    no_object_weight_key = "MODEL.M2F_VIS.NO_OBJECT_WEIGHT"
+
     @configurable
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        matcher: VideoHungarianMatcher,
-        weight_dict: Dict[str, float],
-        eos_coef: float,
-        num_points: int,
-        oversample_ratio: float,
-        importance_sample_ratio: float,
-        deep_supervision: bool = True,
-    ):
+    def __init__(self, *, eos_coef: float, **set_criterion_args):
         """
         Args:
             eos_coef: weight of the no-object class in the cross-entropy, in [0, 1].
-            others: as ``VideoSetCriterion``.
+            set_criterion_args: the keyword arguments of ``VideoSetCriterion``.
         """
-        super().__init__(
-            num_classes=num_classes,
-            matcher=matcher,
-            weight_dict=weight_dict,
-            num_points=num_points,
-            oversample_ratio=oversample_ratio,
-            importance_sample_ratio=importance_sample_ratio,
-            deep_supervision=deep_supervision,
-        )
-        empty_weight = no_object_class_weight(
-            num_classes, eos_coef, "MODEL.M2F_VIS.NO_OBJECT_WEIGHT"
-        )
+        super().__init__(**set_criterion_args)
+        empty_weight = no_object_class_weight(self.num_classes, eos_coef, self.no_object_weight_key)
         self.eos_coef = eos_coef
         self.register_buffer("empty_weight", empty_weight, persistent=False)
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        ifr = cfg.MODEL.IFR
-        # Auxiliary outputs: the initial queries and every layer but the last.
-        num_aux = ifr.DEC_LAYERS if ifr.DEEP_SUPERVISION else 0
         return {
-            "num_classes": ifr.NUM_CLASSES,
-            "matcher": VideoHungarianMatcher(cfg, class_activation="softmax"),
-            "weight_dict": class_mask_dice_weight_dict(ifr, num_aux),
+            **point_set_criterion_args(cfg, class_activation="softmax"),
+            "weight_dict": class_mask_dice_weight_dict(
+                cfg.MODEL.IFR, num_masked_decoder_aux(cfg.MODEL.IFR)
+            ),
             "eos_coef": cfg.MODEL.M2F_VIS.NO_OBJECT_WEIGHT,
-            "num_points": ifr.TRAIN_NUM_POINTS,
-            "oversample_ratio": ifr.OVERSAMPLE_RATIO,
-            "importance_sample_ratio": ifr.IMPORTANCE_SAMPLE_RATIO,
-            "deep_supervision": ifr.DEEP_SUPERVISION,
         }
 
     @property

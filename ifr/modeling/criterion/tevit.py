@@ -22,15 +22,13 @@ TeViT's mask loss is Dice only (weight 8), so there is no BCE mask term here.
 from typing import Dict, List, Tuple
 
 import torch
-import torch.distributed as dist
 from detectron2.config import configurable
-from detectron2.utils import comm
 from torch import Tensor, nn
 from torchvision.ops import generalized_box_iou, masks_to_boxes, roi_align
 
 from ...layers.matching_cost import empty_match, hungarian_match
 from ..losses import sigmoid_focal_loss
-from .base import aux_weight_dict
+from .base import aux_weight_dict, mean_count_across_processes
 
 __all__ = ["TeViTCriterion", "TeViTMatcher", "focal_class_cost", "mask_dice_loss", "clip_boxes"]
 
@@ -159,12 +157,9 @@ class TeViTCriterion(nn.Module):
     @staticmethod
     def _num_positives(targets: List[Dict[str, Tensor]], device) -> float:
         """(instance, frame) pairs present in the batch, averaged over processes, >= 1."""
-        count = torch.as_tensor(
-            [float(sum(t["present"].sum().item() for t in targets))], device=device
+        return mean_count_across_processes(
+            float(sum(t["present"].sum().item() for t in targets)), device
         )
-        if comm.get_world_size() > 1:
-            dist.all_reduce(count)
-        return torch.clamp(count / comm.get_world_size(), min=1).item()
 
     def _stage_losses(
         self,
