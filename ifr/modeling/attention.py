@@ -28,21 +28,48 @@ def _xavier_init_matrices(module: nn.Module) -> None:
             nn.init.xavier_uniform_(parameter)
 
 
-class SelfAttentionLayer(nn.Module):
-    """Multi-head self-attention with residual connection and LayerNorm.
+class _ResidualBlock(nn.Module):
+    """A residual unit ``f`` with one LayerNorm ``norm``, dropout ``dropout`` on f's output,
+    post-norm (``norm(x + f(x))``) or, with ``normalize_before``, pre-norm
+    (``x + f(norm(x))``)."""
 
-    Queries and keys get ``query_pos`` added; values do not (DETR convention).
-    """
+    normalize_before: bool
+
+    def _block_input(self, tgt: Tensor) -> Tensor:
+        """What ``f`` reads: ``norm(tgt)`` in pre-norm, ``tgt`` in post-norm."""
+        return self.norm(tgt) if self.normalize_before else tgt
+
+    def _residual_output(self, tgt: Tensor, update: Tensor) -> Tensor:
+        """``tgt + dropout(update)``, then ``norm`` in post-norm."""
+        out = tgt + self.dropout(update)
+        return out if self.normalize_before else self.norm(out)
+
+
+class _AttentionBlock(_ResidualBlock):
+    """``f`` a multi-head attention, held as ``self.<attention_name>`` (Mask2Former's name,
+    so its weights load)."""
+
+    attention_name: str
 
     def __init__(
         self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False
     ):
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        attention = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        setattr(self, self.attention_name, attention)
         self.norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         self.normalize_before = normalize_before
         _xavier_init_matrices(self)
+
+
+class SelfAttentionLayer(_AttentionBlock):
+    """Multi-head self-attention with residual connection and LayerNorm.
+
+    Queries and keys get ``query_pos`` added; values do not (DETR convention).
+    """
+
+    attention_name = "self_attn"
 
     def forward(
         self,
@@ -61,31 +88,22 @@ class SelfAttentionLayer(nn.Module):
         Returns:
             (S, B, C) updated tokens.
         """
-        x = self.norm(tgt) if self.normalize_before else tgt
+        x = self._block_input(tgt)
         q = k = _with_pos_embed(x, query_pos)
         attended = self.self_attn(
             q, k, value=x, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask
         )[0]
-        out = tgt + self.dropout(attended)
-        return out if self.normalize_before else self.norm(out)
+        return self._residual_output(tgt, attended)
 
 
-class CrossAttentionLayer(nn.Module):
+class CrossAttentionLayer(_AttentionBlock):
     """Multi-head cross-attention from queries to a memory, with residual and LayerNorm.
 
     With ``memory_mask`` it is the masked attention of Mask2Former (Eq. 1 of docs/method.md):
     a query only attends to the memory positions its mask lets through.
     """
 
-    def __init__(
-        self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False
-    ):
-        super().__init__()
-        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.normalize_before = normalize_before
-        _xavier_init_matrices(self)
+    attention_name = "multihead_attn"
 
     def forward(
         self,
@@ -109,7 +127,7 @@ class CrossAttentionLayer(nn.Module):
         Returns:
             (L, B, C) updated queries.
         """
-        x = self.norm(tgt) if self.normalize_before else tgt
+        x = self._block_input(tgt)
         attended = self.multihead_attn(
             query=_with_pos_embed(x, query_pos),
             key=_with_pos_embed(memory, pos),
@@ -117,11 +135,10 @@ class CrossAttentionLayer(nn.Module):
             attn_mask=memory_mask,
             key_padding_mask=memory_key_padding_mask,
         )[0]
-        out = tgt + self.dropout(attended)
-        return out if self.normalize_before else self.norm(out)
+        return self._residual_output(tgt, attended)
 
 
-class FFNLayer(nn.Module):
+class FFNLayer(_ResidualBlock):
     """Two-layer feed-forward block (ReLU) with residual connection and LayerNorm."""
 
     def __init__(
@@ -141,10 +158,8 @@ class FFNLayer(nn.Module):
 
     def forward(self, tgt: Tensor) -> Tensor:
         """tgt: (..., C) tokens -> (..., C)."""
-        x = self.norm(tgt) if self.normalize_before else tgt
-        hidden = self.dropout(F.relu(self.linear1(x)))
-        out = tgt + self.dropout(self.linear2(hidden))
-        return out if self.normalize_before else self.norm(out)
+        hidden = self.dropout(F.relu(self.linear1(self._block_input(tgt))))
+        return self._residual_output(tgt, self.linear2(hidden))
 
 
 class MLP(nn.Module):
