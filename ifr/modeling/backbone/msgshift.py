@@ -309,13 +309,7 @@ class D2MsgShifT(MsgShifT, Backbone):
         names = ("res2", "res3", "res4", "res5")
         return {n: m for n, m in zip(names, maps) if n in self._out_features}
 
-    def output_shape(self) -> Dict[str, ShapeSpec]:
-        return {
-            n: ShapeSpec(
-                channels=self._out_feature_channels[n], stride=self._out_feature_strides[n]
-            )
-            for n in self._out_features
-        }
+    # output_shape: detectron2's Backbone.output_shape, from _out_feature_channels/_strides.
 
     @property
     def size_divisibility(self) -> int:

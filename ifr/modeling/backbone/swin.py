@@ -459,13 +459,7 @@ class D2SwinTransformer(SwinTransformer, Backbone):
         outputs = super().forward(x)
         return {name: outputs[name] for name in self._out_features}
 
-    def output_shape(self) -> Dict[str, ShapeSpec]:
-        return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
-            )
-            for name in self._out_features
-        }
+    # output_shape: detectron2's Backbone.output_shape, from _out_feature_channels/_strides.
 
     @property
     def size_divisibility(self) -> int:
