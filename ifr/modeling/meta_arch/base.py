@@ -9,6 +9,7 @@ and builds its criterion; everything else is here.
 from typing import Dict, List, Sequence, Tuple
 
 import torch
+from detectron2.config import configurable
 from detectron2.modeling import build_backbone
 from detectron2.structures import ImageList
 from torch import nn
@@ -25,14 +26,17 @@ class VideoMaskClassifier(nn.Module):
     ``VideoMaskFormer``).
 
     Subclasses set ``class_activation`` ("sigmoid" or "softmax", the decoder's) and
-    implement ``from_config`` as ``{**cls.shared_from_config(cfg), "criterion": ...}``
-    under ``@configurable``.
+    ``criterion_class`` (built from the config by ``from_config``), and may name the
+    classes they need as pixel and transformer decoder (``required_parts``).
     """
 
     class_activation: str = ""
+    # The criterion's class, called with the config.
+    criterion_class: type = None
     # (config key, constructor argument, the class this system needs there); checked first.
     required_parts: Sequence[Tuple[str, str, type]] = ()
 
+    @configurable
     def __init__(
         self,
         *,
@@ -76,6 +80,10 @@ class VideoMaskClassifier(nn.Module):
                     f"{type(self).__name__} needs {key} {expected.__name__!r}, got "
                     f"{type(parts[argument]).__name__}"
                 )
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        return {**cls.shared_from_config(cfg), "criterion": cls.criterion_class(cfg)}
 
     @classmethod
     def shared_from_config(cls, cfg) -> dict:

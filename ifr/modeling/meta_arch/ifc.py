@@ -16,7 +16,6 @@ with every tensor used: ``rename_official_ifc_keys`` maps their names onto these
 import re
 from typing import Any, Dict, List, Tuple
 
-from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..criterion.ifc import IFCCriterion
@@ -93,18 +92,8 @@ class IFC(VideoMaskClassifier):
     """IFC: ``IFCInputProjection`` + ``IFCTransformerDecoder`` and ``IFCCriterion``."""
 
     class_activation = "softmax"
+    criterion_class = IFCCriterion
     required_parts = _IFC_PARTS
-
-    @configurable
-    def __init__(self, **kwargs):
-        """Arguments of ``VideoMaskClassifier``; the pixel decoder an ``IFCInputProjection``,
-        the transformer decoder an ``IFCTransformerDecoder``, ``criterion`` an
-        ``IFCCriterion``."""
-        super().__init__(**kwargs)
-
-    @classmethod
-    def from_config(cls, cfg) -> dict:
-        return {**cls.shared_from_config(cfg), "criterion": IFCCriterion(cfg)}
 
     @staticmethod
     def rename_checkpoint_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:

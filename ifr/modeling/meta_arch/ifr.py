@@ -5,7 +5,6 @@ Inference: one video at a time through ``ifr.inference.run_inference``.
 """
 
 import torch
-from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..criterion import IFRCriterion
@@ -17,15 +16,7 @@ class IFR(VideoMaskClassifier):
     """IFR: sigmoid class logits (``IFRTransformerDecoder``) and ``IFRCriterion``."""
 
     class_activation = "sigmoid"
-
-    @configurable
-    def __init__(self, **kwargs):
-        """Arguments of ``VideoMaskClassifier``; ``criterion`` an ``IFRCriterion``."""
-        super().__init__(**kwargs)
-
-    @classmethod
-    def from_config(cls, cfg) -> dict:
-        return {**cls.shared_from_config(cfg), "criterion": IFRCriterion(cfg)}
+    criterion_class = IFRCriterion
 
     def prepare_outputs_for_loss(self, outputs: dict, mask_features: torch.Tensor) -> None:
         """The cross-frame loss (Eq. 6-7) needs the mask features of every frame."""

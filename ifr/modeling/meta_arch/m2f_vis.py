@@ -8,7 +8,6 @@ shared ``VideoMaskClassifier``: inference keeps the top-k (query, class) pairs o
 ``softmax(logits)[..., :-1]`` (top-10 in Mask2Former-VIS: ``MODEL.IFR.TEST.TOP_K``).
 """
 
-from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..criterion import VideoMaskFormerCriterion
@@ -20,12 +19,4 @@ class VideoMaskFormer(VideoMaskClassifier):
     """Mask2Former-VIS: softmax class logits (K + 1) and ``VideoMaskFormerCriterion``."""
 
     class_activation = "softmax"
-
-    @configurable
-    def __init__(self, **kwargs):
-        """Arguments of ``VideoMaskClassifier``; ``criterion`` a ``VideoMaskFormerCriterion``."""
-        super().__init__(**kwargs)
-
-    @classmethod
-    def from_config(cls, cfg) -> dict:
-        return {**cls.shared_from_config(cfg), "criterion": VideoMaskFormerCriterion(cfg)}
+    criterion_class = VideoMaskFormerCriterion

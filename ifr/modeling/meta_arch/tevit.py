@@ -13,7 +13,6 @@ the mean of its per-frame sigmoid scores (``class_probabilities``), as TeViT's t
 from typing import Dict
 
 import torch
-from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..backbone.msgshift import D2MsgShifT
@@ -34,17 +33,8 @@ class TeViT(VideoMaskClassifier):
     """TeViT: a MsgShifT backbone, ``TeViTFPN`` + ``TeViTSTQIHead`` and ``TeViTCriterion``."""
 
     class_activation = "sigmoid"
+    criterion_class = TeViTCriterion
     required_parts = _TEVIT_PARTS
-
-    @configurable
-    def __init__(self, **kwargs):
-        """Arguments of ``VideoMaskClassifier``; the pixel decoder a ``TeViTFPN``, the
-        transformer decoder a ``TeViTSTQIHead``, ``criterion`` a ``TeViTCriterion``."""
-        super().__init__(**kwargs)
-
-    @classmethod
-    def from_config(cls, cfg) -> dict:
-        return {**cls.shared_from_config(cfg), "criterion": TeViTCriterion(cfg)}
 
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
         """(..., T, K) per-frame logits -> (..., K): the mean over frames of the sigmoid."""
