@@ -53,6 +53,10 @@ def _eval(*opts):
     return ["--config-file", TINY, "--eval-only", *opts]
 
 
+def _demo(input_path, output_path, *opts):
+    return ["--config-file", DEMO_CFG, "--input", input_path, "--output", output_path, *opts]
+
+
 # (id, tool, argv with {f:name} placeholders for files(name), text expected in the line)
 CASES = [
     (
@@ -141,130 +145,67 @@ CASES = [
     (
         "demo-output-is-input",
         "demo",
-        ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}", "--output", "{f:in.mp4}"],
+        _demo("{f:in.mp4}", "{f:in.mp4}"),
         "in.mp4' is the input video and would be overwritten",
     ),
     (
         "demo-frames-dir-is-input",
         "demo",
-        [
-            "--config-file",
-            DEMO_CFG,
-            "--input",
-            "{f:frames}",
-            "--output",
-            "{f:out.mp4}",
-            "--frames-dir",
-            "{f:frames}",
-        ],
+        _demo("{f:frames}", "{f:out.mp4}", "--frames-dir", "{f:frames}"),
         "holds the input (000.png ...): the drawn frames would overwrite",
     ),
     (
         "demo-glob-frames-dir",
         "demo",
-        [
-            "--config-file",
-            DEMO_CFG,
-            "--input",
-            "{f:frames}/*.png",
-            "--output",
-            "{f:out.mp4}",
-            "--frames-dir",
-            "{f:frames}/.",
-        ],
+        _demo("{f:frames}/*.png", "{f:out.mp4}", "--frames-dir", "{f:frames}/."),
         "holds the input",
     ),
     (
         "demo-gif",
         "demo",
-        ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}", "--output", "{f:out.gif}"],
+        _demo("{f:in.mp4}", "{f:out.gif}"),
         "the demo writes MP4 video",
     ),
     (
         "demo-output-folder",
         "demo",
-        ["--config-file", DEMO_CFG, "--input", "{f:in.mp4}", "--output", "{f:folder.mp4}"],
+        _demo("{f:in.mp4}", "{f:folder.mp4}"),
         "folder.mp4' is a folder",
     ),
     (
         "demo-fps-0",
         "demo",
-        [
-            "--config-file",
-            DEMO_CFG,
-            "--input",
-            "{f:frames}",
-            "--output",
-            "{f:out.mp4}",
-            "--fps",
-            "0",
-        ],
+        _demo("{f:frames}", "{f:out.mp4}", "--fps", "0"),
         "--fps: must be positive, got 0",
     ),
     (
         "demo-confidence",
         "demo",
-        [
-            "--config-file",
-            DEMO_CFG,
-            "--input",
-            "{f:in.mp4}",
-            "--output",
-            "{f:out.mp4}",
-            "--confidence",
-            "5",
-        ],
+        _demo("{f:in.mp4}", "{f:out.mp4}", "--confidence", "5"),
         "--confidence: must be in [0, 1]",
     ),
     (
         "demo-missing-input",
         "demo",
-        ["--config-file", DEMO_CFG, "--input", "{f:missing.mp4}", "--output", "{f:out.mp4}"],
+        _demo("{f:missing.mp4}", "{f:out.mp4}"),
         "input '{f:missing.mp4}' does not exist",
     ),
     (
         "demo-text-weights",
         "demo",
-        [
-            "--config-file",
-            DEMO_CFG,
-            "--input",
-            "{f:in.mp4}",
-            "--output",
-            "{f:out.mp4}",
-            "MODEL.WEIGHTS",
-            "{f:text.pth}",
-        ],
+        _demo("{f:in.mp4}", "{f:out.mp4}", "MODEL.WEIGHTS", "{f:text.pth}"),
         "text.pth: not a readable torch checkpoint",
     ),
     (
         "demo-unrelated-weights",
         "demo",
-        [
-            "--config-file",
-            DEMO_CFG,
-            "--input",
-            "{f:in.mp4}",
-            "--output",
-            "{f:out.mp4}",
-            "MODEL.WEIGHTS",
-            "{f:unrelated.pth}",
-        ],
+        _demo("{f:in.mp4}", "{f:out.mp4}", "MODEL.WEIGHTS", "{f:unrelated.pth}"),
         "model tensors are not in it or have another shape",
     ),
     (
         "demo-class-count",
         "demo",
-        [
-            "--config-file",
-            DEMO_CFG,
-            "--input",
-            "{f:in.mp4}",
-            "--output",
-            "{f:out.mp4}",
-            "--classes",
-            "dog,cat",
-        ],
+        _demo("{f:in.mp4}", "{f:out.mp4}", "--classes", "dog,cat"),
         "--classes 'dog,cat' gives 2 class names but the model has MODEL.IFR.NUM_CLASSES 3",
     ),
     (
