@@ -11,6 +11,7 @@ generates C++ (about 2.5 min on 2 CPU cores) and is marked slow.
 
 import pytest
 import torch
+from model_test_utils import HEADS, HIDDEN, LAYERS, MASK_DIM, QUERIES, decoder_kwargs
 from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -23,27 +24,15 @@ from ifr.modeling.transformer_decoder.ifr import (
     frame_step_function,
 )
 
-HIDDEN, QUERIES, MASK_DIM, HEADS, LAYERS, FRAMES = 32, 5, 16, 4, 3, 4
+FRAMES = 4
 LEVEL_SIZES = [(2, 3), (4, 6), (8, 12)]
 MASK_SIZE = (16, 24)
 
 
 def make_decoder(**overrides) -> IFRTransformerDecoder:
     torch.manual_seed(0)
-    kwargs = dict(
-        in_channels=24,  # a real input projection (24 -> 32 channels)
-        mask_dim=MASK_DIM,
-        num_classes=3,
-        hidden_dim=HIDDEN,
-        num_queries=QUERIES,
-        nheads=HEADS,
-        dim_feedforward=64,
-        dec_layers=LAYERS,
-        pre_norm=False,
-        enforce_input_project=False,
-    )
-    kwargs.update(overrides)
-    decoder = IFRTransformerDecoder(**kwargs)
+    # in_channels 24: a real input projection (24 -> 32 channels).
+    decoder = IFRTransformerDecoder(**decoder_kwargs(in_channels=24, **overrides))
     with torch.no_grad():
         decoder.pair_group_embed.weight.normal_()  # the two halves of Q' differ
     return decoder

@@ -8,7 +8,7 @@ import pytest
 import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
+from model_test_utils import frame_instances
 from torch.nn import functional as F
 
 from ifr.engine.defaults import build_cfg
@@ -279,11 +279,7 @@ def _clip(size=(64, 96), frames: int = 3):
         masks[0, 8 + 4 * t : 40 + 4 * t, 10:50] = True
         if ids[1] >= 0:
             masks[1, 30:60, 60:90] = True
-        inst = Instances(size)
-        inst.gt_classes, inst.gt_ids = torch.tensor([0, 2]), torch.tensor(ids)
-        inst.gt_masks = BitMasks(masks)
-        inst.gt_boxes = Boxes(inst.gt_masks.get_bounding_boxes().tensor)
-        per_frame.append(inst)
+        per_frame.append(frame_instances(size, [0, 2], ids, masks))
     return {"image": images, "instances": per_frame, "height": size[0], "width": size[1]}
 
 

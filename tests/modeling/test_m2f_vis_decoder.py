@@ -5,41 +5,29 @@ import math
 
 import pytest
 import torch
+from model_test_utils import (
+    CLASSES,
+    HEADS,
+    LAYERS,
+    MASK_DIM,
+    MASK_SIZE,
+    QUERIES,
+    decoder_inputs,
+    decoder_kwargs,
+)
 
 from ifr.modeling.position_encoding import PositionEmbeddingSine3D
 from ifr.modeling.transformer_decoder.m2f_vis import VideoMultiScaleMaskedTransformerDecoder
 
-HIDDEN, QUERIES, CLASSES, MASK_DIM, HEADS, LAYERS = 32, 5, 3, 16, 4, 3
-LEVEL_SIZES = [(2, 2), (4, 4), (8, 8)]  # strides 32, 16, 8
-MASK_SIZE = (16, 16)  # stride 4
-
 
 def make_decoder(**overrides):
     torch.manual_seed(0)
-    kwargs = dict(
-        in_channels=HIDDEN,
-        mask_dim=MASK_DIM,
-        num_classes=CLASSES,
-        hidden_dim=HIDDEN,
-        num_queries=QUERIES,
-        nheads=HEADS,
-        dim_feedforward=64,
-        dec_layers=LAYERS,
-        pre_norm=False,
-        enforce_input_project=False,
-    )
-    kwargs.update(overrides)
-    return VideoMultiScaleMaskedTransformerDecoder(**kwargs).train()
-
-
-def make_inputs(batch=2, frames=3):
-    features = [torch.randn(batch, frames, HIDDEN, h, w) for h, w in LEVEL_SIZES]
-    return features, torch.randn(batch, frames, MASK_DIM, *MASK_SIZE)
+    return VideoMultiScaleMaskedTransformerDecoder(**decoder_kwargs(**overrides)).train()
 
 
 def test_shapes_no_object_column_and_deep_supervision():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     out = decoder(features, mask_features)
     assert out["pred_logits"].shape == (2, QUERIES, CLASSES + 1)
     assert out["pred_mask_embeds"].shape == (2, QUERIES, 3, MASK_DIM)
@@ -52,7 +40,7 @@ def test_shapes_no_object_column_and_deep_supervision():
 
 def test_one_embedding_per_query_repeated_over_frames_and_masks_are_its_products():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     out = decoder(features, mask_features)
     embeds = out["pred_mask_embeds"]
     for t in range(3):
@@ -63,7 +51,7 @@ def test_one_embedding_per_query_repeated_over_frames_and_masks_are_its_products
 
 def test_eval_mode_same_final_prediction_without_aux_or_masks():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     train_out = decoder(features, mask_features)
     decoder.eval()
     eval_out = decoder(features, mask_features, return_masks=False)
@@ -74,7 +62,7 @@ def test_eval_mode_same_final_prediction_without_aux_or_masks():
 
 def test_initial_prediction_comes_from_the_query_features_alone():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     first = decoder(features, mask_features)["aux_outputs"][0]
     decoded = decoder.decoder_norm(decoder.query_feat.weight)
     torch.testing.assert_close(first["pred_logits"][0], decoder.class_embed(decoded))
@@ -83,7 +71,7 @@ def test_initial_prediction_comes_from_the_query_features_alone():
 def test_every_frame_reaches_the_class_logits():
     """Clip-level queries: the features of any frame change the prediction."""
     decoder = make_decoder(dec_layers=1).eval()
-    features, mask_features = make_inputs(batch=1)
+    features, mask_features = decoder_inputs(batch=1)
     with torch.no_grad():
         base = decoder(features, mask_features)["pred_logits"]
         for t in range(3):
@@ -129,7 +117,7 @@ def test_keys_outside_the_clip_mask_have_no_influence():
     previous mask is off (right half of frame 0, all of frame 1) changes nothing; changing
     them on the mask (left half of frame 0) does."""
     decoder = _decoder_with_fixed_mask_embeds()
-    features, _ = make_inputs(batch=1, frames=2)
+    features, _ = decoder_inputs(batch=1, frames=2)
     mask_features = _left_half_of_frame_0()
     with torch.no_grad():
         base = decoder(features, mask_features)["pred_logits"]
@@ -161,7 +149,7 @@ def test_query_masked_in_every_frame_attends_everywhere():
 
 def test_gradients_reach_every_parameter():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     out = decoder(features, mask_features)
     total = out["pred_logits"].sum() + out["pred_masks"].sum()
     total = total + sum(a["pred_logits"].sum() + a["pred_masks"].sum() for a in out["aux_outputs"])
@@ -172,7 +160,7 @@ def test_gradients_reach_every_parameter():
 
 def test_bad_inputs_name_the_decoder():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     with pytest.raises(ValueError, match="VideoMultiScaleMaskedTransformerDecoder needs 3"):
         decoder(features[:2], mask_features)
 

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
+from model_test_utils import frame_instances, random_video
 
 from ifr.engine.defaults import build_cfg
 from ifr.layers.classification import class_probabilities
@@ -154,11 +154,7 @@ def _clip(size=(40, 56)):
         for i, track in enumerate(ids):
             if track >= 0:
                 masks[i, 5 * (i + 1) : 20, 10:30] = True
-        inst = Instances(size)
-        inst.gt_classes, inst.gt_ids = torch.tensor([0, 2]), torch.tensor(ids)
-        inst.gt_masks = BitMasks(masks)
-        inst.gt_boxes = Boxes(inst.gt_masks.get_bounding_boxes().tensor)
-        per_frame.append(inst)
+        per_frame.append(frame_instances(size, [0, 2], ids, masks))
     return {"image": frames, "instances": per_frame, "height": size[0], "width": size[1]}
 
 
@@ -189,13 +185,7 @@ def test_training_forward_gives_weighted_finite_losses_and_gradients(model):
 @torch.no_grad()
 def test_inference_uses_softmax_scores_without_no_object(model):
     model.eval()
-    video = {
-        "image": [torch.randint(0, 255, (3, 48, 64), dtype=torch.uint8) for _ in range(3)],
-        "height": 96,
-        "width": 128,
-        "video_id": 1,
-        "length": 3,
-    }
+    video = random_video(num_frames=3, size=(48, 64), original_size=(96, 128))
     (output,) = model([video])
     assert output["image_size"] == (96, 128)
     assert len(output["pred_scores"]) == model.inference_options.top_k

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
+from model_test_utils import frame_instances, random_video
 from pycocotools import mask as mask_util
 
 from ifr.checkpoint import IFRCheckpointer
@@ -27,12 +27,7 @@ def _instances(size, classes, ids, boxes):
     for i, (track, (y0, x0, y1, x1)) in enumerate(zip(ids, boxes)):
         if track >= 0:
             masks[i, y0:y1, x0:x1] = True
-    inst = Instances(size)
-    inst.gt_classes = torch.tensor(classes)
-    inst.gt_ids = torch.tensor(ids)
-    inst.gt_masks = BitMasks(masks)
-    inst.gt_boxes = Boxes(inst.gt_masks.get_bounding_boxes().tensor)
-    return inst
+    return frame_instances(size, classes, ids, masks)
 
 
 def _clip(size=(40, 56)):
@@ -83,13 +78,7 @@ def test_lambda_e_zero_drops_the_cross_frame_losses():
 @torch.no_grad()
 def test_inference_output_format_at_original_size(model):
     model.eval()
-    video = {
-        "image": [torch.randint(0, 255, (3, 48, 64), dtype=torch.uint8) for _ in range(3)],
-        "height": 96,
-        "width": 128,
-        "video_id": 1,
-        "length": 3,
-    }
+    video = random_video(num_frames=3, size=(48, 64), original_size=(96, 128))
     (output,) = model([video])
     assert output["image_size"] == (96, 128)
     k = model.inference_options.top_k

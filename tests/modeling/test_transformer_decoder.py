@@ -3,37 +3,26 @@
 
 import pytest
 import torch
+from model_test_utils import (
+    CLASSES,
+    HEADS,
+    HIDDEN,
+    LAYERS,
+    LEVEL_SIZES,
+    MASK_DIM,
+    MASK_SIZE,
+    QUERIES,
+    decoder_inputs,
+    decoder_kwargs,
+)
 
 from ifr.modeling.registry import build_transformer_decoder
 from ifr.modeling.transformer_decoder.ifr import IFRTransformerDecoder
 
-HIDDEN, QUERIES, CLASSES, MASK_DIM, HEADS, LAYERS = 32, 5, 3, 16, 4, 3
-LEVEL_SIZES = [(2, 2), (4, 4), (8, 8)]  # strides 32, 16, 8
-MASK_SIZE = (16, 16)  # stride 4
 
-
-def make_decoder(in_channels=HIDDEN, **overrides):
-    kwargs = dict(
-        in_channels=in_channels,
-        mask_dim=MASK_DIM,
-        num_classes=CLASSES,
-        hidden_dim=HIDDEN,
-        num_queries=QUERIES,
-        nheads=HEADS,
-        dim_feedforward=64,
-        dec_layers=LAYERS,
-        pre_norm=False,
-        enforce_input_project=False,
-    )
-    kwargs.update(overrides)
+def make_decoder(**overrides):
     # Training mode (dropout is 0, so outputs are deterministic) keeps the aux outputs.
-    return IFRTransformerDecoder(**kwargs).train()
-
-
-def make_inputs(batch=2, frames=3, in_channels=HIDDEN):
-    features = [torch.randn(batch, frames, in_channels, h, w) for h, w in LEVEL_SIZES]
-    mask_features = torch.randn(batch, frames, MASK_DIM, *MASK_SIZE)
-    return features, mask_features
+    return IFRTransformerDecoder(**decoder_kwargs(**overrides)).train()
 
 
 def clip_queries_for(decoder, batch):
@@ -58,7 +47,7 @@ def half_plane_masks(batch, frames, visible_left):
 
 def test_output_shapes_aux_count_and_masks_are_embeds_dot_features():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     with torch.no_grad():
         out = decoder(features, mask_features, return_masks=True)
     assert out["pred_logits"].shape == (2, QUERIES, CLASSES)
@@ -74,7 +63,7 @@ def test_output_shapes_aux_count_and_masks_are_embeds_dot_features():
 
 def test_initial_prediction_uses_initial_queries_for_every_frame():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     with torch.no_grad():
         initial = decoder(features, mask_features)["aux_outputs"][0]
         expected_embeds = decoder.mask_embed(decoder.decoder_norm(decoder.query_feat.weight))
@@ -87,7 +76,7 @@ def test_initial_prediction_uses_initial_queries_for_every_frame():
 
 def test_return_masks_false_gives_same_logits_and_embeds():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     with torch.no_grad():
         with_masks = decoder(features, mask_features, return_masks=True)
         without = decoder(features, mask_features, return_masks=False)
@@ -100,7 +89,7 @@ def test_return_masks_false_gives_same_logits_and_embeds():
 
 def test_single_frame_video():
     decoder = make_decoder()
-    features, mask_features = make_inputs(batch=1, frames=1)
+    features, mask_features = decoder_inputs(batch=1, frames=1)
     with torch.no_grad():
         out = decoder(features, mask_features)
     assert out["pred_mask_embeds"].shape == (1, QUERIES, 1, MASK_DIM)
@@ -111,7 +100,7 @@ def test_single_frame_video():
 @pytest.mark.parametrize("layer", [0, 2])
 def test_frame_t_depends_on_earlier_frames_only(layer):
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     clip_queries = clip_queries_for(decoder, 2)
     embeds = torch.randn(2, QUERIES, 3, MASK_DIM)
     level = layer % 3
@@ -145,7 +134,7 @@ def test_recurrence_off_makes_frames_independent_in_eval_mode(test_recurrence):
     """MODEL.IFR.TEST.RECURRENCE False: frame t's queries are those of frame 0's step
     from Q_i with frame t's features, so changing frame t-1's features changes nothing."""
     decoder = make_decoder(test_recurrence=test_recurrence).eval()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     clip_queries = clip_queries_for(decoder, 2)
     embeds = torch.randn(2, QUERIES, 3, MASK_DIM)
 
@@ -174,7 +163,7 @@ def test_recurrence_off_makes_frames_independent_in_eval_mode(test_recurrence):
 
 def test_training_always_recurs():
     decoder = make_decoder(test_recurrence=False).train()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     clip_queries = clip_queries_for(decoder, 2)
     embeds = torch.randn(2, QUERIES, 3, MASK_DIM)
     with torch.no_grad():
@@ -202,7 +191,7 @@ def test_frame_recurrence_follows_eq_2_and_3():
     with torch.no_grad():
         decoder.pair_group_embed.weight.normal_()  # make the two groups distinguishable
     layer, level = 1, 1
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     clip_queries = clip_queries_for(decoder, 2)
     embeds = torch.randn(2, QUERIES, 3, MASK_DIM)
     cross = decoder.transformer_cross_attention_layers[layer]
@@ -238,7 +227,7 @@ def test_frame_recurrence_follows_eq_2_and_3():
 
 def test_first_frame_attends_with_clip_queries_then_previous_frame_queries():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     clip_queries = clip_queries_for(decoder, 2)
     embeds = torch.randn(2, QUERIES, 3, MASK_DIM)
     seen = []
@@ -320,7 +309,7 @@ def test_attention_mask_is_resized_bilinearly_to_the_level():
 def test_keys_outside_the_frame_mask_have_no_influence():
     decoder = make_decoder()
     layer, level = 2, 2  # level 2: 8x8 features
-    features, _ = make_inputs()
+    features, _ = decoder_inputs()
     mask_features, embeds = half_plane_masks(2, 3, visible_left=[True, False, True])
     clip_queries = clip_queries_for(decoder, 2)
 
@@ -344,7 +333,7 @@ def test_keys_outside_the_frame_mask_have_no_influence():
 
 def test_fully_masked_query_attends_everywhere():
     decoder = make_decoder()
-    features, _ = make_inputs()
+    features, _ = decoder_inputs()
     mask_features, embeds = half_plane_masks(2, 3, visible_left=[True, True, True])
     mask_features[:, :, 1] = 10.0
     clip_queries = clip_queries_for(decoder, 2)
@@ -376,7 +365,7 @@ def test_clip_update_sees_every_frame():
 
 def test_last_frame_reaches_class_logits():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     with torch.no_grad():
         base = decoder(features, mask_features, return_masks=False)
         changed = [f.clone() for f in features]
@@ -393,7 +382,7 @@ def test_last_frame_reaches_class_logits():
 
 def test_gradients_reach_every_parameter():
     decoder = make_decoder(in_channels=24).train()  # 1x1 conv input projections
-    features, mask_features = make_inputs(in_channels=24)
+    features, mask_features = decoder_inputs(in_channels=24)
     out = decoder(features, mask_features, return_masks=True)
     generator = torch.Generator().manual_seed(1)
     loss = 0.0
@@ -442,14 +431,14 @@ def test_built_from_config_through_the_registry(make_cfg):
     assert len(decoder.transformer_cross_attention_layers) == 2
     assert isinstance(decoder.input_proj[0], torch.nn.Conv2d)
     assert decoder.class_embed.out_features == CLASSES
-    features, mask_features = make_inputs(batch=1, frames=2)
+    features, mask_features = decoder_inputs(batch=1, frames=2)
     with torch.no_grad():
         assert len(decoder.train()(features, mask_features)["aux_outputs"]) == 2
 
 
 def test_bad_inputs_name_the_fault():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     with pytest.raises(ValueError, match="3 feature levels"):
         decoder(features[:2], mask_features)
     with pytest.raises(ValueError, match=r"multi_scale_features\[1\]"):
@@ -463,7 +452,7 @@ def test_bad_inputs_name_the_fault():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_features_on_cpu_with_parameters_on_gpu():
     decoder = make_decoder()
-    features, mask_features = make_inputs()
+    features, mask_features = decoder_inputs()
     with torch.no_grad():
         expected = decoder(features, mask_features)
         out = decoder.cuda()(features, mask_features)
@@ -474,7 +463,7 @@ def test_features_on_cpu_with_parameters_on_gpu():
 
 def test_eval_mode_keeps_no_aux_outputs_and_the_same_final_prediction():
     decoder = make_decoder()
-    features, mask_features = make_inputs(batch=1, frames=3)
+    features, mask_features = decoder_inputs(batch=1, frames=3)
     with torch.no_grad():
         train_out = decoder.train()(features, mask_features)
         eval_out = decoder.eval()(features, mask_features)
