@@ -5,7 +5,7 @@ import uuid
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from ytvis_factory import box, make_gt
+from ytvis_factory import PERFECT_TRACKING, box, make_gt
 
 from ifr.evaluation import YTVISEvaluator, load_results
 
@@ -71,18 +71,7 @@ def test_perfect_outputs_give_perfect_metrics_and_write_results(register, tmp_pa
     assert list(metrics) == ["segm", "tracking"]
     assert metrics["segm"]["AP"] == pytest.approx(100.0)
     assert metrics["segm"]["AR1"] == pytest.approx(100.0)
-    assert metrics["tracking"] == {
-        "IDF1": 100.0,
-        "MOTA": 100.0,
-        "IDP": 100.0,
-        "IDR": 100.0,
-        "IDs": 0,
-        "HOTA": 100.0,
-        "DetA": 100.0,
-        "AssA": 100.0,
-        "OneQuery": 100.0,
-        "QueriesPerTrack": 1.0,
-    }
+    assert metrics["tracking"] == PERFECT_TRACKING
     results = load_results(str(out_dir / "results.zip"))
     assert [(r["video_id"], r["category_id"]) for r in results] == [(3, 20), (5, 10)]
     assert results[0]["segmentations"][2] is None

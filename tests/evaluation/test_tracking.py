@@ -3,7 +3,7 @@ import sys
 
 import numpy as np
 import pytest
-from ytvis_factory import box, make_gt, make_result
+from ytvis_factory import PERFECT_TRACKING, box, make_gt, make_result
 
 from ifr.evaluation.tracking import TRACKING_METRIC_NAMES, evaluate_tracking
 
@@ -20,18 +20,7 @@ def test_identical_tracks_are_perfect():
     gt = _gt([A] * T, [None, B, B, B])
     results = [make_result(1, 1, 0.9, [A] * T), make_result(1, 2, 0.8, [None, B, B, B])]
     metrics = evaluate_tracking(gt, results, 0.5)
-    assert metrics == {
-        "IDF1": 100.0,
-        "MOTA": 100.0,
-        "IDP": 100.0,
-        "IDR": 100.0,
-        "IDs": 0,
-        "HOTA": 100.0,
-        "DetA": 100.0,
-        "AssA": 100.0,
-        "OneQuery": 100.0,
-        "QueriesPerTrack": 1.0,
-    }
+    assert metrics == PERFECT_TRACKING
     assert tuple(metrics) == TRACKING_METRIC_NAMES
 
 
