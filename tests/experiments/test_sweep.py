@@ -16,6 +16,23 @@ LAMBDA = "MODEL.IFR.LAMBDA_E"
 CRASHING = f"{LAMBDA}=0.5/seed=1"
 
 
+def sweep_argv(config_file, param, seeds, output_dir, train_script, *rest):
+    """``tools/sweep.py``'s arguments: the ``--param`` value, ``seeds`` (e.g.
+    ``("--seeds", "2")``), the output folder and train script, then ``rest``."""
+    return [
+        "--config-file",
+        config_file,
+        "--param",
+        param,
+        *seeds,
+        "--output-dir",
+        str(output_dir),
+        "--train-script",
+        train_script,
+        *rest,
+    ]
+
+
 def calls(sweep_dir, name):
     with open(os.path.join(sweep_dir, name, "calls.txt")) as f:
         return f.read().splitlines()
@@ -68,19 +85,10 @@ def test_validation_fails_before_any_run(tmp_path, config_file, fake_train_scrip
 
 def test_dry_run_writes_nothing(tmp_path, config_file, fake_train_script, capsys, load_tool):
     sweep = load_tool("sweep")
-    argv = [
-        "--config-file",
-        config_file,
-        "--param",
-        f"{LAMBDA}=0,0.5",
-        "--seeds",
-        "2",
-        "--output-dir",
-        str(tmp_path / "s"),
-        "--train-script",
-        fake_train_script,
-        "--dry-run",
-    ]
+    argv = sweep_argv(
+        config_file, f"{LAMBDA}=0,0.5", ("--seeds", "2"), tmp_path / "s", fake_train_script
+    )
+    argv.append("--dry-run")
     assert sweep.main(argv) == 0
     assert not (tmp_path / "s").exists()
     assert capsys.readouterr().out.count(fake_train_script) == 4
@@ -95,20 +103,15 @@ def test_sweep_end_to_end_with_failure_and_rerun(
     finished runs and resumes the crashed one."""
     sweep = load_tool("sweep")
     sweep_dir = str(tmp_path / "sweep")
-    argv = [
-        "--config-file",
+    argv = sweep_argv(
         config_file,
-        "--param",
         f"{LAMBDA}=0,0.5",
-        "--seeds",
-        "2",
-        "--output-dir",
+        ("--seeds", "2"),
         sweep_dir,
-        "--train-script",
         fake_train_script,
         "SOLVER.MAX_ITER",
         "5",
-    ]
+    )
     monkeypatch.setenv("FAKE_CRASH_RUN", "0.5/1")
     assert sweep.main(argv) == 1
     out = capsys.readouterr().out
@@ -167,16 +170,7 @@ def test_sigterm_leaves_a_consistent_manifest(tmp_path, config_file, fake_train_
     command = [
         sys.executable,
         os.path.join(REPO_ROOT, "tools", "sweep.py"),
-        "--config-file",
-        config_file,
-        "--param",
-        f"{LAMBDA}=0.5",
-        "--seeds",
-        "1",
-        "--output-dir",
-        str(sweep_dir),
-        "--train-script",
-        fake_train_script,
+        *sweep_argv(config_file, f"{LAMBDA}=0.5", ("--seeds", "1"), sweep_dir, fake_train_script),
     ]
     env = dict(os.environ, FAKE_SLEEP_RUN="0.5/0")
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -205,18 +199,9 @@ def test_sweep_then_aggregate_tool(
     tmp_path, config_file, fake_train_script, fake_metrics, capsys, load_tool
 ):
     sweep_dir = str(tmp_path / "sweep")
-    argv = [
-        "--config-file",
-        config_file,
-        "--param",
-        f"{LAMBDA}=0,0.5",
-        "--seed-list",
-        "1,4",
-        "--output-dir",
-        sweep_dir,
-        "--train-script",
-        fake_train_script,
-    ]
+    argv = sweep_argv(
+        config_file, f"{LAMBDA}=0,0.5", ("--seed-list", "1,4"), sweep_dir, fake_train_script
+    )
     assert load_tool("sweep").main(argv) == 0
     assert load_tool("aggregate").main([sweep_dir, "--metrics", "AP,AR10"]) == 0
     with open(os.path.join(sweep_dir, "summary.csv")) as f:
