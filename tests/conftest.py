@@ -27,6 +27,18 @@ def make_cfg():
 
 
 @pytest.fixture
+def one_torch_thread():
+    """torch on one thread during the test, the count restored after: on tiny tensors
+    threads only add contention on a shared machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def load_tool():
     """``load_tool(name)`` imports ``tools/<name>.py`` (``tools/`` is not a package)."""
 

@@ -11,15 +11,7 @@ import pytest
 from ifr.engine import report as report_module
 from ifr.engine.report import SECTIONS, check_aims, markdown, run_report
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_small_report_runs_every_section_on_cpu(tmp_path):

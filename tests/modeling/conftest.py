@@ -5,12 +5,8 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every model test runs torch on one thread (``one_torch_thread``)."""
 
 
 class _FixedMatcher(torch.nn.Module):
