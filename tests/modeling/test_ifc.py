@@ -133,17 +133,19 @@ def test_encoder_refuses_bad_sizes():
 
 
 # ------------------------------------------------------------------ decoder
-def _decoder(num_memory_tokens: int = 2, dec_layers: int = 3) -> IFCTransformerDecoder:
+def _decoder(
+    in_channels: int = 32, num_memory_tokens: int = 2, enc_layers: int = 2, dec_layers: int = 3
+) -> IFCTransformerDecoder:
     torch.manual_seed(0)
     return IFCTransformerDecoder(
-        32,
+        in_channels,
         mask_dim=32,
         num_classes=3,
         hidden_dim=32,
         num_queries=4,
         nheads=4,
         dim_feedforward=64,
-        enc_layers=2,
+        enc_layers=enc_layers,
         dec_layers=dec_layers,
         num_memory_tokens=num_memory_tokens,
         dropout=0.0,
@@ -206,7 +208,7 @@ def test_mask_features_of_a_frame_see_other_frames_only_through_memory_tokens():
     changed = [f.clone() for f in multi_scale]
     changed[0][:, 1] += 3.0  # frame 1's stride-32 features
     for num_memory, communicates in ((0, False), (2, True)):
-        decoder = _decoder(num_memory).eval()
+        decoder = _decoder(num_memory_tokens=num_memory).eval()
         before = decoder(multi_scale, lateral8)["mask_features"]
         after = decoder(changed, lateral8)["mask_features"]
         frame0_changed = (after[:, 0] - before[:, 0]).abs().max() > 1e-4
@@ -222,20 +224,7 @@ def test_decoder_refuses_bad_inputs():
     with pytest.raises(ValueError, match=r"\(B, T\)"):
         decoder([multi_scale[0][:, :2], multi_scale[1]], lateral8)
     with pytest.raises(ValueError, match="MODEL.PIXEL_DECODER.CONVS_DIM"):
-        IFCTransformerDecoder(
-            64,
-            mask_dim=32,
-            num_classes=3,
-            hidden_dim=32,
-            num_queries=4,
-            nheads=4,
-            dim_feedforward=64,
-            enc_layers=1,
-            dec_layers=1,
-            num_memory_tokens=2,
-            dropout=0.0,
-            pre_norm=False,
-        )
+        _decoder(in_channels=64, enc_layers=1, dec_layers=1)
 
 
 # ------------------------------------------------------------------ per-frame projections
