@@ -28,11 +28,22 @@ from .postprocess import Size, compute_mask_logits, select_topk_probs, upsample_
 Member = Tuple[int, int]
 
 
+@dataclass(kw_only=True)
 class MaskSource:
     """What renders mask logits at the mask-feature size at an output size: a
     ``SegmentPrediction`` (decoder output) or a ``TrackLogits`` (a track's mean logits).
-    A subclass has ``padded_size``, ``image_size``, ``frame_offset``, ``flipped``,
-    ``num_frames`` and ``mask_logits(query_idx, start, end)``."""
+    A subclass adds its tensors, ``num_frames`` and ``mask_logits(query_idx, start, end)``.
+
+    Where the source lies, given by keyword: ``padded_size`` (H, W) of the padded input,
+    ``image_size`` the resized size before padding, ``frame_offset`` its first frame in the
+    video, ``flipped`` the input was flipped horizontally (masks are flipped back when
+    rendered).
+    """
+
+    padded_size: Size
+    image_size: Size
+    frame_offset: int = 0
+    flipped: bool = False
 
     @property
     def frame_end(self) -> int:
@@ -71,17 +82,12 @@ class SegmentPrediction(MaskSource):
     class_probs: (N, K) sigmoid class probabilities of the clip-level queries.
     mask_embeds: (N, T, C) per-frame mask embeddings, on the compute device.
     mask_features: (T, C, h, w) per-frame mask features, on any device (e.g. CPU).
-    padded_size: (H, W) padded input size; image_size: resized size before padding.
-    flipped: the input was flipped horizontally (masks are flipped back when rendered).
+    padded_size, image_size, frame_offset, flipped: keywords, see ``MaskSource``.
     """
 
     class_probs: torch.Tensor
     mask_embeds: torch.Tensor
     mask_features: torch.Tensor
-    padded_size: Size
-    image_size: Size
-    frame_offset: int = 0
-    flipped: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -110,13 +116,10 @@ class TrackLogits(MaskSource):
     per-clip inference's tracks, their clips' mean logits, for TTA to match and fuse.
 
     logits: (k, F, h, w) at the mask-feature size (of the padded input).
+    padded_size, image_size, frame_offset, flipped: keywords, see ``MaskSource``.
     """
 
     logits: torch.Tensor
-    padded_size: Size
-    image_size: Size
-    frame_offset: int = 0
-    flipped: bool = False
 
     @property
     def num_frames(self) -> int:

@@ -228,14 +228,16 @@ class TrackLogitFrames:
         self, class_probs: torch.Tensor, num_frames: int, segment: SegmentPrediction
     ) -> VideoCandidates:
         """One ``TrackLogits`` segment per track (one with no candidate if no track)."""
-        sizes = (segment.padded_size, segment.image_size)
+        placed = dict(
+            padded_size=segment.padded_size, image_size=segment.image_size, flipped=segment.flipped
+        )
         segments = [
-            TrackLogits(torch.stack(self.frames[t])[None], *sizes, self.first[t], segment.flipped)
+            TrackLogits(torch.stack(self.frames[t])[None], frame_offset=self.first[t], **placed)
             for t in range(len(class_probs))
         ]
         if not segments:
             empty = segment.mask_embeds.new_zeros((0, num_frames, *segment.mask_size))
-            segments = [TrackLogits(empty, *sizes, 0, segment.flipped)]
+            segments = [TrackLogits(empty, frame_offset=0, **placed)]
         members = [[(t, 0)] for t in range(len(class_probs))]
         return VideoCandidates(class_probs, members, segments, num_frames)
 

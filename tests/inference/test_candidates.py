@@ -53,7 +53,12 @@ def test_flipped_segment_is_flipped_back():
     features[0, 0, :, :2] = 1.0  # left half in the flipped input = right half originally
     features[0, 0, :, 2:] = -1.0
     segment = SegmentPrediction(
-        torch.ones(1, 1), torch.full((1, 1, 1), 10.0), features, (16, 16), (16, 16), flipped=True
+        torch.ones(1, 1),
+        torch.full((1, 1, 1), 10.0),
+        features,
+        padded_size=(16, 16),
+        image_size=(16, 16),
+        flipped=True,
     )
     mask = segment.mask_probs(torch.tensor([0]), 0, 1, (4, 8))[0, 0] > 0.5
     assert mask[:, 4:].all() and not mask[:, :4].any()
@@ -71,7 +76,11 @@ def _left_right_segment(num_frames):
     embeds[1, 0::2, 1] = 10.0
     embeds[1, 1::2, 0] = 10.0
     return SegmentPrediction(
-        torch.tensor([[0.9, 0.1], [0.1, 0.8]]), embeds, features, (16, 16), (16, 16)
+        torch.tensor([[0.9, 0.1], [0.1, 0.8]]),
+        embeds,
+        features,
+        padded_size=(16, 16),
+        image_size=(16, 16),
     )
 
 

@@ -278,7 +278,14 @@ def constant_clip(logit, start, end, size=(4, 4)):
     """Clip [start, end) of one query whose mask logit is ``logit`` everywhere."""
     features = torch.ones(end - start, 1, *size)
     embeds = torch.full((1, end - start, 1), float(logit))
-    return SegmentPrediction(torch.ones(1, 1), embeds, features, (16, 16), (16, 16), start)
+    return SegmentPrediction(
+        torch.ones(1, 1),
+        embeds,
+        features,
+        padded_size=(16, 16),
+        image_size=(16, 16),
+        frame_offset=start,
+    )
 
 
 def test_a_finished_frame_is_the_sigmoid_of_the_mean_logit_of_its_clips():

@@ -126,8 +126,8 @@ def test_fusion_averages_matched_class_probabilities():
             torch.zeros(num_queries, 2),
             torch.zeros(num_queries, 1, 1),
             torch.zeros(1, 1, 2, 2),
-            (8, 8),
-            (8, 8),
+            padded_size=(8, 8),
+            image_size=(8, 8),
         )
 
     pivot = VideoCandidates(
