@@ -23,7 +23,7 @@ from ifr.experiments.compare import (
     write_comparison_table,
 )
 from ifr.experiments.grid import add_seed_arguments
-from ifr.experiments.sweep import DEFAULT_TRAIN_SCRIPT
+from ifr.experiments.sweep import add_train_script_argument
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -58,12 +58,7 @@ def argument_parser() -> argparse.ArgumentParser:
         "IDP, IDR, IDs, HOTA, DetA, AssA, OneQuery, QueriesPerTrack: those "
         "the runs report)",
     )
-    parser.add_argument(
-        "--train-script",
-        default=DEFAULT_TRAIN_SCRIPT,
-        metavar="PATH",
-        help="training entry point with train_net.py's command line",
-    )
+    add_train_script_argument(parser)
     parser.add_argument("--num-gpus", type=int, default=1, help="GPUs per run")
     parser.add_argument(
         "--dry-run",

@@ -19,7 +19,7 @@ from ifr.engine.cli import run_tool
 from ifr.experiments.grid import add_seed_arguments
 from ifr.experiments.slurm import SlurmOptions, job_name, make_train_job, submit_sweep_to_slurm
 from ifr.experiments.sweep import (
-    DEFAULT_TRAIN_SCRIPT,
+    add_train_script_argument,
     build_train_command,
     prepare_sweep,
     run_sweep_locally,
@@ -46,12 +46,7 @@ def argument_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="the sweep folder: sweep.json and one folder per run",
     )
-    parser.add_argument(
-        "--train-script",
-        default=DEFAULT_TRAIN_SCRIPT,
-        metavar="PATH",
-        help="training entry point with train_net.py's command line",
-    )
+    add_train_script_argument(parser)
     parser.add_argument("--num-gpus", type=int, default=1, help="GPUs per run (local launcher)")
     parser.add_argument("--launcher", choices=("local", "slurm"), default="local")
     parser.add_argument(

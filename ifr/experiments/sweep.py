@@ -10,6 +10,7 @@ with no checkpoint detectron2 starts from scratch, so a re-run resumes an interr
 and starts a new one alike. A run is finished when its ``final_metrics.json`` exists.
 """
 
+import argparse
 import contextlib
 import os
 import signal
@@ -42,6 +43,17 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 DEFAULT_TRAIN_SCRIPT = os.path.join(REPO_ROOT, "tools", "train_net.py")
 # Seconds a run gets to exit after SIGTERM before it is killed, when the sweep is stopped.
 TERMINATE_GRACE_S = 30.0
+
+
+def add_train_script_argument(parser: argparse.ArgumentParser) -> None:
+    """``--train-script PATH`` (default ``tools/train_net.py``); the sweep and comparison
+    tools share it."""
+    parser.add_argument(
+        "--train-script",
+        default=DEFAULT_TRAIN_SCRIPT,
+        metavar="PATH",
+        help="training entry point with train_net.py's command line",
+    )
 
 
 class SweepInterrupted(KeyboardInterrupt):
