@@ -15,10 +15,9 @@ from ..attention import FFNLayer
 NUM_FEATURE_LEVELS = 3  # the pixel decoder's strides 32, 16, 8, lowest resolution first
 
 
-def masked_decoder_args(cfg, in_channels: int, mask_dim: int) -> dict:
-    """The ``from_config`` arguments shared by the Mask2Former-style decoders (IFR and
-    Mask2Former-VIS), from ``MODEL.IFR.*``. ``dec_layers`` is L itself (Mask2Former's
-    DEC_LAYERS counts the initial prediction too)."""
+def query_decoder_args(cfg, in_channels: int, mask_dim: int) -> dict:
+    """The ``from_config`` arguments shared by the query decoders configured by
+    ``MODEL.IFR.*`` (IFR, Mask2Former-VIS, IFC): sizes, L and the norm placement."""
     model = cfg.MODEL.IFR
     return {
         "in_channels": in_channels,
@@ -30,7 +29,16 @@ def masked_decoder_args(cfg, in_channels: int, mask_dim: int) -> dict:
         "dim_feedforward": model.DIM_FEEDFORWARD,
         "dec_layers": model.DEC_LAYERS,
         "pre_norm": model.PRE_NORM,
-        "enforce_input_project": model.ENFORCE_INPUT_PROJ,
+    }
+
+
+def masked_decoder_args(cfg, in_channels: int, mask_dim: int) -> dict:
+    """The ``from_config`` arguments shared by the Mask2Former-style decoders (IFR and
+    Mask2Former-VIS): ``query_decoder_args`` and ``enforce_input_project``. ``dec_layers``
+    is L itself (Mask2Former's DEC_LAYERS counts the initial prediction too)."""
+    return {
+        **query_decoder_args(cfg, in_channels, mask_dim),
+        "enforce_input_project": cfg.MODEL.IFR.ENFORCE_INPUT_PROJ,
     }
 
 

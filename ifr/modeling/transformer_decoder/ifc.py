@@ -45,6 +45,7 @@ from .common import (
     check_decoder_sizes,
     ffn_stack,
     predict_heads,
+    query_decoder_args,
 )
 
 __all__ = ["IFCEncoder", "IFCMaskFeatures", "IFCTransformerDecoder"]
@@ -247,20 +248,12 @@ class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
-        ifr, ifc = cfg.MODEL.IFR, cfg.MODEL.IFC
+        ifc = cfg.MODEL.IFC
         return {
-            "in_channels": in_channels,
-            "mask_dim": mask_dim,
-            "num_classes": ifr.NUM_CLASSES,
-            "hidden_dim": ifr.HIDDEN_DIM,
-            "num_queries": ifr.NUM_QUERIES,
-            "nheads": ifr.NHEADS,
-            "dim_feedforward": ifr.DIM_FEEDFORWARD,
+            **query_decoder_args(cfg, in_channels, mask_dim),
             "enc_layers": ifc.ENC_LAYERS,
-            "dec_layers": ifr.DEC_LAYERS,
             "num_memory_tokens": ifc.NUM_MEMORY_TOKENS,
-            "dropout": ifr.DROPOUT,
-            "pre_norm": ifr.PRE_NORM,
+            "dropout": cfg.MODEL.IFR.DROPOUT,
         }
 
     def forward(
