@@ -21,6 +21,7 @@ from ..checkpoint import CLASS_COLORS_KEY, CLASS_NAMES_KEY, IFRCheckpointer
 from ..data import build_ytvis_test_loader, build_ytvis_train_loader
 from ..evaluation import YTVISEvaluator
 from ..utils.atomic_io import atomic_write_json
+from ..utils.parameters import format_parameter_counts, parameter_counts
 from ..utils.precision import check_precision
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,13 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_model(cls, cfg) -> torch.nn.Module:
+        """Detectron2's model (logged whole), and its parameter count per component."""
+        model = super().build_model(cfg)
+        logger.info(format_parameter_counts(parameter_counts(model)))
+        return model
 
     @classmethod
     def build_train_loader(cls, cfg):

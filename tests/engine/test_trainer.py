@@ -1,8 +1,12 @@
+import logging
+import os
+
 import pytest
 import torch
 from torch import nn
 
 from ifr.engine.trainer import (
+    Trainer,
     build_param_groups,
     flatten_metrics,
     with_full_model_gradient_clipping,
@@ -60,3 +64,13 @@ def test_flatten_metrics_single_and_several_datasets():
     assert flatten_metrics(one) == {"AP": 40.0, "AP50": 60.0, "IDF1": 70.0}
     several = {"ds_a": one, "ds_b": {"segm": {"AP": 1.0}}}
     assert flatten_metrics(several) == {"AP": 40.0, "AP50": 60.0, "IDF1": 70.0}
+
+
+def test_build_model_logs_the_parameter_count_of_each_component(make_cfg, ifr_caplog):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cfg = make_cfg(os.path.join(root, "configs", "tiny", "ifr_tiny.yaml"))
+    with ifr_caplog.at_level(logging.INFO):
+        model = Trainer.build_model(cfg)
+    backbone = sum(p.numel() for p in model.backbone.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    assert f"Parameters: {total:,} (backbone {backbone:,}, pixel_decoder " in ifr_caplog.text
