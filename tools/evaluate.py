@@ -2,7 +2,8 @@
 """Evaluate a YouTube-VIS results file against a ground-truth json.
 
     python tools/evaluate.py --annotations GT.json --results results.json \
-        [--tracking [--tracking-score-threshold S]] [--output metrics.json]
+        [--tracking [--tracking-score-threshold S]] [--output metrics.json] \
+        [--per-track per_track.csv]
 
 Prints AP, AP50, AP75, APs, APm, APl, AR1, AR10 (as the official YouTube-VIS evaluation)
 and, with --tracking, IDF1, MOTA, IDP, IDR, IDs (paper, Table 3), HOTA, DetA, AssA and
@@ -10,6 +11,9 @@ the queries-per-track statistic (OneQuery, QueriesPerTrack) of the predictions s
 least S (default: the config key TEST.TRACKING_SCORE_THRESHOLD). --results also takes
 the results.zip made for the evaluation server. Both files are checked in full first;
 a malformed input gives one line naming the file, video and frame at fault, exit code 1.
+--per-track also writes one CSV row per ground-truth track with the predicted track that
+overlaps it most (its track IoU, score, category and mean area; the fields are described
+in ifr/evaluation/per_track.py) and prints a summary of those overlaps.
 """
 
 import argparse
@@ -22,7 +26,13 @@ from tabulate import tabulate
 
 from ifr.config import add_ifr_config
 from ifr.engine.cli import run_tool
-from ifr.evaluation.offline import evaluate_files
+from ifr.evaluation.offline import evaluate_tracks, load_files
+from ifr.evaluation.per_track import (
+    format_summary,
+    per_track_overlaps,
+    summarize_overlaps,
+    write_per_track_csv,
+)
 from ifr.utils.atomic_io import atomic_write_json
 
 
@@ -46,22 +56,26 @@ def argument_parser() -> argparse.ArgumentParser:
         "(default: the config key TEST.TRACKING_SCORE_THRESHOLD)",
     )
     parser.add_argument("--output", help="write the metrics here as a flat JSON object")
+    parser.add_argument(
+        "--per-track",
+        metavar="FILE.csv",
+        help="write, per ground-truth track, the best-overlapping predicted track here",
+    )
     return parser
 
 
-def check_output_path(path: str) -> None:
-    """Fail before any work when the metrics could not be written to ``path``."""
+def check_output_path(path: str, flag: str = "--output", example: str = "metrics.json") -> None:
+    """Fail before any work when the file of ``flag`` could not be written to ``path``."""
     if os.path.isdir(path):
         raise ValueError(
-            f"--output {path}: is a folder; give a file name, e.g. "
-            f"{os.path.join(path, 'metrics.json')}"
+            f"{flag} {path}: is a folder; give a file name, e.g. {os.path.join(path, example)}"
         )
     folder = os.path.dirname(os.path.abspath(path))
     parent = folder
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-        raise ValueError(f"--output {path}: cannot write in {parent}")
+        raise ValueError(f"{flag} {path}: cannot write in {parent}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -72,7 +86,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.output:
             check_output_path(args.output)
-        metrics = evaluate_files(args.annotations, args.results, args.tracking, threshold)
+        if args.per_track:
+            check_output_path(args.per_track, "--per-track", "per_track.csv")
+        gt, predictions = load_files(args.annotations, args.results)
+        metrics = evaluate_tracks(gt, predictions, args.tracking, threshold)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -82,6 +99,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.output:
         atomic_write_json(args.output, metrics, indent=None)
         print(f"metrics written to {args.output}")
+    if args.per_track:
+        rows = per_track_overlaps(gt, predictions)
+        write_per_track_csv(args.per_track, rows)
+        print(format_summary(summarize_overlaps(rows)))
+        print(f"per-track overlaps written to {args.per_track}")
     return 0
 
 

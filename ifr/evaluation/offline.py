@@ -1,11 +1,12 @@
 """Evaluation of a results file against a ground-truth file (what ``tools/evaluate.py`` runs)."""
 
 from collections import OrderedDict
+from typing import List, Sequence, Tuple
 
 from ..utils.json_io import read_json
 from .results_io import load_results, parse_results
 from .tracking import tracking_metrics
-from .tracks import GroundTruth, has_annotations, parse_ground_truth
+from .tracks import GroundTruth, MaskTrack, has_annotations, parse_ground_truth
 from .ytvis_eval import ytvis_metrics
 
 
@@ -38,8 +39,24 @@ def evaluate_files(
         ValueError: naming the file, and the video, entry or annotation and frame, of a
             malformed input.
     """
+    gt, predictions = load_files(annotations_path, results_path)
+    return evaluate_tracks(gt, predictions, tracking, tracking_score_threshold)
+
+
+def load_files(annotations_path: str, results_path: str) -> Tuple[GroundTruth, List[MaskTrack]]:
+    """The ground truth and the predicted tracks (in the results file's order), both files
+    checked in full (errors as :func:`evaluate_files`)."""
     gt = load_ground_truth(annotations_path)
-    predictions = parse_results(load_results(results_path), gt, source=results_path)
+    return gt, parse_results(load_results(results_path), gt, source=results_path)
+
+
+def evaluate_tracks(
+    gt: GroundTruth,
+    predictions: Sequence[MaskTrack],
+    tracking: bool,
+    tracking_score_threshold: float,
+) -> "OrderedDict[str, float]":
+    """The metrics of :func:`evaluate_files`, from files already read (:func:`load_files`)."""
     metrics = OrderedDict(ytvis_metrics(gt, predictions))
     if tracking:
         metrics.update(tracking_metrics(gt, predictions, tracking_score_threshold))
