@@ -1,5 +1,6 @@
 """tools/evaluate.py, run as a user runs it (a subprocess) on hand-made files."""
 
+import csv
 import json
 import os
 import subprocess
@@ -144,6 +145,58 @@ def test_cli_threshold_flag_overrides_the_config_default(files, tmp_path, capsys
     assert metrics["QueriesPerTrack"] == 1.0 and metrics["DetA"] > 0
 
 
+def test_cli_per_track_writes_one_row_per_gt_track(files, tmp_path, capsys, load_tool):
+    gt_path, results_path, _ = files
+    out = tmp_path / "per_track.csv"
+    args = ["--annotations", str(gt_path), "--results", str(results_path)]
+    assert load_tool("evaluate").main(args + ["--per-track", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "AR10" in stdout  # the AP table still printed
+    with open(out, newline="") as f:
+        (row,) = csv.DictReader(f)
+    # The one GT track (4x4 = 16 pixels in both frames) is exactly result 0 (score 0.4);
+    # result 1 (2x2 at rows/columns 6-7, frame 0 only) does not touch it.
+    assert row == {
+        "video_id": "1",
+        "gt_id": "1",
+        "category": "1",
+        "gt_frames": "2",
+        "gt_area": "16",
+        "best_pred": "0",
+        "best_iou": "1",
+        "best_score": "0.4",
+        "best_category": "1",
+        "pred_area": "16",
+    }
+    assert "ground-truth tracks: 1 (0 in videos without predictions)" in stdout
+    assert "mean 1.000, max 1.000; 1 reach IoU 0.5" in stdout
+    assert "pred_area / gt_area of the best predictions: mean 1.00" in stdout
+
+
+def test_cli_per_track_keeps_the_unknown_video_error(files, tmp_path, capsys, load_tool):
+    gt_path, _, results = files
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([dict(results[0], video_id=42)]))
+    out = tmp_path / "per_track.csv"
+    args = ["--annotations", str(gt_path), "--results", str(bad), "--per-track", str(out)]
+    assert load_tool("evaluate").main(args) == 1
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "video id 42 is not in the ground truth" in err
+    assert not out.exists()
+
+
+def test_cli_per_track_folder_is_refused_before_any_work(files, tmp_path, capsys, load_tool):
+    gt_path, results_path, _ = files
+    args = ["--annotations", str(gt_path), "--results", str(results_path)]
+    assert load_tool("evaluate").main(args + ["--per-track", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no metrics computed
+    example = os.path.join(str(tmp_path), "per_track.csv")
+    assert f"error: --per-track {tmp_path}: is a folder; give a file name, e.g. {example}" in (
+        captured.err
+    )
+
+
 # Malformed inputs, each expected to give one line naming the file and what is wrong.
 # The RLE cases made the evaluation hang (pycocotools reading past the counts).
 _SMALL = mask_util.encode(np.asfortranarray(np.ones((48, 64), np.uint8)))["counts"].decode()
@@ -234,6 +287,8 @@ def _write_case(tmp_path, name, files):
         args[3] = str(zip_file)
     elif name == "output_is_a_folder":
         args += ["--output", str(folder)]
+    elif name == "per_track_is_a_folder":
+        args += ["--per-track", str(folder)]
     return args
 
 
@@ -241,6 +296,10 @@ OTHER_CASES = {
     "random_bytes_zip": ("results.zip", "results file is not UTF-8 text"),
     "truncated_zip": ("results.zip", "not a readable zip file, truncated or corrupt?"),
     "output_is_a_folder": ("output_is_a_folder", "is a folder; give a file name"),
+    "per_track_is_a_folder": (
+        "per_track_is_a_folder",
+        "is a folder; give a file name, e.g.",
+    ),
 }
 EXPECTED = {name: (file, message) for name, (_, file, message) in MALFORMED.items()}
 EXPECTED.update(OTHER_CASES)
