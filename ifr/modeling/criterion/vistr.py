@@ -18,9 +18,7 @@ padded size, ``boxes (M, T, 4)`` normalised (cx, cy, w, h) tight boxes of the ma
 from typing import Dict, List, Tuple
 
 import torch
-import torch.distributed as dist
 from detectron2.config import configurable
-from detectron2.utils import comm
 from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import box_convert, generalized_box_iou_loss
@@ -29,7 +27,13 @@ from ...layers.classification import class_probabilities
 from ...layers.matching_cost import empty_match, hungarian_match, sequence_matching_cost
 from ...layers.point_sampling import sample_clip_points
 from ..losses import dice_loss, sigmoid_focal_loss
-from .base import aux_weight_dict, no_object_class_weight, no_object_cross_entropy, zero_losses
+from .base import (
+    aux_weight_dict,
+    mean_count_across_processes,
+    no_object_class_weight,
+    no_object_cross_entropy,
+    zero_losses,
+)
 
 Indices = List[Tuple[torch.Tensor, torch.Tensor]]
 BOX_LOSSES = ("loss_ce", "loss_bbox", "loss_giou")  # also given for auxiliary layers
@@ -234,11 +238,7 @@ class VisTRCriterion(nn.Module):
     @staticmethod
     def _num_boxes_across_processes(targets: List[Dict], device) -> float:
         """(instance, frame) entries in the batch, averaged over processes, at least 1."""
-        count = float(sum(t["valid"].numel() for t in targets))
-        num_boxes = torch.as_tensor([count], dtype=torch.float, device=device)
-        if comm.get_world_size() > 1:
-            dist.all_reduce(num_boxes)
-        return torch.clamp(num_boxes / comm.get_world_size(), min=1).item()
+        return mean_count_across_processes(float(sum(t["valid"].numel() for t in targets)), device)
 
     def _check_target(self, target: Dict, video: int, num_frames: int) -> None:
         labels, num = target["labels"], target["labels"].shape[0]

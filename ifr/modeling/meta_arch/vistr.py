@@ -22,7 +22,6 @@ What differs from the shared ``VideoMaskClassifier``:
 from typing import Dict, List, Tuple
 
 import torch
-from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 
 from ...inference.options import InferenceOptions
@@ -38,12 +37,7 @@ class VisTR(VideoMaskClassifier):
     """VisTR: softmax class logits (K + 1) per frame, boxes, 3-D-fused masks."""
 
     class_activation = "softmax"
-
-    @configurable
-    def __init__(self, **kwargs):
-        """Arguments of ``VideoMaskClassifier`` (``pixel_decoder`` None); ``criterion`` a
-        ``VisTRCriterion``."""
-        super().__init__(**kwargs)
+    criterion_class = VisTRCriterion
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -66,7 +60,7 @@ class VisTR(VideoMaskClassifier):
             "backbone": backbone,
             "pixel_decoder": None,
             "transformer_decoder": decoder_cls(cfg, input_shape=shapes),
-            "criterion": VisTRCriterion(cfg),
+            "criterion": cls.criterion_class(cfg),
             "size_divisibility": cfg.MODEL.IFR.SIZE_DIVISIBILITY,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
