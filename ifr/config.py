@@ -75,6 +75,12 @@ def _add_model_config(cfg: CN) -> None:
     cfg.MODEL.IFR.DICE_WEIGHT = 5.0  # lambda_D (lambda_d), Dice term of Eq. (4)-(5)
     # lambda_e of Eq. (6)-(7): weight of the cross-frame mask loss; 0 turns it off.
     cfg.MODEL.IFR.LAMBDA_E = 0.3
+    # Class loss of IFR and Mask2Former-VIS: "" (the system's own: "focal" for IFR, Eq. 5;
+    # "softmax_ce" for Mask2Former-VIS), "focal" (K sigmoid logits, focal loss) or
+    # "softmax_ce" (K + 1 logits, cross-entropy with a no-object class weighted by
+    # MODEL.M2F_VIS.NO_OBJECT_WEIGHT). Swapping them separates the decoder's effect from the
+    # class loss's (docs/experiments.md); the other systems have their own and refuse it.
+    cfg.MODEL.IFR.CLASS_LOSS = ""
     cfg.MODEL.IFR.FOCAL_ALPHA = 0.25  # alpha of the focal loss L_cls, Eq. (5)
     cfg.MODEL.IFR.FOCAL_GAMMA = 2.0  # gamma of the focal loss L_cls, Eq. (5)
     # Supervise every decoder layer and the prediction from the initial queries.

@@ -156,6 +156,7 @@ class VideoSetCriterion(nn.Module):
         oversample_ratio: float,
         importance_sample_ratio: float,
         deep_supervision: bool = True,
+        class_loss: Optional[nn.Module] = None,
     ):
         """
         Args:
@@ -166,8 +167,12 @@ class VideoSetCriterion(nn.Module):
             oversample_ratio, importance_sample_ratio: of the uncertainty-based point
                 sampling (PointRend / Mask2Former).
             deep_supervision: also supervise ``outputs["aux_outputs"]``.
+            class_loss: ``loss_classes``, a module of ``ifr.modeling.criterion.class_losses``
+                (its ``num_columns(K)`` gives ``num_logit_columns``); None: the subclass
+                overrides ``loss_classes``.
         """
         super().__init__()
+        self.class_loss = class_loss
         self.num_classes = num_classes
         self.matcher = matcher
         self.weight_dict = weight_dict
@@ -180,7 +185,9 @@ class VideoSetCriterion(nn.Module):
     @property
     def num_logit_columns(self) -> int:
         """Columns of ``pred_logits``: K, or K + 1 with a no-object class."""
-        return self.num_classes
+        if self.class_loss is None:
+            return self.num_classes
+        return self.class_loss.num_columns(self.num_classes)
 
     def loss_classes(
         self,
@@ -190,7 +197,9 @@ class VideoSetCriterion(nn.Module):
         num_masks: float,
     ) -> torch.Tensor:
         """Scalar class loss of all queries; pred_logits (B, N, num_logit_columns)."""
-        raise NotImplementedError
+        if self.class_loss is None:
+            raise NotImplementedError(f"{type(self).__name__} has no class_loss")
+        return self.class_loss(pred_logits, targets, indices, num_masks)
 
     def extra_mask_losses(
         self,

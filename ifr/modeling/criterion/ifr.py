@@ -1,22 +1,22 @@
 """IFR's criterion, Eq. (5)-(7): the focal class loss and the cross-frame mask losses on
 top of the shared set criterion (``ifr.modeling.criterion.base``)."""
 
-from typing import Dict, List, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
 from detectron2.projects.point_rend.point_features import point_sample
+from torch import nn
 
-from ..losses import dice_loss, sigmoid_ce_loss, sigmoid_focal_loss
+from ...layers.classification import configured_class_activation
+from ..losses import dice_loss, sigmoid_ce_loss
 from .base import (
-    Indices,
     VideoSetCriterion,
     aux_weight_dict,
-    matched_labels,
-    matched_query_index,
     num_masked_decoder_aux,
     point_set_criterion_args,
 )
+from .class_losses import FocalClassLoss, point_set_class_loss
 
 CROSS_FRAME_LOSSES = ("loss_mask_cross", "loss_dice_cross")
 
@@ -81,7 +81,8 @@ class IFRCriterion(VideoSetCriterion):
     Eq. (5)-(7) on matched queries. Returns (unweighted):
 
     - ``loss_ce``: focal loss over all queries and classes; unmatched queries have all-zero
-      targets.
+      targets (``FocalClassLoss``; ``NoObjectClassLoss`` with ``MODEL.IFR.CLASS_LOSS
+      softmax_ce``).
     - ``loss_mask``, ``loss_dice``: per frame t1, the mask of frame t1 from Q^{t1} against
       the ground truth of t1; summed over frames and matched instances.
     - ``loss_mask_cross``, ``loss_dice_cross`` (only if ``lambda_e > 0``): for every ordered
@@ -97,19 +98,18 @@ class IFRCriterion(VideoSetCriterion):
         self,
         *,
         lambda_e: float,
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
+        class_loss: Optional[nn.Module] = None,
         **set_criterion_args,
     ):
         """
         Args:
             lambda_e: weight of the cross-frame terms; 0 skips computing them.
-            focal_alpha, focal_gamma: of the focal class loss.
-            set_criterion_args: the keyword arguments of ``VideoSetCriterion``;
+            class_loss: L_cls; None: ``FocalClassLoss()`` (alpha 0.25, gamma 2).
+            set_criterion_args: the other keyword arguments of ``VideoSetCriterion``;
                 ``weight_dict`` (``build_weight_dict``) must contain the cross-frame keys
                 if ``lambda_e > 0``.
         """
-        super().__init__(**set_criterion_args)
+        super().__init__(class_loss=class_loss or FocalClassLoss(), **set_criterion_args)
         if lambda_e < 0:
             raise ValueError(f"IFRCriterion: lambda_e must be >= 0, got {lambda_e}")
         missing = [k for k in CROSS_FRAME_LOSSES if lambda_e > 0 and k not in self.weight_dict]
@@ -119,8 +119,6 @@ class IFRCriterion(VideoSetCriterion):
                 "build it with build_weight_dict(..., lambda_e, ...)"
             )
         self.lambda_e = lambda_e
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
         if lambda_e > 0:
             self.required_outputs = (*self.required_outputs, "pred_mask_embeds", "mask_features")
 
@@ -128,31 +126,15 @@ class IFRCriterion(VideoSetCriterion):
     def from_config(cls, cfg) -> dict:
         ifr = cfg.MODEL.IFR
         num_aux = num_masked_decoder_aux(ifr)
+        activation = configured_class_activation(cfg, "sigmoid")
         return {
-            **point_set_criterion_args(cfg, class_activation="sigmoid"),
+            **point_set_criterion_args(cfg, class_activation=activation),
             "weight_dict": build_weight_dict(
                 ifr.CLASS_WEIGHT, ifr.MASK_WEIGHT, ifr.DICE_WEIGHT, ifr.LAMBDA_E, num_aux
             ),
             "lambda_e": ifr.LAMBDA_E,
-            "focal_alpha": ifr.FOCAL_ALPHA,
-            "focal_gamma": ifr.FOCAL_GAMMA,
+            "class_loss": point_set_class_loss(cfg, activation),
         }
-
-    def loss_classes(
-        self,
-        pred_logits: torch.Tensor,
-        targets: List[Dict[str, torch.Tensor]],
-        indices: Indices,
-        num_masks: float,
-    ) -> torch.Tensor:
-        """Eq. (5) L_cls. pred_logits: (B, N, K); matched queries get their one-hot class."""
-        onehot = torch.zeros_like(pred_logits)
-        device = onehot.device
-        batch_idx, query_idx = matched_query_index(indices, device)
-        onehot[batch_idx, query_idx, matched_labels(targets, indices).to(device)] = 1
-        return sigmoid_focal_loss(
-            pred_logits, onehot, num_masks, self.focal_alpha, self.focal_gamma
-        )
 
     def extra_mask_losses(
         self,
@@ -212,7 +194,4 @@ class IFRCriterion(VideoSetCriterion):
         return torch.cat(logits_per_video)
 
     def extra_repr(self) -> str:
-        return (
-            f"lambda_e={self.lambda_e}, focal_alpha={self.focal_alpha}, "
-            f"focal_gamma={self.focal_gamma}"
-        )
+        return f"lambda_e={self.lambda_e}"

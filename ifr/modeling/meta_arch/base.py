@@ -6,7 +6,7 @@ A subclass says which transformer decoders it accepts (by their ``class_activati
 and builds its criterion; everything else is here.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -16,7 +16,7 @@ from torch import nn
 
 from ...inference import run_inference
 from ...inference.options import InferenceOptions
-from ...layers.classification import class_probabilities
+from ...layers.classification import class_probabilities, configured_class_activation
 from ...utils.precision import check_precision, float32_autocast_off, precision_autocast, to_float32
 from ..registry import build_pixel_decoder, build_transformer_decoder
 
@@ -31,6 +31,9 @@ class VideoMaskClassifier(nn.Module):
     """
 
     class_activation: str = ""
+    # Whether MODEL.IFR.CLASS_LOSS may swap the class loss (and with it
+    # ``class_activation``): the point-set systems only (IFR, Mask2Former-VIS).
+    swappable_class_loss: bool = False
     # The criterion's class, called with the config.
     criterion_class: type = None
     # (config key, constructor argument, the class this system needs there); checked first.
@@ -49,11 +52,16 @@ class VideoMaskClassifier(nn.Module):
         pixel_std: Tuple[float, ...],
         inference_options: InferenceOptions,
         precision: str = "fp32",
+        class_activation: Optional[str] = None,
     ):
         """``precision`` (MODEL.PRECISION): the autocast dtype of backbone, pixel decoder
-        and transformer decoder ("fp32", "fp16", "bf16"); the rest runs in float32."""
+        and transformer decoder ("fp32", "fp16", "bf16"); the rest runs in float32.
+        ``class_activation``: of the decoder's logits, if not the system's own
+        (``MODEL.IFR.CLASS_LOSS``)."""
         super().__init__()
         self.precision = check_precision(precision)
+        if class_activation is not None:
+            self.class_activation = class_activation
         self._check_parts(pixel_decoder=pixel_decoder, transformer_decoder=transformer_decoder)
         decoder_activation = getattr(transformer_decoder, "class_activation", None)
         if decoder_activation != self.class_activation:
@@ -104,7 +112,21 @@ class VideoMaskClassifier(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "inference_options": InferenceOptions.from_config(cfg),
             "precision": cfg.MODEL.PRECISION,
+            "class_activation": cls.class_activation_from_config(cfg),
         }
+
+    @classmethod
+    def class_activation_from_config(cls, cfg) -> str:
+        """The class activation ``MODEL.IFR.CLASS_LOSS`` gives this system; a ValueError
+        if it is set for a system whose class loss is not swappable."""
+        if cls.swappable_class_loss:
+            return configured_class_activation(cfg, cls.class_activation)
+        if cfg.MODEL.IFR.CLASS_LOSS != "":
+            raise ValueError(
+                f"MODEL.IFR.CLASS_LOSS swaps the class loss of IFR and VideoMaskFormer only; "
+                f"{cls.__name__} has its own: set it to '' (got {cfg.MODEL.IFR.CLASS_LOSS!r})"
+            )
+        return cls.class_activation
 
     @property
     def device(self) -> torch.device:

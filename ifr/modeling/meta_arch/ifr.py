@@ -16,6 +16,7 @@ class IFR(VideoMaskClassifier):
     """IFR: sigmoid class logits (``IFRTransformerDecoder``) and ``IFRCriterion``."""
 
     class_activation = "sigmoid"
+    swappable_class_loss = True
     criterion_class = IFRCriterion
 
     def prepare_outputs_for_loss(self, outputs: dict, mask_features: torch.Tensor) -> None:

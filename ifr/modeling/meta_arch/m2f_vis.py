@@ -19,4 +19,5 @@ class VideoMaskFormer(VideoMaskClassifier):
     """Mask2Former-VIS: softmax class logits (K + 1) and ``VideoMaskFormerCriterion``."""
 
     class_activation = "softmax"
+    swappable_class_loss = True
     criterion_class = VideoMaskFormerCriterion

@@ -66,6 +66,7 @@ class VisTR(VideoMaskClassifier):
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "inference_options": InferenceOptions.from_config(cfg),
             "precision": cfg.MODEL.PRECISION,
+            "class_activation": cls.class_activation_from_config(cfg),
         }
 
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:

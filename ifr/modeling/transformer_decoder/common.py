@@ -3,6 +3,7 @@ blocks, input projections, the feature cast to the parameters' device and dtype,
 prediction heads on normalised queries, input checks and the masked-attention mask of one
 frame."""
 
+import math
 from typing import Sequence, Tuple, Type
 
 import fvcore.nn.weight_init as weight_init
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ...layers.classification import CLASS_ACTIVATIONS, configured_class_activation
 from ..attention import FFNLayer
 
 NUM_FEATURE_LEVELS = 3  # the pixel decoder's strides 32, 16, 8, lowest resolution first
@@ -32,14 +34,31 @@ def query_decoder_args(cfg, in_channels: int, mask_dim: int) -> dict:
     }
 
 
-def masked_decoder_args(cfg, in_channels: int, mask_dim: int) -> dict:
+def masked_decoder_args(cfg, in_channels: int, mask_dim: int, own_class_activation: str) -> dict:
     """The ``from_config`` arguments shared by the Mask2Former-style decoders (IFR and
-    Mask2Former-VIS): ``query_decoder_args`` and ``enforce_input_project``. ``dec_layers``
-    is L itself (Mask2Former's DEC_LAYERS counts the initial prediction too)."""
+    Mask2Former-VIS): ``query_decoder_args``, ``enforce_input_project`` and the
+    ``class_activation`` of ``MODEL.IFR.CLASS_LOSS`` (``own_class_activation``, the
+    decoder's own, when it is ""). ``dec_layers`` is L itself (Mask2Former's DEC_LAYERS
+    counts the initial prediction too)."""
     return {
         **query_decoder_args(cfg, in_channels, mask_dim),
         "enforce_input_project": cfg.MODEL.IFR.ENFORCE_INPUT_PROJ,
+        "class_activation": configured_class_activation(cfg, own_class_activation),
     }
+
+
+def class_head(hidden_dim: int, num_classes: int, activation: str) -> nn.Linear:
+    """The class logits of the queries: K columns for "sigmoid" (focal loss), with every
+    class starting at probability 0.01 (RetinaNet's prior, so that the many background
+    queries do not swamp the loss); K + 1 for "softmax", the last "no-object", with
+    PyTorch's default initialisation (as Mask2Former)."""
+    if activation not in CLASS_ACTIVATIONS:
+        raise ValueError(f"class activation must be one of {CLASS_ACTIVATIONS}, got {activation!r}")
+    if activation == "softmax":
+        return nn.Linear(hidden_dim, num_classes + 1)
+    head = nn.Linear(hidden_dim, num_classes)
+    nn.init.constant_(head.bias, -math.log((1 - 0.01) / 0.01))
+    return head
 
 
 def check_decoder_sizes(dec_layers: int, hidden_dim: int, nheads: int) -> None:

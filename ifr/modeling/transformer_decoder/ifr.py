@@ -34,7 +34,6 @@ The step of stage 1 (``frame_step``, run L x T times in sequence) makes no host
 synchronisation, and ``MODEL.IFR.COMPILE_FRAME_STEP`` runs it through ``torch.compile``.
 """
 
-import math
 from typing import Callable, Dict, NamedTuple, Sequence, Tuple
 
 import torch
@@ -51,6 +50,7 @@ from .common import (
     batch_embedding,
     check_decoder_inputs,
     check_decoder_sizes,
+    class_head,
     ffn_stack,
     frame_attention_mask,
     make_input_projs,
@@ -215,7 +215,8 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
 
     compute_reference = "query_feat"
     num_feature_levels = NUM_FEATURE_LEVELS
-    class_activation = "sigmoid"  # K sigmoid classes, no no-object column
+    # K sigmoid classes, no no-object column; "softmax" (K + 1) with MODEL.IFR.CLASS_LOSS.
+    class_activation = "sigmoid"
 
     @configurable
     def __init__(
@@ -235,12 +236,14 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         test_recurrence: bool = True,
         compile_frame_step: bool = False,
         compile_mode: str = "default",
+        class_activation: str = "sigmoid",
     ):
         """
         Args:
             in_channels: channels of the pixel decoder's multi-scale features.
             mask_dim: channels of the mask features (C of ``pred_mask_embeds``).
-            num_classes: K, columns of ``pred_logits`` (no "no-object" column).
+            num_classes: K, columns of ``pred_logits`` (no "no-object" column; K + 1 with
+                ``class_activation`` "softmax").
             hidden_dim: d.
             num_queries: N clip-level queries.
             nheads: attention heads.
@@ -256,8 +259,10 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             compile_frame_step: run the frame recurrence's step (``frame_step``) through
                 ``torch.compile`` (``compile_mode``: "default", "reduce-overhead" = CUDA
                 graphs, "max-autotune"); same results up to float rounding.
+            class_activation: "sigmoid" (IFR's focal head) or "softmax" (``class_head``).
         """
         super().__init__()
+        self.class_activation = class_activation
         check_decoder_sizes(dec_layers, hidden_dim, nheads)
         self.in_channels = in_channels
         self.mask_dim = mask_dim
@@ -298,16 +303,13 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
         self.input_proj = make_input_projs(in_channels, hidden_dim, enforce_input_project)
 
-        self.class_embed = nn.Linear(hidden_dim, num_classes)
-        # Sigmoid/focal classification: start every class at probability 0.01
-        # (RetinaNet's prior) so the many background queries do not swamp the loss.
-        nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
+        self.class_embed = class_head(hidden_dim, num_classes, class_activation)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
         return {
-            **masked_decoder_args(cfg, in_channels, mask_dim),
+            **masked_decoder_args(cfg, in_channels, mask_dim, cls.class_activation),
             "dropout": cfg.MODEL.IFR.DROPOUT,
             "test_recurrence": cfg.MODEL.IFR.TEST.RECURRENCE,
             "compile_frame_step": cfg.MODEL.IFR.COMPILE_FRAME_STEP,

@@ -40,6 +40,7 @@ from .common import (
     batch_embedding,
     check_decoder_inputs,
     check_decoder_sizes,
+    class_head,
     ffn_stack,
     frame_attention_mask,
     make_input_projs,
@@ -57,7 +58,8 @@ class VideoMultiScaleMaskedTransformerDecoder(ComputeCastMixin, nn.Module):
 
     compute_reference = "query_feat"
     num_feature_levels = NUM_FEATURE_LEVELS
-    class_activation = "softmax"  # K classes + no-object, softmax
+    # K classes + no-object, softmax; "sigmoid" (K, focal) with MODEL.IFR.CLASS_LOSS.
+    class_activation = "softmax"
 
     @configurable
     def __init__(
@@ -73,12 +75,14 @@ class VideoMultiScaleMaskedTransformerDecoder(ComputeCastMixin, nn.Module):
         dec_layers: int,
         pre_norm: bool,
         enforce_input_project: bool,
+        class_activation: str = "softmax",
     ):
         """
         Args:
             in_channels: channels of the pixel decoder's multi-scale features.
             mask_dim: channels of the mask features (C of the mask embeddings).
-            num_classes: K; ``pred_logits`` has K + 1 columns, the last "no-object".
+            num_classes: K; ``pred_logits`` has K + 1 columns, the last "no-object" (K
+                with ``class_activation`` "sigmoid").
             hidden_dim: d.
             num_queries: N.
             nheads: attention heads.
@@ -87,6 +91,7 @@ class VideoMultiScaleMaskedTransformerDecoder(ComputeCastMixin, nn.Module):
             pre_norm: pre-LayerNorm blocks instead of post-LayerNorm.
             enforce_input_project: a 1x1 conv input projection even when
                 ``in_channels == hidden_dim``.
+            class_activation: "softmax" (Mask2Former's head) or "sigmoid" (``class_head``).
         """
         super().__init__()
         check_decoder_sizes(dec_layers, hidden_dim, nheads)
@@ -95,6 +100,7 @@ class VideoMultiScaleMaskedTransformerDecoder(ComputeCastMixin, nn.Module):
         self.num_heads = nheads
         self.num_layers = dec_layers
         self.num_queries = num_queries
+        self.class_activation = class_activation
 
         self.pe_layer = PositionEmbeddingSine3D(hidden_dim // 2, normalize=True)
         self.transformer_self_attention_layers = attention_stack(
@@ -111,13 +117,13 @@ class VideoMultiScaleMaskedTransformerDecoder(ComputeCastMixin, nn.Module):
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
         self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
         self.input_proj = make_input_projs(in_channels, hidden_dim, enforce_input_project)
-        self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+        self.class_embed = class_head(hidden_dim, num_classes, class_activation)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
         # dec_layers is L: Mask2Former-VIS's DEC_LAYERS (10) counts the initial prediction.
-        return masked_decoder_args(cfg, in_channels, mask_dim)
+        return masked_decoder_args(cfg, in_channels, mask_dim, cls.class_activation)
 
     def forward(
         self,
