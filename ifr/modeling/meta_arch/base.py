@@ -96,6 +96,7 @@ class VideoMaskClassifier(nn.Module):
     @classmethod
     def shared_from_config(cls, cfg) -> dict:
         """Every constructor argument but the criterion."""
+        class_activation = cls.class_activation_from_config(cfg)  # checks the key first
         backbone = build_backbone(cfg)
         pixel_decoder = build_pixel_decoder(cfg, backbone.output_shape())
         transformer_decoder = build_transformer_decoder(
@@ -112,7 +113,7 @@ class VideoMaskClassifier(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "inference_options": InferenceOptions.from_config(cfg),
             "precision": cfg.MODEL.PRECISION,
-            "class_activation": cls.class_activation_from_config(cfg),
+            "class_activation": class_activation,
         }
 
     @classmethod

@@ -41,6 +41,7 @@ class VisTR(VideoMaskClassifier):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
+        class_activation = cls.class_activation_from_config(cfg)
         num_frames = cfg.MODEL.VISTR.NUM_FRAMES
         if cfg.INPUT.SAMPLING_FRAME_NUM != num_frames:
             raise ValueError(
@@ -66,7 +67,7 @@ class VisTR(VideoMaskClassifier):
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "inference_options": InferenceOptions.from_config(cfg),
             "precision": cfg.MODEL.PRECISION,
-            "class_activation": cls.class_activation_from_config(cfg),
+            "class_activation": class_activation,
         }
 
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
