@@ -115,12 +115,16 @@ def summarize_overlaps(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         tracks, a track without prediction counting 0 (``None`` when there is no track);
         ``matched``: how many reach IoU >= 0.5; ``mean_area_ratio``: the mean of
         ``pred_area / gt_area`` over the tracks that have a best prediction and a non-empty
-        mask (``None`` when none has).
+        mask (``None`` when none has); ``right_category``: how many tracks' best prediction
+        has the track's category; ``mean_best_score``: the mean score of the best
+        predictions (``None`` when no track has one). Masks as good but scores lower or
+        categories wrong point at the classification, not the masks.
     """
     best_ious = np.array([r["best_iou"] or 0.0 for r in rows], dtype=np.float64)
     ratios = [
         r["pred_area"] / r["gt_area"] for r in rows if r["pred_area"] is not None and r["gt_area"]
     ]
+    scores = [r["best_score"] for r in rows if r["best_score"] is not None]
     return {
         "tracks": len(rows),
         "without_prediction": sum(r["best_iou"] is None for r in rows),
@@ -128,6 +132,10 @@ def summarize_overlaps(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         "max_best_iou": float(best_ious.max()) if len(rows) else None,
         "matched": int(np.count_nonzero(best_ious >= IOU_MATCHED)),
         "mean_area_ratio": float(np.mean(ratios)) if ratios else None,
+        "right_category": sum(
+            r["best_category"] is not None and r["best_category"] == r["category"] for r in rows
+        ),
+        "mean_best_score": float(np.mean(scores)) if scores else None,
     }
 
 
@@ -146,6 +154,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
             f"{summary['matched']} reach IoU {IOU_MATCHED}",
             f"pred_area / gt_area of the best predictions: mean "
             f"{number(summary['mean_area_ratio'], '.2f')}",
+            f"best predictions: {summary['right_category']} of the track's category, "
+            f"mean score {number(summary['mean_best_score'])}",
         ]
     )
 

@@ -87,10 +87,18 @@ def test_summary(rows):
     assert summary["max_best_iou"] == pytest.approx(0.6)
     assert summary["matched"] == 1  # only A reaches 0.5
     assert summary["mean_area_ratio"] == pytest.approx((4 / 4 + 16 / 4) / 2)
+    assert summary["right_category"] == 2  # A's best is cat 1, B's cat 2; D has none
+    assert summary["mean_best_score"] == pytest.approx((0.9 + 0.5) / 2)
     text = format_summary(summary)
     assert "ground-truth tracks: 4 (1 in videos without predictions)" in text
     assert "mean 0.212, max 0.600; 1 reach IoU 0.5" in text
     assert "mean 2.50" in text
+    assert "best predictions: 2 of the track's category, mean score 0.700" in text
+
+
+def test_summary_counts_a_wrong_category(rows):
+    wrong = [dict(rows[0], best_category=2), *rows[1:]]  # A (cat 1) best matched by a cat 2
+    assert summarize_overlaps(wrong)["right_category"] == 1
 
 
 def test_summary_of_no_track():
