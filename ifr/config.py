@@ -81,6 +81,11 @@ def _add_model_config(cfg: CN) -> None:
     # MODEL.M2F_VIS.NO_OBJECT_WEIGHT). Swapping them separates the decoder's effect from the
     # class loss's (docs/experiments.md); the other systems have their own and refuse it.
     cfg.MODEL.IFR.CLASS_LOSS = ""
+    # Class term of the matching cost of IFR and Mask2Former-VIS: "probability" (-lambda_c
+    # p_hat, Eq. 4 as the paper writes it) or "focal" (lambda_c times the focal loss of the
+    # target class minus its negative, with FOCAL_ALPHA/GAMMA, as Deformable DETR and
+    # SeqFormer match; sigmoid class scores only). docs/experiments.md measures both.
+    cfg.MODEL.IFR.CLASS_COST = "probability"
     cfg.MODEL.IFR.FOCAL_ALPHA = 0.25  # alpha of the focal loss L_cls, Eq. (5)
     cfg.MODEL.IFR.FOCAL_GAMMA = 2.0  # gamma of the focal loss L_cls, Eq. (5)
     # Supervise every decoder layer and the prediction from the initial queries.

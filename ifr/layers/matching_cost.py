@@ -57,6 +57,33 @@ def batch_dice_cost(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return 1 - numerator / denominator
 
 
+# The class term of the matching cost (MODEL.IFR.CLASS_COST).
+CLASS_COSTS = ("probability", "focal")
+
+
+def focal_class_cost(
+    probs: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float, eps: float = 1e-8
+) -> torch.Tensor:
+    """
+    The focal class cost of Deformable DETR, SeqFormer and mmdetection's ``FocalLossCost``:
+    the focal loss of calling the target class positive minus that of calling it negative,
+    ``alpha (1 - p)^gamma (-log(p + eps)) - (1 - alpha) p^gamma (-log(1 - p + eps))``.
+
+    Args:
+        probs: (N, K) sigmoid class probabilities.
+        labels: (M,) int64 class of each target.
+        alpha, gamma: of the focal loss; eps: inside the logarithms (1e-8 in Deformable DETR,
+            1e-12 in mmdetection).
+
+    Returns:
+        (N, M) cost: lower where the target's class is more probable.
+    """
+    probs = probs.float()[:, labels]
+    positive = alpha * (1 - probs).pow(gamma) * -(probs + eps).log()
+    negative = (1 - alpha) * probs.pow(gamma) * -(1 - probs + eps).log()
+    return positive - negative
+
+
 def clip_matching_cost(
     pred_probs: torch.Tensor,
     pred_masks: torch.Tensor,
@@ -66,10 +93,13 @@ def clip_matching_cost(
     cost_class: float = 2.0,
     cost_mask: float = 5.0,
     cost_dice: float = 5.0,
+    focal: Optional[Tuple[float, float]] = None,
 ) -> torch.Tensor:
     """
     Eq. (4): ``C = -lambda_c p(c) + lambda_m BCE(m, m_hat) + lambda_d (1 - DICE(m, m_hat))``,
-    BCE and Dice over the whole clip volume of each instance.
+    BCE and Dice over the whole clip volume of each instance. With ``focal = (alpha,
+    gamma)`` the class term is ``lambda_c`` times :func:`focal_class_cost` instead of
+    ``-lambda_c p(c)``.
 
     Args:
         pred_probs: (N, K) class probabilities of the clip-level queries.
@@ -91,7 +121,10 @@ def clip_matching_cost(
             "clip_matching_cost: predicted and target masks must have the same size per "
             f"instance, got {tuple(pred_masks.shape)} and {tuple(tgt_masks.shape)}"
         )
-    class_cost = -pred_probs.float()[:, tgt_labels]
+    if focal is None:
+        class_cost = -pred_probs.float()[:, tgt_labels]
+    else:
+        class_cost = focal_class_cost(pred_probs, tgt_labels, *focal)
     mask_cost = batch_sigmoid_ce_cost(pred_volumes, tgt_volumes)
     dice_cost = batch_dice_cost(pred_volumes, tgt_volumes)
     return cost_class * class_cost + cost_mask * mask_cost + cost_dice * dice_cost

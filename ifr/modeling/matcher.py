@@ -7,7 +7,12 @@ from detectron2.config import configurable
 from torch import nn
 
 from ..layers.classification import CLASS_ACTIVATIONS, class_probabilities
-from ..layers.matching_cost import clip_matching_cost, empty_match, hungarian_match
+from ..layers.matching_cost import (
+    CLASS_COSTS,
+    clip_matching_cost,
+    empty_match,
+    hungarian_match,
+)
 from ..layers.point_sampling import sample_clip_points
 
 
@@ -16,7 +21,8 @@ class VideoHungarianMatcher(nn.Module):
     One-to-one assignment of the N clip-level queries of each video to its M instances by
     the Eq. (4) cost on ``num_points`` random points, the same points in every frame.
     The class term is minus the probability of the target's class: sigmoid for IFR,
-    softmax over K + 1 columns for Mask2Former-VIS (``class_activation``).
+    softmax over K + 1 columns for Mask2Former-VIS (``class_activation``); or, with
+    ``class_cost="focal"`` (sigmoid only), the focal cost of Deformable DETR.
     """
 
     @configurable
@@ -28,12 +34,18 @@ class VideoHungarianMatcher(nn.Module):
         cost_dice: float,
         num_points: int,
         class_activation: str = "sigmoid",
+        class_cost: str = "probability",
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
     ):
         """
         Args:
             cost_class, cost_mask, cost_dice: lambda_c, lambda_m, lambda_d of Eq. (4).
             num_points: points sampled per frame for the mask costs.
             class_activation: "sigmoid" or "softmax" (``ifr.layers.class_probabilities``).
+            class_cost: "probability" (-lambda_c p, Eq. 4) or "focal"
+                (``ifr.layers.matching_cost.focal_class_cost`` with ``focal_alpha``,
+                ``focal_gamma``; sigmoid only).
         """
         super().__init__()
         if num_points <= 0:
@@ -50,6 +62,17 @@ class VideoHungarianMatcher(nn.Module):
                 f"got {class_activation!r}"
             )
         self.class_activation = class_activation
+        if class_cost not in CLASS_COSTS:
+            raise ValueError(
+                f"MODEL.IFR.CLASS_COST must be one of {CLASS_COSTS}, got {class_cost!r}"
+            )
+        if class_cost == "focal" and class_activation != "sigmoid":
+            raise ValueError(
+                "MODEL.IFR.CLASS_COST 'focal' needs sigmoid class scores (the focal class "
+                f"loss); this matcher has {class_activation} scores"
+            )
+        self.class_cost = class_cost
+        self.focal = (focal_alpha, focal_gamma) if class_cost == "focal" else None
 
     @classmethod
     def from_config(cls, cfg, class_activation: str = "sigmoid") -> dict:
@@ -59,6 +82,9 @@ class VideoHungarianMatcher(nn.Module):
             "cost_mask": cfg.MODEL.IFR.MASK_WEIGHT,
             "cost_dice": cfg.MODEL.IFR.DICE_WEIGHT,
             "num_points": cfg.MODEL.IFR.TRAIN_NUM_POINTS,
+            "class_cost": cfg.MODEL.IFR.CLASS_COST,
+            "focal_alpha": cfg.MODEL.IFR.FOCAL_ALPHA,
+            "focal_gamma": cfg.MODEL.IFR.FOCAL_GAMMA,
         }
 
     @torch.no_grad()
@@ -127,6 +153,7 @@ class VideoHungarianMatcher(nn.Module):
                     cost_class=self.cost_class,
                     cost_mask=self.cost_mask,
                     cost_dice=self.cost_dice,
+                    focal=self.focal,
                 )
             )
         num_instances = [cost.shape[1] for cost in costs]
@@ -144,5 +171,5 @@ class VideoHungarianMatcher(nn.Module):
         return (
             f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
             f"cost_dice={self.cost_dice}, num_points={self.num_points}, "
-            f"class_activation={self.class_activation}"
+            f"class_activation={self.class_activation}, class_cost={self.class_cost}"
         )

@@ -149,3 +149,10 @@ def test_naming_the_own_class_loss_changes_nothing(make_cfg, one_torch_thread, n
 def test_systems_with_their_own_class_loss_refuse_the_key(make_cfg, name):
     with pytest.raises(ValueError, match="MODEL.IFR.CLASS_LOSS.*has its own"):
         build_model(_config(make_cfg, name, "focal"))
+
+
+@pytest.mark.parametrize("name", ["ifc_tiny", "tevit_tiny", "vistr_tiny"])
+def test_systems_with_their_own_matcher_refuse_the_class_cost(make_cfg, name):
+    cfg = make_cfg(f"configs/tiny/{name}.yaml", {**TINY_OVERRIDES, "MODEL.IFR.CLASS_COST": "focal"})
+    with pytest.raises(ValueError, match="MODEL.IFR.CLASS_COST.*has its own matcher"):
+        build_model(cfg)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ifr.layers.matching_cost import clip_matching_cost
+from ifr.layers.matching_cost import clip_matching_cost, focal_class_cost
 from ifr.layers.point_sampling import sample_clip_points
 from ifr.modeling.matcher import VideoHungarianMatcher
 
@@ -203,3 +203,48 @@ def test_matcher_from_config(make_cfg):
     matcher = VideoHungarianMatcher(cfg)
     assert (matcher.cost_class, matcher.cost_mask, matcher.cost_dice) == (2.0, 5.0, 5.0)
     assert matcher.num_points == 99
+
+
+def _focal_cost_by_hand(p: float, alpha: float = 0.25, gamma: float = 2.0) -> float:
+    positive = alpha * (1 - p) ** gamma * -math.log(p + 1e-8)
+    negative = (1 - alpha) * p**gamma * -math.log(1 - p + 1e-8)
+    return positive - negative
+
+
+def test_focal_class_cost_by_hand():
+    probs = torch.tensor([[0.5, 0.9], [0.05, 0.3]], dtype=torch.float64)
+    cost = focal_class_cost(probs, torch.tensor([1, 0, 1]), 0.25, 2.0)
+    assert cost.shape == (2, 3)
+    for n, m, label in [(0, 0, 1), (0, 1, 0), (1, 2, 1), (1, 1, 0)]:
+        assert cost[n, m].item() == pytest.approx(_focal_cost_by_hand(probs[n, label].item()))
+    # p = 0.5: 0.25 * 0.25 * ln 2 - 0.75 * 0.25 * ln 2
+    assert cost[0, 1].item() == pytest.approx(-0.125 * math.log(2))
+
+
+def _class_or_mask_case():
+    """One target (class 0, a full mask), two queries: query 0 is likelier of the class
+    (p = 0.3) but has the worse mask (logit 0), query 1 the better mask (logit 0.2) but
+    p = 0.05. The mask terms favour query 1 by about 0.69: more than -2p separates them
+    (0.5), less than the focal cost does (about 1.1)."""
+    logits = torch.tensor([[math.log(0.3 / 0.7), 0.0], [math.log(0.05 / 0.95), 0.0]])
+    masks = torch.stack([torch.zeros(2, 8, 8), torch.full((2, 8, 8), 0.2)])[None]
+    outputs = {"pred_logits": logits[None], "pred_masks": masks}  # (1, 2, K=2), (1, 2, T=2, 8, 8)
+    targets = [{"labels": torch.tensor([0]), "masks": torch.ones(1, 2, 8, 8)}]
+    return outputs, targets
+
+
+@pytest.mark.parametrize("class_cost, chosen", [("probability", 1), ("focal", 0)])
+def test_class_cost_decides_between_class_and_mask(make_cfg, class_cost, chosen):
+    cfg = make_cfg(overrides={"MODEL.IFR.CLASS_COST": class_cost, "MODEL.IFR.TRAIN_NUM_POINTS": 64})
+    matcher = VideoHungarianMatcher(cfg)
+    outputs, targets = _class_or_mask_case()
+    ((pred_idx, tgt_idx),) = matcher(outputs, targets)
+    assert pred_idx.tolist() == [chosen] and tgt_idx.tolist() == [0]
+
+
+def test_class_cost_refuses_unknown_values_and_softmax_scores(make_cfg):
+    with pytest.raises(ValueError, match="MODEL.IFR.CLASS_COST must be one of"):
+        VideoHungarianMatcher(make_cfg(overrides={"MODEL.IFR.CLASS_COST": "prob"}))
+    cfg = make_cfg(overrides={"MODEL.IFR.CLASS_COST": "focal"})
+    with pytest.raises(ValueError, match="needs sigmoid class scores"):
+        VideoHungarianMatcher(cfg, class_activation="softmax")

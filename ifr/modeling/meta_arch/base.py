@@ -127,6 +127,12 @@ class VideoMaskClassifier(nn.Module):
                 f"MODEL.IFR.CLASS_LOSS swaps the class loss of IFR and VideoMaskFormer only; "
                 f"{cls.__name__} has its own: set it to '' (got {cfg.MODEL.IFR.CLASS_LOSS!r})"
             )
+        if cfg.MODEL.IFR.CLASS_COST != "probability":
+            raise ValueError(
+                f"MODEL.IFR.CLASS_COST sets the matching cost of IFR and VideoMaskFormer only; "
+                f"{cls.__name__} has its own matcher: set it to 'probability' "
+                f"(got {cfg.MODEL.IFR.CLASS_COST!r})"
+            )
         return cls.class_activation
 
     @property
