@@ -2,8 +2,8 @@
 """Evaluate a YouTube-VIS results file against a ground-truth json.
 
     python tools/evaluate.py --annotations GT.json --results results.json \
-        [--tracking [--tracking-score-threshold S]] [--output metrics.json] \
-        [--per-track per_track.csv]
+        [--tracking [--tracking-score-threshold S]] [--videos 1-8] \
+        [--output metrics.json] [--per-track per_track.csv]
 
 Prints AP, AP50, AP75, APs, APm, APl, AR1, AR10 (as the official YouTube-VIS evaluation)
 and, with --tracking, IDF1, MOTA, IDP, IDR, IDs (paper, Table 3), HOTA, DetA, AssA and
@@ -13,7 +13,8 @@ the results.zip made for the evaluation server. Both files are checked in full f
 a malformed input gives one line naming the file, video and frame at fault, exit code 1.
 --per-track also writes one CSV row per ground-truth track with the predicted track that
 overlaps it most (its track IoU, score, category and mean area; the fields are described
-in ifr/evaluation/per_track.py) and prints a summary of those overlaps.
+in ifr/evaluation/per_track.py) and prints a summary of those overlaps. --videos evaluates
+a subset of the videos (e.g. the first 8 of a split).
 """
 
 import argparse
@@ -26,7 +27,12 @@ from tabulate import tabulate
 
 from ifr.config import add_ifr_config
 from ifr.engine.cli import run_tool
-from ifr.evaluation.offline import evaluate_tracks, load_files
+from ifr.evaluation.offline import (
+    evaluate_tracks,
+    load_files,
+    parse_video_ids,
+    restrict_to_videos,
+)
 from ifr.evaluation.per_track import (
     format_summary,
     per_track_overlaps,
@@ -54,6 +60,11 @@ def argument_parser() -> argparse.ArgumentParser:
         default=None,
         help="predictions scored below take no part in the tracking metrics "
         "(default: the config key TEST.TRACKING_SCORE_THRESHOLD)",
+    )
+    parser.add_argument(
+        "--videos",
+        metavar="IDS",
+        help="evaluate these videos only (ground truth and results), e.g. 1-8 or 3,5,9",
     )
     parser.add_argument("--output", help="write the metrics here as a flat JSON object")
     parser.add_argument(
@@ -88,7 +99,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             check_output_path(args.output)
         if args.per_track:
             check_output_path(args.per_track, "--per-track", "per_track.csv")
+        video_ids = parse_video_ids(args.videos) if args.videos else None
         gt, predictions = load_files(args.annotations, args.results)
+        if video_ids is not None:
+            gt, predictions = restrict_to_videos(gt, predictions, video_ids)
         metrics = evaluate_tracks(gt, predictions, args.tracking, threshold)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

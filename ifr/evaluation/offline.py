@@ -1,7 +1,7 @@
 """Evaluation of a results file against a ground-truth file (what ``tools/evaluate.py`` runs)."""
 
 from collections import OrderedDict
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Set, Tuple
 
 from ..utils.json_io import read_json
 from .results_io import load_results, parse_results
@@ -61,3 +61,34 @@ def evaluate_tracks(
     if tracking:
         metrics.update(tracking_metrics(gt, predictions, tracking_score_threshold))
     return metrics
+
+
+def parse_video_ids(spec: str) -> Set[int]:
+    """``"1-8"``, ``"3,5,9"`` or ``"1-4,10"`` -> the video ids it names; ValueError naming
+    the spec when it is malformed or empty."""
+    ids: Set[int] = set()
+    try:
+        for part in spec.split(","):
+            first, _, last = part.strip().partition("-")
+            low, high = int(first), int(last or first)
+            if high < low:
+                raise ValueError
+            ids.update(range(low, high + 1))
+    except ValueError:
+        raise ValueError(
+            f"--videos {spec!r}: expected ids and ranges such as 1-8 or 3,5,9"
+        ) from None
+    return ids
+
+
+def restrict_to_videos(
+    gt: GroundTruth, predictions: Sequence[MaskTrack], video_ids: Set[int]
+) -> Tuple[GroundTruth, List[MaskTrack]]:
+    """The ground truth and predictions of the videos ``video_ids`` only; ValueError naming
+    the ids the ground truth does not have."""
+    unknown = sorted(video_ids - set(gt.videos))
+    if unknown:
+        raise ValueError(
+            f"--videos: {len(unknown)} ids not in the ground truth, e.g. {unknown[:5]}"
+        )
+    return gt.restrict(video_ids), [p for p in predictions if p.video_id in video_ids]

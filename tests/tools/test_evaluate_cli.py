@@ -366,3 +366,39 @@ def test_malformed_rle_cases_finish_fast_in_a_process(files, tmp_path):
     outcomes = json.loads(proc.stdout.strip().splitlines()[-1])
     for (name, args), (returncode, stderr) in zip(cases, outcomes):
         _check_one_line_error(name, returncode, stderr, args)
+
+
+def test_videos_restricts_ground_truth_and_results(files, tmp_path, load_tool):
+    """Video 2 has a missed track: AP over both videos is below 100, over video 1 alone
+    it is that video's AP (50, see ``files``), over video 2 alone 0."""
+    gt_path, _, results = files
+    gt = json.loads(gt_path.read_text())
+    gt["videos"].append(dict(gt["videos"][0], id=2))
+    gt["annotations"].append(dict(gt["annotations"][0], id=2, video_id=2))
+    gt_path.write_text(json.dumps(gt))
+    results_path = tmp_path / "results2.json"
+    results_path.write_text(json.dumps(results))
+    cli = load_tool("evaluate")
+
+    def ap(*videos):
+        out = tmp_path / "m.json"
+        args = ["--annotations", str(gt_path), "--results", str(results_path), "--output", str(out)]
+        assert cli.main(args + list(videos)) == 0
+        return json.loads(out.read_text())["AP"]
+
+    assert ap("--videos", "1") == pytest.approx(50.0)
+    assert ap("--videos", "2") == 0.0
+    assert 0.0 < ap() < 50.0
+    assert ap("--videos", "1-2") == ap()
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("1-x", "expected ids and ranges"), ("3-1", "expected ids and ranges"), ("1,7", "[7]")],
+)
+def test_videos_refuses_malformed_specs_and_unknown_ids(files, capsys, load_tool, spec, message):
+    gt_path, results_path, _ = files
+    cli = load_tool("evaluate")
+    args = ["--annotations", str(gt_path), "--results", str(results_path), "--videos", spec]
+    assert cli.main(args) == 1
+    assert message in capsys.readouterr().err
