@@ -24,7 +24,6 @@ from typing import List, Optional
 
 import ifr  # noqa: F401  (registers datasets and model components)
 from ifr.engine.cli import run_tool
-from ifr.evaluation.tracking import TRACKING_METRIC_NAMES
 from ifr.experiments.operating_point import (
     DEFAULT_NAME,
     operating_points,
@@ -57,12 +56,6 @@ def argument_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="the fixed score threshold reported beside the own one (default: %(default)s)",
     )
-    parser.add_argument(
-        "--metric",
-        default="IDF1",
-        choices=[m for m in TRACKING_METRIC_NAMES if m not in ("IDs", "QueriesPerTrack")],
-        help="the tracking metric each threshold is chosen to maximise (default: %(default)s)",
-    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE")
     return parser
 
@@ -80,7 +73,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.opts,
             args.name,
             args.fixed_threshold,
-            args.metric,
             echo=lambda line: print(line, flush=True),
         )
     except (ValueError, KeyError, FileNotFoundError) as e:
@@ -93,7 +85,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.tune_dataset,
             args.name,
             args.fixed_threshold,
-            args.metric,
         )
     )
     print(f"Wrote {args.name}.md, .csv and .png in {args.comparison}")

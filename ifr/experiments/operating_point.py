@@ -5,14 +5,14 @@ For every finished run ``DIR/<config>/seed=<s>`` of a comparison (``tools/compar
 
 1. inference of ``model_final.pth`` on the tune split (and, when test-time overrides are
    given, again on the run's test split), into ``<run>/<name>/inference/<dataset>/``;
-2. the threshold that maximises the chosen metric (IDF1) on the tune split;
+2. the threshold of best IDF1 on the tune split;
 3. on the test split: AP and the tracking metrics at the fixed threshold, the tracking
-   metrics at the model's own threshold, and the curve of every tracking metric against
-   the threshold; all kept in ``<run>/<name>/operating_point.json``.
+   metrics at the model's own threshold, and IDF1 against the threshold; all kept in
+   ``<run>/<name>/operating_point.json``.
 
 Then one table over the configs (mean ± sample std over seeds, two rows per config: the
-fixed and the own threshold) in ``DIR/<name>.md`` and ``.csv``, and the chosen metric
-against the threshold for every config in ``DIR/<name>.png``. Finished runs are skipped
+fixed and the own threshold) in ``DIR/<name>.md`` and ``.csv``, and IDF1 against the
+threshold for every config in ``DIR/<name>.png``. Finished runs are skipped
 when the command is repeated (their ``operating_point.json`` is read back).
 """
 
@@ -28,7 +28,8 @@ from matplotlib.figure import Figure
 
 from ..engine.defaults import build_cfg, evaluate
 from ..evaluation.offline import evaluate_tracks, load_files
-from ..evaluation.operating_point import THRESHOLDS, Curve, choose_threshold, tracking_curve
+from ..evaluation.operating_point import THRESHOLDS, Curve, choose_threshold, idf1_curve
+from ..evaluation.tracking import tracking_metrics
 from ..utils.atomic_io import atomic_open, atomic_write_json, atomic_write_text
 from ..utils.json_io import read_json
 from .manifest import is_finished, load_manifest
@@ -45,10 +46,10 @@ class RunOperatingPoint:
 
     run: str  # "<config>/seed=<s>"
     threshold: float  # chosen on the tune split
-    tune_value: float  # the chosen metric on the tune split at that threshold
+    tune_value: float  # IDF1 on the tune split at that threshold
     fixed: Dict[str, float]  # AP and the tracking metrics at the fixed threshold
     own: Dict[str, float]  # the tracking metrics at the own threshold
-    test_curve: Curve  # threshold -> tracking metrics on the test split
+    test_curve: Curve  # threshold -> IDF1 on the test split
 
     def to_json(self) -> dict:
         return {
@@ -57,12 +58,12 @@ class RunOperatingPoint:
             "tune_value": self.tune_value,
             "fixed": self.fixed,
             "own": self.own,
-            "test_curve": {str(t): m for t, m in self.test_curve.items()},
+            "test_curve": {str(t): v for t, v in self.test_curve.items()},
         }
 
     @classmethod
     def from_json(cls, data: dict) -> "RunOperatingPoint":
-        curve = {float(t): m for t, m in data["test_curve"].items()}
+        curve = {float(t): v for t, v in data["test_curve"].items()}
         return cls(
             data["run"], data["threshold"], data["tune_value"], data["fixed"], data["own"], curve
         )
@@ -140,7 +141,6 @@ def run_operating_point(
     opts: Sequence[str] = (),
     name: str = DEFAULT_NAME,
     fixed_threshold: float = 0.5,
-    metric: str = "IDF1",
     thresholds: Sequence[float] = THRESHOLDS,
 ) -> RunOperatingPoint:
     """Steps 1-3 of the module docstring for one run; read back when done before."""
@@ -166,19 +166,13 @@ def run_operating_point(
     tune_gt, tune_predictions = load_files(
         dataset_json(tune_dataset), results_path(output_dir, tune_dataset)
     )
-    tune_curve = tracking_curve(tune_gt, tune_predictions, thresholds)
-    threshold = choose_threshold(tune_curve, metric)
+    tune_curve = idf1_curve(tune_gt, tune_predictions, thresholds)
+    threshold = choose_threshold(tune_curve)
     test_gt, test_predictions = load_files(dataset_json(test_dataset), test_results)
     fixed = dict(evaluate_tracks(test_gt, test_predictions, True, fixed_threshold))
-    test_curve = tracking_curve(test_gt, test_predictions, sorted({*thresholds, threshold}))
-    result = RunOperatingPoint(
-        run_label,
-        threshold,
-        tune_curve[threshold][metric],
-        fixed,
-        test_curve[threshold],
-        test_curve,
-    )
+    own = tracking_metrics(test_gt, test_predictions, threshold)
+    test_curve = idf1_curve(test_gt, test_predictions, thresholds)
+    result = RunOperatingPoint(run_label, threshold, tune_curve[threshold], fixed, own, test_curve)
     atomic_write_json(done, result.to_json())
     return result
 
@@ -190,7 +184,6 @@ def operating_points(
     opts: Sequence[str] = (),
     name: str = DEFAULT_NAME,
     fixed_threshold: float = 0.5,
-    metric: str = "IDF1",
     echo: Callable[[str], None] = print,
 ) -> Dict[str, List[RunOperatingPoint]]:
     """:func:`run_operating_point` for every finished run of the comparison's configs."""
@@ -206,15 +199,12 @@ def operating_points(
     results: Dict[str, List[RunOperatingPoint]] = {}
     for index, (label, run_dir) in enumerate(runs, start=1):
         run_label = f"{label}/{os.path.basename(run_dir)}"
-        point = run_operating_point(
-            run_dir, run_label, tune_dataset, opts, name, fixed_threshold, metric
-        )
+        point = run_operating_point(run_dir, run_label, tune_dataset, opts, name, fixed_threshold)
         results.setdefault(label, []).append(point)
         echo(
             f"[{index}/{len(runs)}] {run_label}: threshold {point.threshold:.2f} "
-            f"({metric} {point.tune_value:.1f} on {tune_dataset}); test {metric} "
-            f"{point.fixed.get(metric, float('nan')):.1f} at {fixed_threshold}, "
-            f"{point.own[metric]:.1f} at its own"
+            f"(IDF1 {point.tune_value:.1f} on {tune_dataset}); test IDF1 "
+            f"{point.fixed['IDF1']:.1f} at {fixed_threshold}, {point.own['IDF1']:.1f} at its own"
         )
     return results
 
@@ -254,7 +244,7 @@ def _threshold_cell(row: Dict[str, object]) -> str:
     return f"own {stats.mean:.2f} ± {std}"
 
 
-def format_table(rows: List[Dict[str, object]], tune_dataset: str, metric: str) -> str:
+def format_table(rows: List[Dict[str, object]], tune_dataset: str) -> str:
     header = ["config", "runs", "threshold"] + list(TABLE_METRICS)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -263,7 +253,7 @@ def format_table(rows: List[Dict[str, object]], tune_dataset: str, metric: str) 
         lines.append("| " + " | ".join(cells) + " |")
     return (
         f"Mean ± sample std (n runs) over seeds. 'own': each model's score threshold of best "
-        f"{metric} on {tune_dataset} (neither trained nor evaluated on); AP does not depend "
+        f"IDF1 on {tune_dataset} (neither trained nor evaluated on); AP does not depend "
         "on the threshold.\n\n" + "\n".join(lines) + "\n"
     )
 
@@ -291,9 +281,9 @@ def write_csv(rows: List[Dict[str, object]], path: str) -> None:
 
 
 def build_curve_figure(
-    results: Dict[str, List[RunOperatingPoint]], fixed_threshold: float, metric: str
+    results: Dict[str, List[RunOperatingPoint]], fixed_threshold: float
 ) -> Figure:
-    """``metric`` on the test split against the score threshold: per config the mean over
+    """IDF1 on the test split against the score threshold: per config the mean over
     seeds with a ±std band, a dashed line at its mean own threshold; a grey line at the
     fixed one."""
     figure = Figure(figsize=(5.5, 3.8))
@@ -301,7 +291,7 @@ def build_curve_figure(
     axes = figure.add_subplot(1, 1, 1)
     for label, points in results.items():
         thresholds = sorted(set.intersection(*(set(p.test_curve) for p in points)))
-        values = np.array([[p.test_curve[t][metric] for t in thresholds] for p in points])
+        values = np.array([[p.test_curve[t] for t in thresholds] for p in points])
         mean = values.mean(axis=0)
         line = axes.plot(thresholds, mean, marker=".", label=f"{label} (n={len(points)})")[0]
         if len(points) > 1:
@@ -311,7 +301,7 @@ def build_curve_figure(
         axes.axvline(own, color=line.get_color(), linestyle="--", linewidth=1)
     axes.axvline(fixed_threshold, color="grey", linestyle=":", linewidth=1)
     axes.set_xlabel("tracking score threshold")
-    axes.set_ylabel(f"{metric} (test split)")
+    axes.set_ylabel("IDF1 (test split)")
     axes.legend(fontsize=8)
     figure.tight_layout()
     return figure
@@ -323,16 +313,15 @@ def write_operating_point_report(
     tune_dataset: str,
     name: str = DEFAULT_NAME,
     fixed_threshold: float = 0.5,
-    metric: str = "IDF1",
 ) -> str:
     """Writes ``DIR/<name>.md``, ``.csv`` and ``.png``; returns the markdown table."""
     rows = summarize_rows(results, fixed_threshold)
-    table = format_table(rows, tune_dataset, metric)
+    table = format_table(rows, tune_dataset)
     base = os.path.join(comparison_dir, name)
     atomic_write_text(base + ".md", table)
     write_csv(rows, base + ".csv")
     with atomic_open(base + ".png", "wb") as f:
-        build_curve_figure(results, fixed_threshold, metric).savefig(f, format="png", dpi=120)
+        build_curve_figure(results, fixed_threshold).savefig(f, format="png", dpi=120)
     return table
 
 

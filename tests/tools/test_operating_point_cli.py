@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ifr.evaluation.offline import evaluate_tracks, load_files
-from ifr.evaluation.operating_point import choose_threshold, tracking_curve
+from ifr.evaluation.operating_point import choose_threshold, idf1_curve
 from ifr.evaluation.tracking import tracking_metrics
 from ifr.experiments.operating_point import dataset_json
 
@@ -47,12 +47,14 @@ def test_thresholds_and_metrics_recomputed_from_the_files(
         point = json.load(open(os.path.join(run, "operating_point", "operating_point.json")))
         tune = os.path.join(run, "operating_point", "inference", TUNE, "results.json")
         gt, predictions = load_files(dataset_json(TUNE), tune)
-        assert point["threshold"] == choose_threshold(tracking_curve(gt, predictions))
+        assert point["threshold"] == choose_threshold(idf1_curve(gt, predictions))
         # No overrides: the test split's results are the run's own final evaluation.
         test = os.path.join(run, "inference", "ytvis_tiny_hard_val", "results.json")
         assert not os.path.exists(test.replace("inference", "operating_point/inference"))
         gt, predictions = load_files(dataset_json("ytvis_tiny_hard_val"), test)
         assert point["own"] == tracking_metrics(gt, predictions, point["threshold"])
+        own_on_curve = point["test_curve"][str(point["threshold"])]
+        assert own_on_curve == pytest.approx(point["own"]["IDF1"])
         assert point["fixed"] == dict(evaluate_tracks(gt, predictions, True, 0.5))
         final = json.load(open(os.path.join(run, "final_metrics.json")))
         assert point["fixed"]["AP"] == pytest.approx(final["AP"])
