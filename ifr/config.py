@@ -391,3 +391,9 @@ def _add_evaluation_config(cfg: CN) -> None:
     # part (a MOT metric scores one set of hypotheses, not a ranked list). The one default
     # of the evaluator and of tools/evaluate.py --tracking-score-threshold.
     cfg.TEST.TRACKING_SCORE_THRESHOLD = 0.5
+    # A registered dataset, neither trained nor evaluated on (e.g. ytvis_tiny_tune), on
+    # which each evaluation first chooses the model's own tracking score threshold: the one
+    # of best IDF1 (ifr/evaluation/operating_point.py). The tracking metrics of every test
+    # dataset are then also reported at that threshold (IDF1_own, ..., threshold_own).
+    # "": the fixed threshold only.
+    cfg.TEST.TRACKING_TUNE_DATASET = ""

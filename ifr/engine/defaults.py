@@ -130,12 +130,15 @@ def check_datasets_available(cfg: CfgNode, eval_only: bool = False) -> None:
     only with ``eval_only``) is unknown, its files are missing, or its number of categories
     is not MODEL.IFR.NUM_CLASSES."""
     registered = set(DatasetCatalog.list())
-    names = ([] if eval_only else list(cfg.DATASETS.TRAIN)) + list(cfg.DATASETS.TEST)
-    for name in names:
+    names = [("DATASETS.TRAIN", n) for n in ([] if eval_only else cfg.DATASETS.TRAIN)]
+    names += [("DATASETS.TEST", n) for n in cfg.DATASETS.TEST]
+    if cfg.TEST.TRACKING_TUNE_DATASET:
+        names.append(("TEST.TRACKING_TUNE_DATASET", cfg.TEST.TRACKING_TUNE_DATASET))
+    for key, name in names:
         if name not in registered:
             ytvis = sorted(n for n in registered if n.startswith(("ytvis", "ovis")))
             raise ConfigError(
-                f"dataset {name!r} (DATASETS) is not registered. Registered: {ytvis}; a "
+                f"dataset {name!r} ({key}) is not registered. Registered: {ytvis}; a "
                 "dataset of your own: see datasets/README.md, 'Adding a dataset'"
             )
         meta = MetadataCatalog.get(name)

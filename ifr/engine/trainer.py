@@ -7,11 +7,12 @@ import logging
 import os
 import weakref
 from collections import OrderedDict
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, List, Optional, Set
 
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.evaluation import inference_on_dataset
 from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -20,6 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ..checkpoint import CLASS_COLORS_KEY, CLASS_NAMES_KEY, IFRCheckpointer
 from ..data import build_ytvis_test_loader, build_ytvis_train_loader
 from ..evaluation import YTVISEvaluator
+from ..evaluation.offline import load_files
+from ..evaluation.operating_point import choose_threshold, idf1_curve
 from ..utils.atomic_io import atomic_write_json
 from ..utils.parameters import format_parameter_counts, parameter_counts
 from ..utils.precision import check_precision
@@ -88,10 +91,56 @@ class Trainer(DefaultTrainer):
         return build_ytvis_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name: str, output_folder: str = None):
+    def build_evaluator(
+        cls,
+        cfg,
+        dataset_name: str,
+        output_folder: Optional[str] = None,
+        own_threshold: Optional[float] = None,
+    ):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return YTVISEvaluator(cfg, dataset_name, output_dir=output_folder)
+        return YTVISEvaluator(
+            cfg, dataset_name, output_dir=output_folder, own_threshold=own_threshold
+        )
+
+    @classmethod
+    def own_tracking_threshold(cls, cfg, model: torch.nn.Module) -> float:
+        """The model's tracking score threshold of best IDF1 on TEST.TRACKING_TUNE_DATASET
+        (inference there, results in OUTPUT_DIR/inference/<dataset>/), on every process."""
+        name = cfg.TEST.TRACKING_TUNE_DATASET
+        output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", name)
+        evaluator = YTVISEvaluator(
+            name,
+            tracking_score_threshold=cfg.TEST.TRACKING_SCORE_THRESHOLD,
+            output_dir=output_dir,
+            tracking=False,
+        )
+        inference_on_dataset(model, cls.build_test_loader(cfg, name), evaluator)
+        threshold = None
+        if comm.is_main_process():
+            json_file = MetadataCatalog.get(name).json_file
+            gt, predictions = load_files(json_file, os.path.join(output_dir, "results.json"))
+            curve = idf1_curve(gt, predictions)
+            threshold = choose_threshold(curve)
+            logger.info(
+                f"Own tracking score threshold: {threshold} (IDF1 {curve[threshold]:.2f} on "
+                f"{name}, against {curve.get(cfg.TEST.TRACKING_SCORE_THRESHOLD, float('nan')):.2f} "
+                f"at {cfg.TEST.TRACKING_SCORE_THRESHOLD})"
+            )
+        return comm.all_gather(threshold)[0]
+
+    @classmethod
+    def test(cls, cfg, model: torch.nn.Module, evaluators=None):
+        """Detectron2's test; with TEST.TRACKING_TUNE_DATASET, the tracking metrics are also
+        computed at the model's own threshold, chosen there first."""
+        if evaluators is None and cfg.TEST.TRACKING_TUNE_DATASET and cfg.DATASETS.TEST:
+            threshold = cls.own_tracking_threshold(cfg, model)
+            evaluators = [
+                cls.build_evaluator(cfg, name, own_threshold=threshold)
+                for name in cfg.DATASETS.TEST
+            ]
+        return super().test(cfg, model, evaluators)
 
     @classmethod
     def build_optimizer(cls, cfg, model: torch.nn.Module) -> torch.optim.Optimizer:

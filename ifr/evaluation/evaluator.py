@@ -40,6 +40,7 @@ class YTVISEvaluator(DatasetEvaluator):
         distributed: bool = True,
         tracking: bool = True,
         allow_missing_videos: bool = False,
+        own_threshold: Optional[float] = None,
     ):
         """
         Args:
@@ -55,6 +56,9 @@ class YTVISEvaluator(DatasetEvaluator):
             allow_missing_videos: evaluate even when some videos of the dataset were not
                 processed (a run cut short on purpose); the metrics are then those of the
                 processed videos only. By default a missing video is an error.
+            own_threshold: the model's own tracking score threshold (chosen on a tune
+                split, ``TEST.TRACKING_TUNE_DATASET``): the tracking metrics are also
+                computed at it (``"tracking_own"``: ``IDF1_own, ..., threshold_own``).
         """
         self._dataset_name = dataset_name
         self._output_dir = output_dir
@@ -62,6 +66,7 @@ class YTVISEvaluator(DatasetEvaluator):
         self._tracking = tracking
         self._tracking_score_threshold = tracking_score_threshold
         self._allow_missing_videos = allow_missing_videos
+        self._own_threshold = own_threshold
         self._metadata = MetadataCatalog.get(dataset_name)
         self._contiguous_to_dataset_id: Optional[Dict[int, int]] = None
         self._dataset_video_ids: Optional[List[int]] = None
@@ -69,13 +74,19 @@ class YTVISEvaluator(DatasetEvaluator):
 
     @classmethod
     def from_config(
-        cls, cfg, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True
+        cls,
+        cfg,
+        dataset_name: str,
+        output_dir: Optional[str] = None,
+        distributed: bool = True,
+        own_threshold: Optional[float] = None,
     ) -> Dict[str, Any]:
         return {
             "dataset_name": dataset_name,
             "output_dir": output_dir,
             "distributed": distributed,
             "tracking_score_threshold": cfg.TEST.TRACKING_SCORE_THRESHOLD,
+            "own_threshold": own_threshold,
         }
 
     def reset(self) -> None:
@@ -135,6 +146,11 @@ class YTVISEvaluator(DatasetEvaluator):
         if self._tracking:
             metrics["tracking"] = tracking_metrics(
                 gt, predictions, score_threshold=self._tracking_score_threshold
+            )
+        if self._tracking and self._own_threshold is not None:
+            own = tracking_metrics(gt, predictions, score_threshold=self._own_threshold)
+            metrics["tracking_own"] = OrderedDict(
+                [(f"{k}_own", v) for k, v in own.items()] + [("threshold_own", self._own_threshold)]
             )
         self._log_metrics(metrics)
         return metrics
@@ -199,11 +215,11 @@ class YTVISEvaluator(DatasetEvaluator):
     def _log_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         for task, values in metrics.items():
             table = tabulate([list(values.values())], headers=list(values), floatfmt=".2f")
-            condition = (
-                f" (predictions scored >= {self._tracking_score_threshold})"
-                if task == "tracking"
-                else ""
-            )
+            condition = {
+                "tracking": f" (predictions scored >= {self._tracking_score_threshold})",
+                "tracking_own": f" at the model's own threshold ({self._own_threshold}, "
+                "best IDF1 on the tune split)",
+            }.get(task, "")
             logger.info(f"{self._dataset_name} {task} metrics{condition}:\n{table}")
 
 

@@ -132,3 +132,16 @@ def test_malformed_ground_truth_is_named(register, tmp_path):
         ValueError, match=f"{json_file}: video 5, annotation 1: annotation id 1 appears twice"
     ):
         _run(_evaluator(name), [(3, 3, _output(TRACK_1, 1)), (5, 2, _output(TRACK_2, 0))])
+
+
+def test_own_threshold_adds_the_tracking_metrics_at_it(register):
+    outputs = [(3, 3, _output(TRACK_1, 1, score=0.9)), (5, 2, _output(TRACK_2, 0, score=0.6))]
+    metrics = _run(_evaluator(register(), own_threshold=0.3), outputs)
+    assert list(metrics) == ["segm", "tracking", "tracking_own"]
+    assert metrics["tracking_own"] == {f"{k}_own": v for k, v in PERFECT_TRACKING.items()} | {
+        "threshold_own": 0.3
+    }
+    # At 0.7 the second video's track (0.6) is cut: 2 of the 4 ground-truth boxes found.
+    own = _run(_evaluator(register(), own_threshold=0.7), outputs)["tracking_own"]
+    assert own["IDR_own"] == pytest.approx(100 * 2 / 4) and own["IDP_own"] == 100.0
+    assert "tracking_own" not in _run(_evaluator(register()), outputs)

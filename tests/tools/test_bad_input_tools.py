@@ -100,7 +100,13 @@ CASES = [
         "unregistered-dataset",
         "train_net",
         _eval("DATASETS.TEST", "('nope',)"),
-        "dataset 'nope' (DATASETS) is not registered",
+        "dataset 'nope' (DATASETS.TEST) is not registered",
+    ),
+    (
+        "unregistered-tune-dataset",
+        "train_net",
+        _eval("TEST.TRACKING_TUNE_DATASET", "nope"),
+        "dataset 'nope' (TEST.TRACKING_TUNE_DATASET) is not registered",
     ),
     (
         "missing-weights",

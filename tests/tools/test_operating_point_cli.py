@@ -1,6 +1,7 @@
 """tools/operating_point.py on a real comparison (two tiny configs, 4 iterations): the
-chosen thresholds and the reported metrics recomputed from the results files it wrote;
-a repeated command reuses the runs; overrides get their own folder and are not mixed."""
+chosen thresholds and the reported metrics recomputed from the results files it wrote, and
+equal to those of the trainings' own final evaluation (TEST.TRACKING_TUNE_DATASET); a
+repeated command reuses the runs; overrides get their own folder and are not mixed."""
 
 import json
 import os
@@ -19,6 +20,7 @@ TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
 TINY_LAMBDA0 = os.path.join(ROOT, "tests", "tools", "ifr_tiny_lambda0.yaml")
 FAST = ["SOLVER.MAX_ITER", "4", "SOLVER.IMS_PER_BATCH", "2", "MODEL.IFR.NUM_QUERIES", "5"]
 FAST += ["MODEL.IFR.TRAIN_NUM_POINTS", "64", "DATASETS.TEST", '("ytvis_tiny_hard_val",)']
+FAST += ["TEST.TRACKING_TUNE_DATASET", "ytvis_tiny_hard_tune"]  # the trainer's own choice too
 TUNE = "ytvis_tiny_hard_tune"
 
 
@@ -58,6 +60,9 @@ def test_thresholds_and_metrics_recomputed_from_the_files(
         assert point["fixed"] == dict(evaluate_tracks(gt, predictions, True, 0.5))
         final = json.load(open(os.path.join(run, "final_metrics.json")))
         assert point["fixed"]["AP"] == pytest.approx(final["AP"])
+        # The training's final evaluation chose the same threshold (TRACKING_TUNE_DATASET).
+        assert final["threshold_own"] == point["threshold"]
+        assert final["IDF1_own"] == pytest.approx(point["own"]["IDF1"])
 
 
 @pytest.mark.slow
