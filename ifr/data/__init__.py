@@ -7,6 +7,7 @@ Importing this package registers every built-in dataset name with ``DatasetCatal
 from .build import (
     build_ytvis_test_loader,
     build_ytvis_train_loader,
+    build_ytvis_train_loader_and_sampler,
     filter_videos_without_instances,
     get_ytvis_dicts,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "YTVISFormatError",
     "build_ytvis_test_loader",
     "build_ytvis_train_loader",
+    "build_ytvis_train_loader_and_sampler",
     "datasets_root",
     "filter_videos_without_instances",
     "generate_tiny_ytvis",

@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Optional, Set
 
 import torch
 from detectron2.data import MetadataCatalog
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, TrainerBase
+from detectron2.engine import hooks as d2_hooks
 from detectron2.evaluation import inference_on_dataset
 from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils import comm
@@ -19,13 +20,18 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import CLASS_COLORS_KEY, CLASS_NAMES_KEY, IFRCheckpointer
-from ..data import build_ytvis_test_loader, build_ytvis_train_loader
+from ..data import (
+    build_ytvis_test_loader,
+    build_ytvis_train_loader,
+    build_ytvis_train_loader_and_sampler,
+)
 from ..evaluation import YTVISEvaluator
 from ..evaluation.offline import load_files
 from ..evaluation.operating_point import choose_threshold, idf1_curve
 from ..utils.atomic_io import atomic_write_json
 from ..utils.parameters import format_parameter_counts, parameter_counts
 from ..utils.precision import check_precision
+from ..utils.rng import rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +65,13 @@ class Trainer(DefaultTrainer):
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
+        data_loader, self._train_sampler = build_ytvis_train_loader_and_sampler(cfg)
+        # The loader draws its workers' seeds from a generator of its own (so that a resumed
+        # run's new iterator leaves the random stream alone); this one draw from torch's is
+        # the one its first iterator used to make, which keeps every run's random stream,
+        # and so its results, what they were.
+        torch.empty((), dtype=torch.int64).random_()
+        self._rng_states: List[Dict[str, Any]] = []  # per process, at the last checkpoint
         model = create_ddp_model(model)
         self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
@@ -74,6 +86,55 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        """Detectron2's hooks, with :class:`GatherRNGStates` just before the checkpointer
+        (before the evaluation hook on processes that do not save)."""
+        hooks = super().build_hooks()
+        kinds = (d2_hooks.PeriodicCheckpointer, d2_hooks.EvalHook)
+        index = min(i for i, h in enumerate(hooks) if isinstance(h, kinds))
+        hooks.insert(index, GatherRNGStates(self.cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter))
+        return hooks
+
+    def state_dict(self) -> Dict[str, Any]:
+        """What a resumed run needs to continue as the same run: Detectron2's iteration
+        and hook states (the LR scheduler), the optimizer and grad scaler (``_trainer``,
+        which Detectron2 v0.6 leaves out), every process's random generators, and how far
+        each process has read the training stream."""
+        state = super().state_dict()
+        state["_trainer"] = self._trainer.state_dict()
+        state["rng"] = self._rng_states or [rng_state()]
+        state["data"] = {
+            "indices_per_process": (self.iter + 1)
+            * self.cfg.SOLVER.IMS_PER_BATCH
+            // comm.get_world_size(),
+            "world_size": comm.get_world_size(),
+        }
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "_trainer" in state:
+            self._trainer.load_state_dict(state["_trainer"])
+        else:
+            logger.warning(
+                "The checkpoint has no optimizer state (written by an older version): the "
+                "optimizer and the grad scaler start afresh; the run is not continued as "
+                "the same run"
+            )
+        data = state.get("data")
+        if data is not None:
+            if data["world_size"] != comm.get_world_size():
+                logger.warning(
+                    f"The checkpoint was written by {data['world_size']} processes, this run "
+                    f"has {comm.get_world_size()}: the data stream does not continue exactly"
+                )
+            self._train_sampler.skip(data["indices_per_process"])
+            # The loader's iterator was made (and its workers started) before the skip.
+            self._trainer._data_loader_iter = iter(self._trainer.data_loader)
+        rank = comm.get_rank()
+        if len(state.get("rng", [])) > rank:
+            set_rng_state(state["rng"][rank])
 
     @classmethod
     def build_model(cls, cfg) -> torch.nn.Module:
@@ -168,6 +229,21 @@ class Trainer(DefaultTrainer):
             return optimizer_cls(params, cfg.SOLVER.BASE_LR, **kwargs)
         optimizer = optimizer_cls(params, cfg.SOLVER.BASE_LR, **kwargs)
         return maybe_add_gradient_clipping(cfg, optimizer)
+
+
+class GatherRNGStates(HookBase):
+    """On every process, at each iteration the checkpointer saves after, gathers the
+    random generators' states of all processes into ``trainer._rng_states`` (the main
+    process saves them: a checkpoint restores every process's generators)."""
+
+    def __init__(self, period: int, max_iter: int):
+        self._period = period
+        self._max_iter = max_iter
+
+    def after_step(self):
+        iteration = self.trainer.iter + 1
+        if (self._period > 0 and iteration % self._period == 0) or iteration >= self._max_iter:
+            self.trainer._rng_states = comm.all_gather(rng_state())
 
 
 def training_classes(cfg) -> Dict[str, Any]:

@@ -7,6 +7,9 @@ import sys
 import zipfile
 
 import pytest
+import torch
+
+from ifr.data.tiny import TINY_SPLITS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
@@ -57,7 +60,8 @@ def test_two_process_training_then_resume_then_eval_only(tmp_path):
     assert set(metrics) >= {"AP", "AP50", "AP75", "AR1", "AR10", "IDF1", "MOTA", "IDs"}
     results_dir = os.path.join(out, "inference", "ytvis_tiny_val")
     results = json.load(open(os.path.join(results_dir, "results.json")))
-    assert {r["video_id"] for r in results} == set(range(1, 9))  # every val video, once gathered
+    num_val = TINY_SPLITS["val"]["num_videos"]
+    assert {r["video_id"] for r in results} == set(range(1, num_val + 1))  # once, gathered
     with zipfile.ZipFile(os.path.join(results_dir, "results.zip")) as z:
         assert z.namelist() == ["results.json"]
     import torch
@@ -154,3 +158,47 @@ def test_config_is_saved_only_when_the_run_starts(tmp_path, restore_loggers):
     path = save_run_config(cfg)
     assert path == str(tmp_path / "config.yaml")
     assert "MAX_ITER: 3" in (tmp_path / "config.yaml").read_text()
+
+
+def _final_weights(run_dir):
+    return torch.load(os.path.join(run_dir, "model_final.pth"), weights_only=True)["model"]
+
+
+@pytest.mark.slow
+def test_resume_from_each_checkpoint_continues_the_same_run(tmp_path):
+    """A run killed right after a checkpoint leaves that checkpoint and ``last_checkpoint``
+    naming it; resumed from there it ends with the uninterrupted run's weights, bit for bit
+    (1 process, no data-loader workers: every random draw is in this process)."""
+    args = [*FAST, "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()"]
+    full = str(tmp_path / "full")
+    run_train_net(*args, "OUTPUT_DIR", full)
+    reference = _final_weights(full)
+    for checkpoint in ("model_0000001.pth", "model_0000003.pth"):
+        resumed = tmp_path / f"from_{checkpoint}"
+        resumed.mkdir()
+        data = torch.load(os.path.join(full, checkpoint), weights_only=True)
+        assert len(data["trainer"]["_trainer"]["optimizer"]["state"]) > 0  # the AdamW moments
+        torch.save(data, resumed / checkpoint)
+        (resumed / "last_checkpoint").write_text(checkpoint)
+        run_train_net("--resume", *args, "OUTPUT_DIR", str(resumed))
+        weights = _final_weights(str(resumed))
+        assert weights.keys() == reference.keys()
+        different = [k for k in reference if not torch.equal(weights[k], reference[k])]
+        assert not different, f"resumed from {checkpoint}: {len(different)} tensors differ"
+
+
+@pytest.mark.slow
+def test_checkpoint_without_optimizer_state_resumes_with_a_warning(tmp_path):
+    args = [*FAST, "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()"]
+    full = str(tmp_path / "full")
+    run_train_net(*args, "OUTPUT_DIR", full)
+    old = tmp_path / "old"
+    old.mkdir()
+    data = torch.load(os.path.join(full, "model_0000001.pth"), weights_only=True)
+    for key in ("_trainer", "rng", "data"):
+        del data["trainer"][key]
+    torch.save(data, old / "model_0000001.pth")
+    (old / "last_checkpoint").write_text("model_0000001.pth")
+    result = run_train_net("--resume", *args, "OUTPUT_DIR", str(old))
+    assert "has no optimizer state" in result.stdout + result.stderr
+    assert os.path.isfile(old / "model_final.pth")
