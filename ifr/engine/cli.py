@@ -22,6 +22,7 @@ TRACEBACK_FLAG = "--traceback"
 TRACEBACK_ENV = "IFR_TRACEBACK"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C (128 + SIGINT)
 
 
 class UsageError(UserInputError):
@@ -64,6 +65,9 @@ def run_tool(main: Callable[[List[str]], Any], argv: Optional[Sequence[str]] = N
     argv = [arg for arg in argv if arg != TRACEBACK_FLAG]
     try:
         status = main(argv)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal the launcher passed on
+        print(f"interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001  (bugs are re-raised below)
         message = user_error_message(error)
         if message is None or show_traceback:

@@ -11,16 +11,18 @@ peer's "connection closed". Each worker here records the time of its failure, an
 ``launch`` raises :class:`WorkerFailed` with the first one: the root cause.
 """
 
+import contextlib
 import glob
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
 import time
 import traceback
 from datetime import timedelta
-from typing import Callable, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -77,9 +79,10 @@ def launch(
         logging.getLogger(__name__).warning(
             "file:// is not a reliable init_method in multi-machine jobs; prefer tcp://"
         )
+    stopped: List[str] = []
     with tempfile.TemporaryDirectory(prefix="ifr_launch_") as error_dir:
         try:
-            mp.start_processes(
+            context = mp.start_processes(
                 _distributed_worker,
                 nprocs=num_gpus_per_machine,
                 args=(
@@ -94,8 +97,14 @@ def launch(
                 ),
                 daemon=False,
                 start_method="spawn",
+                join=False,
             )
+            with _stop_signals_forwarded(context, stopped):
+                while not context.join(timeout=1.0):
+                    pass
         except ProcessException as err:
+            if stopped:
+                raise KeyboardInterrupt(f"stopped by {stopped[0]}") from None
             first = _first_worker_error(error_dir)
             if first is None:  # killed by a signal, before it could record anything
                 raise
@@ -106,9 +115,44 @@ def launch(
             ) from err
 
 
+# Seconds the workers get to exit after the launcher forwards a stop signal, before they
+# are killed.
+STOP_GRACE_S = 10.0
+
+
+@contextlib.contextmanager
+def _stop_signals_forwarded(context, stopped: List[str]) -> Iterator[None]:
+    """While the workers of ``context`` run, SIGINT (Ctrl-C) and SIGTERM (what SLURM sends
+    before pre-emption) to the launcher are passed on to every worker as SIGTERM, and
+    ``stopped`` gets the signal's name. On leaving, a worker still alive after
+    :data:`STOP_GRACE_S` seconds is killed, so that no worker outlives the launcher (and its
+    temporary folder). Checkpoints are written atomically: the last complete one stays."""
+
+    def forward(signum, frame):
+        stopped.append(signal.Signals(signum).name)
+        for process in context.processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for process in context.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
 def _record_worker_error(error_dir: str, rank: int) -> None:
     from .cli import user_error_message
 
+    if not os.path.isdir(error_dir):  # the launcher has gone: nobody to read it
+        return
     # Atomic: spawn may kill a peer mid-write once it has seen the first failure.
     atomic_write_json(
         os.path.join(error_dir, f"rank{rank}.json"),

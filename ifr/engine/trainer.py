@@ -3,6 +3,7 @@ checkpointer, DDP that also runs on CPU (gloo), and mixed precision (MODEL.PRECI
 Detectron2's SOLVER.AMP.ENABLED) with loss scaling only for fp16 on CUDA."""
 
 import itertools
+import json
 import logging
 import os
 import weakref
@@ -86,6 +87,13 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """Detectron2's; a resumed run also drops from ``metrics.json`` what the interrupted
+        run logged after its last checkpoint (those iterations are trained again)."""
+        super().resume_or_load(resume=resume)
+        if resume and self.start_iter > 0 and comm.is_main_process():
+            trim_metrics_log(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), self.iter)
 
     def build_hooks(self):
         """Detectron2's hooks, with :class:`GatherRNGStates` just before the checkpointer
@@ -229,6 +237,35 @@ class Trainer(DefaultTrainer):
             return optimizer_cls(params, cfg.SOLVER.BASE_LR, **kwargs)
         optimizer = optimizer_cls(params, cfg.SOLVER.BASE_LR, **kwargs)
         return maybe_add_gradient_clipping(cfg, optimizer)
+
+
+def trim_metrics_log(path: str, last_iteration: int) -> int:
+    """Keep in the JSON-lines log ``path`` the complete lines of iterations up to
+    ``last_iteration``; returns how many lines were dropped. Rewritten in place: the
+    metrics writer already holds the file open for appending."""
+    if not os.path.isfile(path):
+        return 0
+    with open(path, "r+") as f:
+        lines = f.read().splitlines(keepends=True)
+        kept = [line for line in lines if _logged_iteration(line) <= last_iteration]
+        if len(kept) < len(lines):
+            f.seek(0)
+            f.writelines(kept)
+            f.truncate()
+    if len(kept) < len(lines):
+        logger.info(f"{path}: dropped {len(lines) - len(kept)} lines logged after the checkpoint")
+    return len(lines) - len(kept)
+
+
+def _logged_iteration(line: str) -> float:
+    """The iteration of a complete log line; infinity for a partial or foreign one."""
+    try:
+        record = json.loads(line) if line.endswith("\n") else None
+    except json.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("iteration"), int):
+        return float("inf")
+    return record["iteration"]
 
 
 class GatherRNGStates(HookBase):

@@ -1,9 +1,13 @@
 """End to end through tools/train_net.py on the tiny dataset (few iterations, CPU)."""
 
+import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 import zipfile
 
 import pytest
@@ -202,3 +206,50 @@ def test_checkpoint_without_optimizer_state_resumes_with_a_warning(tmp_path):
     result = run_train_net("--resume", *args, "OUTPUT_DIR", str(old))
     assert "has no optimizer state" in result.stdout + result.stderr
     assert os.path.isfile(old / "model_final.pth")
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_to_the_launcher_stops_every_worker(tmp_path, signum):
+    """Two CPU workers; the signal goes to the launcher alone (as `kill` or SLURM sends it):
+    every worker is gone within seconds, the exit status is 130, the last checkpoint
+    loads, and the launcher's temporary folder is gone."""
+    out = tmp_path / "run"
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "ifr_launch_*")))
+    command = [sys.executable, TRAIN_NET, "--config-file", TINY, "--num-gpus", "2", *FAST]
+    command += ["SOLVER.MAX_ITER", "500", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()"]
+    process = subprocess.Popen(
+        command + ["OUTPUT_DIR", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    while not (out / "model_0000001.pth").exists() and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.2)
+    workers = _children(process.pid)
+    assert len(workers) >= 2
+    process.send_signal(signum)
+    assert process.wait(timeout=60) == 130
+    assert "interrupted (stopped by" in process.stderr.read()
+    time.sleep(1)
+    assert not [pid for pid in workers if _alive(pid)]
+    last = (out / "last_checkpoint").read_text().strip()
+    data = torch.load(out / last, weights_only=True)
+    assert "model" in data and "_trainer" in data["trainer"]
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "ifr_launch_*"))) == before

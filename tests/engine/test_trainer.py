@@ -9,6 +9,7 @@ from ifr.engine.trainer import (
     Trainer,
     build_param_groups,
     flatten_metrics,
+    trim_metrics_log,
     with_full_model_gradient_clipping,
 )
 
@@ -74,3 +75,16 @@ def test_build_model_logs_the_parameter_count_of_each_component(make_cfg, ifr_ca
     backbone = sum(p.numel() for p in model.backbone.parameters())
     total = sum(p.numel() for p in model.parameters())
     assert f"Parameters: {total:,} (backbone {backbone:,}, pixel_decoder " in ifr_caplog.text
+
+
+def test_trim_metrics_log_keeps_complete_lines_up_to_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.json"
+    lines = [f'{{"iteration": {i}, "loss": 1.0}}\n' for i in (19, 39, 59)]
+    path.write_text("".join(lines) + '{"eta_seconds": 3, "itera')  # killed mid-write
+    writer = open(path, "a")  # the metrics writer opened it before the resume
+    assert trim_metrics_log(str(path), 39) == 2
+    writer.write('{"iteration": 59, "loss": 0.5}\n')
+    writer.close()
+    assert path.read_text() == lines[0] + lines[1] + '{"iteration": 59, "loss": 0.5}\n'
+    assert trim_metrics_log(str(path), 100) == 0
+    assert trim_metrics_log(str(tmp_path / "absent.json"), 1) == 0
