@@ -169,19 +169,29 @@ def _final_weights(run_dir):
 
 
 @pytest.mark.slow
-def test_resume_from_each_checkpoint_continues_the_same_run(tmp_path):
+@pytest.mark.parametrize(
+    "launch, overrides, checkpoints",
+    [
+        ([], [], ("model_0000001.pth", "model_0000003.pth")),
+        (["--num-gpus", "2"], [], ("model_0000003.pth",)),
+    ],
+    ids=["1-process", "2-processes"],
+)
+def test_resume_from_a_checkpoint_continues_the_same_run(tmp_path, launch, overrides, checkpoints):
     """A run killed right after a checkpoint leaves that checkpoint and ``last_checkpoint``
     naming it; resumed from there it ends with the uninterrupted run's weights, bit for bit
-    (1 process, no data-loader workers: every random draw is in this process)."""
-    args = [*FAST, "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()"]
+    (no data-loader workers: every random draw is in the training processes)."""
+    args = [*launch, *FAST, *overrides, "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2"]
+    args += ["DATASETS.TEST", "()"]
     full = str(tmp_path / "full")
     run_train_net(*args, "OUTPUT_DIR", full)
     reference = _final_weights(full)
-    for checkpoint in ("model_0000001.pth", "model_0000003.pth"):
+    for checkpoint in checkpoints:
         resumed = tmp_path / f"from_{checkpoint}"
         resumed.mkdir()
         data = torch.load(os.path.join(full, checkpoint), weights_only=True)
         assert len(data["trainer"]["_trainer"]["optimizer"]["state"]) > 0  # the AdamW moments
+        assert len(data["trainer"]["rng"]) == (2 if launch else 1)  # every process's
         torch.save(data, resumed / checkpoint)
         (resumed / "last_checkpoint").write_text(checkpoint)
         run_train_net("--resume", *args, "OUTPUT_DIR", str(resumed))
