@@ -88,6 +88,19 @@ def hard_train(tiny_root):
     return DatasetCatalog.get("ytvis_tiny_hard_train")
 
 
+def test_split_sizes_resolve_systems_and_keep_splits_apart():
+    # Evaluation splits of at least 64 videos (about 250 tracks), training splits of 256.
+    for split in ("val", "hard_val"):
+        assert TINY_SPLITS[split]["num_videos"] >= 64
+    assert TINY_SPLITS["train"]["num_videos"] == TINY_SPLITS["hard_train"]["num_videos"] == 256
+    # Train, val and tune draw from different seeds: no video is in two of them. The hard
+    # splits share trajectories with their distinct twins, and differ in looks only.
+    assert len({TINY_SPLITS[s]["seed"] for s in ("train", "val", "tune")}) == 3
+    for split in ("train", "val", "tune"):
+        twin = dict(TINY_SPLITS[f"hard_{split}"], appearance="distinct")
+        assert twin == TINY_SPLITS[split]
+
+
 def test_registered_splits_load_with_expected_counts(tiny_root, tiny_train, hard_train):
     val = DatasetCatalog.get("ytvis_tiny_val")
     hard_val = DatasetCatalog.get("ytvis_tiny_hard_val")
@@ -96,6 +109,7 @@ def test_registered_splits_load_with_expected_counts(tiny_root, tiny_train, hard
         (val, "val"),
         (hard_train, "hard_train"),
         (hard_val, "hard_val"),
+        (DatasetCatalog.get("ytvis_tiny_hard_tune"), "hard_tune"),
     ):
         assert len(dicts) == TINY_SPLITS[split]["num_videos"]
         assert all(d["length"] == TINY_SPLITS[split]["num_frames"] for d in dicts)
