@@ -10,7 +10,7 @@ the test mapper resized it, where the masks are rendered (default: ``--size``).
 Prints training iterations/s and peak memory, inference frames/s, and peak inference
 memory against video length (device memory on GPU; process peak RSS on CPU).
 
-The device report (no config file: it builds its own models, issue 13's figures):
+The device report (no config file: it builds its own models):
 
     python tools/benchmark.py --report gpu --output report.json [--device cpu] [--small] \
         [--budget-s 420] [--sections msda,train,inference,memory,frame_step]
@@ -18,7 +18,7 @@ The device report (no config file: it builds its own models, issue 13's figures)
 runs MSDA (PyTorch vs Triton, fp32 vs bf16), the IFR-R50 and Mask2Former-VIS R50
 training steps, IFR-R50 inference frames/s at 360p/720p (eager and compiled frame step),
 peak memory against video length, and the decoder's frame recurrence alone; it writes
-``--output`` (JSON, after every row) and prints markdown tables and the issue's aims.
+``--output`` (JSON, after every row) and prints markdown tables and the benchmark's thresholds.
 ``--small`` shrinks every size (tiny configs) so it runs on CPU in seconds.
 """
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Prepare, on this machine, the Python packages the GPU machine lacks, for
-# tools/gpu_report.sh. The GPU machine (issue 13's device report) runs its own image's
-# python3 (3.12 with torch, triton, numpy, scipy, opencv, pandas, tabulate, ...) and can
-# fetch nothing, so what ifr needs beyond that image travels in a folder:
+# For a GPU machine without a package index: prepare, on a machine that has one, the
+# pure-Python packages tools/gpu_report.sh needs beyond what the GPU machine's python3
+# already has (torch, triton, numpy, scipy, opencv, pandas, tabulate, ...), in one folder
+# to copy over:
 #
 #   bash tools/gpu_deps.sh [OUT_DIR]        # default: output/gpu_deps (git-ignored)
 #

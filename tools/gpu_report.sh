@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Issue 13's device report on one GPU, in one command (installs nothing):
+# The device report on one GPU, in one command (installs nothing):
 #
-#   here, once (needs the package registry):   bash tools/gpu_deps.sh
-#   on the GPU machine (the device tool's run, carry ["output/gpu_deps"], timeout_s 600):
+#   once, where a package index is reachable:  bash tools/gpu_deps.sh
+#   on the GPU machine (output/gpu_deps copied beside the repository):
 #                                             bash tools/gpu_report.sh
 #
 # First the tests that need CUDA (names with "cuda": the Triton kernels against the

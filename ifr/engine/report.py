@@ -1,5 +1,5 @@
-"""The device report (``tools/benchmark.py --report gpu``): the speed and memory figures of
-issue 13 in one run, written to a JSON file and printed as markdown tables.
+"""The device report (``tools/benchmark.py --report gpu``): the GPU path's speed and memory
+figures in one run, written to a JSON file and printed as markdown tables.
 
 Sections, in order (each guarded: one that fails records its error, the others still run;
 the JSON is rewritten atomically after every row, so a run cut short keeps what it got):
@@ -21,7 +21,7 @@ on the weights. ``small=True`` shrinks every size (tiny configs) so the whole re
 on CPU in seconds, for the tests; its figures mean nothing.
 
 A row starts only while the time budget lasts (``budget_s``); the rest are recorded as
-skipped. The aims of the issue are checked at the end (``aims``).
+skipped. The benchmark's thresholds are checked at the end (``aims``).
 """
 
 import dataclasses
@@ -529,7 +529,7 @@ SECTION_FUNCTIONS = {
 
 # ----------------------------------------------------------------- aims
 def check_aims(data: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The issue's aims (one H100/H200) against the measured rows; ``met`` is None where a
+    """The benchmark's thresholds (one H100/H200) against the measured rows; ``met`` is None where a
     figure is missing or was not measured on a CUDA device."""
     rows = {name: section["rows"] for name, section in data["sections"].items()}
     on_gpu = str(data["meta"].get("device", "")).startswith("cuda")

@@ -169,7 +169,7 @@ def test_errors_name_the_file_or_metric(tmp_path):
 
 
 def test_a_truncated_metrics_file_is_listed_not_fatal(lambda_sweep):
-    """Issue 11: one truncated final_metrics.json aborted the whole aggregate."""
+    """One truncated final_metrics.json must not abort the whole aggregate."""
     bad = os.path.join(lambda_sweep, f"{LAMBDA}=0.3/seed=2", "final_metrics.json")
     with open(bad) as f:
         text = f.read()

@@ -1,4 +1,4 @@
-"""Issue "Experiments": a 2 x 2 sweep of the tiny config through the real train_net, on CPU,
+"""A 2 x 2 sweep of the tiny config through the real train_net, on CPU,
 interrupted, resumed and aggregated; a run repeated with the same seed gives the same metrics."""
 
 import json

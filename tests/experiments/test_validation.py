@@ -59,8 +59,8 @@ def test_unknown_key_is_named_with_suggestions(cfg):
 
 
 def test_sweep_and_train_net_accept_and_refuse_the_same_overrides(cfg):
-    """Issue 11: ``MODEL.IFR.LAMBDA_E 1`` (a loss weight of 1) was accepted by the sweep
-    and refused by train_net; both now merge overrides with normalize_override."""
+    """``MODEL.IFR.LAMBDA_E 1`` (an integer for a float key): the sweep and train_net
+    both merge overrides with normalize_override, so both accept it."""
     params, _ = validate_sweep(cfg, [SweepParam("MODEL.IFR.LAMBDA_E", ("1",))], [])
     assert params[0].values == ("1.0",)
     train_cfg = build_cfg(TINY, ["MODEL.IFR.LAMBDA_E", "1", "SOLVER.MAX_ITER", "7"])

@@ -1,5 +1,5 @@
 """Bad input at the command line of the tools: one ``error:`` line naming what is wrong, a
-non-zero exit, nothing overwritten (issue 11). The tools run in-process through the
+non-zero exit, nothing overwritten. The tools run in-process through the
 boundary they share (``ifr.engine.cli.run_tool``), on the tiny configs."""
 
 import os
