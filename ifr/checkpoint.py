@@ -50,8 +50,16 @@ class IncompleteCheckpointError(UserInputError):
     """Weights that leave model tensors unloaded where every tensor must load."""
 
 
+# Some Mask2Former model-zoo files name the learned query features ``static_query``; the
+# official decoders rename it to ``query_feat`` when they load a state dict.
+_MASK2FORMER_QUERY_RENAMES = {
+    "transformer_decoder.static_query.": "transformer_decoder.query_feat.",
+}
+
+
 def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
-    """Map Mask2Former module names onto IFR's; drop keys of training-only modules."""
+    """Map Mask2Former module names onto IFR's (and ``static_query`` onto ``query_feat``,
+    as the official decoders do); drop keys of training-only modules."""
     renamed = collections.OrderedDict()
     for key, value in state_dict.items():
         if key.startswith(_IGNORED_PREFIXES):
@@ -60,6 +68,9 @@ def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
             if key.startswith(old):
                 key = new + key[len(old) :]
                 break
+        for old, new in _MASK2FORMER_QUERY_RENAMES.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
         renamed[key] = value
     return renamed
 

@@ -126,6 +126,13 @@ def test_mask2former_keys_map_onto_ifr_modules():
     }
 
 
+def test_static_query_of_model_zoo_files_loads_as_query_feat():
+    """Some Mask2Former model-zoo files store the query features as ``static_query``; the
+    official decoders load them as ``query_feat``."""
+    renamed = rename_mask2former_keys({"sem_seg_head.predictor.static_query.weight": 5})
+    assert renamed == {"transformer_decoder.query_feat.weight": 5}
+
+
 def test_mask2former_checkpoint_loads_counterparts_and_logs_the_rest(tmp_path, caplog):
     source = TinyIFRLike()
     m2f_state = {

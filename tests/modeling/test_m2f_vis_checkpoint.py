@@ -211,3 +211,24 @@ def test_r50_checkpoint_loads_every_tensor(tmp_path):
     for ours, theirs in rename_mask2former_keys({k: k for k in official}).items():
         assert torch.equal(state[ours], torch.from_numpy(arrays[theirs])), ours
     assert len(state) == len(official) - 1
+
+
+def test_r50_checkpoint_with_static_query_loads_every_tensor(tmp_path):
+    """The same file with the query features named ``static_query`` (some model-zoo
+    files): every tensor loads, ``query_feat`` from it."""
+    model = _model("m2f_vis_r50.yaml")
+    official = official_r50_keys()
+    generator = np.random.default_rng(1)
+    arrays = {k: generator.standard_normal(s).astype(np.float32) for k, s in official.items()}
+    name = "sem_seg_head.predictor.query_feat.weight"
+    arrays["sem_seg_head.predictor.static_query.weight"] = arrays.pop(name)
+    path = tmp_path / "model_final_static_query.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"model": arrays}, f)
+    checkpointer = IFRCheckpointer(model)
+    incompatible = checkpointer._load_model(checkpointer._load_file(str(path)))
+    assert incompatible.missing_keys == [] and incompatible.unexpected_keys == []
+    loaded = model.state_dict()["transformer_decoder.query_feat.weight"]
+    assert torch.equal(
+        loaded, torch.from_numpy(arrays["sem_seg_head.predictor.static_query.weight"])
+    )
