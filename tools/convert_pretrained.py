@@ -14,6 +14,7 @@ import sys
 
 from ifr.engine.cli import raise_on_argparse_error, run_tool
 from ifr.modeling.backbone.convert import CONVERTERS, convert_checkpoint
+from ifr.utils.paths import check_output_is_not_input
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     """Converts; bad input raises (one ``error:`` line through ``run_tool``)."""
     args = parse_args(argv)
+    check_output_is_not_input("output", args.output, {"input": args.input})
     convert_checkpoint(args.input, args.output, args.kind, allow_pickle=args.allow_pickle)
     return 0
 

@@ -40,6 +40,7 @@ from ifr.evaluation.per_track import (
     write_per_track_csv,
 )
 from ifr.utils.atomic_io import atomic_write_json
+from ifr.utils.paths import check_output_is_not_input
 
 
 def default_tracking_score_threshold() -> float:
@@ -95,16 +96,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     if threshold is None:
         threshold = default_tracking_score_threshold()
     try:
+        inputs = {"--annotations": args.annotations, "--results": args.results}
         if args.output:
             check_output_path(args.output)
+            check_output_is_not_input("--output", args.output, inputs)
         if args.per_track:
             check_output_path(args.per_track, "--per-track", "per_track.csv")
+            check_output_is_not_input("--per-track", args.per_track, inputs)
+            if args.output:
+                check_output_is_not_input("--per-track", args.per_track, {"--output": args.output})
         video_ids = parse_video_ids(args.videos) if args.videos else None
         gt, predictions = load_files(args.annotations, args.results)
         if video_ids is not None:
             gt, predictions = restrict_to_videos(gt, predictions, video_ids)
         metrics = evaluate_tracks(gt, predictions, args.tracking, threshold)
-    except ValueError as e:
+    except ValueError as e:  # OutputIsInputError too
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(tabulate([list(metrics.values())], headers=list(metrics), floatfmt=".2f"))

@@ -12,6 +12,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from ..utils.atomic_io import atomic_write_json
+from ..utils.paths import check_output_is_not_input
 from .datasets.ytvis import (
     YTVISFormatError,
     check_annotation_ids,
@@ -40,6 +41,7 @@ def split_ytvis_json(
         YTVISFormatError: the input is not a YouTube-VIS train file, or has duplicate video
             or annotation ids (checked before anything is written).
         ValueError: ``num_val`` is not between 1 and the number of videos - 1.
+        OutputIsInputError: an output would overwrite ``train_json``.
     """
     data = _read_train_json(train_json)
     video_ids = sorted(v["id"] for v in data["videos"])
@@ -50,9 +52,11 @@ def split_ytvis_json(
         )
     order = np.random.default_rng(seed).permutation(len(video_ids))
     val_ids = {video_ids[i] for i in order[:num_val]}
-    os.makedirs(out_dir, exist_ok=True)
     train_path = os.path.join(out_dir, "train_sub.json")
     val_path = os.path.join(out_dir, "val_sub.json")
+    for path in (train_path, val_path):
+        check_output_is_not_input("output", path, {"the input": train_json})
+    os.makedirs(out_dir, exist_ok=True)
     atomic_write_json(train_path, _subset(data, lambda vid: vid not in val_ids), indent=None)
     atomic_write_json(val_path, _subset(data, lambda vid: vid in val_ids), indent=None)
     logger.info(

@@ -114,3 +114,13 @@ def test_duplicate_ids_are_refused(tmp_path, how, fragment):
     with pytest.raises(YTVISFormatError, match=fragment):
         split_ytvis_json(path, str(tmp_path / "out"), 2)
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_output_that_is_the_input_is_refused_and_the_input_kept(train_json, tmp_path):
+    """The input named train_sub.json in the output folder: it would be overwritten."""
+    victim = tmp_path / "train_sub.json"
+    os.replace(train_json, victim)
+    before = victim.read_bytes()
+    with pytest.raises(ValueError, match=r"train_sub.json: it is the input"):
+        split_ytvis_json(str(victim), str(tmp_path), num_val=1)
+    assert victim.read_bytes() == before and not (tmp_path / "val_sub.json").exists()

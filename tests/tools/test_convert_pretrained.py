@@ -1,4 +1,5 @@
 import argparse
+import os
 
 import pytest
 import torch
@@ -238,3 +239,16 @@ def test_command_line_tool(tmp_path, capsys, load_tool):
     assert run_tool(tool.main, ["--kind", "swin", str(src), str(bad_out)]) == 1
     assert "unexpected key 'conv1.weight'" in capsys.readouterr().err
     assert not bad_out.exists()
+
+
+def test_converter_refuses_to_overwrite_its_input(tmp_path, load_tool, capsys):
+    source = tmp_path / "weights.pth"
+    torch.save({"layer.weight": torch.zeros(1)}, source)
+    before = source.read_bytes()
+    hard = tmp_path / "alias.pth"
+    os.link(source, hard)
+    tool = load_tool("convert_pretrained")
+    argv = ["--kind", "swin", str(source), str(hard)]
+    assert run_tool(tool.main, argv) == 1
+    assert "it is input" in capsys.readouterr().err
+    assert source.read_bytes() == before

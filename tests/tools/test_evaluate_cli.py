@@ -402,3 +402,17 @@ def test_videos_refuses_malformed_specs_and_unknown_ids(files, capsys, load_tool
     args = ["--annotations", str(gt_path), "--results", str(results_path), "--videos", spec]
     assert cli.main(args) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--output", "--per-track"])
+@pytest.mark.parametrize("target", ["annotations", "results"])
+def test_outputs_that_are_inputs_are_refused_and_inputs_kept(
+    files, capsys, load_tool, flag, target
+):
+    gt_path, results_path, _ = files
+    victim = gt_path if target == "annotations" else results_path
+    before = victim.read_bytes()
+    args = ["--annotations", str(gt_path), "--results", str(results_path), "--tracking"]
+    assert load_tool("evaluate").main(args + [flag, str(victim)]) == 1
+    assert f"it is --{target}" in capsys.readouterr().err
+    assert victim.read_bytes() == before
