@@ -18,6 +18,7 @@ a subset of the videos (e.g. the first 8 of a split).
 """
 
 import argparse
+import math
 import os
 import sys
 from typing import List, Optional
@@ -95,6 +96,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     threshold = args.tracking_score_threshold
     if threshold is None:
         threshold = default_tracking_score_threshold()
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        print(f"error: --tracking-score-threshold {threshold}: not in [0, 1]", file=sys.stderr)
+        return 1
     try:
         inputs = {"--annotations": args.annotations, "--results": args.results}
         if args.output:

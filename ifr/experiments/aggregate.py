@@ -31,7 +31,13 @@ MAY_BE_NEGATIVE = ("MOTA",)
 def read_final_metrics(path: str) -> Dict[str, float]:
     """The flat ``{metric: number}`` object of a run; raises ValueError naming the file."""
     data = read_json(path, "final metrics file")
-    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a JSON object of metrics")
+    bad = {k: v for k, v in data.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+    if bad:
+        key, value = next(iter(bad.items()))
+        raise ValueError(f"{path}: {key!r} is {value!r}, not a number")
+    return {k: float(v) for k, v in data.items()}
 
 
 def collect_metrics(

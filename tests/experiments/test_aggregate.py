@@ -195,3 +195,13 @@ def test_format_stats_and_numeric_value():
     assert format_stats(None) == "-"
     assert numeric_value("0.3") == 0.3 and numeric_value("[1,2]") is None
     assert numeric_value("True") is None and numeric_value("abc") is None
+
+
+def test_a_metric_that_is_not_a_number_makes_the_run_unreadable(lambda_sweep):
+    bad = os.path.join(lambda_sweep, f"{LAMBDA}=0.3/seed=2", "final_metrics.json")
+    with open(bad, "w") as f:
+        json.dump({"AP": "abc", "AP50": 50.0}, f)
+    summary = aggregate_sweep(lambda_sweep, metrics=["AP"], echo=lambda line: None)
+    assert summary.settings[1].num_runs == 2  # seeds 0 and 1 only
+    missing = {m.name: m.state for m in summary.missing}
+    assert "'AP' is 'abc', not a number" in missing[f"{LAMBDA}=0.3/seed=2"]

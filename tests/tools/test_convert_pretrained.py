@@ -252,3 +252,15 @@ def test_converter_refuses_to_overwrite_its_input(tmp_path, load_tool, capsys):
     assert run_tool(tool.main, argv) == 1
     assert "it is input" in capsys.readouterr().err
     assert source.read_bytes() == before
+
+
+def test_converter_refuses_an_empty_result_and_a_pkl_output(tmp_path, load_tool, capsys):
+    source = tmp_path / "weights.pth"
+    torch.save({}, source)  # an empty state dict
+    tool = load_tool("convert_pretrained")
+    argv = ["--kind", "torchvision-resnet", str(source), str(tmp_path / "out.pth")]
+    assert run_tool(tool.main, argv) == 1
+    assert "no tensor to convert with --kind torchvision-resnet" in capsys.readouterr().err
+    assert run_tool(tool.main, ["--kind", "swin", str(source), str(tmp_path / "out.pkl")]) == 1
+    assert "name it .pth" in capsys.readouterr().err
+    assert not list(tmp_path.glob("out.*"))

@@ -416,3 +416,11 @@ def test_outputs_that_are_inputs_are_refused_and_inputs_kept(
     assert load_tool("evaluate").main(args + [flag, str(victim)]) == 1
     assert f"it is --{target}" in capsys.readouterr().err
     assert victim.read_bytes() == before
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.1", "1.5"])
+def test_threshold_outside_zero_one_is_refused(files, capsys, load_tool, value):
+    gt_path, results_path, _ = files
+    args = ["--annotations", str(gt_path), "--results", str(results_path), "--tracking"]
+    assert load_tool("evaluate").main(args + ["--tracking-score-threshold", value]) == 1
+    assert "not in [0, 1]" in capsys.readouterr().err

@@ -149,6 +149,10 @@ def to_detectron2_checkpoint(backbone_state: Dict[str, Tensor], prefix: str = "b
     }
 
 
+# What the converter writes: torch checkpoints (MODEL.WEIGHTS reads .pkl as Detectron2 pickles).
+OUTPUT_SUFFIXES = (".pth", ".pt")
+
+
 def convert_checkpoint(
     input_path: str,
     output_path: str,
@@ -160,9 +164,19 @@ def convert_checkpoint(
     writes the detectron2 checkpoint to ``output_path``. Returns the written object."""
     if kind not in CONVERTERS:
         raise UserInputError(f"unknown conversion '{kind}'; choose one of {sorted(CONVERTERS)}")
+    if not output_path.endswith(OUTPUT_SUFFIXES):
+        raise UserInputError(
+            f"{output_path}: the converter writes a torch checkpoint; name it .pth "
+            "(a .pkl name would be read as a Detectron2 pickle of numpy arrays)"
+        )
     state_dict = load_state_dict_safely(input_path, allow_pickle=allow_pickle)
     converter = CONVERTERS[kind]
     backbone_state = converter(state_dict, source=input_path)
+    if not backbone_state:
+        raise UserInputError(
+            f"{input_path}: no tensor to convert with --kind {kind} ({len(state_dict)} tensors "
+            "in the file, none of that naming); nothing was written"
+        )
     # A converter of whole models (``full_model``) gives full names already.
     prefix = "" if getattr(converter, "full_model", False) else "backbone."
     checkpoint = to_detectron2_checkpoint(backbone_state, prefix)
