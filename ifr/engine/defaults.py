@@ -23,7 +23,7 @@ from ..config import add_ifr_config, merge_overrides
 from ..utils.atomic_io import atomic_write_json, atomic_write_text
 from ..utils.errors import UserInputError
 from .cli import one_line, raise_on_argparse_error
-from .trainer import Trainer, flatten_metrics, write_final_metrics
+from .trainer import FINAL_METRICS_FILE, Trainer, flatten_metrics, write_final_metrics
 
 logger = logging.getLogger("ifr")
 
@@ -243,9 +243,23 @@ def check_run(args: argparse.Namespace) -> CfgNode:
     """What can be checked before any process starts: the config, the datasets and the
     weights file. Raises ConfigError / FileNotFoundError naming what is wrong."""
     cfg = build_cfg(args.config_file, args.opts)
+    if not (args.resume or args.eval_only):
+        check_no_finished_run(cfg.OUTPUT_DIR)
     check_datasets_available(cfg, eval_only=args.eval_only)
     check_weights_available(cfg, resume=args.resume and not args.eval_only)
     return cfg
+
+
+def check_no_finished_run(output_dir: str) -> None:
+    """A new training never replaces a finished run's model and metrics: refuse an
+    OUTPUT_DIR that holds ``model_final.pth`` or ``final_metrics.json``."""
+    for name in ("model_final.pth", FINAL_METRICS_FILE):
+        if os.path.exists(os.path.join(output_dir, name)):
+            raise ConfigError(
+                f"OUTPUT_DIR {output_dir} holds a finished run ({name}); a new training would "
+                "replace it: pass --resume to continue or re-evaluate that run, or set "
+                "OUTPUT_DIR to a new folder"
+            )
 
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:

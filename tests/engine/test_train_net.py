@@ -263,3 +263,17 @@ def test_stop_signal_to_the_launcher_stops_every_worker(tmp_path, signum):
     data = torch.load(out / last, weights_only=True)
     assert "model" in data and "_trainer" in data["trainer"]
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "ifr_launch_*"))) == before
+
+
+@pytest.mark.parametrize("finished", ["model_final.pth", "final_metrics.json"])
+def test_new_training_into_a_finished_run_is_refused(tmp_path, finished):
+    from argparse import Namespace
+
+    from ifr.engine.defaults import ConfigError, check_run
+
+    (tmp_path / finished).write_bytes(b"the finished run")
+    args = Namespace(config_file=TINY, opts=["OUTPUT_DIR", str(tmp_path)], eval_only=False)
+    with pytest.raises(ConfigError, match=f"holds a finished run \\({finished}\\).*--resume"):
+        check_run(Namespace(**vars(args), resume=False))
+    check_run(Namespace(**vars(args), resume=True))  # continuing or re-evaluating it is fine
+    assert (tmp_path / finished).read_bytes() == b"the finished run"
