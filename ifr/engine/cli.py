@@ -16,7 +16,7 @@ import sys
 from typing import Any, Callable, List, Optional, Sequence
 
 from ..data.datasets.ytvis import YTVISFormatError
-from ..utils.errors import UserInputError
+from ..utils.errors import UserInputError, WorkerFailed
 
 TRACEBACK_FLAG = "--traceback"
 TRACEBACK_ENV = "IFR_TRACEBACK"
@@ -80,8 +80,6 @@ def run_tool(main: Callable[[List[str]], Any], argv: Optional[Sequence[str]] = N
 def user_error_message(error: BaseException) -> Optional[str]:
     """One line for bad input (also when a worker process of a multi-process run failed on
     it), None for a bug."""
-    from .launch import WorkerFailed  # launch imports this module
-
     if isinstance(error, WorkerFailed):
         return error.user_message
     return one_line(error) if is_user_error(error) else None

@@ -8,7 +8,8 @@ so ``--num-gpus 2`` runs two CPU processes on a machine without GPUs.
 When one worker fails, its peers then fail too (their next collective loses a peer),
 and ``torch.multiprocessing`` reports whichever failure it notices first, often a
 peer's "connection closed". Each worker here records the time of its failure, and
-``launch`` raises :class:`WorkerFailed` with the first one: the root cause.
+``launch`` raises :class:`~ifr.utils.errors.WorkerFailed` with the first one: the root
+cause.
 """
 
 import contextlib
@@ -31,20 +32,10 @@ from detectron2.utils import comm
 from torch.multiprocessing.spawn import ProcessException
 
 from ifr.utils.atomic_io import atomic_write_json
+from ifr.utils.errors import WorkerFailed
 from ifr.utils.json_io import read_json
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
-
-
-class WorkerFailed(RuntimeError):
-    """The first worker of a multi-process job to fail, with its traceback.
-
-    ``user_message``: the one-line message when the worker failed on bad input (see
-    ``ifr.engine.cli``), None when it failed on a bug."""
-
-    def __init__(self, message: str, user_message: Optional[str] = None):
-        super().__init__(message)
-        self.user_message = user_message
 
 
 def _find_free_port() -> int:

@@ -6,8 +6,21 @@ whose message names the thing at fault and, where there is one, what to do. The 
 else is a bug and keeps its traceback.
 """
 
-__all__ = ["UserInputError"]
+from typing import Optional
+
+__all__ = ["UserInputError", "WorkerFailed"]
 
 
 class UserInputError(ValueError):
     """Bad input from the user: a malformed file, an unfit checkpoint, a wrong flag or key."""
+
+
+class WorkerFailed(RuntimeError):
+    """The first worker of a multi-process job to fail, with its traceback.
+
+    ``user_message``: the one-line message when the worker failed on bad input (see
+    ``ifr.engine.cli``), None when it failed on a bug."""
+
+    def __init__(self, message: str, user_message: Optional[str] = None):
+        super().__init__(message)
+        self.user_message = user_message

@@ -8,9 +8,7 @@ that ``DetectionCheckpointer`` loads into the model (``backbone.<name>`` keys).
 Input files are loaded without unpickling arbitrary objects unless the caller allows it.
 """
 
-import math
 import os
-import re
 from typing import Callable, Dict, Optional
 
 from torch import Tensor
@@ -20,6 +18,7 @@ from ...utils.errors import UserInputError
 from ...utils.tensor_io import CheckpointFormatError, UnsafeCheckpointError, load_tensor_file
 from ..transformer_decoder.vistr_weights import detr_to_vistr_init, vistr_to_ifr
 from .msgshift import pvt_v2_official_to_d2
+from .official_weights import swin_official_to_d2, torchvision_resnet_to_d2
 
 __all__ = [
     "CONVERTERS",
@@ -61,73 +60,6 @@ def _unwrap_state_dict(loaded, path: str) -> Dict[str, Tensor]:
             f"{path}: entries {not_tensors[:5]} of the state dict are not tensors"
         )
     return dict(loaded)
-
-
-def swin_official_to_d2(
-    state_dict: Dict[str, Tensor], source: str = "checkpoint"
-) -> Dict[str, Tensor]:
-    """Official Swin classification names -> ``D2SwinTransformer`` names.
-
-    The names of the stages are the same; dropped are the classifier (``head.*``), the
-    final norm (``norm.*``: the backbone has one norm per output, ``norm{i}``) and the
-    precomputed shifted-window masks (``*.attn_mask``, recomputed for every input size).
-    ``absolute_pos_embed`` is reshaped from (1, L, C) to (1, C, sqrt(L), sqrt(L)).
-    """
-    converted = {}
-    for name, tensor in state_dict.items():
-        if name.startswith(("head.", "norm.")) or name.endswith(".attn_mask"):
-            continue
-        if name == "absolute_pos_embed" and tensor.dim() == 3:
-            side = math.isqrt(tensor.shape[1])
-            tensor = tensor.transpose(1, 2).reshape(1, tensor.shape[2], side, side)
-        elif not name.startswith(("patch_embed.", "layers.")):
-            raise CheckpointFormatError(
-                f"{source}: unexpected key '{name}' for an official Swin checkpoint"
-            )
-        converted[name] = tensor
-    if not converted:
-        raise CheckpointFormatError(
-            f"{source}: no Swin weights found (expected patch_embed.*, layers.*)"
-        )
-    return converted
-
-
-_RESNET_STEM = re.compile(r"^(conv1|bn1)\.(.+)$")
-_RESNET_BLOCK = re.compile(r"^layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.0|downsample\.1)\.(.+)$")
-
-
-def torchvision_resnet_to_d2(
-    state_dict: Dict[str, Tensor], source: str = "checkpoint"
-) -> Dict[str, Tensor]:
-    """torchvision ResNet names -> detectron2 ResNet names.
-
-    ``conv1``/``bn1`` -> ``stem.conv1``/``stem.conv1.norm``; ``layer{k}.{i}.conv{j}`` ->
-    ``res{k+1}.{i}.conv{j}``, ``bn{j}`` -> ``conv{j}.norm``, ``downsample.0``/``.1`` ->
-    ``shortcut``/``shortcut.norm``. The classifier (``fc.*``) and ``num_batches_tracked``
-    (absent from detectron2's FrozenBatchNorm2d) are dropped.
-    """
-    converted = {}
-    for name, tensor in state_dict.items():
-        if name.startswith("fc.") or name.endswith("num_batches_tracked"):
-            continue
-        stem = _RESNET_STEM.match(name)
-        block = _RESNET_BLOCK.match(name)
-        if stem:
-            module, param = stem.groups()
-            new_name = "stem.conv1." + ("norm." if module == "bn1" else "") + param
-        elif block:
-            stage, index, module, param = block.groups()
-            prefix = f"res{int(stage) + 1}.{index}."
-            target = {"downsample.0": "shortcut", "downsample.1": "shortcut.norm"}.get(module)
-            if target is None:
-                target = module if module.startswith("conv") else f"conv{module[2:]}.norm"
-            new_name = prefix + target + "." + param
-        else:
-            raise CheckpointFormatError(
-                f"{source}: unexpected key '{name}' for a torchvision ResNet state dict"
-            )
-        converted[new_name] = tensor
-    return converted
 
 
 CONVERTERS: Dict[str, Callable[..., Dict[str, Tensor]]] = {

@@ -19,6 +19,7 @@ from typing import Dict
 from torch import Tensor
 
 from ...utils.tensor_io import CheckpointFormatError
+from ..backbone.official_weights import torchvision_resnet_to_d2
 
 _DECODER = "transformer_decoder."
 _MASK_HEAD = _DECODER + "mask_head."
@@ -66,8 +67,6 @@ def vistr_to_ifr(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> D
         raise CheckpointFormatError(
             f"{source}: not a DETR/VisTR checkpoint (no backbone.0.body.* or transformer.*)"
         )
-    from ..backbone.convert import torchvision_resnet_to_d2  # convert.py imports this module
-
     for name, tensor in torchvision_resnet_to_d2(backbone, source).items():
         converted["backbone." + name] = tensor
     return converted
