@@ -17,7 +17,27 @@ from model_test_utils import (
 )
 
 from ifr.modeling.registry import build_transformer_decoder
-from ifr.modeling.transformer_decoder.ifr import IFRTransformerDecoder
+from ifr.modeling.transformer_decoder.ifr import (
+    IFRTransformerDecoder,
+    cross_attend_pair,
+    frame_step_attention_mask,
+)
+
+
+def _cross_attend(decoder, layer, prev_frame_queries, clip_queries, source, source_pos, mask):
+    """A = Attn(Q_i^{t-1}, F_t), B = Attn(Q_i, F_t) of layer ``layer`` (Eq. 1-2), as the
+    frame step computes them (``cross_attend_pair``); (N, B, d) each."""
+    num_queries, batch_size = clip_queries.shape[:2]
+    attended = cross_attend_pair(
+        decoder.transformer_cross_attention_layers[layer],
+        prev_frame_queries,
+        clip_queries,
+        source,
+        source_pos,
+        mask,
+        decoder._query_pos(batch_size).repeat(2, 1, 1),
+    )
+    return attended[:num_queries], attended[num_queries:]
 
 
 def make_decoder(**overrides):
@@ -215,7 +235,9 @@ def test_frame_recurrence_follows_eq_2_and_3():
                 .permute(2, 0, 1)
             )
             pos = decoder.pe_layer(frame_map).flatten(2).permute(2, 0, 1)
-            mask = decoder._attention_mask(embeds[:, :, t], mask_features[:, t], LEVEL_SIZES[level])
+            mask = frame_step_attention_mask(
+                embeds[:, :, t], mask_features[:, t], LEVEL_SIZES[level], decoder.num_heads
+            )
             a = cross(previous, source, mask, pos=pos, query_pos=query_pos)
             b = cross(clip_queries, source, mask, pos=pos, query_pos=query_pos)
             pair = self_attn(torch.cat([a, b]), query_pos=pair_pos)
@@ -255,14 +277,14 @@ def test_a_and_b_use_the_same_cross_attention_module():
     query_pos = decoder.query_embed.weight.unsqueeze(1).repeat(1, 2, 1)
 
     with torch.no_grad():
-        a, b = decoder._cross_attend(layer, prev_frame, clip, source, pos, attn_mask)
+        a, b = _cross_attend(decoder, layer, prev_frame, clip, source, pos, attn_mask)
         expected_a = module(prev_frame, source, attn_mask, pos=pos, query_pos=query_pos)
         expected_b = module(clip, source, attn_mask, pos=pos, query_pos=query_pos)
         torch.testing.assert_close(a, expected_a)
         torch.testing.assert_close(b, expected_b)
 
         module.multihead_attn.in_proj_weight.mul_(2.0)
-        a2, b2 = decoder._cross_attend(layer, prev_frame, clip, source, pos, attn_mask)
+        a2, b2 = _cross_attend(decoder, layer, prev_frame, clip, source, pos, attn_mask)
     assert not torch.allclose(a2, a) and not torch.allclose(b2, b)
     names = [
         n for n, _ in decoder.named_parameters() if n.startswith("transformer_cross_attention")
@@ -282,7 +304,7 @@ def test_attention_mask_from_hand_made_logits():
     embeds[:, 2, 1] = 1.0  # +1 everywhere: visible
     # query 3: logit 0, sigmoid 0.5 is not < 0.5: visible
     embeds[:, 4, 0] = -1.0  # minus the logits of channel 0
-    mask = decoder._attention_mask(embeds, mask_features, (2, 2))
+    mask = frame_step_attention_mask(embeds, mask_features, (2, 2), decoder.num_heads)
     assert mask.shape == (2 * HEADS, QUERIES, 4) and mask.dtype == torch.bool
     masks_right_column = [False, True, False, True]
     masks_left_column = [True, False, True, False]
@@ -300,7 +322,9 @@ def test_attention_mask_from_hand_made_logits():
 def test_attention_mask_is_resized_bilinearly_to_the_level():
     decoder = make_decoder()
     mask_features, embeds = half_plane_masks(1, 1, visible_left=[True])
-    mask = decoder._attention_mask(embeds[:, :, 0], mask_features[:, 0], (8, 8))
+    mask = frame_step_attention_mask(
+        embeds[:, :, 0], mask_features[:, 0], (8, 8), decoder.num_heads
+    )
     expected = torch.zeros(8, 8, dtype=torch.bool)
     expected[:, 4:] = True
     torch.testing.assert_close(mask[0, 0], expected.flatten())

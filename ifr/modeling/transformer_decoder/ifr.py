@@ -437,53 +437,6 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             num_heads=self.num_heads,
         )
 
-    def _cross_attend(
-        self,
-        layer: int,
-        prev_frame_queries: Tensor,
-        clip_queries: Tensor,
-        source: Tensor,
-        source_pos: Tensor,
-        attn_mask: Tensor,
-    ) -> Tuple[Tensor, Tensor]:
-        """A = Attn(Q_i^{t-1}, F_t), B = Attn(Q_i, F_t) with one shared module (Eq. 1-2).
-
-        Args:
-            prev_frame_queries, clip_queries: (N, B, d).
-            source: (h_l * w_l, B, d) frame features F_t; source_pos: its sine embedding.
-            attn_mask: (B * nheads, N, h_l * w_l) bool, True = masked; shared by A and B.
-
-        Returns:
-            A, B: (N, B, d) each.
-        """
-        num_queries, batch_size = clip_queries.shape[:2]
-        attended = cross_attend_pair(
-            self.transformer_cross_attention_layers[layer],
-            prev_frame_queries,
-            clip_queries,
-            source,
-            source_pos,
-            attn_mask,
-            self._query_pos(batch_size).repeat(2, 1, 1),
-        )
-        return attended[:num_queries], attended[num_queries:]
-
-    def _attention_mask(
-        self, mask_embeds: Tensor, frame_mask_features: Tensor, size: Tuple[int, int]
-    ) -> Tensor:
-        """Masked-attention mask of one frame (Eq. 1, as Mask2Former).
-
-        Args:
-            mask_embeds: (B, N, C) previous prediction's mask embeddings for this frame.
-            frame_mask_features: (B, C, h, w) this frame's mask features.
-            size: (h_l, w_l) of the feature level attended to.
-
-        Returns:
-            (B * nheads, N, h_l * w_l) bool, True = the query may not attend there. A
-            query whose mask is empty at this size attends everywhere instead.
-        """
-        return frame_step_attention_mask(mask_embeds, frame_mask_features, size, self.num_heads)
-
     # ------------------------------------------------------------ clip update
     def _clip_update(self, layer: int, clip_queries: Tensor, frame_queries: Tensor) -> Tensor:
         """Q_{i+1} from Q_i and all frame-level queries.
