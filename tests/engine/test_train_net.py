@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,7 +195,14 @@ def test_resume_from_a_checkpoint_continues_the_same_run(tmp_path, launch, overr
         assert len(data["trainer"]["rng"]) == (2 if launch else 1)  # every process's
         torch.save(data, resumed / checkpoint)
         (resumed / "last_checkpoint").write_text(checkpoint)
+        # The killed run had also logged the iterations after the checkpoint, the last line
+        # cut short.
+        logged = (Path(full) / "metrics.json").read_text()
+        (resumed / "metrics.json").write_text(logged + '{"eta_seconds": 1, "iter')
         run_train_net("--resume", *args, "OUTPUT_DIR", str(resumed))
+        iterations = [json.loads(line)["iteration"] for line in logged.splitlines()]
+        resumed_log = (resumed / "metrics.json").read_text().splitlines()
+        assert [json.loads(line)["iteration"] for line in resumed_log] == iterations
         weights = _final_weights(str(resumed))
         assert weights.keys() == reference.keys()
         different = [k for k in reference if not torch.equal(weights[k], reference[k])]
