@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from ifr.engine.defaults import build_cfg
 from ifr.inference.video import decode_segment, encode_frames_of
-from ifr.modeling.pixel_decoder_ifc import IFCInputProjection
+from ifr.modeling.pixel_decoder import IFCInputProjection
 from ifr.modeling.transformer_decoder.ifc import IFCEncoder, IFCTransformerDecoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

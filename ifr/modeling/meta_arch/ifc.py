@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Tuple
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..criterion.ifc import IFCCriterion
-from ..pixel_decoder_ifc import IFCInputProjection
+from ..pixel_decoder import IFCInputProjection
 from ..transformer_decoder.ifc import IFCTransformerDecoder
 from .base import VideoMaskClassifier
 

@@ -17,7 +17,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..backbone.msgshift import D2MsgShifT
 from ..criterion.tevit import TeViTCriterion
-from ..pixel_decoder_tevit import TeViTFPN
+from ..pixel_decoder import TeViTFPN
 from ..transformer_decoder.tevit import TeViTSTQIHead
 from .base import VideoMaskClassifier
 

@@ -15,7 +15,7 @@ from detectron2.layers import ShapeSpec
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .registry import PIXEL_DECODER_REGISTRY
+from ..registry import PIXEL_DECODER_REGISTRY
 
 __all__ = ["TeViTFPN"]
 

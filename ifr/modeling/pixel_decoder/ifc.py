@@ -22,7 +22,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import Tensor, nn
 
-from .registry import PIXEL_DECODER_REGISTRY
+from ..registry import PIXEL_DECODER_REGISTRY
 
 __all__ = ["IFCInputProjection"]
 

@@ -18,10 +18,10 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..utils.errors import UserInputError
-from .ops.ms_deform_attn import MSDA_IMPLS, MSDeformAttn
-from .position_encoding import PositionEmbeddingSine
-from .registry import PIXEL_DECODER_REGISTRY
+from ...utils.errors import UserInputError
+from ..ops.ms_deform_attn import MSDA_IMPLS, MSDeformAttn
+from ..position_encoding import PositionEmbeddingSine
+from ..registry import PIXEL_DECODER_REGISTRY
 
 __all__ = ["MSDeformAttnEncoderLayer", "MSDeformAttnTransformerEncoder", "MSDeformAttnPixelDecoder"]
 
