@@ -14,7 +14,7 @@ Layers, lowest first; a module may import its own layer or lower ones only:
                                     imports them to register them
     5  ifr.evaluation
     6  ifr.engine
-    7  ifr.experiments
+    7  ifr.experiments, ifr.benchmark
     8  ifr                          the package root, which imports data and modeling
 
 Importing ``a.b.c`` runs the ``__init__`` of ``a.b`` first, so an import of a submodule
@@ -42,6 +42,7 @@ LAYERS = {
     "ifr.evaluation": 5,
     "ifr.engine": 6,
     "ifr.experiments": 7,
+    "ifr.benchmark": 7,
     "ifr": 8,
 }
 

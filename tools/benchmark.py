@@ -28,10 +28,10 @@ import sys
 from tabulate import tabulate
 
 import ifr  # noqa: F401
-from ifr.engine.benchmark import benchmark_inference, benchmark_training, memory_vs_length
+from ifr.benchmark.measure import benchmark_inference, benchmark_training, memory_vs_length
+from ifr.benchmark.report import SECTIONS, markdown, run_report
 from ifr.engine.cli import run_tool
 from ifr.engine.defaults import build_cfg
-from ifr.engine.report import SECTIONS, markdown, run_report
 
 
 def _int_list(text: str):

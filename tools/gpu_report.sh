@@ -11,7 +11,7 @@
 # tool brings $OUT back; elsewhere output/gpu_report.json) and $OUT/gpu_report.log
 # (everything printed, the markdown tables at its end). The report starts no row after
 # BUDGET_S seconds (default 400), so the whole script ends within about 9 minutes;
-# ifr.engine.report says what it measures.
+# ifr.benchmark.report says what it measures.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -20,9 +20,9 @@ import tempfile
 from tabulate import tabulate
 
 import ifr  # noqa: F401
+from ifr.benchmark.step_profile import CLOCKS, breakdown_rows, profile_training_step
 from ifr.engine.cli import run_tool
 from ifr.engine.defaults import build_cfg
-from ifr.engine.step_profile import CLOCKS, breakdown_rows, profile_training_step
 from ifr.engine.trainer import Trainer
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from ifr.engine.benchmark import synthetic_clip
+from ifr.benchmark.measure import synthetic_clip
 from ifr.layers.classification import configured_class_activation
 from ifr.modeling.criterion.class_losses import FocalClassLoss, NoObjectClassLoss
 from ifr.modeling.transformer_decoder.common import class_head

@@ -16,7 +16,7 @@ from detectron2.engine import SimpleTrainer
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from ifr.engine.benchmark import synthetic_clip
+from ifr.benchmark.measure import synthetic_clip
 from ifr.engine.trainer import build_step_trainer, training_precision, use_amp
 from ifr.inference.memory import random_video_input
 from ifr.inference.video import decode_segment, encode_frames_of

@@ -1,10 +1,10 @@
-"""benchmark_msda / msda_inputs of ifr/engine/benchmark.py, at small sizes on CPU."""
+"""benchmark_msda / msda_inputs of ifr/benchmark/measure.py, at small sizes on CPU."""
 
 import math
 
 import torch
 
-from ifr.engine.benchmark import benchmark_msda, msda_inputs
+from ifr.benchmark.measure import benchmark_msda, msda_inputs
 
 
 def test_encoder_inputs_reference_pixel_centres_at_point_distances():

@@ -36,11 +36,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from tabulate import tabulate
 
+from ..engine.defaults import build_cfg
 from ..modeling.registry import build_transformer_decoder
 from ..modeling.transformer_decoder import ifr as ifr_decoder
 from ..utils.atomic_io import atomic_write_json
 from ..utils.precision import PRECISIONS, precision_autocast
-from .benchmark import (
+from .measure import (
     benchmark_inference,
     benchmark_msda,
     benchmark_training,
@@ -48,7 +49,6 @@ from .benchmark import (
     synchronize,
     timed_ms,
 )
-from .defaults import build_cfg
 
 SECTIONS = ("msda", "train", "memory", "inference", "frame_step")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

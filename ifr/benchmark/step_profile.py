@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterator, List, Tuple
 import torch
 from detectron2.utils.events import EventStorage
 
-from .benchmark import synthetic_clip
+from .measure import synthetic_clip
 
 CLOCKS: Dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
 

@@ -1,10 +1,10 @@
-"""ifr.engine.step_profile: the stage timer, and a profiled step of the tiny trainer."""
+"""ifr.benchmark.step_profile: the stage timer, and a profiled step of the tiny trainer."""
 
 import os
 
 import pytest
 
-from ifr.engine.step_profile import StageTimer, breakdown_rows, profile_training_step
+from ifr.benchmark.step_profile import StageTimer, breakdown_rows, profile_training_step
 
 
 def test_stage_timer_accumulates_time_inside_wrapped_calls_even_when_they_raise():
