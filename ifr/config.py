@@ -86,6 +86,13 @@ def _add_model_config(cfg: CN) -> None:
     # target class minus its negative, with FOCAL_ALPHA/GAMMA, as Deformable DETR and
     # SeqFormer match; sigmoid class scores only). docs/experiments.md measures both.
     cfg.MODEL.IFR.CLASS_COST = "probability"
+    # IFR's decoder: one class head for every prediction (True, Mask2Former's), or one per
+    # decoder layer and the initial queries (False). The paper does not say.
+    cfg.MODEL.IFR.SHARED_CLASS_HEAD = True
+    # IFR's temporal cross-attention (clip update): a constant added to the attention logits
+    # where a clip query attends to its own slot's frame queries; 0 (the paper) starts it
+    # uniform over all N x T frame queries (about 1/N of the weight on its own slot).
+    cfg.MODEL.IFR.TEMPORAL_SLOT_BIAS = 0.0
     cfg.MODEL.IFR.FOCAL_ALPHA = 0.25  # alpha of the focal loss L_cls, Eq. (5)
     cfg.MODEL.IFR.FOCAL_GAMMA = 2.0  # gamma of the focal loss L_cls, Eq. (5)
     # Supervise every decoder layer and the prediction from the initial queries.

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from ifr.benchmark.report import SECTIONS, check_aims, markdown, run_report
 from ifr.benchmark import report as report_module
+from ifr.benchmark.report import SECTIONS, check_aims, markdown, run_report
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

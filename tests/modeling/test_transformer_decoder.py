@@ -458,6 +458,9 @@ def test_built_from_config_through_the_registry(make_cfg):
     features, mask_features = decoder_inputs(batch=1, frames=2)
     with torch.no_grad():
         assert len(decoder.train()(features, mask_features)["aux_outputs"]) == 2
+    cfg.MODEL.IFR.SHARED_CLASS_HEAD, cfg.MODEL.IFR.TEMPORAL_SLOT_BIAS = False, 2.5
+    decoder = build_transformer_decoder(cfg, in_channels=HIDDEN, mask_dim=MASK_DIM)
+    assert len(decoder.class_embed) == 3 and decoder.temporal_slot_bias == 2.5
 
 
 def test_bad_inputs_name_the_fault():
@@ -494,3 +497,61 @@ def test_eval_mode_keeps_no_aux_outputs_and_the_same_final_prediction():
     assert eval_out["aux_outputs"] == []
     assert torch.equal(train_out["pred_logits"], eval_out["pred_logits"])
     assert torch.equal(train_out["pred_mask_embeds"], eval_out["pred_mask_embeds"])
+
+
+def test_one_class_head_per_prediction_when_not_shared(make_cfg):
+    """SHARED_CLASS_HEAD False: L + 1 heads; changing head j changes prediction j only."""
+    decoder = make_decoder(shared_class_head=False)
+    assert len(decoder.class_embed) == decoder.num_layers + 1
+    features, mask_features = decoder_inputs()
+
+    def logits():
+        with torch.no_grad():
+            out = decoder(features, mask_features, return_masks=False)
+        return [aux["pred_logits"] for aux in out["aux_outputs"]] + [out["pred_logits"]]
+
+    before = logits()
+    with torch.no_grad():
+        decoder.class_embed[1].bias += 1.0
+    after = logits()
+    changed = [j for j, (a, b) in enumerate(zip(before, after)) if not torch.equal(a, b)]
+    assert changed == [1]
+    assert torch.allclose(after[1], before[1] + 1.0)
+    key = make_cfg(overrides={"MODEL.IFR.SHARED_CLASS_HEAD": False}).MODEL.IFR.SHARED_CLASS_HEAD
+    assert key is False and make_decoder().class_embed.out_features == CLASSES  # default
+
+
+def test_temporal_slot_prior_by_hand():
+    decoder = make_decoder(temporal_slot_bias=2.0)
+    prior = decoder._temporal_slot_prior(2, torch.float32, torch.device("cpu"))
+    eye = torch.eye(QUERIES)
+    assert torch.equal(prior, torch.cat([eye, eye], dim=1) * 2.0)  # memory index t * N + n
+    assert make_decoder()._temporal_slot_prior(2, torch.float32, torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("bias, independent", [(0.0, False), (1e4, True)])
+def test_temporal_slot_bias_routes_a_clip_query_to_its_own_slot(bias, independent):
+    """With a huge bias, clip query 0's update no longer depends on other slots' frame
+    queries; without one it does."""
+    decoder = make_decoder(temporal_slot_bias=bias).eval()
+    clip = torch.randn(QUERIES, 1, HIDDEN)
+    frames = torch.randn(1, QUERIES, 3, HIDDEN)
+    others = frames.clone()
+    others[:, 1:] += torch.randn_like(others[:, 1:])
+    with torch.no_grad():
+        a = decoder._clip_update(0, clip, frames)[0]
+        b = decoder._clip_update(0, clip, others)[0]
+    # Query 0 also sees the others through the clip self-attention after the temporal
+    # cross-attention, so compare the temporal cross-attention alone.
+    layer = decoder.temporal_cross_attention_layers[0]
+    pos = decoder._query_pos(1)
+
+    def temporal(frame_queries):
+        memory = frame_queries.permute(2, 1, 0, 3).reshape(-1, 1, HIDDEN)
+        mask = decoder._temporal_slot_prior(3, memory.dtype, memory.device)
+        return layer(clip, memory, memory_mask=mask, pos=pos.repeat(3, 1, 1), query_pos=pos)[0]
+
+    with torch.no_grad():
+        same = torch.allclose(temporal(frames), temporal(others), atol=1e-5)
+    assert same == independent
+    assert not torch.equal(a, b)  # the whole update mixes slots either way

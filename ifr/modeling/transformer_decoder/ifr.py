@@ -34,7 +34,7 @@ The step of stage 1 (``frame_step``, run L x T times in sequence) makes no host
 synchronisation, and ``MODEL.IFR.COMPILE_FRAME_STEP`` runs it through ``torch.compile``.
 """
 
-from typing import Callable, Dict, NamedTuple, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -237,6 +237,8 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         compile_frame_step: bool = False,
         compile_mode: str = "default",
         class_activation: str = "sigmoid",
+        shared_class_head: bool = True,
+        temporal_slot_bias: float = 0.0,
     ):
         """
         Args:
@@ -260,6 +262,11 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
                 ``torch.compile`` (``compile_mode``: "default", "reduce-overhead" = CUDA
                 graphs, "max-autotune"); same results up to float rounding.
             class_activation: "sigmoid" (IFR's focal head) or "softmax" (``class_head``).
+            shared_class_head: one class head for the initial prediction and every layer
+                (Mask2Former's); False gives each of the L + 1 predictions its own.
+            temporal_slot_bias: added to the temporal cross-attention's logits where a clip
+                query attends to its own slot's frame queries (0: none, the paper's
+                uniform start over all N x T frame queries).
         """
         super().__init__()
         self.class_activation = class_activation
@@ -303,8 +310,14 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
         self.input_proj = make_input_projs(in_channels, hidden_dim, enforce_input_project)
 
-        self.class_embed = class_head(hidden_dim, num_classes, class_activation)
+        if shared_class_head:
+            self.class_embed = class_head(hidden_dim, num_classes, class_activation)
+        else:
+            self.class_embed = nn.ModuleList(
+                class_head(hidden_dim, num_classes, class_activation) for _ in range(dec_layers + 1)
+            )
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+        self.temporal_slot_bias = float(temporal_slot_bias)
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
@@ -314,6 +327,8 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             "test_recurrence": cfg.MODEL.IFR.TEST.RECURRENCE,
             "compile_frame_step": cfg.MODEL.IFR.COMPILE_FRAME_STEP,
             "compile_mode": cfg.MODEL.IFR.COMPILE_MODE,
+            "shared_class_head": cfg.MODEL.IFR.SHARED_CLASS_HEAD,
+            "temporal_slot_bias": cfg.MODEL.IFR.TEMPORAL_SLOT_BIAS,
         }
 
     # ------------------------------------------------------------------ forward
@@ -343,7 +358,7 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         clip_queries = batch_embedding(self.query_feat, batch_size)  # (N, B, d)
         # The initial prediction uses the initial clip queries as every frame's queries.
         frame_queries = clip_queries.permute(1, 0, 2).unsqueeze(2).expand(-1, -1, num_frames, -1)
-        predictions = [self._predict(clip_queries, frame_queries, mask_features, return_masks)]
+        predictions = [self._predict(0, clip_queries, frame_queries, mask_features, return_masks)]
         for layer in range(self.num_layers):
             frame_queries = self._frame_recurrence(
                 layer,
@@ -354,7 +369,7 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             )
             clip_queries = self._clip_update(layer, clip_queries, frame_queries)
             predictions.append(
-                self._predict(clip_queries, frame_queries, mask_features, return_masks)
+                self._predict(layer + 1, clip_queries, frame_queries, mask_features, return_masks)
             )
             if not self.training:  # aux predictions only serve deep supervision
                 del predictions[:-1]
@@ -454,18 +469,42 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         )
         query_pos = self._query_pos(batch_size)
         clip_queries = self.temporal_cross_attention_layers[layer](
-            clip_queries, memory, pos=query_pos.repeat(num_frames, 1, 1), query_pos=query_pos
+            clip_queries,
+            memory,
+            memory_mask=self._temporal_slot_prior(num_frames, memory.dtype, memory.device),
+            pos=query_pos.repeat(num_frames, 1, 1),
+            query_pos=query_pos,
         )
         clip_queries = self.clip_self_attention_layers[layer](clip_queries, query_pos=query_pos)
         return self.clip_ffn_layers[layer](clip_queries)
 
+    def _temporal_slot_prior(
+        self, num_frames: int, dtype: torch.dtype, device: torch.device
+    ) -> Optional[Tensor]:
+        """(N, T * N) float added to the temporal cross-attention's logits:
+        ``temporal_slot_bias`` where clip query n meets frame query (t, n), else 0; None
+        without a bias. The memory is ordered frame by frame (index t * N + n)."""
+        if self.temporal_slot_bias == 0.0:
+            return None
+        own_slot = torch.eye(self.num_queries, dtype=dtype, device=device).repeat(1, num_frames)
+        return own_slot * self.temporal_slot_bias
+
     # ------------------------------------------------------------- heads
     def _predict(
-        self, clip_queries: Tensor, frame_queries: Tensor, mask_features: Tensor, return_masks: bool
+        self,
+        index: int,
+        clip_queries: Tensor,
+        frame_queries: Tensor,
+        mask_features: Tensor,
+        return_masks: bool,
     ) -> Dict[str, Tensor]:
-        """Heads on clip queries (N, B, d) and frame queries (B, N, T, d)."""
+        """Heads of prediction ``index`` (0: the initial queries', l: layer l's) on clip
+        queries (N, B, d) and frame queries (B, N, T, d)."""
+        head = self.class_embed
+        if isinstance(head, nn.ModuleList):
+            head = head[index]
         prediction = {
-            "pred_logits": self.class_embed(self.decoder_norm(clip_queries)).transpose(0, 1),
+            "pred_logits": head(self.decoder_norm(clip_queries)).transpose(0, 1),
             "pred_mask_embeds": self.mask_embed(self.decoder_norm(frame_queries)),
         }
         if return_masks:
