@@ -74,7 +74,7 @@ TINY_SPLITS: Dict[str, Dict] = {
     # with 256 its val AP is 48.4 (docs/experiments.md, runs 2 and 4). The first 32 are the
     # same videos either way (one seed per video index).
     "train": {"num_videos": 256, "num_frames": 8, "seed": 1, "appearance": "distinct"},
-    # 64 val videos (about 240 tracks): with 8, the seed-to-seed spread of AP was as wide as
+    # 64 val videos (228 tracks): with 8, the seed-to-seed spread of AP was as wide as
     # the differences between systems (docs/experiments.md). The first 8 are the same videos.
     "val": {"num_videos": 64, "num_frames": 10, "seed": 2, "appearance": "distinct"},
     # The hard splits: the same trajectories as train/val (same seeds), one look per class.
