@@ -89,7 +89,7 @@ def hard_train(tiny_root):
 
 
 def test_split_sizes_resolve_systems_and_keep_splits_apart():
-    # Evaluation splits of at least 64 videos (about 250 tracks), training splits of 256.
+    # Evaluation splits of at least 64 videos (228 tracks), training splits of 256.
     for split in ("val", "hard_val"):
         assert TINY_SPLITS[split]["num_videos"] >= 64
     assert TINY_SPLITS["train"]["num_videos"] == TINY_SPLITS["hard_train"]["num_videos"] == 256
