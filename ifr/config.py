@@ -17,6 +17,7 @@ def add_ifr_config(cfg: CN) -> None:
     _add_input_config(cfg)
     _add_solver_config(cfg)
     _add_test_config(cfg)
+    _add_datasets_config(cfg)
     _add_evaluation_config(cfg)
     _add_m2f_vis_config(cfg)
     _add_ifc_config(cfg)
@@ -391,6 +392,14 @@ def merge_overrides(cfg: CN, opts: Sequence[str]) -> None:
         raise ValueError(f"overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
     for key, value in zip(opts[0::2], opts[1::2]):
         cfg.merge_from_list([key, normalize_override(cfg, key, value)])
+
+
+def _add_datasets_config(cfg: CN) -> None:
+    # YouTube-VIS-format datasets of your own, registered before the run:
+    # ["NAME=ANNOTATIONS.json:FRAMES_FOLDER", ...]; the names then go in DATASETS.TRAIN/TEST.
+    # Classes come from the json; MODEL.IFR.NUM_CLASSES follows the first training (else
+    # test) dataset's unless set on the command line.
+    cfg.DATASETS.REGISTER = []
 
 
 def _add_evaluation_config(cfg: CN) -> None:

@@ -6,7 +6,7 @@ datasets, weights file); ``main`` is what every process runs."""
 import argparse
 import logging
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Set
 
 import torch
 import yaml
@@ -20,6 +20,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import CLASS_NAMES_KEY, load_inference_weights
 from ..config import add_ifr_config, merge_overrides
+from ..data.datasets import register_custom_datasets
 from ..utils.atomic_io import atomic_write_json, atomic_write_text
 from ..utils.errors import UserInputError
 from .cli import one_line, raise_on_argparse_error
@@ -70,7 +71,18 @@ def build_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CfgNode:
                 'MODEL.IFR.TEST.TTA.MIN_SIZES "[360,480]")'
             )
         raise ConfigError(f"{one_line(e)}{hint}") from e
+    if cfg.DATASETS.REGISTER:
+        use_custom_datasets(cfg, set(opts[0::2]))
     return cfg
+
+
+def use_custom_datasets(cfg: CfgNode, overridden: Set[str]) -> None:
+    """Register DATASETS.REGISTER; unless MODEL.IFR.NUM_CLASSES is overridden, take it from
+    the first training (else test) dataset when that is one of them."""
+    names = register_custom_datasets(cfg.DATASETS.REGISTER)
+    first = (list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST) or [None])[0]
+    if first in names and "MODEL.IFR.NUM_CLASSES" not in overridden:
+        cfg.MODEL.IFR.NUM_CLASSES = len(MetadataCatalog.get(first).thing_classes)
 
 
 def _merge_config_file(cfg: CfgNode, config_file: str) -> None:

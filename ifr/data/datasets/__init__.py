@@ -7,4 +7,5 @@ from .categories import (
     YTVIS_2021_CATEGORIES,
     instances_meta,
 )
+from .custom import CustomDatasetError, register_custom_datasets
 from .ytvis import YTVISFormatError, load_ytvis_json, register_ytvis_instances
