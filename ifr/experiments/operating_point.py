@@ -123,7 +123,7 @@ def check_same_opts(output_dir: str, opts: Sequence[str]) -> None:
     """Results in ``output_dir`` are reused only when made with the same overrides."""
     path = os.path.join(output_dir, "opts.json")
     if os.path.isfile(path):
-        earlier = read_json(path, "operating point overrides")
+        earlier = read_json(path, "operating point overrides").get("opts")
         if earlier != list(opts):
             raise ValueError(
                 f"{path}: made with the overrides {earlier}, not {list(opts)}; choose another "
@@ -131,7 +131,7 @@ def check_same_opts(output_dir: str, opts: Sequence[str]) -> None:
             )
     else:
         os.makedirs(output_dir, exist_ok=True)
-        atomic_write_json(path, list(opts))
+        atomic_write_json(path, {"opts": list(opts)})
 
 
 def run_operating_point(
