@@ -9,8 +9,9 @@ model's own threshold, chosen on a tune split (neither trained nor evaluated on)
         MODEL.IFR.TEST.RECURRENCE False
 
 For every finished run of the comparison folder (made by tools/compare.py): inference on
-the tune split, the threshold of best IDF1 there (0.05 to 0.95 in steps of 0.05), then AP
-and the tracking metrics of the test split at --fixed-threshold and at that threshold.
+the tune split, the threshold of best IDF1 there (0.05 to 0.95 in steps of 0.05, then 0.96
+to 0.99), then AP and the tracking metrics of the test split at --fixed-threshold and at
+that threshold.
 Trailing KEY VALUE pairs (put them last) are test-time overrides; the test split is then
 inferred again.
 Writes DIR/<name>.md, .csv and .png (IDF1 against the threshold) and, per run,

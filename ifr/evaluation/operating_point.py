@@ -24,8 +24,9 @@ from scipy.optimize import linear_sum_assignment
 from .tracking import mm, tight_boxes  # mm: py-motmetrics, with the NumPy shims it needs
 from .tracks import GroundTruth, MaskTrack
 
-# The threshold grid: 0.05, 0.10, ..., 0.95.
-THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+# The threshold grid: 0.05, 0.10, ..., 0.95, then 0.96 to 0.99 (softmax scores of confident
+# predictions crowd near 1).
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (0.96, 0.97, 0.98, 0.99)
 UNDEFINED = -1.0  # IDF1 with neither ground-truth nor predicted boxes
 
 Curve = Dict[float, float]

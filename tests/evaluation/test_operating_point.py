@@ -28,7 +28,8 @@ def _one_object_case():
 
 
 def test_curve_holds_every_threshold_of_the_grid():
-    assert THRESHOLDS[0] == 0.05 and THRESHOLDS[-1] == 0.95 and len(THRESHOLDS) == 19
+    assert THRESHOLDS[:3] == (0.05, 0.1, 0.15) and THRESHOLDS[18:] == (0.95, 0.96, 0.97, 0.98, 0.99)
+    assert list(THRESHOLDS) == sorted(THRESHOLDS) and len(THRESHOLDS) == 23
     assert list(idf1_curve(*_one_object_case())) == list(THRESHOLDS)
 
 
