@@ -285,3 +285,28 @@ def test_new_training_into_a_finished_run_is_refused(tmp_path, finished):
         check_run(Namespace(**vars(args), resume=False))
     check_run(Namespace(**vars(args), resume=True))  # continuing or re-evaluating it is fine
     assert (tmp_path / finished).read_bytes() == b"the finished run"
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_checkpoint_then_resume_gives_the_uninterrupted_weights(tmp_path):
+    """A real SIGKILL once the checkpoint of iteration 10 is on disk (the next one is 10
+    iterations away), then --resume: the final weights equal the uninterrupted run's."""
+    args = [*FAST, "SOLVER.MAX_ITER", "30", "SOLVER.CHECKPOINT_PERIOD", "10", "DATASETS.TEST", "()"]
+    full = str(tmp_path / "full")
+    run_train_net(*args, "OUTPUT_DIR", full)
+    killed = tmp_path / "killed"
+    command = [sys.executable, TRAIN_NET, "--config-file", TINY, *args, "OUTPUT_DIR", str(killed)]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 600
+    while not (killed / "last_checkpoint").exists() and time.monotonic() < deadline:
+        assert process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert (killed / "last_checkpoint").read_text().strip() == "model_0000009.pth"
+    assert not (killed / "model_final.pth").exists()
+    run_train_net("--resume", *args, "OUTPUT_DIR", str(killed))
+    reference, weights = _final_weights(full), _final_weights(str(killed))
+    assert [k for k in reference if not torch.equal(weights[k], reference[k])] == []
