@@ -44,6 +44,7 @@ def test_train_evaluate_and_demo_on_a_dataset_named_on_the_command_line(tmp_path
     json_file, image_root = two_class_dataset(tmp_path)
     register = ["DATASETS.REGISTER", f'["mine={json_file}:{image_root}"]']
     data = ["DATASETS.TRAIN", '("mine",)', "DATASETS.TEST", '("mine",)']
+    data += ["TEST.TRACKING_TUNE_DATASET", ""]  # the tiny config's tune split has 3 classes
     out = tmp_path / "run"
     trained = _run(
         "train_net.py", "--config-file", TINY, *FAST, *register, *data, "OUTPUT_DIR", str(out)
