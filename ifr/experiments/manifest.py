@@ -114,7 +114,7 @@ def save_manifest(manifest: SweepManifest, sweep_dir: str) -> None:
 def load_manifest(sweep_dir: str) -> SweepManifest:
     path = manifest_path(sweep_dir)
     if not os.path.isfile(path):
-        inner = _sweeps_inside(sweep_dir)
+        inner = sweeps_inside(sweep_dir)
         hint = (
             (
                 f"; it holds the sweeps {inner} of a comparison: give one of them "
@@ -134,7 +134,7 @@ def load_manifest(sweep_dir: str) -> SweepManifest:
         raise ValueError(f"{path}: not a valid sweep manifest: {e}") from None
 
 
-def _sweeps_inside(folder: str) -> List[str]:
+def sweeps_inside(folder: str) -> List[str]:
     """The sub-folders of ``folder`` that are sweeps (a comparison's layout)."""
     if not os.path.isdir(folder):
         return []

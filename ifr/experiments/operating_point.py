@@ -32,7 +32,7 @@ from ..evaluation.operating_point import THRESHOLDS, Curve, choose_threshold, id
 from ..evaluation.tracking import tracking_metrics
 from ..utils.atomic_io import atomic_open, atomic_write_json, atomic_write_text
 from ..utils.json_io import read_json
-from .manifest import is_finished, load_manifest
+from .manifest import is_finished, load_manifest, sweeps_inside
 from .summary import MetricStats, format_stats, mean_std
 
 RESULT_FILE = "operating_point.json"
@@ -72,11 +72,7 @@ class RunOperatingPoint:
 def comparison_configs(comparison_dir: str, labels: Optional[Sequence[str]] = None) -> List[str]:
     """The config labels (sweep folders) of a comparison folder, or ``labels`` checked
     against them. Raises ValueError naming the folder or the unknown label."""
-    found = sorted(
-        name
-        for name in (os.listdir(comparison_dir) if os.path.isdir(comparison_dir) else [])
-        if os.path.isfile(os.path.join(comparison_dir, name, "sweep.json"))
-    )
+    found = sweeps_inside(comparison_dir)
     if not found:
         raise ValueError(f"{comparison_dir}: no comparison here (no <config>/sweep.json)")
     for label in labels or ():
@@ -107,6 +103,10 @@ def infer(run_dir: str, datasets: Sequence[str], opts: Sequence[str], output_dir
         repr(tuple(datasets)),
         "OUTPUT_DIR",
         output_dir,
+        # This tool infers the tune split itself (it is one of ``datasets``); the run's own
+        # TEST.TRACKING_TUNE_DATASET would run that inference a second time.
+        "TEST.TRACKING_TUNE_DATASET",
+        "",
     ]
     cfg = build_cfg(os.path.join(run_dir, "config.yaml"), overrides)
     evaluate(cfg)
