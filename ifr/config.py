@@ -94,6 +94,11 @@ def _add_model_config(cfg: CN) -> None:
     # where a clip query attends to its own slot's frame queries; 0 (the paper) starts it
     # uniform over all N x T frame queries (about 1/N of the weight on its own slot).
     cfg.MODEL.IFR.TEMPORAL_SLOT_BIAS = 0.0
+    # IFR: factor of a mask loss on the clip-level queries (0, the paper: none). With w > 0
+    # each clip query's own mask embedding also predicts every frame's mask of its matched
+    # instance, weighted w * lambda_m (BCE) and w * lambda_D (Dice), so the last layer's
+    # clip update, which otherwise feeds the class head only, gets gradient from the masks.
+    cfg.MODEL.IFR.CLIP_MASK_WEIGHT = 0.0
     cfg.MODEL.IFR.FOCAL_ALPHA = 0.25  # alpha of the focal loss L_cls, Eq. (5)
     cfg.MODEL.IFR.FOCAL_GAMMA = 2.0  # gamma of the focal loss L_cls, Eq. (5)
     # Supervise every decoder layer and the prediction from the initial queries.

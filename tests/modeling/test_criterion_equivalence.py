@@ -54,8 +54,7 @@ def test_cross_frame_logits_equal_the_video_by_video_computation_bit_for_bit():
     upstream = torch.randn(len(batch_idx), 3, 3, 7)
 
     embeds, features = _leaves()
-    outputs = {"pred_mask_embeds": embeds, "mask_features": features}
-    fast = _criterion()._cross_frame_logits(outputs, batch_idx, query_idx, coords)
+    fast = _criterion()._matched_point_logits(embeds, features, batch_idx, query_idx, coords)
     (fast * upstream).sum().backward()
     fast_grads = embeds.grad.clone(), features.grad.clone()
 
@@ -70,10 +69,9 @@ def test_cross_frame_logits_equal_the_video_by_video_computation_bit_for_bit():
 
 def test_cross_frame_logits_need_matches_listed_video_by_video():
     embeds, features = _leaves()
-    outputs = {"pred_mask_embeds": embeds, "mask_features": features}
     with pytest.raises(ValueError, match="video by video"):
-        _criterion()._cross_frame_logits(
-            outputs, torch.tensor([1, 0]), torch.tensor([0, 0]), torch.rand(2, 3, 7, 2)
+        _criterion()._matched_point_logits(
+            embeds, features, torch.tensor([1, 0]), torch.tensor([0, 0]), torch.rand(2, 3, 7, 2)
         )
 
 

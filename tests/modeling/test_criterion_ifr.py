@@ -350,3 +350,58 @@ def test_criterion_from_config(make_cfg):
     assert criterion.num_classes == 40 and criterion.lambda_e == 0.3
     assert criterion.weight_dict["loss_mask_cross_2"] == pytest.approx(0.3 * 5.0)
     assert "loss_ce_3" not in criterion.weight_dict
+
+
+# ---------------------------------------------------------------- clip-level mask loss
+def test_build_weight_dict_clip_mask_terms():
+    weights = build_weight_dict(2.0, 5.0, 4.0, 0.0, num_aux=1, clip_mask_weight=0.5)
+    assert weights["loss_mask_clip"] == 2.5 and weights["loss_dice_clip"] == 2.0
+    assert weights["loss_mask_clip_0"] == 2.5 and "loss_mask_cross" not in weights
+    assert "loss_mask_clip" not in build_weight_dict(2.0, 5.0, 4.0, 0.3, num_aux=1)
+    with pytest.raises(ValueError, match="clip_mask_weight"):
+        build_weight_dict(2, 5, 5, 0.3, 0, clip_mask_weight=-1.0)
+
+
+def test_clip_mask_loss_equals_the_frame_mask_loss_when_every_frame_query_is_the_clip_query():
+    """If every frame's mask embedding is the clip query's, the clip query's mask of frame t
+    is the frame mask of t, so the clip terms equal the per-frame terms (same points)."""
+    torch.manual_seed(0)
+    outputs = _decoder_like_output(frames=3)
+    clip_embeds = torch.randn(2, 4, 6)
+    frame_embeds = clip_embeds[:, :, None].expand(-1, -1, 3, -1)
+    outputs["pred_mask_embeds"] = frame_embeds
+    outputs["pred_clip_mask_embeds"] = clip_embeds
+    outputs["pred_masks"] = torch.einsum(
+        "bntc,btchw->bnthw", frame_embeds, outputs["mask_features"]
+    )
+    criterion = IFRCriterion(
+        num_classes=3,
+        matcher=VideoHungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=16),
+        weight_dict=build_weight_dict(2.0, 5.0, 5.0, 0.0, 0, clip_mask_weight=1.0),
+        lambda_e=0.0,
+        clip_mask_weight=1.0,
+        num_points=12,
+        oversample_ratio=3.0,
+        importance_sample_ratio=0.75,
+    )
+    losses = criterion(outputs, _targets(frames=3))
+    assert "loss_mask_cross" not in losses
+    torch.testing.assert_close(losses["loss_mask_clip"], losses["loss_mask"])
+    torch.testing.assert_close(losses["loss_dice_clip"], losses["loss_dice"])
+
+
+def test_clip_mask_loss_needs_its_weights_and_the_clip_embeddings():
+    with pytest.raises(ValueError, match="clip_mask_weight=0.5"):
+        _criterion(lambda_e=0.0, clip_mask_weight=0.5)
+    criterion = IFRCriterion(
+        num_classes=3,
+        matcher=VideoHungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=16),
+        weight_dict=build_weight_dict(2.0, 5.0, 5.0, 0.0, 0, clip_mask_weight=0.5),
+        lambda_e=0.0,
+        clip_mask_weight=0.5,
+        num_points=12,
+        oversample_ratio=3.0,
+        importance_sample_ratio=0.75,
+    )
+    with pytest.raises(KeyError, match="pred_clip_mask_embeds"):
+        criterion(_decoder_like_output(), _targets())

@@ -555,3 +555,50 @@ def test_temporal_slot_bias_routes_a_clip_query_to_its_own_slot(bias, independen
         same = torch.allclose(temporal(frames), temporal(others), atol=1e-5)
     assert same == independent
     assert not torch.equal(a, b)  # the whole update mixes slots either way
+
+
+@pytest.mark.parametrize("clip_mask_weight", [0.0, 1.0])
+def test_clip_mask_loss_gives_the_last_clip_update_mask_gradient(clip_mask_weight):
+    """The last layer's clip update feeds the class head only; the clip mask loss
+    (MODEL.IFR.CLIP_MASK_WEIGHT) is what gives it gradient from the mask terms."""
+    from ifr.modeling.criterion import IFRCriterion, build_weight_dict
+    from ifr.modeling.matcher import VideoHungarianMatcher
+
+    torch.manual_seed(0)
+    decoder = make_decoder(clip_mask_embeds=clip_mask_weight > 0)
+    features, mask_features = decoder_inputs(batch=1, frames=2)
+    outputs = decoder(features, mask_features)
+    for prediction in [outputs] + outputs["aux_outputs"]:
+        prediction["mask_features"] = mask_features
+    assert ("pred_clip_mask_embeds" in outputs) == (clip_mask_weight > 0)
+    criterion = IFRCriterion(
+        num_classes=CLASSES,
+        matcher=VideoHungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=16),
+        weight_dict=build_weight_dict(2.0, 5.0, 5.0, 0.3, LAYERS, clip_mask_weight),
+        lambda_e=0.3,
+        clip_mask_weight=clip_mask_weight,
+        num_points=16,
+        oversample_ratio=3.0,
+        importance_sample_ratio=0.75,
+    )
+    size = (MASK_SIZE[0] * 4, MASK_SIZE[1] * 4)
+    masks = torch.zeros(2, 2, *size)
+    masks[0, :, : size[0] // 2], masks[1, :, size[0] // 2 :] = 1.0, 1.0
+    losses = criterion(outputs, [{"labels": torch.tensor([0, 1]), "masks": masks}])
+    mask_terms = sum(v for k, v in losses.items() if not k.startswith("loss_ce"))
+    mask_terms.backward()
+    last_clip_ffn = list(decoder.clip_ffn_layers[-1].parameters())
+    gradient = sum(float(p.grad.abs().sum()) for p in last_clip_ffn if p.grad is not None)
+    assert (gradient > 0) == (clip_mask_weight > 0)
+
+
+def test_clip_mask_weight_reaches_decoder_and_criterion(make_cfg):
+    from ifr.modeling.criterion import IFRCriterion
+
+    cfg = make_cfg()
+    cfg.MODEL.IFR.CLIP_MASK_WEIGHT = 0.5
+    decoder = build_transformer_decoder(cfg, in_channels=HIDDEN, mask_dim=MASK_DIM)
+    assert decoder.clip_mask_embeds
+    criterion = IFRCriterion(cfg)
+    assert criterion.clip_mask_weight == 0.5
+    assert criterion.weight_dict["loss_mask_clip"] == 0.5 * cfg.MODEL.IFR.MASK_WEIGHT

@@ -239,6 +239,7 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
         class_activation: str = "sigmoid",
         shared_class_head: bool = True,
         temporal_slot_bias: float = 0.0,
+        clip_mask_embeds: bool = False,
     ):
         """
         Args:
@@ -267,6 +268,9 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             temporal_slot_bias: added to the temporal cross-attention's logits where a clip
                 query attends to its own slot's frame queries (0: none, the paper's
                 uniform start over all N x T frame queries).
+            clip_mask_embeds: every prediction also gives ``pred_clip_mask_embeds``
+                (B, N, C), the clip-level queries' own mask embeddings (for the clip mask
+                loss, ``MODEL.IFR.CLIP_MASK_WEIGHT``).
         """
         super().__init__()
         self.class_activation = class_activation
@@ -318,6 +322,7 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             )
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
         self.temporal_slot_bias = float(temporal_slot_bias)
+        self.clip_mask_embeds = clip_mask_embeds
 
     @classmethod
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
@@ -329,6 +334,7 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             "compile_mode": cfg.MODEL.IFR.COMPILE_MODE,
             "shared_class_head": cfg.MODEL.IFR.SHARED_CLASS_HEAD,
             "temporal_slot_bias": cfg.MODEL.IFR.TEMPORAL_SLOT_BIAS,
+            "clip_mask_embeds": cfg.MODEL.IFR.CLIP_MASK_WEIGHT > 0,
         }
 
     # ------------------------------------------------------------------ forward
@@ -347,7 +353,8 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
 
         Returns:
             dict with ``pred_logits`` (B, N, K) clip-level logits, ``pred_mask_embeds``
-            (B, N, T, C), ``pred_masks`` (B, N, T, h, w) logits if ``return_masks``, and
+            (B, N, T, C), ``pred_clip_mask_embeds`` (B, N, C) if ``clip_mask_embeds``,
+            ``pred_masks`` (B, N, T, h, w) logits if ``return_masks``, and
             ``aux_outputs``: L dicts of the same keys, for the prediction from the initial
             queries and after every layer but the last (training mode only; empty in eval
             mode, so inference memory does not grow with L x T).
@@ -507,6 +514,9 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
             "pred_logits": head(self.decoder_norm(clip_queries)).transpose(0, 1),
             "pred_mask_embeds": self.mask_embed(self.decoder_norm(frame_queries)),
         }
+        if self.clip_mask_embeds:
+            clip_embeds = self.mask_embed(self.decoder_norm(clip_queries))  # (N, B, C)
+            prediction["pred_clip_mask_embeds"] = clip_embeds.transpose(0, 1)
         if return_masks:
             prediction["pred_masks"] = self._masks_from_embeds(
                 prediction["pred_mask_embeds"], mask_features
