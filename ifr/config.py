@@ -6,13 +6,20 @@ The paper's recipe lives here, once: the defaults are the paper's values (docs/m
 changes (solver, backbone). A yaml sets a key only to differ from what it inherits."""
 
 import difflib
-from typing import Sequence
+import re
+from typing import Optional, Sequence
 
 from detectron2.config import CfgNode as CN
+
+# The focal loss's alpha and gamma (Lin et al.), the same in every system that uses one
+# (IFR's class loss and cost, IFC's mask loss, TeViT's class loss and cost): the defaults
+# of MODEL.VIS.FOCAL_ALPHA/GAMMA and of the loss functions.
+FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
 
 
 def add_ifr_config(cfg: CN) -> None:
     _add_model_config(cfg)
+    _add_ifr_config(cfg)
     _add_backbone_config(cfg)
     _add_input_config(cfg)
     _add_solver_config(cfg)
@@ -45,70 +52,51 @@ def _add_model_config(cfg: CN) -> None:
     # value here takes precedence over it.
     cfg.MODEL.PRECISION = "fp32"
 
-    cfg.MODEL.IFR = CN()
+    # Keys every system reads: model size, class count, loss and matching weights, point
+    # sampling (here) and inference (MODEL.VIS.TEST). Each system's own keys have their own
+    # node (MODEL.IFR, MODEL.M2F_VIS, MODEL.IFC, MODEL.VISTR, MODEL.TEVIT).
+    cfg.MODEL.VIS = CN()
     # K, number of classes (40 in YouTube-VIS 2019 and 2021).
-    cfg.MODEL.IFR.NUM_CLASSES = 40
-    cfg.MODEL.IFR.NUM_QUERIES = 100  # N, clip-level queries (200 in the "(200)" rows)
-    cfg.MODEL.IFR.HIDDEN_DIM = 256  # d, hidden size of queries and attention, Eq. (1)
-    cfg.MODEL.IFR.NHEADS = 8  # attention heads of every decoder attention
-    cfg.MODEL.IFR.DIM_FEEDFORWARD = 2048  # hidden size of the decoder's FFNs
-    # L, number of IFR decoder layers (layer i reads feature scale i mod 3). Mask2Former
+    cfg.MODEL.VIS.NUM_CLASSES = 40
+    cfg.MODEL.VIS.NUM_QUERIES = 100  # N, clip-level queries (200 in the "(200)" rows)
+    cfg.MODEL.VIS.HIDDEN_DIM = 256  # d, hidden size of queries and attention, Eq. (1)
+    cfg.MODEL.VIS.NHEADS = 8  # attention heads of every decoder attention
+    cfg.MODEL.VIS.DIM_FEEDFORWARD = 2048  # hidden size of the decoder's FFNs
+    # L, number of decoder layers (IFR: layer i reads feature scale i mod 3). Mask2Former
     # users: its MODEL.MASK_FORMER.DEC_LAYERS counts the prediction from the initial
     # queries as a layer, so Mask2Former's 10 is 9 here (docs/method.md, "DEC_LAYERS").
-    cfg.MODEL.IFR.DEC_LAYERS = 9
+    cfg.MODEL.VIS.DEC_LAYERS = 9
     # Layer norm before (True) or after (False) each attention/FFN, as Mask2Former.
-    cfg.MODEL.IFR.PRE_NORM = False
+    cfg.MODEL.VIS.PRE_NORM = False
     # Project the pixel decoder's features even when their channels already equal d.
-    cfg.MODEL.IFR.ENFORCE_INPUT_PROJ = False
-    cfg.MODEL.IFR.DROPOUT = 0.0  # dropout in the decoder's attention and FFN layers
-    # Run the step of the frame recurrence (Eq. 1-3, run L x T times in sequence) through
-    # torch.compile; the same results up to float rounding. The first call of each input
-    # shape compiles (seconds to minutes); it pays off on GPUs, where the eager step is
-    # bound by kernel launches.
-    cfg.MODEL.IFR.COMPILE_FRAME_STEP = False
-    # torch.compile mode of that step: "default", "reduce-overhead" (CUDA graphs: one
-    # replay per step instead of its launches) or "max-autotune".
-    cfg.MODEL.IFR.COMPILE_MODE = "default"
+    cfg.MODEL.VIS.ENFORCE_INPUT_PROJ = False
+    cfg.MODEL.VIS.DROPOUT = 0.0  # dropout in the decoder's attention and FFN layers
     # Padded input size is a multiple of this (at least the backbone's own divisibility).
-    cfg.MODEL.IFR.SIZE_DIVISIBILITY = 32
-    cfg.MODEL.IFR.CLASS_WEIGHT = 2.0  # lambda_c, class term of Eq. (4)-(5)
-    cfg.MODEL.IFR.MASK_WEIGHT = 5.0  # lambda_m, mask BCE term of Eq. (4)-(5)
-    cfg.MODEL.IFR.DICE_WEIGHT = 5.0  # lambda_D (lambda_d), Dice term of Eq. (4)-(5)
-    # lambda_e of Eq. (6)-(7): weight of the cross-frame mask loss; 0 turns it off.
-    cfg.MODEL.IFR.LAMBDA_E = 0.3
+    cfg.MODEL.VIS.SIZE_DIVISIBILITY = 32
+    cfg.MODEL.VIS.CLASS_WEIGHT = 2.0  # lambda_c, class term of Eq. (4)-(5)
+    cfg.MODEL.VIS.MASK_WEIGHT = 5.0  # lambda_m, mask BCE term of Eq. (4)-(5)
+    cfg.MODEL.VIS.DICE_WEIGHT = 5.0  # lambda_D (lambda_d), Dice term of Eq. (4)-(5)
     # Class loss of IFR and Mask2Former-VIS: "" (the system's own: "focal" for IFR, Eq. 5;
     # "softmax_ce" for Mask2Former-VIS), "focal" (K sigmoid logits, focal loss) or
     # "softmax_ce" (K + 1 logits, cross-entropy with a no-object class weighted by
     # MODEL.M2F_VIS.NO_OBJECT_WEIGHT). Swapping them separates the decoder's effect from the
     # class loss's (docs/experiments.md); the other systems have their own and refuse it.
-    cfg.MODEL.IFR.CLASS_LOSS = ""
+    cfg.MODEL.VIS.CLASS_LOSS = ""
     # Class term of the matching cost of IFR and Mask2Former-VIS: "probability" (-lambda_c
     # p_hat, Eq. 4 as the paper writes it) or "focal" (lambda_c times the focal loss of the
     # target class minus its negative, with FOCAL_ALPHA/GAMMA, as Deformable DETR and
     # SeqFormer match; sigmoid class scores only). docs/experiments.md measures both.
-    cfg.MODEL.IFR.CLASS_COST = "probability"
-    # IFR's decoder: one class head for every prediction (True, Mask2Former's), or one per
-    # decoder layer and the initial queries (False). The paper does not say.
-    cfg.MODEL.IFR.SHARED_CLASS_HEAD = True
-    # IFR's temporal cross-attention (clip update): a constant added to the attention logits
-    # where a clip query attends to its own slot's frame queries; 0 (the paper) starts it
-    # uniform over all N x T frame queries (about 1/N of the weight on its own slot).
-    cfg.MODEL.IFR.TEMPORAL_SLOT_BIAS = 0.0
-    # IFR: factor of a mask loss on the clip-level queries (0, the paper: none). With w > 0
-    # each clip query's own mask embedding also predicts every frame's mask of its matched
-    # instance, weighted w * lambda_m (BCE) and w * lambda_D (Dice), so the last layer's
-    # clip update, which otherwise feeds the class head only, gets gradient from the masks.
-    cfg.MODEL.IFR.CLIP_MASK_WEIGHT = 0.0
-    cfg.MODEL.IFR.FOCAL_ALPHA = 0.25  # alpha of the focal loss L_cls, Eq. (5)
-    cfg.MODEL.IFR.FOCAL_GAMMA = 2.0  # gamma of the focal loss L_cls, Eq. (5)
+    cfg.MODEL.VIS.CLASS_COST = "probability"
+    cfg.MODEL.VIS.FOCAL_ALPHA = FOCAL_ALPHA  # alpha of the focal loss L_cls, Eq. (5)
+    cfg.MODEL.VIS.FOCAL_GAMMA = FOCAL_GAMMA  # gamma of the focal loss L_cls, Eq. (5)
     # Supervise every decoder layer and the prediction from the initial queries.
-    cfg.MODEL.IFR.DEEP_SUPERVISION = True
+    cfg.MODEL.VIS.DEEP_SUPERVISION = True
     # Point sampling of the mask losses and costs (Mask2Former): points per mask.
-    cfg.MODEL.IFR.TRAIN_NUM_POINTS = 112 * 112
+    cfg.MODEL.VIS.TRAIN_NUM_POINTS = 112 * 112
     # Candidate points drawn per kept point, before importance sampling.
-    cfg.MODEL.IFR.OVERSAMPLE_RATIO = 3.0
+    cfg.MODEL.VIS.OVERSAMPLE_RATIO = 3.0
     # Share of the kept points chosen where the prediction is most uncertain.
-    cfg.MODEL.IFR.IMPORTANCE_SAMPLE_RATIO = 0.75
+    cfg.MODEL.VIS.IMPORTANCE_SAMPLE_RATIO = 0.75
 
     cfg.MODEL.PIXEL_DECODER = CN()
     # Registered name (PIXEL_DECODER_REGISTRY): the multi-scale deformable-attention one.
@@ -183,7 +171,7 @@ def _add_input_config(cfg: CN) -> None:
     # Shorter side at test time: 360 for ResNets; the Swin configs set 480.
     cfg.INPUT.MIN_SIZE_TEST = 360
     # Longer side cap at test time (Detectron2's default, as Mask2Former-VIS); it also
-    # caps every TTA size (MODEL.IFR.TEST.TTA.MIN_SIZES).
+    # caps every TTA size (MODEL.VIS.TEST.TTA.MIN_SIZES).
     cfg.INPUT.MAX_SIZE_TEST = 1333
     # "flip_by_clip": one horizontal flip decision for all frames of a clip; "none".
     cfg.INPUT.RANDOM_FLIP = "flip_by_clip"
@@ -201,59 +189,85 @@ def _add_solver_config(cfg: CN) -> None:
     cfg.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0  # p of the p-norm
 
 
-def _add_test_config(cfg: CN) -> None:
-    # Inference (docs/method.md, Sec. 3). Checked once, by ifr.inference.InferenceOptions.
+def _add_ifr_config(cfg: CN) -> None:
+    """Keys of the IFR decoder and criterion that the other systems do not have."""
+    cfg.MODEL.IFR = CN()
+    # lambda_e of Eq. (6)-(7): weight of the cross-frame mask loss; 0 turns it off.
+    cfg.MODEL.IFR.LAMBDA_E = 0.3
+    # Run the step of the frame recurrence (Eq. 1-3, run L x T times in sequence) through
+    # torch.compile; the same results up to float rounding. The first call of each input
+    # shape compiles (seconds to minutes); it pays off on GPUs, where the eager step is
+    # bound by kernel launches.
+    cfg.MODEL.IFR.COMPILE_FRAME_STEP = False
+    # torch.compile mode of that step: "default", "reduce-overhead" (CUDA graphs: one
+    # replay per step instead of its launches) or "max-autotune".
+    cfg.MODEL.IFR.COMPILE_MODE = "default"
+    # IFR's decoder: one class head for every prediction (True, Mask2Former's), or one per
+    # decoder layer and the initial queries (False). The paper does not say.
+    cfg.MODEL.IFR.SHARED_CLASS_HEAD = True
+    # IFR's temporal cross-attention (clip update): a constant added to the attention logits
+    # where a clip query attends to its own slot's frame queries; 0 (the paper) starts it
+    # uniform over all N x T frame queries (about 1/N of the weight on its own slot).
+    cfg.MODEL.IFR.TEMPORAL_SLOT_BIAS = 0.0
+    # IFR: factor of a mask loss on the clip-level queries (0, the paper: none). With w > 0
+    # each clip query's own mask embedding also predicts every frame's mask of its matched
+    # instance, weighted w * lambda_m (BCE) and w * lambda_D (Dice), so the last layer's
+    # clip update, which otherwise feeds the class head only, gets gradient from the masks.
+    cfg.MODEL.IFR.CLIP_MASK_WEIGHT = 0.0
     cfg.MODEL.IFR.TEST = CN()
-    cfg.MODEL.IFR.TEST.TOP_K = 10  # k, (query, class) pairs kept per video
-    # "video": the whole video in one pass (default, as the paper);
-    # "clip": clips of CLIP_LENGTH frames linked across clips (appendix A.1).
-    cfg.MODEL.IFR.TEST.MODE = "video"
-    cfg.MODEL.IFR.TEST.CLIP_LENGTH = 5  # T of per-clip inference (the paper: 2 and 5)
-    # Frames shared by consecutive clips (< CLIP_LENGTH); IFC's stride 1 is T - 1.
-    cfg.MODEL.IFR.TEST.CLIP_OVERLAP = 4
-    # Clip tracking (IFC): a query and a track whose mean soft mask IoU on the shared
-    # frames is at most this are not linked (the query starts a new track); IFC's 0.05.
-    cfg.MODEL.IFR.TEST.CLIP_MIN_IOU = 0.05
-    # A clip keeps the queries it predicts as objects: highest class probability at least
-    # this (IFC keeps those whose most likely class is not "no object"). 0.05, measured: the
-    # tiny IFR's sigmoid scores of true objects are often below 0.5, and with 0.5 clip AP was
-    # 25.8 (T=5) against 48.4 for the whole video; with 0.05, 49.2 (README, per-clip
-    # inference). 0 keeps every query.
-    cfg.MODEL.IFR.TEST.CLIP_MIN_SCORE = 0.05
-    # Frames per chunk through backbone + pixel decoder and through mask upsampling;
-    # bounds device memory for long videos.
-    cfg.MODEL.IFR.TEST.FRAME_CHUNK = 16
-    # Where per-frame features wait between decoder layers ("cpu" bounds device memory
-    # for long videos; "same" keeps them on the model's device).
-    cfg.MODEL.IFR.TEST.FEATURE_STORAGE = "same"
-    # dtype of the stored features: "float16" halves their memory (about 18 MB per
-    # 360x640 frame in float32 with R50); the decoder computes in the model's dtype.
-    cfg.MODEL.IFR.TEST.FEATURE_STORAGE_DTYPE = "float32"
-    # A pixel belongs to a mask where its (averaged) mask probability is above this.
-    cfg.MODEL.IFR.TEST.MASK_THRESHOLD = 0.5
-    # Test-time augmentation (paper Sec. 3.2). Detectron2's TEST.AUG.* (image TTA) is
-    # refused: these are the keys of video TTA.
-    cfg.MODEL.IFR.TEST.TTA = CN()
-    cfg.MODEL.IFR.TEST.TTA.ENABLED = False  # run every MIN_SIZES (and flips) and fuse them
-    # Shorter sides of the n runs (the paper: n = 4), each resized from the original
-    # frames with the longer side capped at INPUT.MAX_SIZE_TEST.
-    cfg.MODEL.IFR.TEST.TTA.MIN_SIZES = [360, 480, 600, 720]
-    cfg.MODEL.IFR.TEST.TTA.FLIP = False  # also run every size flipped horizontally
-    # Index into MIN_SIZES of the pivot R_p (the paper picks one at random).
-    cfg.MODEL.IFR.TEST.TTA.PIVOT = 0
     # Diagnostic (IFR decoder, inference only): False replaces Q_i^{t-1} by Q_i in
     # Eq. (1), so frame t's queries no longer depend on frame t-1 (recurrence off). It
     # measures what the recurrence contributes to a trained model; training ignores it.
     cfg.MODEL.IFR.TEST.RECURRENCE = True
 
 
+def _add_test_config(cfg: CN) -> None:
+    # Inference (docs/method.md, Sec. 3). Checked once, by ifr.inference.InferenceOptions.
+    cfg.MODEL.VIS.TEST = CN()
+    cfg.MODEL.VIS.TEST.TOP_K = 10  # k, (query, class) pairs kept per video
+    # "video": the whole video in one pass (default, as the paper);
+    # "clip": clips of CLIP_LENGTH frames linked across clips (appendix A.1).
+    cfg.MODEL.VIS.TEST.MODE = "video"
+    cfg.MODEL.VIS.TEST.CLIP_LENGTH = 5  # T of per-clip inference (the paper: 2 and 5)
+    # Frames shared by consecutive clips (< CLIP_LENGTH); IFC's stride 1 is T - 1.
+    cfg.MODEL.VIS.TEST.CLIP_OVERLAP = 4
+    # Clip tracking (IFC): a query and a track whose mean soft mask IoU on the shared
+    # frames is at most this are not linked (the query starts a new track); IFC's 0.05.
+    cfg.MODEL.VIS.TEST.CLIP_MIN_IOU = 0.05
+    # A clip keeps the queries it predicts as objects: highest class probability at least
+    # this (IFC keeps those whose most likely class is not "no object"). 0.05, measured: the
+    # tiny IFR's sigmoid scores of true objects are often below 0.5, and with 0.5 clip AP was
+    # 25.8 (T=5) against 48.4 for the whole video; with 0.05, 49.2 (README, per-clip
+    # inference). 0 keeps every query.
+    cfg.MODEL.VIS.TEST.CLIP_MIN_SCORE = 0.05
+    # Frames per chunk through backbone + pixel decoder and through mask upsampling;
+    # bounds device memory for long videos.
+    cfg.MODEL.VIS.TEST.FRAME_CHUNK = 16
+    # Where per-frame features wait between decoder layers ("cpu" bounds device memory
+    # for long videos; "same" keeps them on the model's device).
+    cfg.MODEL.VIS.TEST.FEATURE_STORAGE = "same"
+    # dtype of the stored features: "float16" halves their memory (about 18 MB per
+    # 360x640 frame in float32 with R50); the decoder computes in the model's dtype.
+    cfg.MODEL.VIS.TEST.FEATURE_STORAGE_DTYPE = "float32"
+    # A pixel belongs to a mask where its (averaged) mask probability is above this.
+    cfg.MODEL.VIS.TEST.MASK_THRESHOLD = 0.5
+    # Test-time augmentation (paper Sec. 3.2). Detectron2's TEST.AUG.* (image TTA) is
+    # refused: these are the keys of video TTA.
+    cfg.MODEL.VIS.TEST.TTA = CN()
+    cfg.MODEL.VIS.TEST.TTA.ENABLED = False  # run every MIN_SIZES (and flips) and fuse them
+    # Shorter sides of the n runs (the paper: n = 4), each resized from the original
+    # frames with the longer side capped at INPUT.MAX_SIZE_TEST.
+    cfg.MODEL.VIS.TEST.TTA.MIN_SIZES = [360, 480, 600, 720]
+    cfg.MODEL.VIS.TEST.TTA.FLIP = False  # also run every size flipped horizontally
+    # Index into MIN_SIZES of the pivot R_p (the paper picks one at random).
+    cfg.MODEL.VIS.TEST.TTA.PIVOT = 0
+
+
 def _add_m2f_vis_config(cfg: CN) -> None:
     """Keys of the Mask2Former-VIS baseline (``MODEL.META_ARCHITECTURE "VideoMaskFormer"``)
-    that IFR does not have. The keys both models share stay under ``MODEL.IFR``
-    (NUM_CLASSES, NUM_QUERIES, HIDDEN_DIM, NHEADS, DIM_FEEDFORWARD, PRE_NORM,
-    ENFORCE_INPUT_PROJ, CLASS/MASK/DICE_WEIGHT, DEEP_SUPERVISION, point sampling, TEST.*).
-    ``MODEL.IFR.DEC_LAYERS`` counts decoder layers without the prediction from the initial
-    queries: Mask2Former-VIS's ``MODEL.MASK_FORMER.DEC_LAYERS: 10`` is ``MODEL.IFR.DEC_LAYERS:
+    that the shared ``MODEL.VIS`` keys do not cover.
+    ``MODEL.VIS.DEC_LAYERS`` counts decoder layers without the prediction from the initial
+    queries: Mask2Former-VIS's ``MODEL.MASK_FORMER.DEC_LAYERS: 10`` is ``MODEL.VIS.DEC_LAYERS:
     9`` here (9 layers, 10 predictions, 9 of them auxiliary)."""
     cfg.MODEL.M2F_VIS = CN()
     # Weight of the "no-object" class in the softmax cross-entropy (Mask2Former's
@@ -264,7 +278,7 @@ def _add_m2f_vis_config(cfg: CN) -> None:
 def _add_vistr_config(cfg: CN) -> None:
     """Keys of VisTR (``MODEL.META_ARCHITECTURE "VisTR"``, Wang et al., CVPR 2021). Its
     defaults are the official recipe (R50/R101, 36 frames, 10 instances per frame); the
-    class count stays ``MODEL.IFR.NUM_CLASSES``, inference ``MODEL.IFR.TEST.*``."""
+    class count is ``MODEL.VIS.NUM_CLASSES``, inference ``MODEL.VIS.TEST.*``."""
     cfg.MODEL.VISTR = CN()
     # T, the fixed clip length: the decoder has NUM_FRAMES * NUM_INSTANCES queries and
     # trains on clips of exactly this many frames (INPUT.SAMPLING_FRAME_NUM); a shorter
@@ -306,9 +320,8 @@ def _add_vistr_config(cfg: CN) -> None:
 
 def _add_ifc_config(cfg: CN) -> None:
     """Keys of IFC (Hwang et al., NeurIPS 2021; ``MODEL.META_ARCHITECTURE "IFC"``) that the
-    other systems do not have. The shared keys stay under ``MODEL.IFR``: NUM_CLASSES,
-    NUM_QUERIES, HIDDEN_DIM, NHEADS, DIM_FEEDFORWARD, PRE_NORM, DROPOUT, DEC_LAYERS (IFC's
-    decoder layers), CLASS/MASK/DICE_WEIGHT, DEEP_SUPERVISION and TEST.*. Defaults are the
+    other systems do not have; it reads the shared ``MODEL.VIS`` keys too (DEC_LAYERS is
+    IFC's decoder layers). Defaults are the
     official IFC code's (``add_ifc_config``, ``base_ytvis.yaml``)."""
     cfg.MODEL.IFC = CN()
     # M, memory tokens per frame ("memory bus", NUM_MEMORY_BUS in IFC's code).
@@ -328,8 +341,8 @@ def _add_tevit_config(cfg: CN) -> None:
     """Keys of TeViT (Yang et al., CVPR 2022; ``MODEL.META_ARCHITECTURE "TeViT"``): its
     backbone MsgShifT (``MODEL.MSGSHIFT``) and its spatiotemporal query interaction head
     (``MODEL.TEVIT``). Defaults are the official ``tevit_msgshift`` recipe; the class count
-    stays ``MODEL.IFR.NUM_CLASSES``, the queries ``MODEL.IFR.NUM_QUERIES``, inference
-    ``MODEL.IFR.TEST.*``."""
+    is ``MODEL.VIS.NUM_CLASSES``, the queries ``MODEL.VIS.NUM_QUERIES``, inference
+    ``MODEL.VIS.TEST.*``."""
     cfg.MODEL.MSGSHIFT = CN()
     cfg.MODEL.MSGSHIFT.EMBED_DIMS = [64, 128, 320, 512]  # C of the 4 stages (PVTv2-b1)
     cfg.MODEL.MSGSHIFT.DEPTHS = [2, 2, 2, 2]  # blocks per stage
@@ -373,6 +386,9 @@ def normalize_override(cfg: CN, key: str, value: str) -> str:
     Raises ValueError naming the key: an unknown key (with the closest existing names) or
     a value of the wrong type.
     """
+    moved = moved_key_message(key)
+    if moved:
+        raise ValueError(moved)
     node, path = cfg, []
     for part in key.split("."):
         if not isinstance(node, CN) or part not in node:
@@ -402,7 +418,7 @@ def merge_overrides(cfg: CN, opts: Sequence[str]) -> None:
 def _add_datasets_config(cfg: CN) -> None:
     # YouTube-VIS-format datasets of your own, registered before the run:
     # ["NAME=ANNOTATIONS.json:FRAMES_FOLDER", ...]; the names then go in DATASETS.TRAIN/TEST.
-    # Classes come from the json; MODEL.IFR.NUM_CLASSES follows the first training (else
+    # Classes come from the json; MODEL.VIS.NUM_CLASSES follows the first training (else
     # test) dataset's unless set on the command line.
     cfg.DATASETS.REGISTER = []
 
@@ -418,3 +434,38 @@ def _add_evaluation_config(cfg: CN) -> None:
     # dataset are then also reported at that threshold (IDF1_own, ..., threshold_own).
     # "": the fixed threshold only.
     cfg.TEST.TRACKING_TUNE_DATASET = ""
+
+
+# The shared keys were under MODEL.IFR before MODEL.VIS held them.
+_OLD_SHARED_NODE, _SHARED_NODE = "MODEL.IFR.", "MODEL.VIS."
+
+
+def moved_key_message(key: str) -> Optional[str]:
+    """``"MODEL.IFR.NUM_CLASSES is now MODEL.VIS.NUM_CLASSES"`` for a shared key given
+    under its old node; None for any other key (valid or not)."""
+    if not key.startswith(_OLD_SHARED_NODE):
+        return None
+    rest = key[len(_OLD_SHARED_NODE) :]
+    defaults = CN(new_allowed=True)
+    defaults.MODEL = CN()
+    _add_model_config(defaults)
+    _add_ifr_config(defaults)
+    _add_test_config(defaults)
+    if _has_key(defaults, _OLD_SHARED_NODE + rest) or not _has_key(defaults, _SHARED_NODE + rest):
+        return None
+    return f"{key} is now {_SHARED_NODE}{rest} (the keys every system reads are under MODEL.VIS)"
+
+
+def moved_key_in_error(error: BaseException) -> Optional[str]:
+    """:func:`moved_key_message` for the key a yacs merge error names, if any."""
+    match = re.search(r"MODEL\.IFR\.[A-Z0-9_.]*[A-Z0-9_]", str(error))
+    return moved_key_message(match.group(0)) if match else None
+
+
+def _has_key(cfg: CN, key: str) -> bool:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, CN) or part not in node:
+            return False
+        node = node[part]
+    return True

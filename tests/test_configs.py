@@ -37,20 +37,20 @@ BASES = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "Base-*.yaml"), rec
 
 # The paper's recipe: key -> value (docs/method.md, "Recipe").
 PAPER = {
-    "MODEL.IFR.CLASS_WEIGHT": 2.0,  # lambda_c
-    "MODEL.IFR.MASK_WEIGHT": 5.0,  # lambda_m
-    "MODEL.IFR.DICE_WEIGHT": 5.0,  # lambda_D
+    "MODEL.VIS.CLASS_WEIGHT": 2.0,  # lambda_c
+    "MODEL.VIS.MASK_WEIGHT": 5.0,  # lambda_m
+    "MODEL.VIS.DICE_WEIGHT": 5.0,  # lambda_D
     "MODEL.IFR.LAMBDA_E": 0.3,  # lambda_e
-    "MODEL.IFR.NUM_QUERIES": 100,  # N
-    "MODEL.IFR.DEC_LAYERS": 9,  # L
-    "MODEL.IFR.HIDDEN_DIM": 256,  # d
+    "MODEL.VIS.NUM_QUERIES": 100,  # N
+    "MODEL.VIS.DEC_LAYERS": 9,  # L
+    "MODEL.VIS.HIDDEN_DIM": 256,  # d
     "INPUT.SAMPLING_FRAME_NUM": 2,  # 2-frame training clips
     "INPUT.MIN_SIZE_TRAIN": (360, 480),  # shorter side 360 or 480
     "SOLVER.BACKBONE_MULTIPLIER": 0.1,  # backbone lr x0.1
 }
 # Where a paper config legitimately differs from the recipe's defaults.
 ALLOWED_OVERRIDES = {
-    "MODEL.IFR.NUM_QUERIES": ("_200.yaml",),  # the "(200)" rows
+    "MODEL.VIS.NUM_QUERIES": ("_200.yaml",),  # the "(200)" rows
 }
 
 
@@ -115,11 +115,11 @@ def test_every_config_builds_with_the_papers_settings(path):
         return
     assert cfg.MODEL.META_ARCHITECTURE == "IFR"
     for key, value in PAPER.items():
-        if key == "MODEL.IFR.NUM_QUERIES" and path.endswith("_200.yaml"):
+        if key == "MODEL.VIS.NUM_QUERIES" and path.endswith("_200.yaml"):
             value = 200
         got = _get(cfg, key)
         assert (tuple(got) if isinstance(value, tuple) else got) == value, key
-    assert cfg.MODEL.IFR.NUM_CLASSES == 40
+    assert cfg.MODEL.VIS.NUM_CLASSES == 40
     year = "2019" if os.sep + "ytvis19" + os.sep in path else "2021"
     assert cfg.DATASETS.TRAIN == (f"ytvis_{year}_train",)
     assert cfg.DATASETS.TEST == (f"ytvis_{year}_val",)
@@ -158,7 +158,7 @@ def test_a_yaml_sets_a_key_only_to_change_it(path):
 
 @pytest.mark.parametrize("path", [p for p in YTVIS_IFR if p.endswith("_200.yaml")], ids=_rel)
 def test_200_query_configs_set_200(path):
-    assert build_cfg(path).MODEL.IFR.NUM_QUERIES == 200
+    assert build_cfg(path).MODEL.VIS.NUM_QUERIES == 200
 
 
 def _resized_shape(augmentations, height, width):
@@ -231,3 +231,36 @@ def test_swin_large_dimensions():
     assert (cfg.MODEL.SWIN.EMBED_DIM, list(cfg.MODEL.SWIN.DEPTHS)) == (192, [2, 2, 18, 2])
     assert list(cfg.MODEL.SWIN.NUM_HEADS) == [6, 12, 24, 48]
     assert cfg.INPUT.MIN_SIZE_TEST == 480
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("MODEL.IFR.NUM_CLASSES", "MODEL.VIS.NUM_CLASSES"),
+        ("MODEL.IFR.TEST.TOP_K", "MODEL.VIS.TEST.TOP_K"),
+        ("MODEL.IFR.TEST.TTA.MIN_SIZES", "MODEL.VIS.TEST.TTA.MIN_SIZES"),
+    ],
+)
+def test_a_shared_key_under_its_old_node_names_the_new_one(tmp_path, old, new):
+    r50 = os.path.join(ROOT, "configs", "ytvis19", "r50.yaml")
+    with pytest.raises(ValueError, match=f"^{re.escape(old)} is now {re.escape(new)} "):
+        build_cfg(r50, [old, "3"])
+    *parents, leaf = old.split(".")
+    tree = {leaf: 3}
+    for part in reversed(parents):
+        tree = {part: tree}
+    old_yaml = tmp_path / "old.yaml"
+    old_yaml.write_text(yaml.safe_dump({"_BASE_": r50, **tree}))
+    with pytest.raises(Exception, match="old.yaml: MODEL.IFR.* is now MODEL.VIS") as error:
+        build_cfg(str(old_yaml))
+    named_new = str(error.value).split(" is now ")[1].split()[0]
+    assert new.startswith(named_new)  # the yaml's first node that moved (TTA for TTA.*)
+
+
+def test_keys_of_one_system_and_unknown_keys_are_not_reported_as_moved():
+    from ifr.config import moved_key_message
+
+    assert moved_key_message("MODEL.IFR.LAMBDA_E") is None
+    assert moved_key_message("MODEL.IFR.TEST.RECURRENCE") is None
+    assert moved_key_message("MODEL.IFR.LAMBDA_X") is None
+    assert moved_key_message("MODEL.VIS.NUM_CLASSES") is None

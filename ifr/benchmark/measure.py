@@ -77,7 +77,7 @@ def benchmark_training(cfg, size: Tuple[int, int], iters: int, warmup: int) -> D
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     generator = torch.Generator().manual_seed(0)
     batch = [
-        synthetic_clip(cfg.INPUT.SAMPLING_FRAME_NUM, size, 3, cfg.MODEL.IFR.NUM_CLASSES, generator)
+        synthetic_clip(cfg.INPUT.SAMPLING_FRAME_NUM, size, 3, cfg.MODEL.VIS.NUM_CLASSES, generator)
         for _ in range(cfg.SOLVER.IMS_PER_BATCH)
     ]
     if device.type == "cuda":

@@ -154,7 +154,7 @@ SMALL_SIZES = ReportSizes(
     frame_step_iters=1,
     frame_step_variants=(("fp32", "eager"),),  # compiling takes a minute on CPU: tests/modeling/
     compile_backend="aot_eager",  # test_frame_step.py checks the compiled step
-    overrides=("MODEL.IFR.TRAIN_NUM_POINTS", "256"),
+    overrides=("MODEL.VIS.TRAIN_NUM_POINTS", "256"),
 )
 
 
@@ -378,7 +378,7 @@ def section_memory(report: Report, budget: Budget, device: torch.device, sizes: 
             if _skip(report, "memory", budget, frames=length, precision=precision):
                 continue
             cfg = _config(
-                ifr_config, device, precision, sizes, "MODEL.IFR.TEST.FEATURE_STORAGE", "cpu"
+                ifr_config, device, precision, sizes, "MODEL.VIS.TEST.FEATURE_STORAGE", "cpu"
             )
             start = time.perf_counter()
             [(_, peak)] = memory_vs_length(

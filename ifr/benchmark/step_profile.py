@@ -106,7 +106,7 @@ def profile_training_step(
                 cfg.INPUT.SAMPLING_FRAME_NUM,
                 tuple(synthetic_size),
                 3,
-                cfg.MODEL.IFR.NUM_CLASSES,
+                cfg.MODEL.VIS.NUM_CLASSES,
                 generator,
             )
             for _ in range(cfg.SOLVER.IMS_PER_BATCH)

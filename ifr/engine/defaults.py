@@ -19,7 +19,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import CLASS_NAMES_KEY, load_inference_weights
-from ..config import add_ifr_config, merge_overrides
+from ..config import add_ifr_config, merge_overrides, moved_key_in_error
 from ..data.datasets import register_custom_datasets
 from ..utils.atomic_io import atomic_write_json, atomic_write_text
 from ..utils.errors import UserInputError
@@ -68,7 +68,7 @@ def build_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CfgNode:
         if len(opts) % 2:
             hint = (
                 "; give every KEY a VALUE, a list as one quoted word (INPUT.MIN_SIZE_TEST 360 "
-                'MODEL.IFR.TEST.TTA.MIN_SIZES "[360,480]")'
+                'MODEL.VIS.TEST.TTA.MIN_SIZES "[360,480]")'
             )
         raise ConfigError(f"{one_line(e)}{hint}") from e
     if cfg.DATASETS.REGISTER:
@@ -77,12 +77,12 @@ def build_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CfgNode:
 
 
 def use_custom_datasets(cfg: CfgNode, overridden: Set[str]) -> None:
-    """Register DATASETS.REGISTER; unless MODEL.IFR.NUM_CLASSES is overridden, take it from
+    """Register DATASETS.REGISTER; unless MODEL.VIS.NUM_CLASSES is overridden, take it from
     the first training (else test) dataset when that is one of them."""
     names = register_custom_datasets(cfg.DATASETS.REGISTER)
     first = (list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST) or [None])[0]
-    if first in names and "MODEL.IFR.NUM_CLASSES" not in overridden:
-        cfg.MODEL.IFR.NUM_CLASSES = len(MetadataCatalog.get(first).thing_classes)
+    if first in names and "MODEL.VIS.NUM_CLASSES" not in overridden:
+        cfg.MODEL.VIS.NUM_CLASSES = len(MetadataCatalog.get(first).thing_classes)
 
 
 def _merge_config_file(cfg: CfgNode, config_file: str) -> None:
@@ -91,6 +91,9 @@ def _merge_config_file(cfg: CfgNode, config_file: str) -> None:
     try:
         cfg.merge_from_file(config_file)
     except (KeyError, ValueError, AssertionError, TypeError, yaml.YAMLError) as e:
+        moved = moved_key_in_error(e)
+        if moved:
+            raise ConfigError(f"--config-file {config_file}: {moved}") from e
         hint = " (a key the config does not have: check its spelling)"
         hint = hint if isinstance(e, KeyError) else ""
         raise ConfigError(f"--config-file {config_file}: {one_line(e)}{hint}") from e
@@ -140,7 +143,7 @@ def save_run_config(cfg: CfgNode, filename: str = RUN_CONFIG_FILE) -> str:
 def check_datasets_available(cfg: CfgNode, eval_only: bool = False) -> None:
     """Fail at once, before any model is built, when a dataset of the config (DATASETS.TEST
     only with ``eval_only``) is unknown, its files are missing, or its number of categories
-    is not MODEL.IFR.NUM_CLASSES."""
+    is not MODEL.VIS.NUM_CLASSES."""
     registered = set(DatasetCatalog.list())
     names = [("DATASETS.TRAIN", n) for n in ([] if eval_only else cfg.DATASETS.TRAIN)]
     names += [("DATASETS.TEST", n) for n in cfg.DATASETS.TEST]
@@ -157,10 +160,10 @@ def check_datasets_available(cfg: CfgNode, eval_only: bool = False) -> None:
         if not meta.get("generated_on_demand", False):
             _check_dataset_files(name, meta)
         num_classes = len(meta.get("thing_classes", []))
-        if num_classes and num_classes != cfg.MODEL.IFR.NUM_CLASSES:
+        if num_classes and num_classes != cfg.MODEL.VIS.NUM_CLASSES:
             raise ConfigError(
-                f"Dataset {name!r} has {num_classes} categories but MODEL.IFR.NUM_CLASSES is "
-                f"{cfg.MODEL.IFR.NUM_CLASSES}; set MODEL.IFR.NUM_CLASSES {num_classes}."
+                f"Dataset {name!r} has {num_classes} categories but MODEL.VIS.NUM_CLASSES is "
+                f"{cfg.MODEL.VIS.NUM_CLASSES}; set MODEL.VIS.NUM_CLASSES {num_classes}."
             )
 
 

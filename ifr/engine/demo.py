@@ -95,8 +95,8 @@ def class_names_for(
     2. the names saved in the checkpoint (the training dataset's);
     3. the config's first test dataset, with a warning (a checkpoint without names);
     4. None (labels ``class k``).
-    Raises UserInputError when the names do not match ``MODEL.IFR.NUM_CLASSES``."""
-    num_classes = cfg.MODEL.IFR.NUM_CLASSES
+    Raises UserInputError when the names do not match ``MODEL.VIS.NUM_CLASSES``."""
+    num_classes = cfg.MODEL.VIS.NUM_CLASSES
     if classes:
         if classes in DatasetCatalog.list():
             names = list(MetadataCatalog.get(classes).get("thing_classes", []))
@@ -119,7 +119,7 @@ def class_names_for(
     if len(names) != num_classes:
         raise UserInputError(
             f"{source} gives {len(names)} class names but the model has "
-            f"MODEL.IFR.NUM_CLASSES {num_classes}"
+            f"MODEL.VIS.NUM_CLASSES {num_classes}"
         )
     return names
 

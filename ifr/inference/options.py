@@ -1,4 +1,4 @@
-"""Test-time settings of the IFR model (``cfg.MODEL.IFR.TEST``), as one plain object.
+"""Test-time settings of every system (``cfg.MODEL.VIS.TEST``), as one plain object.
 
 The defaults live in ``ifr/config.py`` only; every value is checked once, here, when the
 object is made (``__post_init__``), with an error naming the config key."""
@@ -9,8 +9,8 @@ from typing import List
 
 @dataclass
 class InferenceOptions:
-    """What ``run_inference`` reads; field -> key: ``top_k`` -> ``MODEL.IFR.TEST.TOP_K``,
-    ``tta_min_sizes`` -> ``MODEL.IFR.TEST.TTA.MIN_SIZES``, ..., ``max_size_test`` ->
+    """What ``run_inference`` reads; field -> key: ``top_k`` -> ``MODEL.VIS.TEST.TOP_K``,
+    ``tta_min_sizes`` -> ``MODEL.VIS.TEST.TTA.MIN_SIZES``, ..., ``max_size_test`` ->
     ``INPUT.MAX_SIZE_TEST``, ``input_format`` -> ``INPUT.FORMAT`` (see ifr/config.py)."""
 
     top_k: int
@@ -31,10 +31,10 @@ class InferenceOptions:
     input_format: str
 
     def __post_init__(self) -> None:
-        _one_of("MODEL.IFR.TEST.MODE", self.mode, ("video", "clip"))
-        _one_of("MODEL.IFR.TEST.FEATURE_STORAGE", self.feature_storage, ("same", "cpu"))
+        _one_of("MODEL.VIS.TEST.MODE", self.mode, ("video", "clip"))
+        _one_of("MODEL.VIS.TEST.FEATURE_STORAGE", self.feature_storage, ("same", "cpu"))
         _one_of(
-            "MODEL.IFR.TEST.FEATURE_STORAGE_DTYPE",
+            "MODEL.VIS.TEST.FEATURE_STORAGE_DTYPE",
             self.feature_storage_dtype,
             ("float32", "float16"),
         )
@@ -45,32 +45,32 @@ class InferenceOptions:
             ("CLIP_LENGTH", self.clip_length),
         ):
             if value < 1:
-                raise ValueError(f"MODEL.IFR.TEST.{key} must be >= 1, got {value}")
+                raise ValueError(f"MODEL.VIS.TEST.{key} must be >= 1, got {value}")
         if not 0 <= self.clip_overlap < self.clip_length:
             raise ValueError(
-                "MODEL.IFR.TEST.CLIP_OVERLAP must be in [0, CLIP_LENGTH), got "
+                "MODEL.VIS.TEST.CLIP_OVERLAP must be in [0, CLIP_LENGTH), got "
                 f"{self.clip_overlap} with CLIP_LENGTH {self.clip_length}"
             )
         if not 0.0 <= self.clip_min_iou <= 1.0:
             raise ValueError(
-                f"MODEL.IFR.TEST.CLIP_MIN_IOU must be in [0, 1], got {self.clip_min_iou}"
+                f"MODEL.VIS.TEST.CLIP_MIN_IOU must be in [0, 1], got {self.clip_min_iou}"
             )
         if not 0.0 <= self.clip_min_score <= 1.0:
             raise ValueError(
-                f"MODEL.IFR.TEST.CLIP_MIN_SCORE must be in [0, 1], got {self.clip_min_score}"
+                f"MODEL.VIS.TEST.CLIP_MIN_SCORE must be in [0, 1], got {self.clip_min_score}"
             )
         if not 0.0 <= self.mask_threshold < 1.0:
             raise ValueError(
-                f"MODEL.IFR.TEST.MASK_THRESHOLD must be in [0, 1), got {self.mask_threshold}"
+                f"MODEL.VIS.TEST.MASK_THRESHOLD must be in [0, 1), got {self.mask_threshold}"
             )
         if not self.tta_min_sizes or min(self.tta_min_sizes) < 1:
             raise ValueError(
-                f"MODEL.IFR.TEST.TTA.MIN_SIZES must be positive sizes, got {self.tta_min_sizes}"
+                f"MODEL.VIS.TEST.TTA.MIN_SIZES must be positive sizes, got {self.tta_min_sizes}"
             )
         if not 0 <= self.tta_pivot < len(self.tta_min_sizes):
             raise ValueError(
-                f"MODEL.IFR.TEST.TTA.PIVOT={self.tta_pivot} is not an index into "
-                f"MODEL.IFR.TEST.TTA.MIN_SIZES {list(self.tta_min_sizes)}"
+                f"MODEL.VIS.TEST.TTA.PIVOT={self.tta_pivot} is not an index into "
+                f"MODEL.VIS.TEST.TTA.MIN_SIZES {list(self.tta_min_sizes)}"
             )
         if self.max_size_test < 1:
             raise ValueError(f"INPUT.MAX_SIZE_TEST must be >= 1, got {self.max_size_test}")
@@ -80,10 +80,10 @@ class InferenceOptions:
         if cfg.TEST.AUG.ENABLED:
             raise ValueError(
                 "TEST.AUG.ENABLED (Detectron2's image test-time augmentation) is not used by "
-                "video models: set MODEL.IFR.TEST.TTA.ENABLED True, with "
-                "MODEL.IFR.TEST.TTA.MIN_SIZES, TTA.FLIP and TTA.PIVOT, instead"
+                "video models: set MODEL.VIS.TEST.TTA.ENABLED True, with "
+                "MODEL.VIS.TEST.TTA.MIN_SIZES, TTA.FLIP and TTA.PIVOT, instead"
             )
-        test = cfg.MODEL.IFR.TEST
+        test = cfg.MODEL.VIS.TEST
         return cls(
             top_k=test.TOP_K,
             mode=test.MODE,

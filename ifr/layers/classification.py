@@ -4,7 +4,7 @@
 - ``"softmax"`` (Mask2Former-VIS): softmax over K classes + a last "no-object" column,
   which is dropped after the softmax.
 
-IFR and Mask2Former-VIS can swap their class losses (``MODEL.IFR.CLASS_LOSS``, an
+IFR and Mask2Former-VIS can swap their class losses (``MODEL.VIS.CLASS_LOSS``, an
 ablation of what separates the two systems): "focal" is the sigmoid head, "softmax_ce" the
 softmax head; "" keeps the system's own.
 """
@@ -12,7 +12,7 @@ softmax head; "" keeps the system's own.
 import torch
 
 CLASS_ACTIVATIONS = ("sigmoid", "softmax")
-# MODEL.IFR.CLASS_LOSS -> the class activation it trains.
+# MODEL.VIS.CLASS_LOSS -> the class activation it trains.
 CLASS_LOSS_ACTIVATIONS = {"focal": "sigmoid", "softmax_ce": "softmax"}
 
 
@@ -33,12 +33,12 @@ def class_probabilities(logits: torch.Tensor, activation: str) -> torch.Tensor:
 
 
 def configured_class_activation(cfg, own_activation: str) -> str:
-    """The class activation ``MODEL.IFR.CLASS_LOSS`` asks for ("focal": "sigmoid",
+    """The class activation ``MODEL.VIS.CLASS_LOSS`` asks for ("focal": "sigmoid",
     "softmax_ce": "softmax"), or ``own_activation``, the system's own, when it is ""."""
-    class_loss = cfg.MODEL.IFR.CLASS_LOSS
+    class_loss = cfg.MODEL.VIS.CLASS_LOSS
     if class_loss == "":
         return own_activation
     if class_loss not in CLASS_LOSS_ACTIVATIONS:
         choices = ", ".join(repr(k) for k in ("", *CLASS_LOSS_ACTIVATIONS))
-        raise ValueError(f"MODEL.IFR.CLASS_LOSS must be one of {choices}; got {class_loss!r}")
+        raise ValueError(f"MODEL.VIS.CLASS_LOSS must be one of {choices}; got {class_loss!r}")
     return CLASS_LOSS_ACTIVATIONS[class_loss]

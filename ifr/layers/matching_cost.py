@@ -57,7 +57,7 @@ def batch_dice_cost(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return 1 - numerator / denominator
 
 
-# The class term of the matching cost (MODEL.IFR.CLASS_COST).
+# The class term of the matching cost (MODEL.VIS.CLASS_COST).
 CLASS_COSTS = ("probability", "focal")
 
 

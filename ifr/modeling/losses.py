@@ -10,6 +10,7 @@ one sampled point. Targets may be soft (probabilities in [0, 1]), not only binar
 import torch
 from torch.nn import functional as F
 
+from ..config import FOCAL_ALPHA, FOCAL_GAMMA
 from ..layers.matching_cost import DICE_SMOOTH
 
 
@@ -17,8 +18,8 @@ def sigmoid_focal_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
     num_masks: float,
-    alpha: float = 0.25,
-    gamma: float = 2.0,
+    alpha: float = FOCAL_ALPHA,
+    gamma: float = FOCAL_GAMMA,
 ) -> torch.Tensor:
     """
     Focal loss (Lin et al.) on independent sigmoid classes, the L_cls of Eq. (5).

@@ -6,6 +6,7 @@ import torch
 from detectron2.config import configurable
 from torch import nn
 
+from ..config import FOCAL_ALPHA, FOCAL_GAMMA
 from ..layers.classification import CLASS_ACTIVATIONS, class_probabilities
 from ..layers.matching_cost import (
     CLASS_COSTS,
@@ -35,8 +36,8 @@ class VideoHungarianMatcher(nn.Module):
         num_points: int,
         class_activation: str = "sigmoid",
         class_cost: str = "probability",
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
+        focal_alpha: float = FOCAL_ALPHA,
+        focal_gamma: float = FOCAL_GAMMA,
     ):
         """
         Args:
@@ -64,11 +65,11 @@ class VideoHungarianMatcher(nn.Module):
         self.class_activation = class_activation
         if class_cost not in CLASS_COSTS:
             raise ValueError(
-                f"MODEL.IFR.CLASS_COST must be one of {CLASS_COSTS}, got {class_cost!r}"
+                f"MODEL.VIS.CLASS_COST must be one of {CLASS_COSTS}, got {class_cost!r}"
             )
         if class_cost == "focal" and class_activation != "sigmoid":
             raise ValueError(
-                "MODEL.IFR.CLASS_COST 'focal' needs sigmoid class scores (the focal class "
+                "MODEL.VIS.CLASS_COST 'focal' needs sigmoid class scores (the focal class "
                 f"loss); this matcher has {class_activation} scores"
             )
         self.class_cost = class_cost
@@ -78,13 +79,13 @@ class VideoHungarianMatcher(nn.Module):
     def from_config(cls, cfg, class_activation: str = "sigmoid") -> dict:
         return {
             "class_activation": class_activation,
-            "cost_class": cfg.MODEL.IFR.CLASS_WEIGHT,
-            "cost_mask": cfg.MODEL.IFR.MASK_WEIGHT,
-            "cost_dice": cfg.MODEL.IFR.DICE_WEIGHT,
-            "num_points": cfg.MODEL.IFR.TRAIN_NUM_POINTS,
-            "class_cost": cfg.MODEL.IFR.CLASS_COST,
-            "focal_alpha": cfg.MODEL.IFR.FOCAL_ALPHA,
-            "focal_gamma": cfg.MODEL.IFR.FOCAL_GAMMA,
+            "cost_class": cfg.MODEL.VIS.CLASS_WEIGHT,
+            "cost_mask": cfg.MODEL.VIS.MASK_WEIGHT,
+            "cost_dice": cfg.MODEL.VIS.DICE_WEIGHT,
+            "num_points": cfg.MODEL.VIS.TRAIN_NUM_POINTS,
+            "class_cost": cfg.MODEL.VIS.CLASS_COST,
+            "focal_alpha": cfg.MODEL.VIS.FOCAL_ALPHA,
+            "focal_gamma": cfg.MODEL.VIS.FOCAL_GAMMA,
         }
 
     @torch.no_grad()

@@ -148,6 +148,6 @@ def test_command_line_writes_json_and_prints_tables(tmp_path, capsys, load_tool)
 
 def test_command_line_refuses_overrides_with_report(load_tool):
     with pytest.raises(ValueError, match="--report takes no config overrides"):
-        load_tool("benchmark").main(["--report", "gpu", "--small", "MODEL.IFR.NUM_QUERIES", "5"])
+        load_tool("benchmark").main(["--report", "gpu", "--small", "MODEL.VIS.NUM_QUERIES", "5"])
     with pytest.raises(ValueError, match="--config-file is required"):
         load_tool("benchmark").main([])

@@ -43,7 +43,7 @@ def test_profiled_steps_of_the_tiny_trainer_time_every_stage(tmp_path, make_cfg)
 
     cfg = make_cfg(
         os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml"),
-        ["OUTPUT_DIR", str(tmp_path), "SOLVER.IMS_PER_BATCH", "1", "MODEL.IFR.DEC_LAYERS", "1"],
+        ["OUTPUT_DIR", str(tmp_path), "SOLVER.IMS_PER_BATCH", "1", "MODEL.VIS.DEC_LAYERS", "1"],
     )
     result = profile_training_step(Trainer(cfg), iters=2, warmup=0, synthetic_size=(32, 32))
     stages = result["stages"]

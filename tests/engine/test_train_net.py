@@ -20,9 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TRAIN_NET = os.path.join(ROOT, "tools", "train_net.py")
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
 FAST = [
-    "MODEL.IFR.NUM_QUERIES",
+    "MODEL.VIS.NUM_QUERIES",
     "5",
-    "MODEL.IFR.TRAIN_NUM_POINTS",
+    "MODEL.VIS.TRAIN_NUM_POINTS",
     "64",
     "SOLVER.IMS_PER_BATCH",
     "2",
@@ -124,7 +124,7 @@ def test_missing_weights_stop_before_the_model_is_built(tmp_path):
 def test_class_count_mismatch_with_the_dataset_is_refused():
     from ifr.engine.defaults import build_cfg, check_datasets_available
 
-    cfg = build_cfg(TINY, ["MODEL.IFR.NUM_CLASSES", "40"])
+    cfg = build_cfg(TINY, ["MODEL.VIS.NUM_CLASSES", "40"])
     with pytest.raises(ValueError, match="ytvis_tiny_train.*3 categories.*NUM_CLASSES"):
         check_datasets_available(cfg)
     check_datasets_available(build_cfg(TINY))

@@ -47,7 +47,7 @@ def test_normalize_override(cfg):
     assert normalize_override(cfg, "MODEL.IFR.LAMBDA_E", "0") == "0.0"  # int -> float key
     assert normalize_override(cfg, "MODEL.IFR.LAMBDA_E", "0.5") == "0.5"
     assert normalize_override(cfg, "INPUT.MIN_SIZE_TRAIN", "[360,480]") == "[360,480]"
-    assert normalize_override(cfg, "MODEL.IFR.DEEP_SUPERVISION", "False") == "False"
+    assert normalize_override(cfg, "MODEL.VIS.DEEP_SUPERVISION", "False") == "False"
     assert normalize_override(cfg, "SOLVER.MAX_ITER", "20") == "20"
 
 
@@ -83,7 +83,7 @@ def test_sweep_and_train_net_accept_and_refuse_the_same_overrides(cfg):
     [
         ("MODEL.IFR.LAMBDA_E", "abc"),
         ("SOLVER.MAX_ITER", "0.5"),
-        ("MODEL.IFR.DEEP_SUPERVISION", "[1]"),
+        ("MODEL.VIS.DEEP_SUPERVISION", "[1]"),
     ],
 )
 def test_wrong_type_is_named(cfg, key, value):

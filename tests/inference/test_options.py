@@ -15,12 +15,12 @@ def _set(cfg, dotted, value):
 
 @pytest.fixture
 def cfg_with(make_cfg):
-    """``cfg_with(KEY=value)``: the default config with ``MODEL.IFR.TEST.<KEY>`` set."""
+    """``cfg_with(KEY=value)``: the default config with ``MODEL.VIS.TEST.<KEY>`` set."""
 
     def build(**test_keys):
         cfg = make_cfg()
         for key, value in test_keys.items():
-            _set(cfg, f"MODEL.IFR.TEST.{key}", value)
+            _set(cfg, f"MODEL.VIS.TEST.{key}", value)
         return cfg
 
     return build
@@ -29,13 +29,13 @@ def cfg_with(make_cfg):
 def test_every_field_comes_from_its_key(make_cfg):
     cfg = make_cfg()
     for key, value in {
-        "MODEL.IFR.TEST.MODE": "clip",
-        "MODEL.IFR.TEST.CLIP_LENGTH": 2,
-        "MODEL.IFR.TEST.CLIP_OVERLAP": 1,
-        "MODEL.IFR.TEST.CLIP_MIN_IOU": 0.3,
-        "MODEL.IFR.TEST.TOP_K": 7,
-        "MODEL.IFR.TEST.TTA.MIN_SIZES": [200, 300],
-        "MODEL.IFR.TEST.TTA.PIVOT": 1,
+        "MODEL.VIS.TEST.MODE": "clip",
+        "MODEL.VIS.TEST.CLIP_LENGTH": 2,
+        "MODEL.VIS.TEST.CLIP_OVERLAP": 1,
+        "MODEL.VIS.TEST.CLIP_MIN_IOU": 0.3,
+        "MODEL.VIS.TEST.TOP_K": 7,
+        "MODEL.VIS.TEST.TTA.MIN_SIZES": [200, 300],
+        "MODEL.VIS.TEST.TTA.PIVOT": 1,
         "INPUT.MAX_SIZE_TEST": 999,
         "INPUT.FORMAT": "BGR",
     }.items():
@@ -55,12 +55,12 @@ def test_the_defaults_are_the_configs_only():
 
 def test_a_directly_built_object_is_checked_too(cfg_with):
     options = InferenceOptions.from_config(cfg_with())
-    with pytest.raises(ValueError, match="MODEL.IFR.TEST.FRAME_CHUNK"):
+    with pytest.raises(ValueError, match="MODEL.VIS.TEST.FRAME_CHUNK"):
         dataclasses.replace(options, frame_chunk=0)
 
 
 def test_detectron2_image_tta_is_refused_with_the_video_keys(make_cfg):
-    with pytest.raises(ValueError, match="MODEL.IFR.TEST.TTA.ENABLED"):
+    with pytest.raises(ValueError, match="MODEL.VIS.TEST.TTA.ENABLED"):
         cfg = make_cfg()
         cfg.TEST.AUG.ENABLED = True
         InferenceOptions.from_config(cfg)

@@ -1,4 +1,4 @@
-"""MODEL.IFR.CLASS_LOSS: IFR and Mask2Former-VIS trained with each other's class loss.
+"""MODEL.VIS.CLASS_LOSS: IFR and Mask2Former-VIS trained with each other's class loss.
 
 Truth: the focal loss and the no-object cross-entropy computed by hand from their
 definitions; head widths and priors from the definitions (K or K + 1 columns, sigmoid of
@@ -17,12 +17,12 @@ from ifr.layers.classification import configured_class_activation
 from ifr.modeling.criterion.class_losses import FocalClassLoss, NoObjectClassLoss
 from ifr.modeling.transformer_decoder.common import class_head
 
-TINY_OVERRIDES = {"MODEL.IFR.TRAIN_NUM_POINTS": 256, "MODEL.DEVICE": "cpu"}
+TINY_OVERRIDES = {"MODEL.VIS.TRAIN_NUM_POINTS": 256, "MODEL.DEVICE": "cpu"}
 
 
 def _config(make_cfg, name, class_loss):
     return make_cfg(
-        f"configs/tiny/{name}.yaml", {**TINY_OVERRIDES, "MODEL.IFR.CLASS_LOSS": class_loss}
+        f"configs/tiny/{name}.yaml", {**TINY_OVERRIDES, "MODEL.VIS.CLASS_LOSS": class_loss}
     )
 
 
@@ -42,13 +42,13 @@ def _losses(model):
     + [("softmax_ce", "sigmoid", "softmax")],
 )
 def test_configured_class_activation(make_cfg, value, own, expected):
-    cfg = make_cfg(overrides={"MODEL.IFR.CLASS_LOSS": value})
+    cfg = make_cfg(overrides={"MODEL.VIS.CLASS_LOSS": value})
     assert configured_class_activation(cfg, own) == expected
 
 
 def test_an_unknown_class_loss_names_the_key(make_cfg):
-    cfg = make_cfg(overrides={"MODEL.IFR.CLASS_LOSS": "softmax"})
-    with pytest.raises(ValueError, match="MODEL.IFR.CLASS_LOSS.*'softmax'"):
+    cfg = make_cfg(overrides={"MODEL.VIS.CLASS_LOSS": "softmax"})
+    with pytest.raises(ValueError, match="MODEL.VIS.CLASS_LOSS.*'softmax'"):
         configured_class_activation(cfg, "sigmoid")
 
 
@@ -147,12 +147,12 @@ def test_naming_the_own_class_loss_changes_nothing(make_cfg, one_torch_thread, n
 
 @pytest.mark.parametrize("name", ["ifc_tiny", "tevit_tiny", "vistr_tiny"])
 def test_systems_with_their_own_class_loss_refuse_the_key(make_cfg, name):
-    with pytest.raises(ValueError, match="MODEL.IFR.CLASS_LOSS.*has its own"):
+    with pytest.raises(ValueError, match="MODEL.VIS.CLASS_LOSS.*has its own"):
         build_model(_config(make_cfg, name, "focal"))
 
 
 @pytest.mark.parametrize("name", ["ifc_tiny", "tevit_tiny", "vistr_tiny"])
 def test_systems_with_their_own_matcher_refuse_the_class_cost(make_cfg, name):
-    cfg = make_cfg(f"configs/tiny/{name}.yaml", {**TINY_OVERRIDES, "MODEL.IFR.CLASS_COST": "focal"})
-    with pytest.raises(ValueError, match="MODEL.IFR.CLASS_COST.*has its own matcher"):
+    cfg = make_cfg(f"configs/tiny/{name}.yaml", {**TINY_OVERRIDES, "MODEL.VIS.CLASS_COST": "focal"})
+    with pytest.raises(ValueError, match="MODEL.VIS.CLASS_COST.*has its own matcher"):
         build_model(cfg)

@@ -344,7 +344,7 @@ def test_bad_inputs_are_named():
 
 def test_criterion_from_config(make_cfg):
     cfg = make_cfg()
-    cfg.MODEL.IFR.DEC_LAYERS = 3
+    cfg.MODEL.VIS.DEC_LAYERS = 3
     criterion = IFRCriterion(cfg)
     assert isinstance(criterion.matcher, VideoHungarianMatcher)
     assert criterion.num_classes == 40 and criterion.lambda_e == 0.3

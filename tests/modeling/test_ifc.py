@@ -18,7 +18,7 @@ from ifr.modeling.transformer_decoder.ifc import IFCEncoder, IFCTransformerDecod
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "ifc_tiny.yaml")
-FAST = ["MODEL.IFR.NUM_QUERIES", "5"]
+FAST = ["MODEL.VIS.NUM_QUERIES", "5"]
 
 
 def _encoder(num_memory_tokens: int, num_layers: int = 2) -> IFCEncoder:
@@ -312,13 +312,13 @@ def test_per_clip_inference_encodes_each_clip_on_its_own():
             TINY,
             FAST
             + [
-                "MODEL.IFR.TEST.MODE",
+                "MODEL.VIS.TEST.MODE",
                 "clip",
-                "MODEL.IFR.TEST.CLIP_LENGTH",
+                "MODEL.VIS.TEST.CLIP_LENGTH",
                 "2",
-                "MODEL.IFR.TEST.CLIP_OVERLAP",
+                "MODEL.VIS.TEST.CLIP_OVERLAP",
                 "1",
-                "MODEL.IFR.TEST.CLIP_MIN_SCORE",
+                "MODEL.VIS.TEST.CLIP_MIN_SCORE",
                 "0.0",
             ],
         )

@@ -31,17 +31,17 @@ IFC_RECIPE = {
     "MODEL.IFC.NO_OBJECT_WEIGHT": 0.1,
     "MODEL.IFC.MASK_STRIDE": 4,
     "MODEL.IFC.MATCH_STRIDE": 4,
-    "MODEL.IFR.DEC_LAYERS": 3,
-    "MODEL.IFR.NUM_QUERIES": 100,
-    "MODEL.IFR.HIDDEN_DIM": 256,
-    "MODEL.IFR.NHEADS": 8,
-    "MODEL.IFR.DIM_FEEDFORWARD": 2048,
-    "MODEL.IFR.DROPOUT": 0.1,
-    "MODEL.IFR.PRE_NORM": False,
-    "MODEL.IFR.CLASS_WEIGHT": 1.0,
-    "MODEL.IFR.MASK_WEIGHT": 3.0,
-    "MODEL.IFR.DICE_WEIGHT": 3.0,
-    "MODEL.IFR.NUM_CLASSES": 40,
+    "MODEL.VIS.DEC_LAYERS": 3,
+    "MODEL.VIS.NUM_QUERIES": 100,
+    "MODEL.VIS.HIDDEN_DIM": 256,
+    "MODEL.VIS.NHEADS": 8,
+    "MODEL.VIS.DIM_FEEDFORWARD": 2048,
+    "MODEL.VIS.DROPOUT": 0.1,
+    "MODEL.VIS.PRE_NORM": False,
+    "MODEL.VIS.CLASS_WEIGHT": 1.0,
+    "MODEL.VIS.MASK_WEIGHT": 3.0,
+    "MODEL.VIS.DICE_WEIGHT": 3.0,
+    "MODEL.VIS.NUM_CLASSES": 40,
     "MODEL.BACKBONE.FREEZE_AT": 2,
     "INPUT.SAMPLING_FRAME_NUM": 5,
     "INPUT.SAMPLING_FRAME_RANGE": 20,
@@ -100,9 +100,9 @@ def test_tiny_config_compares_with_ifr_tiny():
         "SOLVER.MAX_ITER",
         "SOLVER.IMS_PER_BATCH",
         "MODEL.BACKBONE.NAME",
-        "MODEL.IFR.NUM_QUERIES",
-        "MODEL.IFR.HIDDEN_DIM",
-        "MODEL.IFR.DEC_LAYERS",
+        "MODEL.VIS.NUM_QUERIES",
+        "MODEL.VIS.HIDDEN_DIM",
+        "MODEL.VIS.DEC_LAYERS",
         "INPUT.SAMPLING_FRAME_NUM",
         "MODEL.DEVICE",
     ):
@@ -193,10 +193,10 @@ def _official_ifc_names(model_keys, enc_layers: int, dec_layers: int, pre_norm: 
 def test_official_ifc_names_map_one_to_one_onto_the_model(pre_norm):
     from ifr.modeling.meta_arch.ifc import rename_official_ifc_keys
 
-    cfg = build_cfg(TINY, ["MODEL.IFR.PRE_NORM", str(pre_norm)])
+    cfg = build_cfg(TINY, ["MODEL.VIS.PRE_NORM", str(pre_norm)])
     model_keys = list(build_model(cfg).state_dict())
     official = _official_ifc_names(
-        model_keys, cfg.MODEL.IFC.ENC_LAYERS, cfg.MODEL.IFR.DEC_LAYERS, pre_norm
+        model_keys, cfg.MODEL.IFC.ENC_LAYERS, cfg.MODEL.VIS.DEC_LAYERS, pre_norm
     )
     renamed = rename_official_ifc_keys({k: None for k in official})
     assert len(renamed) == len(official)
@@ -210,7 +210,7 @@ def test_an_official_ifc_checkpoint_loads_every_tensor(tmp_path, caplog):
     model = build_model(cfg)
     model_state = model.state_dict()
     keys = list(model_state)
-    official = _official_ifc_names(keys, cfg.MODEL.IFC.ENC_LAYERS, cfg.MODEL.IFR.DEC_LAYERS, False)
+    official = _official_ifc_names(keys, cfg.MODEL.IFC.ENC_LAYERS, cfg.MODEL.VIS.DEC_LAYERS, False)
     ours_of = {o: next(iter(rename_official_ifc_keys({o: None}))) for o in official}
     weights = {o: torch.full_like(model_state[ours_of[o]], 0.5) for o in official}
     weights["criterion.empty_weight"] = torch.ones(4)  # the official SetCriterion's buffer

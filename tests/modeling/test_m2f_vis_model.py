@@ -27,7 +27,7 @@ from ifr.modeling.transformer_decoder import (
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "m2f_vis_tiny.yaml")
-FAST = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.IFR.TRAIN_NUM_POINTS", "64"]
+FAST = ["MODEL.VIS.NUM_QUERIES", "5", "MODEL.VIS.TRAIN_NUM_POINTS", "64"]
 M2F_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*", "m2f_vis_*.yaml")))
 
 
@@ -228,11 +228,11 @@ def test_config_is_mask2former_vis_recipe(path):
     assert cfg.MODEL.M2F_VIS.NO_OBJECT_WEIGHT == 0.1
     if "tiny" in path:
         return
-    ifr = cfg.MODEL.IFR
-    assert (ifr.CLASS_WEIGHT, ifr.MASK_WEIGHT, ifr.DICE_WEIGHT) == (2.0, 5.0, 5.0)
-    assert ifr.DEC_LAYERS == 9  # Mask2Former-VIS's DEC_LAYERS: 10
-    assert ifr.NUM_CLASSES == 40 and ifr.TRAIN_NUM_POINTS == 112 * 112
-    assert ifr.NUM_QUERIES == (200 if path.endswith("swin_l.yaml") else 100)
+    vis = cfg.MODEL.VIS
+    assert (vis.CLASS_WEIGHT, vis.MASK_WEIGHT, vis.DICE_WEIGHT) == (2.0, 5.0, 5.0)
+    assert vis.DEC_LAYERS == 9  # Mask2Former-VIS's DEC_LAYERS: 10
+    assert vis.NUM_CLASSES == 40 and vis.TRAIN_NUM_POINTS == 112 * 112
+    assert vis.NUM_QUERIES == (200 if path.endswith("swin_l.yaml") else 100)
     assert cfg.INPUT.SAMPLING_FRAME_NUM == 2 and tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (360, 480)
     year = "2019" if "ytvis19" in path else "2021"
     assert cfg.DATASETS.TRAIN == (f"ytvis_{year}_train",)
@@ -245,13 +245,13 @@ def test_config_builds_its_decoder_and_criterion(path):
     small = [
         "MODEL.DEVICE",
         "cpu",
-        "MODEL.IFR.HIDDEN_DIM",
+        "MODEL.VIS.HIDDEN_DIM",
         "32",
-        "MODEL.IFR.NHEADS",
+        "MODEL.VIS.NHEADS",
         "4",
-        "MODEL.IFR.DIM_FEEDFORWARD",
+        "MODEL.VIS.DIM_FEEDFORWARD",
         "32",
-        "MODEL.IFR.DEC_LAYERS",
+        "MODEL.VIS.DEC_LAYERS",
         "2",
         "MODEL.PIXEL_DECODER.CONVS_DIM",
         "32",
@@ -268,5 +268,5 @@ def test_config_builds_its_decoder_and_criterion(path):
     assert isinstance(model.transformer_decoder, VideoMultiScaleMaskedTransformerDecoder)
     assert isinstance(model.criterion, VideoMaskFormerCriterion)
     assert model.criterion.matcher.class_activation == "softmax"
-    assert model.transformer_decoder.class_embed.out_features == cfg.MODEL.IFR.NUM_CLASSES + 1
-    assert model.transformer_decoder.num_queries == cfg.MODEL.IFR.NUM_QUERIES
+    assert model.transformer_decoder.class_embed.out_features == cfg.MODEL.VIS.NUM_CLASSES + 1
+    assert model.transformer_decoder.num_queries == cfg.MODEL.VIS.NUM_QUERIES

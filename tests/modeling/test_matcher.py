@@ -199,7 +199,7 @@ def test_matcher_reports_non_finite_costs():
 
 def test_matcher_from_config(make_cfg):
     cfg = make_cfg()
-    cfg.MODEL.IFR.TRAIN_NUM_POINTS = 99
+    cfg.MODEL.VIS.TRAIN_NUM_POINTS = 99
     matcher = VideoHungarianMatcher(cfg)
     assert (matcher.cost_class, matcher.cost_mask, matcher.cost_dice) == (2.0, 5.0, 5.0)
     assert matcher.num_points == 99
@@ -235,7 +235,7 @@ def _class_or_mask_case():
 
 @pytest.mark.parametrize("class_cost, chosen", [("probability", 1), ("focal", 0)])
 def test_class_cost_decides_between_class_and_mask(make_cfg, class_cost, chosen):
-    cfg = make_cfg(overrides={"MODEL.IFR.CLASS_COST": class_cost, "MODEL.IFR.TRAIN_NUM_POINTS": 64})
+    cfg = make_cfg(overrides={"MODEL.VIS.CLASS_COST": class_cost, "MODEL.VIS.TRAIN_NUM_POINTS": 64})
     matcher = VideoHungarianMatcher(cfg)
     outputs, targets = _class_or_mask_case()
     ((pred_idx, tgt_idx),) = matcher(outputs, targets)
@@ -243,8 +243,8 @@ def test_class_cost_decides_between_class_and_mask(make_cfg, class_cost, chosen)
 
 
 def test_class_cost_refuses_unknown_values_and_softmax_scores(make_cfg):
-    with pytest.raises(ValueError, match="MODEL.IFR.CLASS_COST must be one of"):
-        VideoHungarianMatcher(make_cfg(overrides={"MODEL.IFR.CLASS_COST": "prob"}))
-    cfg = make_cfg(overrides={"MODEL.IFR.CLASS_COST": "focal"})
+    with pytest.raises(ValueError, match="MODEL.VIS.CLASS_COST must be one of"):
+        VideoHungarianMatcher(make_cfg(overrides={"MODEL.VIS.CLASS_COST": "prob"}))
+    cfg = make_cfg(overrides={"MODEL.VIS.CLASS_COST": "focal"})
     with pytest.raises(ValueError, match="needs sigmoid class scores"):
         VideoHungarianMatcher(cfg, class_activation="softmax")

@@ -11,7 +11,7 @@ from ifr.engine.defaults import build_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
-FAST = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.IFR.TRAIN_NUM_POINTS", "64"]
+FAST = ["MODEL.VIS.NUM_QUERIES", "5", "MODEL.VIS.TRAIN_NUM_POINTS", "64"]
 
 
 @pytest.fixture(scope="module")

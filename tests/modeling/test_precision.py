@@ -24,7 +24,7 @@ from ifr.modeling.ops.ms_deform_attn import MSDeformAttn
 from ifr.utils.precision import check_precision, precision_autocast, to_float32
 
 SIZE = (64, 96)
-TINY_OVERRIDES = {"MODEL.IFR.TRAIN_NUM_POINTS": 256, "MODEL.DEVICE": "cpu"}
+TINY_OVERRIDES = {"MODEL.VIS.TRAIN_NUM_POINTS": 256, "MODEL.DEVICE": "cpu"}
 
 
 def _config(make_cfg, name: str, precision: str):

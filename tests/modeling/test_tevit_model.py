@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TINY = os.path.join(ROOT, "configs", "tiny", "tevit_tiny.yaml")
 PUBLISHED = os.path.join(ROOT, "configs", "ytvis19", "tevit_msgshift.yaml")
 PUBLISHED_21 = os.path.join(ROOT, "configs", "ytvis21", "tevit_msgshift.yaml")
-SMALL = ["MODEL.IFR.NUM_QUERIES", "5", "MODEL.TEVIT.NUM_STAGES", "2"]
+SMALL = ["MODEL.VIS.NUM_QUERIES", "5", "MODEL.TEVIT.NUM_STAGES", "2"]
 
 
 def _clip(num_frames: int = 3, height: int = 64, width: int = 96) -> dict:
@@ -75,7 +75,7 @@ def test_inference_through_the_shared_pipeline():
     del video["instances"]
     with torch.no_grad():
         (output,) = model([video])
-    assert len(output["pred_scores"]) == 10  # MODEL.IFR.TEST.TOP_K
+    assert len(output["pred_scores"]) == 10  # MODEL.VIS.TEST.TOP_K
     assert all(len(rles) == 5 for rles in output["pred_masks"])
     assert all(0.0 <= s <= 1.0 for s in output["pred_scores"])
 
@@ -127,7 +127,7 @@ def test_published_configs_hold_tevit_recipe(config, dataset):
         9200,
         16,
     )
-    assert cfg.INPUT.SAMPLING_FRAME_NUM == 5 and cfg.MODEL.IFR.TEST.TOP_K == 10
+    assert cfg.INPUT.SAMPLING_FRAME_NUM == 5 and cfg.MODEL.VIS.TEST.TOP_K == 10
 
 
 @pytest.mark.parametrize("config", [PUBLISHED, PUBLISHED_21], ids=os.path.basename)
@@ -139,7 +139,7 @@ def test_published_configs_hold_tevit_model_loss_and_data_values(config):
     m, t = cfg.MODEL.MSGSHIFT, cfg.MODEL.TEVIT
     assert tuple(m.EMBED_DIMS) == (64, 128, 320, 512) and tuple(m.DEPTHS) == (2, 2, 2, 2)
     assert (m.NUM_MESSENGERS, tuple(m.SHIFT_STRIDES)) == (32, (1, -1, 2, -2))
-    assert (cfg.MODEL.IFR.NUM_QUERIES, t.FPN_DIM, t.NUM_STAGES) == (100, 256, 6)
+    assert (cfg.MODEL.VIS.NUM_QUERIES, t.FPN_DIM, t.NUM_STAGES) == (100, 256, 6)
     assert (t.NHEADS, t.DIM_FEEDFORWARD) == (8, 2048)
     assert (t.DYNAMIC_DIM, t.BOX_POOL, t.MASK_POOL, t.MASK_CONVS) == (64, 7, 14, 4)
     assert (t.NUM_CLS_FCS, t.NUM_REG_FCS) == (1, 3)

@@ -198,8 +198,8 @@ def test_recurrence_key_reaches_the_decoder(make_cfg):
     cfg = make_cfg()
     assert cfg.MODEL.IFR.TEST.RECURRENCE is True
     cfg.MODEL.IFR.TEST.RECURRENCE = False
-    cfg.MODEL.IFR.NUM_QUERIES, cfg.MODEL.IFR.HIDDEN_DIM, cfg.MODEL.IFR.NHEADS = 4, 32, 4
-    cfg.MODEL.IFR.DIM_FEEDFORWARD, cfg.MODEL.IFR.DEC_LAYERS = 64, 1
+    cfg.MODEL.VIS.NUM_QUERIES, cfg.MODEL.VIS.HIDDEN_DIM, cfg.MODEL.VIS.NHEADS = 4, 32, 4
+    cfg.MODEL.VIS.DIM_FEEDFORWARD, cfg.MODEL.VIS.DEC_LAYERS = 64, 1
     decoder = build_transformer_decoder(cfg, in_channels=32, mask_dim=16)
     assert decoder.test_recurrence is False
 
@@ -443,13 +443,13 @@ def test_mask2former_parameter_names():
 
 def test_built_from_config_through_the_registry(make_cfg):
     cfg = make_cfg()
-    cfg.MODEL.IFR.NUM_CLASSES = CLASSES
-    cfg.MODEL.IFR.NUM_QUERIES = QUERIES
-    cfg.MODEL.IFR.HIDDEN_DIM = HIDDEN
-    cfg.MODEL.IFR.NHEADS = HEADS
-    cfg.MODEL.IFR.DIM_FEEDFORWARD = 64
-    cfg.MODEL.IFR.DEC_LAYERS = 2
-    cfg.MODEL.IFR.ENFORCE_INPUT_PROJ = True
+    cfg.MODEL.VIS.NUM_CLASSES = CLASSES
+    cfg.MODEL.VIS.NUM_QUERIES = QUERIES
+    cfg.MODEL.VIS.HIDDEN_DIM = HIDDEN
+    cfg.MODEL.VIS.NHEADS = HEADS
+    cfg.MODEL.VIS.DIM_FEEDFORWARD = 64
+    cfg.MODEL.VIS.DEC_LAYERS = 2
+    cfg.MODEL.VIS.ENFORCE_INPUT_PROJ = True
     decoder = build_transformer_decoder(cfg, in_channels=HIDDEN, mask_dim=MASK_DIM)
     assert isinstance(decoder, IFRTransformerDecoder)
     assert len(decoder.transformer_cross_attention_layers) == 2
@@ -601,4 +601,4 @@ def test_clip_mask_weight_reaches_decoder_and_criterion(make_cfg):
     assert decoder.clip_mask_embeds
     criterion = IFRCriterion(cfg)
     assert criterion.clip_mask_weight == 0.5
-    assert criterion.weight_dict["loss_mask_clip"] == 0.5 * cfg.MODEL.IFR.MASK_WEIGHT
+    assert criterion.weight_dict["loss_mask_clip"] == 0.5 * cfg.MODEL.VIS.MASK_WEIGHT

@@ -195,7 +195,7 @@ def test_queries_are_frame_major():
 def test_clip_longer_than_num_frames_is_refused():
     decoder, channels = _decoder()
     multi_scale, res2 = _features(channels, batch=1, frames=5)
-    with pytest.raises(ValueError, match="MODEL.IFR.TEST.MODE clip"):
+    with pytest.raises(ValueError, match="MODEL.VIS.TEST.MODE clip"):
         decoder(multi_scale, res2)
 
 
@@ -291,7 +291,7 @@ def test_model_inference_output(make_cfg):
     video = _clip(3)
     out = model([{"image": video["image"], "height": 128, "width": 96}])[0]
     assert out["image_size"] == (128, 96)
-    assert len(out["pred_scores"]) == 10  # MODEL.IFR.TEST.TOP_K
+    assert len(out["pred_scores"]) == 10  # MODEL.VIS.TEST.TOP_K
     assert all(len(masks) == 3 for masks in out["pred_masks"])
     assert all(0 <= label < 3 for label in out["pred_labels"])
 
@@ -302,10 +302,10 @@ def test_a_video_longer_than_num_frames_runs_by_clips(make_cfg):
         {
             "MODEL.VISTR.NUM_FRAMES": 4,
             "INPUT.SAMPLING_FRAME_NUM": 4,
-            "MODEL.IFR.TEST.MODE": "clip",
-            "MODEL.IFR.TEST.CLIP_LENGTH": 4,
-            "MODEL.IFR.TEST.CLIP_OVERLAP": 2,
-            "MODEL.IFR.TEST.CLIP_MIN_SCORE": 0.0,
+            "MODEL.VIS.TEST.MODE": "clip",
+            "MODEL.VIS.TEST.CLIP_LENGTH": 4,
+            "MODEL.VIS.TEST.CLIP_OVERLAP": 2,
+            "MODEL.VIS.TEST.CLIP_MIN_SCORE": 0.0,
         },
     )
     torch.manual_seed(0)
@@ -313,9 +313,9 @@ def test_a_video_longer_than_num_frames_runs_by_clips(make_cfg):
     video = {"image": _clip(6)["image"], "height": 64, "width": 64}
     out = model([video])[0]
     assert out["pred_scores"] and all(len(masks) == 6 for masks in out["pred_masks"])
-    cfg.MODEL.IFR.TEST.MODE = "video"
+    cfg.MODEL.VIS.TEST.MODE = "video"
     whole = build_model(cfg).eval()
-    with pytest.raises(ValueError, match="MODEL.IFR.TEST.CLIP_LENGTH <= 4"):
+    with pytest.raises(ValueError, match="MODEL.VIS.TEST.CLIP_LENGTH <= 4"):
         whole([video])
 
 

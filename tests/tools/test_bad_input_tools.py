@@ -39,7 +39,7 @@ def files(tmp_path_factory, make_cfg):
         with open(path(name), "wb") as f:
             pickle.dump(content, f, protocol=2)
     torch.save({"model": {"unrelated.weight": torch.zeros(3, 3)}}, path("unrelated.pth"))
-    other_classes = build_model(make_cfg(TINY, {"MODEL.IFR.NUM_CLASSES": 5}))
+    other_classes = build_model(make_cfg(TINY, {"MODEL.VIS.NUM_CLASSES": 5}))
     torch.save({"model": other_classes.state_dict()}, path("five_classes.pth"))
     frames = [np.full((32, 48, 3), 40 * t, np.uint8) for t in range(3)]
     write_video(path("in.mp4"), frames, 10.0)
@@ -212,7 +212,7 @@ CASES = [
         "demo-class-count",
         "demo",
         _demo("{f:in.mp4}", "{f:out.mp4}", "--classes", "dog,cat"),
-        "--classes 'dog,cat' gives 2 class names but the model has MODEL.IFR.NUM_CLASSES 3",
+        "--classes 'dog,cat' gives 2 class names but the model has MODEL.VIS.NUM_CLASSES 3",
     ),
     (
         "split-missing-file",
@@ -299,7 +299,7 @@ def test_failed_start_leaves_a_finished_runs_config_and_names_the_checkpoint(
             "1",
             "DATALOADER.NUM_WORKERS",
             "0",
-            "MODEL.IFR.NUM_QUERIES",
+            "MODEL.VIS.NUM_QUERIES",
             "4",
             "OUTPUT_DIR",
             str(run),

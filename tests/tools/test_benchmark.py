@@ -6,10 +6,10 @@ TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
 
 def test_lengths_do_not_swallow_the_config_overrides(load_tool):
     args = load_tool("benchmark").parse_args(
-        ["--config-file", TINY, "--lengths", "4,8", "MODEL.IFR.NUM_QUERIES", "5"]
+        ["--config-file", TINY, "--lengths", "4,8", "MODEL.VIS.NUM_QUERIES", "5"]
     )
     assert args.lengths == [4, 8]
-    assert args.opts == ["MODEL.IFR.NUM_QUERIES", "5"]
+    assert args.opts == ["MODEL.VIS.NUM_QUERIES", "5"]
 
 
 def test_prints_speed_and_memory_tables(capsys, load_tool):
@@ -28,9 +28,9 @@ def test_prints_speed_and_memory_tables(capsys, load_tool):
             "3",
             "--lengths",
             "2,4",
-            "MODEL.IFR.NUM_QUERIES",
+            "MODEL.VIS.NUM_QUERIES",
             "5",
-            "MODEL.IFR.TRAIN_NUM_POINTS",
+            "MODEL.VIS.TRAIN_NUM_POINTS",
             "64",
             "SOLVER.IMS_PER_BATCH",
             "1",

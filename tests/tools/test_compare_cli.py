@@ -26,9 +26,9 @@ FAST = [
     "2",
     "SOLVER.IMS_PER_BATCH",
     "2",
-    "MODEL.IFR.NUM_QUERIES",
+    "MODEL.VIS.NUM_QUERIES",
     "5",
-    "MODEL.IFR.TRAIN_NUM_POINTS",
+    "MODEL.VIS.TRAIN_NUM_POINTS",
     "64",
 ]
 SEEDS = (0, 1)

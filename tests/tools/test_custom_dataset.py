@@ -14,8 +14,8 @@ from ifr.data.tiny import generate_tiny_ytvis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
-FAST = ["SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "MODEL.IFR.NUM_QUERIES", "5"]
-FAST += ["MODEL.IFR.TRAIN_NUM_POINTS", "64"]
+FAST = ["SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "MODEL.VIS.NUM_QUERIES", "5"]
+FAST += ["MODEL.VIS.TRAIN_NUM_POINTS", "64"]
 
 
 def two_class_dataset(folder):

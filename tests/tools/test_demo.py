@@ -58,7 +58,7 @@ def test_demo_writes_a_playable_video_at_the_source_rate(tmp_path, load_tool):
             str(frames_dir),
             "--confidence",
             "0.0",
-            "MODEL.IFR.TEST.TOP_K",
+            "MODEL.VIS.TEST.TOP_K",
             "2",
         ]
     )

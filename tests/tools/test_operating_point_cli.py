@@ -18,8 +18,8 @@ from ifr.experiments.operating_point import dataset_json
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "ifr_tiny.yaml")
 TINY_LAMBDA0 = os.path.join(ROOT, "tests", "tools", "ifr_tiny_lambda0.yaml")
-FAST = ["SOLVER.MAX_ITER", "4", "SOLVER.IMS_PER_BATCH", "2", "MODEL.IFR.NUM_QUERIES", "5"]
-FAST += ["MODEL.IFR.TRAIN_NUM_POINTS", "64", "DATASETS.TEST", '("ytvis_tiny_hard_val",)']
+FAST = ["SOLVER.MAX_ITER", "4", "SOLVER.IMS_PER_BATCH", "2", "MODEL.VIS.NUM_QUERIES", "5"]
+FAST += ["MODEL.VIS.TRAIN_NUM_POINTS", "64", "DATASETS.TEST", '("ytvis_tiny_hard_val",)']
 FAST += ["TEST.TRACKING_TUNE_DATASET", "ytvis_tiny_hard_tune"]  # the trainer's own choice too
 TUNE = "ytvis_tiny_hard_tune"
 
@@ -89,14 +89,14 @@ def test_repeat_reuses_runs_and_overrides_are_kept_apart(comparison, load_tool, 
         "--name",
         "top3",
     ]
-    assert tool.main(args + ["MODEL.IFR.TEST.TOP_K", "3"]) == 0
+    assert tool.main(args + ["MODEL.VIS.TEST.TOP_K", "3"]) == 0
     rerun = os.path.join(comparison, "ifr_tiny", "seed=0", "top3", "inference")
     results = json.load(open(os.path.join(rerun, "ytvis_tiny_hard_val", "results.json")))
     assert (
         max(sum(r["video_id"] == v for r in results) for v in {r["video_id"] for r in results}) <= 3
     )
     os.remove(os.path.join(rerun, "..", "operating_point.json"))
-    assert tool.main(args + ["MODEL.IFR.TEST.TOP_K", "4"]) == 1  # other overrides, same folder
+    assert tool.main(args + ["MODEL.VIS.TEST.TOP_K", "4"]) == 1  # other overrides, same folder
 
 
 def test_unknown_config_and_tune_dataset_are_one_line_errors(tmp_path, load_tool, capsys):

@@ -26,7 +26,7 @@ As TeViT's ``MsgShifT`` (PVTv2-b1 with messenger tokens), verified against its c
   so ImageNet PVTv2 weights (``pvt_v2_b1.pth``) load through ``pvt_v2_official_to_d2``
   (``tools/convert_pretrained.py --kind pvt-v2``); only the messenger tokens start random.
 Differences: the shift is applied to the clip given to ``forward(x, num_frames)``; at
-inference the shared pipeline encodes ``MODEL.IFR.TEST.FRAME_CHUNK`` frames at a time, so
+inference the shared pipeline encodes ``MODEL.VIS.TEST.FRAME_CHUNK`` frames at a time, so
 messengers only travel within a chunk (TeViT encodes the whole video at once: set the
 chunk to at least the video length to match it).
 """

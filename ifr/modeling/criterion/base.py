@@ -34,37 +34,37 @@ def aux_weight_dict(weights: Dict[str, float], num_aux: int) -> Dict[str, float]
     return {**weights, **aux_weights}
 
 
-def class_mask_dice_weight_dict(ifr_cfg, num_aux: int) -> Dict[str, float]:
+def class_mask_dice_weight_dict(vis_cfg, num_aux: int) -> Dict[str, float]:
     """``aux_weight_dict`` of ``loss_ce``, ``loss_mask``, ``loss_dice`` weighted by
-    ``MODEL.IFR.CLASS_WEIGHT``, ``MASK_WEIGHT``, ``DICE_WEIGHT`` (``ifr_cfg`` is
-    ``cfg.MODEL.IFR``)."""
+    ``MODEL.VIS.CLASS_WEIGHT``, ``MASK_WEIGHT``, ``DICE_WEIGHT`` (``vis_cfg`` is
+    ``cfg.MODEL.VIS``)."""
     weights = {
-        "loss_ce": ifr_cfg.CLASS_WEIGHT,
-        "loss_mask": ifr_cfg.MASK_WEIGHT,
-        "loss_dice": ifr_cfg.DICE_WEIGHT,
+        "loss_ce": vis_cfg.CLASS_WEIGHT,
+        "loss_mask": vis_cfg.MASK_WEIGHT,
+        "loss_dice": vis_cfg.DICE_WEIGHT,
     }
     return aux_weight_dict(weights, num_aux)
 
 
-def num_masked_decoder_aux(ifr_cfg) -> int:
+def num_masked_decoder_aux(vis_cfg) -> int:
     """Auxiliary outputs of the Mask2Former-style decoders (IFR, Mask2Former-VIS): the
     initial queries' prediction and every layer's but the last, L in all; 0 without deep
-    supervision (``ifr_cfg`` is ``cfg.MODEL.IFR``)."""
-    return ifr_cfg.DEC_LAYERS if ifr_cfg.DEEP_SUPERVISION else 0
+    supervision (``vis_cfg`` is ``cfg.MODEL.VIS``)."""
+    return vis_cfg.DEC_LAYERS if vis_cfg.DEEP_SUPERVISION else 0
 
 
 def point_set_criterion_args(cfg, class_activation: str) -> dict:
     """The ``from_config`` arguments of ``VideoSetCriterion`` shared by its point-sampled
-    subclasses (IFR, Mask2Former-VIS), from ``MODEL.IFR.*``, all but ``weight_dict``;
+    subclasses (IFR, Mask2Former-VIS), from ``MODEL.VIS.*``, all but ``weight_dict``;
     ``class_activation`` ("sigmoid" or "softmax") is the matcher's."""
-    ifr = cfg.MODEL.IFR
+    vis = cfg.MODEL.VIS
     return {
-        "num_classes": ifr.NUM_CLASSES,
+        "num_classes": vis.NUM_CLASSES,
         "matcher": VideoHungarianMatcher(cfg, class_activation=class_activation),
-        "num_points": ifr.TRAIN_NUM_POINTS,
-        "oversample_ratio": ifr.OVERSAMPLE_RATIO,
-        "importance_sample_ratio": ifr.IMPORTANCE_SAMPLE_RATIO,
-        "deep_supervision": ifr.DEEP_SUPERVISION,
+        "num_points": vis.TRAIN_NUM_POINTS,
+        "oversample_ratio": vis.OVERSAMPLE_RATIO,
+        "importance_sample_ratio": vis.IMPORTANCE_SAMPLE_RATIO,
+        "deep_supervision": vis.DEEP_SUPERVISION,
     }
 
 

@@ -5,7 +5,7 @@
   "no-object" class weighted ``eos_coef``.
 
 ``IFRCriterion`` and ``VideoMaskFormerCriterion`` hold one each by default and take the
-other with ``MODEL.IFR.CLASS_LOSS`` (``point_set_class_loss``).
+other with ``MODEL.VIS.CLASS_LOSS`` (``point_set_class_loss``).
 """
 
 from typing import Dict, List
@@ -13,6 +13,7 @@ from typing import Dict, List
 import torch
 from torch import nn
 
+from ...config import FOCAL_ALPHA, FOCAL_GAMMA
 from ..losses import sigmoid_focal_loss
 from .base import (
     Indices,
@@ -33,7 +34,7 @@ class FocalClassLoss(nn.Module):
 
     activation = "sigmoid"
 
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0):
+    def __init__(self, alpha: float = FOCAL_ALPHA, gamma: float = FOCAL_GAMMA):
         super().__init__()
         self.alpha = alpha
         self.gamma = gamma
@@ -105,11 +106,11 @@ class NoObjectClassLoss(nn.Module):
 
 def point_set_class_loss(cfg, activation: str) -> nn.Module:
     """The class loss of ``activation`` with its config: ``FocalClassLoss`` with
-    ``MODEL.IFR.FOCAL_ALPHA/GAMMA`` or ``NoObjectClassLoss`` with
+    ``MODEL.VIS.FOCAL_ALPHA/GAMMA`` or ``NoObjectClassLoss`` with
     ``MODEL.M2F_VIS.NO_OBJECT_WEIGHT``."""
-    ifr = cfg.MODEL.IFR
+    vis = cfg.MODEL.VIS
     if activation == "sigmoid":
-        return FocalClassLoss(ifr.FOCAL_ALPHA, ifr.FOCAL_GAMMA)
+        return FocalClassLoss(vis.FOCAL_ALPHA, vis.FOCAL_GAMMA)
     if activation == "softmax":
-        return NoObjectClassLoss(ifr.NUM_CLASSES, cfg.MODEL.M2F_VIS.NO_OBJECT_WEIGHT)
+        return NoObjectClassLoss(vis.NUM_CLASSES, cfg.MODEL.M2F_VIS.NO_OBJECT_WEIGHT)
     raise ValueError(f"no point-set class loss for class activation {activation!r}")

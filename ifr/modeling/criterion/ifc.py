@@ -23,6 +23,7 @@ from detectron2.config import configurable
 from torch import nn
 from torch.nn import functional as F
 
+from ...config import FOCAL_ALPHA, FOCAL_GAMMA
 from ...layers.classification import class_probabilities
 from ...layers.matching_cost import batch_dice_cost, empty_match, hungarian_match
 from ..losses import dice_loss, sigmoid_focal_loss
@@ -71,7 +72,7 @@ class IFCMatcher(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        return {"cost_class": cfg.MODEL.IFR.CLASS_WEIGHT, "cost_dice": cfg.MODEL.IFR.DICE_WEIGHT}
+        return {"cost_class": cfg.MODEL.VIS.CLASS_WEIGHT, "cost_dice": cfg.MODEL.VIS.DICE_WEIGHT}
 
     @torch.no_grad()
     def forward(
@@ -124,8 +125,8 @@ class IFCCriterion(VideoMaskFormerCriterion):
         *,
         mask_stride: int,
         match_stride: int,
-        focal_alpha: float = 0.25,
-        focal_gamma: float = 2.0,
+        focal_alpha: float = FOCAL_ALPHA,
+        focal_gamma: float = FOCAL_GAMMA,
         **criterion_args,
     ):
         """
@@ -151,18 +152,18 @@ class IFCCriterion(VideoMaskFormerCriterion):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        ifr, ifc = cfg.MODEL.IFR, cfg.MODEL.IFC
+        vis, ifc = cfg.MODEL.VIS, cfg.MODEL.IFC
         # Auxiliary outputs: every decoder layer but the last (IFC has no prediction from
         # the initial queries).
-        num_aux = ifr.DEC_LAYERS - 1 if ifr.DEEP_SUPERVISION else 0
+        num_aux = vis.DEC_LAYERS - 1 if vis.DEEP_SUPERVISION else 0
         return {
-            "num_classes": ifr.NUM_CLASSES,
+            "num_classes": vis.NUM_CLASSES,
             "matcher": IFCMatcher(cfg),
-            "weight_dict": class_mask_dice_weight_dict(ifr, num_aux),
+            "weight_dict": class_mask_dice_weight_dict(vis, num_aux),
             "eos_coef": ifc.NO_OBJECT_WEIGHT,
             "mask_stride": ifc.MASK_STRIDE,
             "match_stride": ifc.MATCH_STRIDE,
-            "deep_supervision": ifr.DEEP_SUPERVISION,
+            "deep_supervision": vis.DEEP_SUPERVISION,
         }
 
     def forward(

@@ -95,7 +95,7 @@ class IFRCriterion(VideoSetCriterion):
     Eq. (5)-(7) on matched queries. Returns (unweighted):
 
     - ``loss_ce``: focal loss over all queries and classes; unmatched queries have all-zero
-      targets (``FocalClassLoss``; ``NoObjectClassLoss`` with ``MODEL.IFR.CLASS_LOSS
+      targets (``FocalClassLoss``; ``NoObjectClassLoss`` with ``MODEL.VIS.CLASS_LOSS
       softmax_ce``).
     - ``loss_mask``, ``loss_dice``: per frame t1, the mask of frame t1 from Q^{t1} against
       the ground truth of t1; summed over frames and matched instances.
@@ -154,15 +154,15 @@ class IFRCriterion(VideoSetCriterion):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        ifr = cfg.MODEL.IFR
-        num_aux = num_masked_decoder_aux(ifr)
+        vis, ifr = cfg.MODEL.VIS, cfg.MODEL.IFR
+        num_aux = num_masked_decoder_aux(vis)
         activation = configured_class_activation(cfg, "sigmoid")
         return {
             **point_set_criterion_args(cfg, class_activation=activation),
             "weight_dict": build_weight_dict(
-                ifr.CLASS_WEIGHT,
-                ifr.MASK_WEIGHT,
-                ifr.DICE_WEIGHT,
+                vis.CLASS_WEIGHT,
+                vis.MASK_WEIGHT,
+                vis.DICE_WEIGHT,
                 ifr.LAMBDA_E,
                 num_aux,
                 clip_mask_weight=ifr.CLIP_MASK_WEIGHT,

@@ -22,7 +22,7 @@ class VideoMaskFormerCriterion(VideoSetCriterion):
     """
     Returns (unweighted) ``loss_ce``: the class-weighted mean cross-entropy over all
     (video, query) pairs, unmatched queries having the no-object class K as target
-    (``NoObjectClassLoss``; ``FocalClassLoss`` with ``MODEL.IFR.CLASS_LOSS focal``); and
+    (``NoObjectClassLoss``; ``FocalClassLoss`` with ``MODEL.VIS.CLASS_LOSS focal``); and
     ``loss_mask``, ``loss_dice`` as ``VideoSetCriterion``.
 
     Mask2Former's checkpoints hold the no-object weights as ``criterion.empty_weight``;
@@ -59,7 +59,7 @@ class VideoMaskFormerCriterion(VideoSetCriterion):
         return {
             **point_set_criterion_args(cfg, class_activation=activation),
             "weight_dict": class_mask_dice_weight_dict(
-                cfg.MODEL.IFR, num_masked_decoder_aux(cfg.MODEL.IFR)
+                cfg.MODEL.VIS, num_masked_decoder_aux(cfg.MODEL.VIS)
             ),
             "class_loss": point_set_class_loss(cfg, activation),
         }

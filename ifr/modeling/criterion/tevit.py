@@ -26,22 +26,19 @@ from detectron2.config import configurable
 from torch import Tensor, nn
 from torchvision.ops import generalized_box_iou, masks_to_boxes, roi_align
 
+from ...config import FOCAL_ALPHA, FOCAL_GAMMA
 from ...layers.matching_cost import empty_match, hungarian_match
+from ...layers.matching_cost import focal_class_cost as shared_focal_class_cost
 from ..losses import sigmoid_focal_loss
 from .base import aux_weight_dict, mean_count_across_processes
 
 __all__ = ["TeViTCriterion", "TeViTMatcher", "focal_class_cost", "mask_dice_loss", "clip_boxes"]
 
-FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
-
 
 def focal_class_cost(logits: Tensor, labels: Tensor) -> Tensor:
     """mmdetection's ``FocalLossCost``: (Q, K) logits, (M,) labels -> (Q, M) cost
-    ``pos - neg`` of the focal loss at the target class."""
-    probs = logits.sigmoid()
-    neg = -(1 - probs + 1e-12).log() * (1 - FOCAL_ALPHA) * probs.pow(FOCAL_GAMMA)
-    pos = -(probs + 1e-12).log() * FOCAL_ALPHA * (1 - probs).pow(FOCAL_GAMMA)
-    return pos[:, labels] - neg[:, labels]
+    ``pos - neg`` of the focal loss at the target class (its eps 1e-12)."""
+    return shared_focal_class_cost(logits.sigmoid(), labels, FOCAL_ALPHA, FOCAL_GAMMA, eps=1e-12)
 
 
 def mask_dice_loss(logits: Tensor, targets: Tensor, eps: float = 1e-5) -> Tensor:
@@ -124,7 +121,7 @@ class TeViTCriterion(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         t = cfg.MODEL.TEVIT
-        self.num_classes = cfg.MODEL.IFR.NUM_CLASSES
+        self.num_classes = cfg.MODEL.VIS.NUM_CLASSES
         self.matcher = TeViTMatcher(cfg)
         weights = {
             "loss_ce": t.CLASS_WEIGHT,

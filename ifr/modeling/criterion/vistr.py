@@ -167,7 +167,7 @@ class VisTRCriterion(nn.Module):
         num_aux = vistr.DEC_LAYERS - 1 if vistr.DEEP_SUPERVISION else 0
         aux_weights = aux_weight_dict({k: weights[k] for k in BOX_LOSSES}, num_aux)
         return {
-            "num_classes": cfg.MODEL.IFR.NUM_CLASSES,
+            "num_classes": cfg.MODEL.VIS.NUM_CLASSES,
             "matcher": VisTRSequenceMatcher(cfg),
             "weight_dict": {**weights, **aux_weights},
             "eos_coef": vistr.NO_OBJECT_WEIGHT,

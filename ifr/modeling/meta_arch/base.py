@@ -31,7 +31,7 @@ class VideoMaskClassifier(nn.Module):
     """
 
     class_activation: str = ""
-    # Whether MODEL.IFR.CLASS_LOSS may swap the class loss (and with it
+    # Whether MODEL.VIS.CLASS_LOSS may swap the class loss (and with it
     # ``class_activation``): the point-set systems only (IFR, Mask2Former-VIS).
     swappable_class_loss: bool = False
     # The criterion's class, called with the config.
@@ -57,7 +57,7 @@ class VideoMaskClassifier(nn.Module):
         """``precision`` (MODEL.PRECISION): the autocast dtype of backbone, pixel decoder
         and transformer decoder ("fp32", "fp16", "bf16"); the rest runs in float32.
         ``class_activation``: of the decoder's logits, if not the system's own
-        (``MODEL.IFR.CLASS_LOSS``)."""
+        (``MODEL.VIS.CLASS_LOSS``)."""
         super().__init__()
         self.precision = check_precision(precision)
         if class_activation is not None:
@@ -108,7 +108,7 @@ class VideoMaskClassifier(nn.Module):
             "backbone": backbone,
             "pixel_decoder": pixel_decoder,
             "transformer_decoder": transformer_decoder,
-            "size_divisibility": cfg.MODEL.IFR.SIZE_DIVISIBILITY,
+            "size_divisibility": cfg.MODEL.VIS.SIZE_DIVISIBILITY,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "inference_options": InferenceOptions.from_config(cfg),
@@ -118,20 +118,20 @@ class VideoMaskClassifier(nn.Module):
 
     @classmethod
     def class_activation_from_config(cls, cfg) -> str:
-        """The class activation ``MODEL.IFR.CLASS_LOSS`` gives this system; a ValueError
+        """The class activation ``MODEL.VIS.CLASS_LOSS`` gives this system; a ValueError
         if it is set for a system whose class loss is not swappable."""
         if cls.swappable_class_loss:
             return configured_class_activation(cfg, cls.class_activation)
-        if cfg.MODEL.IFR.CLASS_LOSS != "":
+        if cfg.MODEL.VIS.CLASS_LOSS != "":
             raise ValueError(
-                f"MODEL.IFR.CLASS_LOSS swaps the class loss of IFR and VideoMaskFormer only; "
-                f"{cls.__name__} has its own: set it to '' (got {cfg.MODEL.IFR.CLASS_LOSS!r})"
+                f"MODEL.VIS.CLASS_LOSS swaps the class loss of IFR and VideoMaskFormer only; "
+                f"{cls.__name__} has its own: set it to '' (got {cfg.MODEL.VIS.CLASS_LOSS!r})"
             )
-        if cfg.MODEL.IFR.CLASS_COST != "probability":
+        if cfg.MODEL.VIS.CLASS_COST != "probability":
             raise ValueError(
-                f"MODEL.IFR.CLASS_COST sets the matching cost of IFR and VideoMaskFormer only; "
+                f"MODEL.VIS.CLASS_COST sets the matching cost of IFR and VideoMaskFormer only; "
                 f"{cls.__name__} has its own matcher: set it to 'probability' "
-                f"(got {cfg.MODEL.IFR.CLASS_COST!r})"
+                f"(got {cfg.MODEL.VIS.CLASS_COST!r})"
             )
         return cls.class_activation
 

@@ -5,7 +5,7 @@ tokens, decoder, class and dynamic mask heads) -> ``IFCCriterion`` (training).
 
 Everything else is the shared ``VideoMaskClassifier``: preprocessing, targets, training
 forward, and inference (``ifr.inference``): a whole video as one clip
-(``MODEL.IFR.TEST.MODE video``, IFC's offline setting, T = 36 covers a YouTube-VIS 2019
+(``MODEL.VIS.TEST.MODE video``, IFC's offline setting, T = 36 covers a YouTube-VIS 2019
 video) or clips linked by IFC's clip matching (``MODE clip``, IFC's near-online setting);
 the top-k (query, class) pairs of ``softmax(logits)[..., :-1]``.
 

@@ -5,7 +5,7 @@ trained with ``VideoMaskFormerCriterion`` (softmax cross-entropy with a no-objec
 
 Everything else (preprocessing, targets, training forward, inference, evaluation) is the
 shared ``VideoMaskClassifier``: inference keeps the top-k (query, class) pairs of
-``softmax(logits)[..., :-1]`` (top-10 in Mask2Former-VIS: ``MODEL.IFR.TEST.TOP_K``).
+``softmax(logits)[..., :-1]`` (top-10 in Mask2Former-VIS: ``MODEL.VIS.TEST.TOP_K``).
 """
 
 from detectron2.modeling import META_ARCH_REGISTRY

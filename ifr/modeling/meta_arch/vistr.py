@@ -62,7 +62,7 @@ class VisTR(VideoMaskClassifier):
             "pixel_decoder": None,
             "transformer_decoder": decoder_cls(cfg, input_shape=shapes),
             "criterion": cls.criterion_class(cfg),
-            "size_divisibility": cfg.MODEL.IFR.SIZE_DIVISIBILITY,
+            "size_divisibility": cfg.MODEL.VIS.SIZE_DIVISIBILITY,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "inference_options": InferenceOptions.from_config(cfg),

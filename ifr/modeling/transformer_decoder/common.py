@@ -19,8 +19,8 @@ NUM_FEATURE_LEVELS = 3  # the pixel decoder's strides 32, 16, 8, lowest resoluti
 
 def query_decoder_args(cfg, in_channels: int, mask_dim: int) -> dict:
     """The ``from_config`` arguments shared by the query decoders configured by
-    ``MODEL.IFR.*`` (IFR, Mask2Former-VIS, IFC): sizes, L and the norm placement."""
-    model = cfg.MODEL.IFR
+    ``MODEL.VIS.*`` (IFR, Mask2Former-VIS, IFC): sizes, L and the norm placement."""
+    model = cfg.MODEL.VIS
     return {
         "in_channels": in_channels,
         "mask_dim": mask_dim,
@@ -37,12 +37,12 @@ def query_decoder_args(cfg, in_channels: int, mask_dim: int) -> dict:
 def masked_decoder_args(cfg, in_channels: int, mask_dim: int, own_class_activation: str) -> dict:
     """The ``from_config`` arguments shared by the Mask2Former-style decoders (IFR and
     Mask2Former-VIS): ``query_decoder_args``, ``enforce_input_project`` and the
-    ``class_activation`` of ``MODEL.IFR.CLASS_LOSS`` (``own_class_activation``, the
+    ``class_activation`` of ``MODEL.VIS.CLASS_LOSS`` (``own_class_activation``, the
     decoder's own, when it is ""). ``dec_layers`` is L itself (Mask2Former's DEC_LAYERS
     counts the initial prediction too)."""
     return {
         **query_decoder_args(cfg, in_channels, mask_dim),
-        "enforce_input_project": cfg.MODEL.IFR.ENFORCE_INPUT_PROJ,
+        "enforce_input_project": cfg.MODEL.VIS.ENFORCE_INPUT_PROJ,
         "class_activation": configured_class_activation(cfg, own_class_activation),
     }
 
@@ -62,14 +62,14 @@ def class_head(hidden_dim: int, num_classes: int, activation: str) -> nn.Linear:
 
 
 def check_decoder_sizes(dec_layers: int, hidden_dim: int, nheads: int) -> None:
-    """Raise ValueError naming the MODEL.IFR key at fault: L >= 1, d even (sine position
+    """Raise ValueError naming the MODEL.VIS key at fault: L >= 1, d even (sine position
     embedding of d / 2 per axis) and divisible by the heads."""
     if dec_layers < 1:
-        raise ValueError(f"MODEL.IFR.DEC_LAYERS must be >= 1, got {dec_layers}")
+        raise ValueError(f"MODEL.VIS.DEC_LAYERS must be >= 1, got {dec_layers}")
     if hidden_dim % 2 or hidden_dim % nheads:
         raise ValueError(
-            f"MODEL.IFR.HIDDEN_DIM ({hidden_dim}) must be even and divisible by "
-            f"MODEL.IFR.NHEADS ({nheads})"
+            f"MODEL.VIS.HIDDEN_DIM ({hidden_dim}) must be even and divisible by "
+            f"MODEL.VIS.NHEADS ({nheads})"
         )
 
 

@@ -152,7 +152,7 @@ class IFCMaskFeatures(nn.Module):
         super().__init__()
         if hidden_dim % NUM_GROUPS:
             raise ValueError(
-                f"MODEL.IFR.HIDDEN_DIM ({hidden_dim}) must be divisible by {NUM_GROUPS}, the "
+                f"MODEL.VIS.HIDDEN_DIM ({hidden_dim}) must be divisible by {NUM_GROUPS}, the "
                 "GroupNorm groups of IFC's mask head"
             )
         for i in (1, 2, 3):
@@ -222,7 +222,7 @@ class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
         if in_channels != hidden_dim or mask_dim != hidden_dim:
             raise ValueError(
                 "IFC reads d-channel projections: MODEL.PIXEL_DECODER.CONVS_DIM "
-                f"({in_channels}) and MASK_DIM ({mask_dim}) must equal MODEL.IFR.HIDDEN_DIM "
+                f"({in_channels}) and MASK_DIM ({mask_dim}) must equal MODEL.VIS.HIDDEN_DIM "
                 f"({hidden_dim})"
             )
         check_decoder_sizes(dec_layers, hidden_dim, nheads)
@@ -253,7 +253,7 @@ class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
             **query_decoder_args(cfg, in_channels, mask_dim),
             "enc_layers": ifc.ENC_LAYERS,
             "num_memory_tokens": ifc.NUM_MEMORY_TOKENS,
-            "dropout": cfg.MODEL.IFR.DROPOUT,
+            "dropout": cfg.MODEL.VIS.DROPOUT,
         }
 
     def forward(

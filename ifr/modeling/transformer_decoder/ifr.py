@@ -215,7 +215,7 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
 
     compute_reference = "query_feat"
     num_feature_levels = NUM_FEATURE_LEVELS
-    # K sigmoid classes, no no-object column; "softmax" (K + 1) with MODEL.IFR.CLASS_LOSS.
+    # K sigmoid classes, no no-object column; "softmax" (K + 1) with MODEL.VIS.CLASS_LOSS.
     class_activation = "sigmoid"
 
     @configurable
@@ -328,7 +328,7 @@ class IFRTransformerDecoder(ComputeCastMixin, nn.Module):
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
         return {
             **masked_decoder_args(cfg, in_channels, mask_dim, cls.class_activation),
-            "dropout": cfg.MODEL.IFR.DROPOUT,
+            "dropout": cfg.MODEL.VIS.DROPOUT,
             "test_recurrence": cfg.MODEL.IFR.TEST.RECURRENCE,
             "compile_frame_step": cfg.MODEL.IFR.COMPILE_FRAME_STEP,
             "compile_mode": cfg.MODEL.IFR.COMPILE_MODE,

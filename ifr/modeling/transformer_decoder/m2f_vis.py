@@ -11,7 +11,7 @@ embedding of (t, y, x) (``PositionEmbeddingSine3D``) and a level embedding; the 
 mask is the previous prediction's mask over the whole clip (probability < 0.5 after
 bilinear resizing to the level; a query masked everywhere attends everywhere). There are
 L + 1 predictions (the initial queries' and one per layer): Mask2Former-VIS's
-``DEC_LAYERS: 10`` is ``L = 9`` (``MODEL.IFR.DEC_LAYERS: 9``).
+``DEC_LAYERS: 10`` is ``L = 9`` (``MODEL.VIS.DEC_LAYERS: 9``).
 
 Heads: ``class_embed`` Linear(d, K + 1), the last column the "no-object" class (softmax);
 ``mask_embed`` a 3-layer MLP; masks ``einsum("bqc,btchw->bqthw")``: one embedding per
@@ -58,7 +58,7 @@ class VideoMultiScaleMaskedTransformerDecoder(ComputeCastMixin, nn.Module):
 
     compute_reference = "query_feat"
     num_feature_levels = NUM_FEATURE_LEVELS
-    # K classes + no-object, softmax; "sigmoid" (K, focal) with MODEL.IFR.CLASS_LOSS.
+    # K classes + no-object, softmax; "sigmoid" (K, focal) with MODEL.VIS.CLASS_LOSS.
     class_activation = "softmax"
 
     @configurable

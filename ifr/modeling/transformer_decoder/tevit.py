@@ -308,8 +308,8 @@ class TeViTSTQIHead(nn.Module):
     def from_config(cls, cfg, in_channels: int, mask_dim: int) -> dict:
         t = cfg.MODEL.TEVIT
         return {
-            "num_classes": cfg.MODEL.IFR.NUM_CLASSES,
-            "num_queries": cfg.MODEL.IFR.NUM_QUERIES,
+            "num_classes": cfg.MODEL.VIS.NUM_CLASSES,
+            "num_queries": cfg.MODEL.VIS.NUM_QUERIES,
             "hidden_dim": t.FPN_DIM,
             "num_stages": t.NUM_STAGES,
             "nheads": t.NHEADS,

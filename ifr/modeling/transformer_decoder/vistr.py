@@ -126,7 +126,7 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
     A clip of T' < T frames (a short video or the last clip) is filled to T frames by
     repeating its frames cyclically, as VisTR's inference does, and only the first T'
     frames' predictions are returned; a longer clip is refused (per-clip inference,
-    ``MODEL.IFR.TEST.MODE "clip"`` with ``CLIP_LENGTH <= MODEL.VISTR.NUM_FRAMES``).
+    ``MODEL.VIS.TEST.MODE "clip"`` with ``CLIP_LENGTH <= MODEL.VISTR.NUM_FRAMES``).
     """
 
     class_activation = "softmax"
@@ -182,7 +182,7 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
         vistr = cfg.MODEL.VISTR
         return {
             "in_channels": {name: shape.channels for name, shape in input_shape.items()},
-            "num_classes": cfg.MODEL.IFR.NUM_CLASSES,
+            "num_classes": cfg.MODEL.VIS.NUM_CLASSES,
             "num_frames": vistr.NUM_FRAMES,
             "num_instances": vistr.NUM_INSTANCES,
             "hidden_dim": vistr.HIDDEN_DIM,
@@ -256,8 +256,8 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
         if clip_frames < 1 or clip_frames > self.num_frames:
             raise ValueError(
                 f"VisTR takes clips of 1 to MODEL.VISTR.NUM_FRAMES = {self.num_frames} frames, "
-                f"got {clip_frames}; run longer videos by clips (MODEL.IFR.TEST.MODE clip, "
-                f"MODEL.IFR.TEST.CLIP_LENGTH <= {self.num_frames})"
+                f"got {clip_frames}; run longer videos by clips (MODEL.VIS.TEST.MODE clip, "
+                f"MODEL.VIS.TEST.CLIP_LENGTH <= {self.num_frames})"
             )
         return torch.arange(self.num_frames, device=self.device) % clip_frames
 
