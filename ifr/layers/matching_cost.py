@@ -6,7 +6,7 @@ Mask terms work on point-sampled logits: a row is one mask (or one mask volume),
 one sampled point. Targets may be soft (probabilities in [0, 1]), not only binary.
 """
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -232,6 +232,10 @@ def sequence_matching_cost(
         cost = cost + cost_mask * batch_sigmoid_ce_cost(pred_points, tgt_points)
         cost = cost + cost_dice * batch_dice_cost(pred_points, tgt_points)
     return cost
+
+
+# Per video, (pred_idx, tgt_idx): the matched query and target indices, int64 on the CPU.
+Indices = List[Tuple[torch.Tensor, torch.Tensor]]
 
 
 def empty_match() -> Tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ifr.modeling.criterion.base import aux_weight_dict
-from ifr.modeling.criterion.ifc import IFCCriterion, IFCMatcher, resize_clip_masks, strided_size
+from ifr.modeling.criterion.ifc import IFCCriterion
+from ifr.modeling.matcher.ifc import IFCMatcher, resize_clip_masks, strided_size
 
 
 def _criterion(matcher, mask_stride=1, match_stride=1, num_classes=2):

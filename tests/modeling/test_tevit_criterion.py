@@ -6,12 +6,8 @@ import math
 import pytest
 import torch
 
-from ifr.modeling.criterion.tevit import (
-    TeViTMatcher,
-    clip_boxes,
-    focal_class_cost,
-    mask_dice_loss,
-)
+from ifr.modeling.criterion.tevit import clip_boxes, mask_dice_loss
+from ifr.modeling.matcher.tevit import TeViTMatcher, focal_class_cost
 
 
 def test_focal_class_cost_by_hand():

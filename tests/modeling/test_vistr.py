@@ -13,7 +13,8 @@ from scipy.optimize import linear_sum_assignment
 
 from ifr.inference.postprocess import compute_mask_logits
 from ifr.layers.matching_cost import sequence_box_costs, sequence_matching_cost
-from ifr.modeling.criterion.vistr import VisTRCriterion, VisTRSequenceMatcher
+from ifr.modeling.criterion.vistr import VisTRCriterion
+from ifr.modeling.matcher.vistr import VisTRSequenceMatcher
 from ifr.modeling.meta_arch.vistr import normalized_mask_boxes
 from ifr.modeling.transformer_decoder.vistr import (
     VisTRPositionEmbedding3D,

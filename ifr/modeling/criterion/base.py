@@ -20,11 +20,10 @@ from detectron2.utils import comm
 from torch import nn
 from torch.nn import functional as F
 
+from ...layers.matching_cost import Indices
 from ...layers.point_sampling import sample_frame_points
 from ..losses import dice_loss, sigmoid_ce_loss
 from ..matcher import VideoHungarianMatcher
-
-Indices = List[Tuple[torch.Tensor, torch.Tensor]]
 
 
 def aux_weight_dict(weights: Dict[str, float], num_aux: int) -> Dict[str, float]:

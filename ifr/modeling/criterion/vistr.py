@@ -15,7 +15,7 @@ padded size, ``boxes (M, T, 4)`` normalised (cx, cy, w, h) tight boxes of the ma
 ``valid (M, T)`` bool (instance present in the frame).
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import torch
 from detectron2.config import configurable
@@ -23,10 +23,9 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import box_convert, generalized_box_iou_loss
 
-from ...layers.classification import class_probabilities
-from ...layers.matching_cost import empty_match, hungarian_match, sequence_matching_cost
-from ...layers.point_sampling import sample_clip_points
+from ...layers.matching_cost import Indices
 from ..losses import dice_loss, sigmoid_focal_loss
+from ..matcher.vistr import VisTRSequenceMatcher
 from .base import (
     aux_weight_dict,
     mean_count_across_processes,
@@ -35,99 +34,7 @@ from .base import (
     zero_losses,
 )
 
-Indices = List[Tuple[torch.Tensor, torch.Tensor]]
 BOX_LOSSES = ("loss_ce", "loss_bbox", "loss_giou")  # also given for auxiliary layers
-
-
-class VisTRSequenceMatcher(nn.Module):
-    """Hungarian matching of the n instance sequences of a video to its M instances."""
-
-    @configurable
-    def __init__(
-        self,
-        *,
-        cost_class: float,
-        cost_bbox: float,
-        cost_giou: float,
-        cost_mask: float = 0.0,
-        cost_dice: float = 0.0,
-        num_points: int = 12544,
-    ):
-        """
-        Args:
-            cost_class, cost_bbox, cost_giou, cost_mask, cost_dice: weights of the cost terms.
-            num_points: points per frame sampled for the mask terms.
-        """
-        super().__init__()
-        if num_points <= 0:
-            raise ValueError(f"MODEL.VISTR.COST_NUM_POINTS must be positive, got {num_points}")
-        self.weights = {
-            "cost_class": cost_class,
-            "cost_bbox": cost_bbox,
-            "cost_giou": cost_giou,
-            "cost_mask": cost_mask,
-            "cost_dice": cost_dice,
-        }
-        self.num_points = num_points
-
-    @classmethod
-    def from_config(cls, cfg) -> dict:
-        vistr = cfg.MODEL.VISTR
-        return {
-            "cost_class": vistr.COST_CLASS,
-            "cost_bbox": vistr.COST_BBOX,
-            "cost_giou": vistr.COST_GIOU,
-            "cost_mask": vistr.COST_MASK,
-            "cost_dice": vistr.COST_DICE,
-            "num_points": vistr.COST_NUM_POINTS,
-        }
-
-    @property
-    def uses_masks(self) -> bool:
-        return bool(self.weights["cost_mask"] or self.weights["cost_dice"])
-
-    @torch.no_grad()
-    def forward(self, outputs: Dict[str, torch.Tensor], targets: List[Dict]) -> Indices:
-        """
-        Args:
-            outputs: ``pred_logits (B, n, T, K + 1)``, ``pred_boxes (B, n, T, 4)`` and, for
-                the mask terms, ``pred_masks (B, n, T, h, w)`` (auxiliary outputs have no
-                masks: their matching uses class and boxes only).
-            targets: B dicts (see the module docstring).
-        Returns:
-            B pairs (sequence index, instance index) of int64 tensors on the CPU.
-        """
-        use_masks = self.uses_masks and "pred_masks" in outputs
-        indices = []
-        for b, target in enumerate(targets):
-            if target["labels"].numel() == 0:
-                indices.append(empty_match())
-                continue
-            mask_points = self._mask_points(outputs["pred_masks"][b], target) if use_masks else {}
-            weights = dict(self.weights)
-            if not use_masks:
-                weights.update(cost_mask=0.0, cost_dice=0.0)
-            cost = sequence_matching_cost(
-                class_probabilities(outputs["pred_logits"][b].float(), "softmax"),
-                outputs["pred_boxes"][b],
-                target["labels"],
-                target["boxes"],
-                target["valid"],
-                **weights,
-                **mask_points,
-            ).cpu()
-            if not torch.isfinite(cost).all():
-                raise FloatingPointError(f"VisTRSequenceMatcher: non-finite cost for video {b}")
-            indices.append(hungarian_match(cost))
-        return indices
-
-    def _mask_points(self, pred_masks: torch.Tensor, target: Dict) -> Dict[str, torch.Tensor]:
-        """The same random points in every frame of predictions and targets."""
-        coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)
-        return {
-            "pred_mask_points": sample_clip_points(pred_masks, coords),
-            "tgt_mask_points": sample_clip_points(target["masks"].to(pred_masks), coords),
-        }
 
 
 class VisTRCriterion(nn.Module):

@@ -6,15 +6,15 @@ import torch
 from detectron2.config import configurable
 from torch import nn
 
-from ..config import FOCAL_ALPHA, FOCAL_GAMMA
-from ..layers.classification import CLASS_ACTIVATIONS, class_probabilities
-from ..layers.matching_cost import (
+from ...config import FOCAL_ALPHA, FOCAL_GAMMA
+from ...layers.classification import CLASS_ACTIVATIONS, class_probabilities
+from ...layers.matching_cost import (
     CLASS_COSTS,
     clip_matching_cost,
     empty_match,
     hungarian_match,
 )
-from ..layers.point_sampling import sample_clip_points
+from ...layers.point_sampling import sample_clip_points
 
 
 class VideoHungarianMatcher(nn.Module):
