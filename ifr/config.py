@@ -1,9 +1,13 @@
 """Config keys of the project. ``add_ifr_config(cfg)`` adds every key on top of detectron2's
 defaults; each key says what it means and, for a symbol of docs/method.md, which symbol it is.
 
-The paper's recipe lives here, once: the defaults are the paper's values (docs/method.md,
-"Recipe"), and ``configs/Base-IFR.yaml`` only sets Detectron2's own keys that the recipe
-changes (solver, backbone). A yaml sets a key only to differ from what it inherits."""
+The keys every system reads are under ``MODEL.VIS`` (sizes, class count, loss and matching
+weights, point sampling, ``TEST.*`` inference); each system's own keys under its node
+(``MODEL.IFR``, ``MODEL.M2F_VIS``, ``MODEL.IFC``, ``MODEL.VISTR``, ``MODEL.TEVIT`` with
+``MODEL.MSGSHIFT``). The defaults are IFR's paper recipe (docs/method.md, "Recipe");
+each other system's configs set what its own recipe changes. ``configs/Base-IFR.yaml``
+only sets Detectron2's own keys that the recipe changes (solver, backbone). A yaml sets a
+key only to differ from what it inherits, or says why it restates it."""
 
 import difflib
 import re

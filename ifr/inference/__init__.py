@@ -1,6 +1,7 @@
-"""Inference of the IFR model on one video at a time.
+"""Inference of any of the five systems' models on one video at a time.
 
-``run_inference(model, batched_input)`` is what ``IFR.forward`` calls in eval mode; it
+``run_inference(model, batched_input)`` is what every meta-architecture's ``forward``
+calls in eval mode; the model meets ``contract.VideoModel``. It
 dispatches on ``model.inference_options``: ``mode`` "video" (whole video, one pass) or
 "clip" (per-clip + clip tracking), each optionally with test-time augmentation.
 """

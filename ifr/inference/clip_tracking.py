@@ -40,6 +40,7 @@ from .candidates import (
     frame_rle,
     ordered_mean,
 )
+from .contract import VideoModel
 from .feature_window import FeatureWindow
 from .postprocess import Size
 from .video import decode_segment
@@ -294,7 +295,7 @@ def link_clip(segment: SegmentPrediction, min_score: float) -> Tuple[ClipLinkInp
 
 
 def clip_candidates(
-    model,
+    model: VideoModel,
     frames: Sequence[torch.Tensor],
     flipped: bool = False,
     rendered_at: Optional[Tuple[Size, float]] = None,

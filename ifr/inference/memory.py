@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from .contract import VideoModel
 from .run import run_inference
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -100,7 +101,7 @@ def random_video_input(
 
 @torch.no_grad()
 def measure_inference_memory(
-    model,
+    model: VideoModel,
     num_frames: int,
     size: Tuple[int, int],
     original_size: Optional[Tuple[int, int]] = None,

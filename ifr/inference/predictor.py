@@ -1,5 +1,5 @@
-"""``VideoPredictor``: a trained IFR model applied to one video, like Detectron2's
-``DefaultPredictor`` for images."""
+"""``VideoPredictor``: a trained model of any of the five systems applied to one video, like
+Detectron2's ``DefaultPredictor`` for images."""
 
 from typing import Dict, Sequence
 

@@ -6,15 +6,17 @@ import torch
 
 from .candidates import candidates_to_output
 from .clip_tracking import clip_candidates
+from .contract import VideoModel, check_video_model
 from .tta import tta_candidates
 from .video import output_size_of, video_candidates
 
 
 @torch.no_grad()
-def run_inference(model, batched_input: Dict) -> Dict[str, object]:
+def run_inference(model: VideoModel, batched_input: Dict) -> Dict[str, object]:
     """One test-mapper input (``image``: T uint8 (3, H, W) frames, ``height``, ``width``)
     -> ``{"image_size", "pred_scores", "pred_labels", "pred_masks"}`` (docs/design.md),
     masks as T RLE dicts per instance at the original size."""
+    check_video_model(model)
     options = model.inference_options
     if not batched_input.get("image"):
         raise ValueError(f"video {batched_input.get('video_id', '?')!r} has no frames")

@@ -27,6 +27,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..layers.matching_cost import clip_matching_cost
 from .candidates import VideoCandidates
+from .contract import VideoModel
 
 # Builds candidates from (model, frames, flipped): video_candidates or clip_candidates.
 CandidateFn = Callable[..., VideoCandidates]
@@ -167,7 +168,7 @@ def fuse_to_pivot(
 
 
 def tta_candidates(
-    model,
+    model: VideoModel,
     batched_input: Dict,
     candidate_fn: CandidateFn,
     cost_fn: Optional[CostFn] = None,

@@ -6,25 +6,25 @@ features wait on ``options.feature_storage``; the decoder reads them once, and m
 computed only for the top-k (query, class) pairs, a chunk of frames at a time.
 """
 
-import contextlib
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 
 from ..utils.precision import to_float32
 from .candidates import SegmentPrediction, VideoCandidates
+from .contract import VideoModel
 
 # (padded_size, image_size)
 Size2 = Tuple[Tuple[int, int], Tuple[int, int]]
 
 
-def storage_device(model, feature_storage: str) -> torch.device:
+def storage_device(model: VideoModel, feature_storage: str) -> torch.device:
     """Device where per-frame features wait: ``"cpu"`` or ``"same"`` (the model's)."""
     return torch.device("cpu") if feature_storage == "cpu" else torch.device(model.device)
 
 
 def encode_video(
-    model,
+    model: VideoModel,
     frames: Sequence[torch.Tensor],
     frame_chunk: int,
     storage: torch.device,
@@ -69,7 +69,7 @@ def encode_frames_of(
 
 
 def decode_segment(
-    model,
+    model: VideoModel,
     multi_scale: List[torch.Tensor],
     mask_features: torch.Tensor,
     sizes: Size2,
@@ -88,8 +88,7 @@ def decode_segment(
     multi_scale = [features[:, start:end] for features in multi_scale]
     mask_features = mask_features[:, start:end]
     # The decoder in the model's precision (MODEL.PRECISION); what leaves it, float32.
-    autocast = getattr(model, "autocast", contextlib.nullcontext)
-    with autocast():
+    with model.autocast():
         outputs = model.transformer_decoder(multi_scale, mask_features, return_masks=False)
     outputs = to_float32(outputs)
     return SegmentPrediction(
@@ -106,7 +105,7 @@ def decode_segment(
 
 
 def video_candidates(
-    model, frames: Sequence[torch.Tensor], flipped: bool = False
+    model: VideoModel, frames: Sequence[torch.Tensor], flipped: bool = False
 ) -> VideoCandidates:
     """Whole-video candidates: every query of one pass over all frames."""
     multi_scale, mask_features, sizes = encode_frames_of(model, frames)

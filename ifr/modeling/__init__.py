@@ -1,6 +1,7 @@
-"""The models. Importing this package registers the meta-architectures ``IFR`` and
-``VideoMaskFormer`` (Mask2Former-VIS), the ``D2SwinTransformer`` backbone, the pixel
-decoder and the transformer decoders."""
+"""The models of the five systems. Importing this package registers their
+meta-architectures (``IFR``, ``VideoMaskFormer`` = Mask2Former-VIS, ``IFC``, ``VisTR``,
+``TeViT``), backbones (``D2SwinTransformer``, ``D2MsgShifT``), pixel decoders and
+transformer decoders."""
 
 from . import backbone  # noqa: F401
 from .criterion import IFRCriterion, VideoMaskFormerCriterion, VideoSetCriterion, build_weight_dict

@@ -1,9 +1,9 @@
-"""A small stand-in for the IFR model with the interface inference builds on
-(``preprocess_frames``, ``encode_frames``, ``transformer_decoder``, ``inference_options``,
-``device``), fast enough for unit tests. Its decoder mixes information across all frames
+"""A small stand-in for a model that meets the inference contract
+(``ifr.inference.contract.VideoModel``), fast enough for unit tests. Its decoder mixes information across all frames
 (a clip-level context), so chunked encoding must give the same result as one chunk.
 """
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -51,6 +51,9 @@ class ToyVideoModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.stem.weight.device
+
+    def autocast(self):
+        return contextlib.nullcontext()
 
     def class_probabilities(self, pred_logits):
         """Sigmoid class scores, as IFR (the models' contract, docs/design.md)."""

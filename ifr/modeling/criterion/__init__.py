@@ -1,6 +1,7 @@
 """Set criteria: the shared machinery (``base``) and one small module per system's class
-loss and extra terms: ``IFRCriterion`` (Eq. 5-7) and ``VideoMaskFormerCriterion``
-(Mask2Former-VIS)."""
+loss and extra terms: ``IFRCriterion`` (Eq. 5-7), ``VideoMaskFormerCriterion``
+(Mask2Former-VIS), ``IFCCriterion``, ``VisTRCriterion`` and ``TeViTCriterion``. Their
+matchers are in ``ifr.modeling.matcher``."""
 
 from .base import VideoSetCriterion, aux_weight_dict
 from .ifr import CROSS_FRAME_LOSSES, IFRCriterion, build_weight_dict

@@ -1,9 +1,10 @@
-"""The meta-architecture shared by IFR and Mask2Former-VIS: backbone -> pixel decoder
-(per frame) -> a video transformer decoder -> set criterion (training) or
-``ifr.inference.run_inference`` (evaluation, one video at a time).
+"""The meta-architecture shared by the five systems (IFR, Mask2Former-VIS, IFC, VisTR,
+TeViT): backbone -> pixel decoder (per frame) -> a video transformer decoder -> set
+criterion (training) or ``ifr.inference.run_inference`` (evaluation, one video at a time).
+It meets the inference contract (``ifr.inference.contract.VideoModel``) for all of them.
 
 A subclass says which transformer decoders it accepts (by their ``class_activation``)
-and builds its criterion; everything else is here.
+and builds its criterion; what else is its own it overrides in its own module.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple

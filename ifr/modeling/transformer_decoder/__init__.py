@@ -1,7 +1,8 @@
 """Transformer decoders, one module per system (registered in
 ``TRANSFORMER_DECODER_REGISTRY``, chosen by ``MODEL.TRANSFORMER_DECODER.NAME``):
-``IFRTransformerDecoder`` (IFR) and ``VideoMultiScaleMaskedTransformerDecoder``
-(Mask2Former-VIS). Each says how its logits become class probabilities
+``IFRTransformerDecoder`` (IFR), ``VideoMultiScaleMaskedTransformerDecoder``
+(Mask2Former-VIS), ``IFCTransformerDecoder`` (IFC), ``VisTRTransformerDecoder`` (VisTR)
+and ``TeViTSTQIHead`` (TeViT). Each says how its logits become class probabilities
 (``class_activation``, see ``ifr.layers.classification``)."""
 
 from .ifc import IFCTransformerDecoder

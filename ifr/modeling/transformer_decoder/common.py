@@ -4,7 +4,7 @@ prediction heads on normalised queries, input checks and the masked-attention ma
 frame."""
 
 import math
-from typing import Sequence, Tuple, Type
+from typing import Dict, Sequence, Tuple, Type
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -208,3 +208,18 @@ def unmask_empty_rows(masked: Tensor, num_heads: int) -> Tensor:
     Elementwise (no boolean-mask indexing, whose nonzero() waits for the device)."""
     masked = masked & ~masked.all(dim=-1, keepdim=True)
     return masked.repeat_interleave(num_heads, dim=0)
+
+
+def masks_as_embeddings(masks: Tensor) -> Dict[str, Tensor]:
+    """Masks a decoder predicts directly (VisTR's fused masks, TeViT's pasted RoI masks),
+    (B, N, T, h, w) logits, in the shared inference interface, where query q's mask in
+    frame t is ``pred_mask_embeds[:, q, t] . mask_features[:, t]``: the mask features are
+    the masks themselves, one channel per query, ``mask_features`` (B, T, N, h, w), and
+    query q's embedding selects its channel, ``pred_mask_embeds`` (B, N, T, N) one-hot.
+    The product is exactly ``masks``."""
+    batch, num_queries, frames = masks.shape[:3]
+    select = torch.eye(num_queries, device=masks.device, dtype=masks.dtype)
+    return {
+        "pred_mask_embeds": select[None, :, None].expand(batch, -1, frames, -1),
+        "mask_features": masks.transpose(1, 2),
+    }

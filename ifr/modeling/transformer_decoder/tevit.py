@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from torchvision.ops import box_convert, roi_align
 
 from ..registry import TRANSFORMER_DECODER_REGISTRY
+from .common import masks_as_embeddings
 
 __all__ = ["TeViTSTQIHead", "decode_box_deltas", "roi_levels", "paste_mask_logits"]
 
@@ -376,9 +377,8 @@ class TeViTSTQIHead(nn.Module):
             outputs["roi_mask_logits"] = partial(self.roi_mask_logits, flat_levels, scale)
             return outputs
         masks = self._masks_of_all_queries(flat_levels, scale, outputs, mask_features.shape[-2:])
-        outputs["mask_features"] = masks.view(batch, frames, n, *masks.shape[-2:])
-        select = torch.eye(n, device=masks.device, dtype=masks.dtype)
-        outputs["pred_mask_embeds"] = select[None, :, None].expand(batch, -1, frames, -1)
+        masks = masks.view(batch, frames, n, *masks.shape[-2:]).transpose(1, 2)  # (B, N, T, h, w)
+        outputs.update(masks_as_embeddings(masks))
         return outputs
 
     def roi_mask_logits(

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..attention import MLP, CrossAttentionLayer, SelfAttentionLayer
 from ..position_encoding import PositionEmbeddingSine
 from ..registry import TRANSFORMER_DECODER_REGISTRY
-from .common import ComputeCastMixin, attention_stack, ffn_stack
+from .common import ComputeCastMixin, attention_stack, ffn_stack, masks_as_embeddings
 from .vistr_mask_head import VisTRMaskHead
 
 # Backbone outputs VisTR reads: the transformer's input and the mask head's FPN levels.
@@ -210,7 +210,7 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
             dict with ``pred_logits`` (B, n, T', K + 1), ``pred_boxes`` (B, n, T', 4)
             normalised (cx, cy, w, h), ``pred_masks`` (B, n, T', H4, W4) logits,
             ``pred_mask_embeds`` and ``mask_features`` that give the same masks through
-            the shared inference (``_masks_as_embeddings``), and ``aux_outputs``: a list
+            the shared inference (``common.masks_as_embeddings``), and ``aux_outputs``: a list
             with the logits and boxes of the other decoder layers.
         """
         res5, res4, res3 = [self._to_compute(f) for f in multi_scale_features]
@@ -231,24 +231,11 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
             "pred_logits": logits[-1][:, :, keep],
             "pred_boxes": boxes[-1][:, :, keep],
             "pred_masks": masks,
-            **self._masks_as_embeddings(masks),
+            **masks_as_embeddings(masks),
             "aux_outputs": [
                 {"pred_logits": layer_logits[:, :, keep], "pred_boxes": layer_boxes[:, :, keep]}
                 for layer_logits, layer_boxes in zip(logits[:-1], boxes[:-1])
             ],
-        }
-
-    def _masks_as_embeddings(self, masks: Tensor) -> Dict[str, Tensor]:
-        """The fused masks in the shared inference interface, where a query's mask in
-        frame t is ``pred_mask_embeds[:, q, t] . mask_features[:, t]``: the mask features
-        are the masks themselves, one channel per slot, ``mask_features`` (B, T, n, H4, W4),
-        and slot q's embedding selects its channel, ``pred_mask_embeds`` (B, n, T, n)
-        one-hot; the product is exactly ``pred_masks``."""
-        batch, num_instances, frames = masks.shape[:3]
-        select = torch.eye(num_instances, device=masks.device, dtype=masks.dtype)
-        return {
-            "pred_mask_embeds": select[None, :, None].expand(batch, -1, frames, -1),
-            "mask_features": masks.transpose(1, 2),
         }
 
     def _frame_index(self, clip_frames: int) -> Tensor:
