@@ -5,15 +5,15 @@
     python tools/convert_pretrained.py --kind torchvision-resnet resnet50-0676ba61.pth R-50.pth
 
 The output holds ``backbone.*`` weights only; the heads start random (or come from a
-Mask2Former checkpoint). See ifr/modeling/backbone/convert.py. Bad input ends with one
+Mask2Former checkpoint). See ifr/checkpoint/files.py. Bad input ends with one
 ``error:`` line (``--traceback`` shows the traceback).
 """
 
 import argparse
 import sys
 
+from ifr.checkpoint.files import CONVERTERS, convert_checkpoint
 from ifr.engine.cli import raise_on_argparse_error, run_tool
-from ifr.modeling.backbone.convert import CONVERTERS, convert_checkpoint
 from ifr.utils.paths import check_output_is_not_input
 
 

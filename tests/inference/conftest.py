@@ -1,6 +1,7 @@
 """A small stand-in for a model that meets the inference contract
-(``ifr.inference.contract.VideoModel``), fast enough for unit tests. Its decoder mixes information across all frames
-(a clip-level context), so chunked encoding must give the same result as one chunk.
+(``ifr.inference.contract.VideoModel``), fast enough for unit tests. Its decoder mixes
+information across all frames (a clip-level context), so chunked encoding must give the
+same result as one chunk.
 """
 
 import contextlib

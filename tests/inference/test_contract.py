@@ -28,5 +28,7 @@ def test_a_model_without_a_member_is_refused_naming_it(toy_model):
     check_video_model(model)
     del model.transformer_decoder
     frames = [torch.zeros(3, 32, 32, dtype=torch.uint8)]
-    with pytest.raises(TypeError, match=r"ToyVideoModel does not meet .* \['transformer_decoder'\]"):
+    with pytest.raises(
+        TypeError, match=r"ToyVideoModel does not meet .* \['transformer_decoder'\]"
+    ):
         run_inference(model, {"image": frames, "height": 32, "width": 32})

@@ -191,7 +191,7 @@ def _official_ifc_names(model_keys, enc_layers: int, dec_layers: int, pre_norm: 
 
 @pytest.mark.parametrize("pre_norm", [False, True])
 def test_official_ifc_names_map_one_to_one_onto_the_model(pre_norm):
-    from ifr.modeling.meta_arch.ifc import rename_official_ifc_keys
+    from ifr.checkpoint.ifc import rename_official_ifc_keys
 
     cfg = build_cfg(TINY, ["MODEL.VIS.PRE_NORM", str(pre_norm)])
     model_keys = list(build_model(cfg).state_dict())
@@ -204,7 +204,7 @@ def test_official_ifc_names_map_one_to_one_onto_the_model(pre_norm):
 
 
 def test_an_official_ifc_checkpoint_loads_every_tensor(tmp_path, caplog):
-    from ifr.modeling.meta_arch.ifc import rename_official_ifc_keys
+    from ifr.checkpoint.ifc import rename_official_ifc_keys
 
     cfg = build_cfg(TINY)
     model = build_model(cfg)

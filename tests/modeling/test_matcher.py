@@ -1,4 +1,5 @@
-"""Tests of ifr/modeling/matcher/point_set.py: the Eq. (4) cost by hand, and the Hungarian matcher."""
+"""Tests of ifr/modeling/matcher/point_set.py: the Eq. (4) cost by hand, and the Hungarian
+matcher."""
 
 import math
 

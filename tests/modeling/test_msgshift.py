@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from ifr.checkpoint import IFRCheckpointer
-from ifr.modeling.backbone.convert import CONVERTERS, to_detectron2_checkpoint
+from ifr.checkpoint.backbones import pvt_v2_official_to_d2
+from ifr.checkpoint.files import CONVERTERS, to_detectron2_checkpoint
 from ifr.modeling.backbone.msgshift import (
     MsgShifT,
     _conv_on_tokens,
     messenger_shift,
-    pvt_v2_official_to_d2,
     shift_schedule,
 )
 from ifr.utils.tensor_io import CheckpointFormatError

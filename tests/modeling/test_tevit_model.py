@@ -11,8 +11,8 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 from ifr.checkpoint import IFRCheckpointer
+from ifr.checkpoint.files import CONVERTERS, to_detectron2_checkpoint
 from ifr.engine.defaults import build_cfg
-from ifr.modeling.backbone.convert import CONVERTERS, to_detectron2_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny", "tevit_tiny.yaml")

@@ -14,7 +14,7 @@ import torchvision
 from detectron2.modeling import build_model
 
 from ifr.checkpoint import IFRCheckpointer
-from ifr.modeling.backbone.convert import convert_checkpoint
+from ifr.checkpoint.files import convert_checkpoint
 from ifr.utils.tensor_io import CheckpointFormatError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -10,14 +10,14 @@ from detectron2.modeling import build_backbone
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import nn
 
-from ifr.engine.cli import run_tool
-from ifr.modeling.backbone.convert import (
+from ifr.checkpoint.files import (
     UnsafeCheckpointError,
     convert_checkpoint,
     load_state_dict_safely,
     swin_official_to_d2,
     torchvision_resnet_to_d2,
 )
+from ifr.engine.cli import run_tool
 
 
 class _Model(nn.Module):

@@ -23,8 +23,9 @@ As TeViT's ``MsgShifT`` (PVTv2-b1 with messenger tokens), verified against its c
   blocks does not shift;
 - module and parameter names are the official PVTv2 ones (``patch_embed{i}``,
   ``block{i}.{j}.attn.{q,kv,proj,sr,norm}``, ``mlp.{fc1,dwconv.dwconv,fc2}``, ``norm{i}``),
-  so ImageNet PVTv2 weights (``pvt_v2_b1.pth``) load through ``pvt_v2_official_to_d2``
-  (``tools/convert_pretrained.py --kind pvt-v2``); only the messenger tokens start random.
+  so ImageNet PVTv2 weights (``pvt_v2_b1.pth``) load through
+  ``ifr.checkpoint.backbones.pvt_v2_official_to_d2`` (``tools/convert_pretrained.py --kind
+  pvt-v2``); only the messenger tokens start random.
 Differences: the shift is applied to the clip given to ``forward(x, num_frames)``; at
 inference the shared pipeline encodes ``MODEL.VIS.TEST.FRAME_CHUNK`` frames at a time, so
 messengers only travel within a chunk (TeViT encodes the whole video at once: set the
@@ -39,9 +40,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ...utils.tensor_io import CheckpointFormatError
-
-__all__ = ["MsgShifT", "D2MsgShifT", "messenger_shift", "shift_schedule", "pvt_v2_official_to_d2"]
+__all__ = ["MsgShifT", "D2MsgShifT", "messenger_shift", "shift_schedule"]
 
 
 def messenger_shift(tokens: Tensor, num_frames: int, strides: Sequence[int]) -> Tensor:
@@ -314,26 +313,3 @@ class D2MsgShifT(MsgShifT, Backbone):
     @property
     def size_divisibility(self) -> int:
         return 32
-
-
-_PVT_PREFIXES = ("patch_embed", "block", "norm")
-
-
-def pvt_v2_official_to_d2(
-    state_dict: Dict[str, Tensor], source: str = "checkpoint"
-) -> Dict[str, Tensor]:
-    """Official PVTv2 classification names (``pvt_v2_b1.pth``) -> ``D2MsgShifT`` names: the
-    same names; the classifier (``head.*``) is dropped. The messenger tokens are not in
-    the file and keep their initialisation."""
-    converted = {}
-    for name, tensor in state_dict.items():
-        if name.startswith("head."):
-            continue
-        if not name.startswith(_PVT_PREFIXES):
-            raise CheckpointFormatError(
-                f"{source}: unexpected key '{name}' for an official PVTv2 checkpoint"
-            )
-        converted[name] = tensor
-    if not converted:
-        raise CheckpointFormatError(f"{source}: no PVTv2 weights (patch_embed*, block*, norm*)")
-    return converted

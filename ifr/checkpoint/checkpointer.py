@@ -1,18 +1,6 @@
-"""Checkpoints: atomic saves, safe loads, and initialisation from Mask2Former weights.
+"""The checkpointer: atomic saves, safe loads, Mask2Former-named weights, class names.
 
-Weights from outside are untrusted. Without ``allow_pickle`` this checkpointer reads
-- ``.pth``/``.pt``: ``torch.load(weights_only=True)`` (tensors and plain containers only),
-- ``.safetensors``,
-- ``.pkl`` (Detectron2 / Mask2Former model zoo): a restricted unpickler that admits only
-  numpy arrays and plain containers, so no code in the file can run.
-Anything else needs ``allow_pickle=True`` (``MODEL.WEIGHTS_ALLOW_PICKLE True``). A file that
-is not a checkpoint (text, truncated, a pickled list) raises ``CheckpointFormatError`` naming
-it. Evaluation and the demo load with ``require_complete``: weights that leave model tensors
-unloaded are refused (:func:`load_inference_weights`).
-
-Checkpoints written here also hold ``extra_data``: the training dataset's class names and
-colours (``class_names``, ``class_colors``), returned by ``load`` with the other extras.
-"""
+See the package docstring (``ifr.checkpoint``)."""
 
 import collections
 import logging
@@ -24,23 +12,18 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
-from .utils.atomic_io import atomic_torch_save, atomic_write_text
-from .utils.errors import UserInputError
-from .utils.tensor_io import (  # noqa: F401  (re-exported: the checkpoint layer's errors)
+from ..utils.atomic_io import atomic_torch_save, atomic_write_text
+from ..utils.errors import UserInputError
+from ..utils.tensor_io import (  # noqa: F401  (re-exported: the checkpoint layer's errors)
     CheckpointFormatError,
     UnsafeCheckpointError,
     load_arrays_pickle,
     load_tensor_file,
 )
+from .mask2former import rename_mask2former_keys
 
 logger = logging.getLogger(__name__)
 
-# Mask2Former(-VIS) module prefixes -> this project's modules.
-MASK2FORMER_PREFIXES = {
-    "sem_seg_head.pixel_decoder.": "pixel_decoder.",
-    "sem_seg_head.predictor.": "transformer_decoder.",
-}
-_IGNORED_PREFIXES = ("criterion.",)
 # Extras saved with every checkpoint of a training run (see ``extra_data``).
 CLASS_NAMES_KEY = "class_names"
 CLASS_COLORS_KEY = "class_colors"
@@ -48,31 +31,6 @@ CLASS_COLORS_KEY = "class_colors"
 
 class IncompleteCheckpointError(UserInputError):
     """Weights that leave model tensors unloaded where every tensor must load."""
-
-
-# Some Mask2Former model-zoo files name the learned query features ``static_query``; the
-# official decoders rename it to ``query_feat`` when they load a state dict.
-_MASK2FORMER_QUERY_RENAMES = {
-    "transformer_decoder.static_query.": "transformer_decoder.query_feat.",
-}
-
-
-def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
-    """Map Mask2Former module names onto IFR's (and ``static_query`` onto ``query_feat``,
-    as the official decoders do); drop keys of training-only modules."""
-    renamed = collections.OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith(_IGNORED_PREFIXES):
-            continue
-        for old, new in MASK2FORMER_PREFIXES.items():
-            if key.startswith(old):
-                key = new + key[len(old) :]
-                break
-        for old, new in _MASK2FORMER_QUERY_RENAMES.items():
-            if key.startswith(old):
-                key = new + key[len(old) :]
-        renamed[key] = value
-    return renamed
 
 
 def _group_by_module(keys: Iterable[str], depth: int = 3) -> List[str]:

@@ -1,7 +1,8 @@
 """Key maps of official backbone checkpoints onto this project's backbones: official Swin
 classification checkpoints onto ``D2SwinTransformer``, torchvision ResNets onto
-detectron2's ResNet. Pure functions of state dicts; ``convert.py`` reads and writes files,
-and the model-specific converters (``vistr_weights.py``) use them for their backbones."""
+detectron2's ResNet, ImageNet PVTv2 onto TeViT's ``D2MsgShifT``. Pure functions of state
+dicts; ``files.py`` reads and writes files, and the model-specific converters
+(``vistr.py``) use them for their backbones."""
 
 import math
 import re
@@ -9,9 +10,9 @@ from typing import Dict
 
 from torch import Tensor
 
-from ...utils.tensor_io import CheckpointFormatError
+from ..utils.tensor_io import CheckpointFormatError
 
-__all__ = ["swin_official_to_d2", "torchvision_resnet_to_d2"]
+__all__ = ["pvt_v2_official_to_d2", "swin_official_to_d2", "torchvision_resnet_to_d2"]
 
 
 def swin_official_to_d2(
@@ -78,4 +79,27 @@ def torchvision_resnet_to_d2(
                 f"{source}: unexpected key '{name}' for a torchvision ResNet state dict"
             )
         converted[new_name] = tensor
+    return converted
+
+
+_PVT_PREFIXES = ("patch_embed", "block", "norm")
+
+
+def pvt_v2_official_to_d2(
+    state_dict: Dict[str, Tensor], source: str = "checkpoint"
+) -> Dict[str, Tensor]:
+    """Official PVTv2 classification names (``pvt_v2_b1.pth``) -> ``D2MsgShifT`` names: the
+    same names; the classifier (``head.*``) is dropped. The messenger tokens are not in
+    the file and keep their initialisation."""
+    converted = {}
+    for name, tensor in state_dict.items():
+        if name.startswith("head."):
+            continue
+        if not name.startswith(_PVT_PREFIXES):
+            raise CheckpointFormatError(
+                f"{source}: unexpected key '{name}' for an official PVTv2 checkpoint"
+            )
+        converted[name] = tensor
+    if not converted:
+        raise CheckpointFormatError(f"{source}: no PVTv2 weights (patch_embed*, block*, norm*)")
     return converted

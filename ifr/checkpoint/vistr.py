@@ -18,8 +18,8 @@ from typing import Dict
 
 from torch import Tensor
 
-from ...utils.tensor_io import CheckpointFormatError
-from ..backbone.official_weights import torchvision_resnet_to_d2
+from ..utils.tensor_io import CheckpointFormatError
+from .backbones import torchvision_resnet_to_d2
 
 _DECODER = "transformer_decoder."
 _MASK_HEAD = _DECODER + "mask_head."

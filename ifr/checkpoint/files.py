@@ -13,12 +13,11 @@ from typing import Callable, Dict, Optional
 
 from torch import Tensor
 
-from ...utils.atomic_io import atomic_torch_save
-from ...utils.errors import UserInputError
-from ...utils.tensor_io import CheckpointFormatError, UnsafeCheckpointError, load_tensor_file
-from ..transformer_decoder.vistr_weights import detr_to_vistr_init, vistr_to_ifr
-from .msgshift import pvt_v2_official_to_d2
-from .official_weights import swin_official_to_d2, torchvision_resnet_to_d2
+from ..utils.atomic_io import atomic_torch_save
+from ..utils.errors import UserInputError
+from ..utils.tensor_io import CheckpointFormatError, UnsafeCheckpointError, load_tensor_file
+from .backbones import pvt_v2_official_to_d2, swin_official_to_d2, torchvision_resnet_to_d2
+from .vistr import detr_to_vistr_init, vistr_to_ifr
 
 __all__ = [
     "CONVERTERS",
