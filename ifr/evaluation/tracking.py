@@ -17,7 +17,6 @@ class) must be cut. The threshold's default is the config key
 ``TEST.TRACKING.SCORE_THRESHOLD`` (``ifr/config.py``), its only place.
 """
 
-import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence
 
@@ -47,13 +46,6 @@ TRACKING_METRIC_NAMES = (
     "OneQuery",
     "QueriesPerTrack",
 )
-_MOTMETRICS_NAMES = {
-    "IDF1": "idf1",
-    "MOTA": "mota",
-    "IDP": "idp",
-    "IDR": "idr",
-    "IDs": "num_switches",
-}
 _UNDEFINED = -1.0
 
 
@@ -255,21 +247,43 @@ def accumulate_video(
     return accumulator
 
 
+# py-motmetrics' counts per video; every metric is a ratio of their sums over the videos.
+_MOTMETRICS_COUNTS = (
+    "num_objects",
+    "num_misses",
+    "num_false_positives",
+    "num_switches",
+    "idtp",
+    "idfp",
+    "idfn",
+)
+
+
 def summarize_accumulators(accumulators: Sequence[mm.MOTAccumulator]) -> Dict[str, float]:
-    """IDF1, MOTA, IDP, IDR (percent, -1 when undefined) and IDs over all accumulators."""
-    names = [str(i) for i in range(len(accumulators))]
-    summary = mm.metrics.create().compute_many(
-        list(accumulators),
-        metrics=list(_MOTMETRICS_NAMES.values()),
-        names=names,
-        generate_overall=True,
-    )
-    overall = summary.loc["OVERALL"]
-    metrics = {}
-    for name, mm_name in _MOTMETRICS_NAMES.items():
-        value = float(overall[mm_name])
-        if name == "IDs":
-            metrics[name] = int(value)
-        else:
-            metrics[name] = value * 100 if math.isfinite(value) else _UNDEFINED
-    return metrics
+    """IDF1, MOTA, IDP, IDR (percent, -1 when undefined) and IDs over all accumulators.
+
+    Each video's counts come from its own accumulator and are summed: tracks of different
+    videos never overlap, so the identity assignment over all videos (what py-motmetrics'
+    ``OVERALL`` solves as one (G + D) x (G + D) problem) is the sum of the per-video
+    ones, and memory is bounded by the largest video's (G_v + D_v)^2 costs instead of the
+    whole dataset's.
+    """
+    metrics_host = mm.metrics.create()
+    totals = dict.fromkeys(_MOTMETRICS_COUNTS, 0.0)
+    for accumulator in accumulators:
+        counts = metrics_host.compute(accumulator, metrics=list(_MOTMETRICS_COUNTS))
+        for name in _MOTMETRICS_COUNTS:
+            totals[name] += float(counts[name].iloc[0])
+    idtp, idfp, idfn = totals["idtp"], totals["idfp"], totals["idfn"]
+    errors = totals["num_misses"] + totals["num_false_positives"] + totals["num_switches"]
+    return {
+        "IDF1": _percent(2 * idtp, 2 * idtp + idfp + idfn),
+        "MOTA": _percent(totals["num_objects"] - errors, totals["num_objects"]),
+        "IDP": _percent(idtp, idtp + idfp),
+        "IDR": _percent(idtp, idtp + idfn),
+        "IDs": int(totals["num_switches"]),
+    }
+
+
+def _percent(numerator: float, denominator: float) -> float:
+    return 100.0 * numerator / denominator if denominator > 0 else _UNDEFINED

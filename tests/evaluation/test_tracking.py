@@ -143,3 +143,37 @@ def test_numpy_shim_comes_with_the_tracking_module_not_with_import_ifr():
         assert proc.stdout.split() == ["False", "True"]
     else:
         assert proc.stdout.split() == ["True", "True"]
+
+
+def test_per_video_sums_equal_motmetrics_overall_assignment():
+    """The per-video counts summed (bounded memory) give py-motmetrics' OVERALL figures,
+    whose identity assignment spans every video at once."""
+    import motmetrics as mm
+
+    from ifr.evaluation.tracking import summarize_accumulators
+
+    rng = np.random.default_rng(0)
+    accumulators = []
+    for _ in range(4):
+        accumulator = mm.MOTAccumulator(auto_id=False)
+        for frame in range(6):
+            gt_ids = list(rng.choice(5, size=rng.integers(0, 5), replace=False))
+            dt_ids = list(rng.choice(7, size=rng.integers(0, 6), replace=False))
+            distances = rng.random((len(gt_ids), len(dt_ids)))
+            distances[distances > 0.6] = np.nan
+            accumulator.update(gt_ids, dt_ids, distances, frameid=frame)
+        accumulators.append(accumulator)
+    overall = (
+        mm.metrics.create()
+        .compute_many(
+            accumulators,
+            metrics=["idf1", "mota", "idp", "idr", "num_switches"],
+            names=[str(i) for i in range(len(accumulators))],
+            generate_overall=True,
+        )
+        .loc["OVERALL"]
+    )
+    ours = summarize_accumulators(accumulators)
+    for name, theirs in (("IDF1", "idf1"), ("MOTA", "mota"), ("IDP", "idp"), ("IDR", "idr")):
+        assert ours[name] == pytest.approx(100 * float(overall[theirs]), abs=1e-9), name
+    assert ours["IDs"] == int(overall["num_switches"])
