@@ -13,12 +13,7 @@ import numpy as np
 
 from ..utils.atomic_io import atomic_write_json
 from ..utils.paths import check_output_is_not_input
-from .datasets.ytvis import (
-    YTVISFormatError,
-    check_annotation_ids,
-    check_videos,
-    read_ytvis_json,
-)
+from .datasets.ytvis import YTVISFormatError, load_ytvis_json, read_ytvis_json
 
 __all__ = ["split_ytvis_json"]
 
@@ -67,15 +62,13 @@ def split_ytvis_json(
 
 
 def _read_train_json(train_json: str) -> Dict:
-    """The parsed file, checked as far as a split needs: the loader's checks of the videos
-    (unique ids, ...), and unique annotation ids."""
+    """The parsed file, checked by the loader's own checks (categories, videos, every
+    annotation and its per-frame entries), so both outputs load wherever the input would;
+    frame files are not looked for (the split does not need them)."""
     data = read_ytvis_json(train_json)
     if "annotations" not in data:
         raise YTVISFormatError(train_json, "missing top-level key", key="annotations")
-    if not isinstance(data["annotations"], list):
-        raise YTVISFormatError(train_json, "must be a list", key="annotations")
-    check_videos(data, train_json)
-    check_annotation_ids(data["annotations"], train_json)
+    load_ytvis_json(train_json, image_root="", check_frame_files=False)
     return data
 
 

@@ -2,6 +2,7 @@
 non-zero exit, nothing overwritten. The tools run in-process through the
 boundary they share (``ifr.engine.cli.run_tool``), on the tiny configs."""
 
+import json
 import os
 import pickle
 import subprocess
@@ -46,7 +47,29 @@ def files(tmp_path_factory, make_cfg):
     for t, frame in enumerate(frames):
         write_image(path(f"frames/{t:03d}.png"), frame)
     os.makedirs(path("folder.mp4"))
+    _write_ytvis_json(path("unknown_video.json"), annotation_video_id=9)
+    _write_ytvis_json(path("no_categories.json"), categories=[])
     return path
+
+
+def _write_ytvis_json(path, annotation_video_id=1, categories=None):
+    """A 2-video YouTube-VIS train file with one annotation; its faults by argument."""
+    videos = [
+        {"id": i, "width": 4, "height": 4, "length": 1, "file_names": [f"v{i}/0.jpg"]}
+        for i in (1, 2)
+    ]
+    annotation = {
+        "id": 1,
+        "video_id": annotation_video_id,
+        "category_id": 1,
+        "iscrowd": 0,
+        "segmentations": [None],
+        "bboxes": [None],
+        "areas": [None],
+    }
+    categories = [{"id": 1, "name": "cat"}] if categories is None else categories
+    with open(path, "w") as f:
+        json.dump({"videos": videos, "annotations": [annotation], "categories": categories}, f)
 
 
 def _eval(*opts):
@@ -225,6 +248,18 @@ CASES = [
         "split_ytvis",
         ["{f:text.pth}", "--out-dir", "{f:split}"],
         "text.pth: annotation file is not valid JSON",
+    ),
+    (
+        "split-annotation-of-unknown-video",
+        "split_ytvis",
+        ["{f:unknown_video.json}", "--num-val", "1", "--out-dir", "{f:split}"],
+        "annotation refers to a video not in 'videos'",
+    ),
+    (
+        "split-no-categories",
+        "split_ytvis",
+        ["{f:no_categories.json}", "--num-val", "1", "--out-dir", "{f:split}"],
+        "must be a non-empty list",
     ),
 ]
 
