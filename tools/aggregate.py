@@ -10,7 +10,7 @@ import argparse
 import sys
 
 import ifr  # noqa: F401
-from ifr.engine.cli import run_tool
+from ifr.engine.cli import EXIT_ERROR, run_tool
 from ifr.experiments.aggregate import aggregate_sweep
 
 
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         aggregate_sweep(args.sweep_dir, metrics=metrics, x_key=args.x_key)
     except (ValueError, FileNotFoundError) as e:
         print(f"aggregate: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     return 0
 
 

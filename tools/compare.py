@@ -15,7 +15,7 @@ import shlex
 import sys
 
 import ifr  # noqa: F401
-from ifr.engine.cli import run_tool
+from ifr.engine.cli import EXIT_ERROR, run_tool
 from ifr.experiments.compare import (
     dry_run_commands,
     prepare_comparison,
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"compare: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     if args.dry_run:
         commands = dry_run_commands(sweeps, args.num_gpus)
         print(f"Dry run: {len(commands)} runs to train")
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         write_comparison_table(sweeps, args.output_dir, metrics)
     except ValueError as e:
         print(f"compare: error: {e}", file=sys.stderr)
-        return 1 if failed else 2
+        return EXIT_ERROR
     if failed:
         print(
             f"compare: {len(failed)} runs failed ({', '.join(failed)}); the table holds the "

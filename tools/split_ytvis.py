@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from ifr.data.datasets import YTVISFormatError
 from ifr.data.split import split_ytvis_json
-from ifr.engine.cli import run_tool
+from ifr.engine.cli import EXIT_ERROR, run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -30,7 +30,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Returns the exit status: 0, or 2 with a one-line error (malformed input file, e.g.
+    """Returns the exit status: 0, or 1 with a one-line error (malformed input file, e.g.
     duplicate video or annotation ids; impossible --num-val); nothing is written then."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -39,7 +39,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         train_path, val_path = split_ytvis_json(args.train_json, out_dir, args.num_val, args.seed)
     except (YTVISFormatError, ValueError) as e:
         print(f"split_ytvis.py: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     print(f"wrote {train_path}\nwrote {val_path}")
     return 0
 

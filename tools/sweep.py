@@ -15,7 +15,7 @@ import shlex
 import sys
 
 import ifr  # noqa: F401
-from ifr.engine.cli import run_tool
+from ifr.engine.cli import EXIT_ERROR, run_tool
 from ifr.experiments.grid import add_seed_arguments
 from ifr.experiments.slurm import SlurmOptions, job_name, make_train_job, submit_sweep_to_slurm
 from ifr.experiments.sweep import (
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"sweep: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     if args.dry_run:
         print_dry_run(manifest, args.output_dir, args)
         return 0

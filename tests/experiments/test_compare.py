@@ -288,11 +288,11 @@ def test_compare_tool_dry_run_and_argument_errors(tmp_path, two_configs, capsys,
     assert "Dry run: 4 runs to train" in out and out.count("--config-file") == 4
     assert not output_dir.exists()
     # Overrides swallowed by --configs: named, with where they belong.
-    assert compare.main([*base, "--configs", *configs, "SOLVER.MAX_ITER", "5"]) == 2
+    assert compare.main([*base, "--configs", *configs, "SOLVER.MAX_ITER", "5"]) == 1
     assert "--configs SOLVER.MAX_ITER: not a .yaml file" in capsys.readouterr().err
-    assert compare.main(["--configs", configs[0], *base]) == 2
+    assert compare.main(["--configs", configs[0], *base]) == 1
     assert "at least two configs" in capsys.readouterr().err
-    assert compare.main(["--configs", *configs, *base, "--table-only"]) == 2
+    assert compare.main(["--configs", *configs, *base, "--table-only"]) == 1
     assert "no finished run" in capsys.readouterr().err and not output_dir.exists()
 
 

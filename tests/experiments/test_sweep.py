@@ -92,7 +92,7 @@ def test_dry_run_writes_nothing(tmp_path, config_file, fake_train_script, capsys
     assert sweep.main(argv) == 0
     assert not (tmp_path / "s").exists()
     assert capsys.readouterr().out.count(fake_train_script) == 4
-    assert sweep.main(argv[:-1] + ["--param", "oops", "--dry-run"]) == 2
+    assert sweep.main(argv[:-1] + ["--param", "oops", "--dry-run"]) == 1
     assert "no '=' found" in capsys.readouterr().err
 
 
@@ -211,5 +211,5 @@ def test_sweep_then_aggregate_tool(
             values = [fake_metrics(lam, seed)[metric] for seed in (1, 4)]
             assert float(row[f"{metric}_mean"]) == pytest.approx(np.mean(values))
             assert float(row[f"{metric}_std"]) == pytest.approx(np.std(values, ddof=1))
-    assert load_tool("aggregate").main([str(tmp_path / "nowhere")]) == 2
+    assert load_tool("aggregate").main([str(tmp_path / "nowhere")]) == 1
     assert "no sweep manifest" in capsys.readouterr().err
