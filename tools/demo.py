@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""Run IFR on a video and write it back with each instance drawn in one colour.
+"""Run a trained model (any of the five systems) on a video and write it back with each
+instance drawn in one colour.
 
     python tools/demo.py --config-file configs/ytvis19/r50.yaml --input video.mp4 \\
         --output out.mp4 [--frames-dir out_frames/] [--confidence 0.5] MODEL.WEIGHTS model.pth
+    python tools/demo.py --input video.mp4 --output out.mp4 \\
+        MODEL.WEIGHTS output/run/model_final.pth
+    (without --config-file: the config.yaml its training saved beside the weights)
 
 ``--input`` is a video file, a folder of frames (sorted by name) or a quoted glob
 ('frames/*.jpg'). The output has the input's frame rate (``--fps`` for frames, default 24).
@@ -18,7 +22,7 @@ from typing import List, Optional
 
 import ifr  # noqa: F401  (registers datasets and model components)
 from ifr.engine.cli import raise_on_argparse_error, run_tool
-from ifr.engine.defaults import build_cfg
+from ifr.engine.defaults import build_cfg, config_beside_weights
 from ifr.engine.demo import run_demo
 from ifr.utils.video_io import DEFAULT_FPS
 
@@ -41,7 +45,12 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument(
+        "--config-file",
+        default="",
+        metavar="FILE",
+        help="default: the config.yaml saved beside MODEL.WEIGHTS by its training run",
+    )
     parser.add_argument("--input", required=True, help="video file, frame folder or 'glob*.jpg'")
     parser.add_argument("--output", required=True, help="output video (.mp4)")
     parser.add_argument(
@@ -78,7 +87,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     """Runs the demo; returns the model's output dict (errors propagate)."""
     logging.basicConfig(level=logging.INFO)
     args = argument_parser().parse_args(argv)
-    cfg = build_cfg(args.config_file, args.opts)
+    cfg = build_cfg(config_beside_weights(args.config_file, args.opts), args.opts)
     cfg.freeze()
     return run_demo(
         cfg,

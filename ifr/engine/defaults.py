@@ -254,6 +254,27 @@ def train(cfg: CfgNode, resume: bool) -> Dict[str, Any]:
     return results or {}
 
 
+def config_beside_weights(config_file: str, opts: Sequence[str]) -> str:
+    """``config_file`` if given; else the run config saved beside ``MODEL.WEIGHTS`` among
+    the overrides (the ``config.yaml`` a training writes into its OUTPUT_DIR), so a trained
+    model evaluates and runs the demo from its checkpoint alone; overrides still apply.
+
+    Raises ConfigError when there is neither."""
+    if config_file:
+        return config_file
+    pairs = dict(zip(opts[0::2], opts[1::2]))
+    weights = pairs.get("MODEL.WEIGHTS", "")
+    beside = os.path.join(os.path.dirname(os.path.abspath(weights)), RUN_CONFIG_FILE)
+    if weights and os.path.isfile(beside):
+        logger.info("Using the config saved beside the weights: %s", beside)
+        return beside
+    where = f" ({beside} does not exist)" if weights else ""
+    raise ConfigError(
+        "--config-file is needed, or MODEL.WEIGHTS of a training run's folder, whose "
+        f"{RUN_CONFIG_FILE} is then used{where}"
+    )
+
+
 def check_run(args: argparse.Namespace) -> CfgNode:
     """What can be checked before any process starts: the config, the datasets and the
     weights file. Raises ConfigError / FileNotFoundError naming what is wrong."""

@@ -56,11 +56,20 @@ def test_train_evaluate_and_demo_on_a_dataset_named_on_the_command_line(tmp_path
     assert {r["video_id"] for r in results} == {1, 2, 3, 4}
     assert {r["category_id"] for r in results} <= {1, 2}
     assert "AP" in json.load(open(out / "final_metrics.json"))
-    # The run's saved config names the dataset too: the demo needs nothing else.
+    # The run's saved config names the dataset too: from the checkpoint alone (its
+    # config.yaml beside it), the demo and an evaluation need nothing else.
+    evaluated = _run(
+        "train_net.py",
+        "--eval-only",
+        "MODEL.WEIGHTS",
+        str(out / "model_final.pth"),
+        "OUTPUT_DIR",
+        str(tmp_path / "eval"),
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.load(open(tmp_path / "eval" / "inference" / "mine" / "results.json")) == results
     demo = _run(
         "demo.py",
-        "--config-file",
-        str(out / "config.yaml"),
         "--input",
         os.path.join(image_root, "clips_000"),
         "--output",
@@ -83,3 +92,17 @@ def test_spec_parsing_and_errors_name_the_entry(tmp_path):
     register_custom_datasets([f"custom_twice={json_file}:{image_root}"])  # same files: fine
     with pytest.raises(CustomDatasetError, match="already registered"):
         register_custom_datasets([f"ytvis_tiny_val={json_file}:{image_root}"])
+
+
+def test_without_a_config_file_the_config_beside_the_weights_is_used(tmp_path):
+    from ifr.engine.defaults import ConfigError, config_beside_weights
+
+    weights = tmp_path / "model_final.pth"
+    assert config_beside_weights("a.yaml", ["MODEL.WEIGHTS", str(weights)]) == "a.yaml"
+    with pytest.raises(ConfigError, match="config.yaml does not exist"):
+        config_beside_weights("", ["MODEL.WEIGHTS", str(weights)])
+    with pytest.raises(ConfigError, match="--config-file is needed"):
+        config_beside_weights("", ["SOLVER.MAX_ITER", "5"])
+    (tmp_path / "config.yaml").write_text("SEED: 3\n")
+    found = config_beside_weights("", ["SEED", "1", "MODEL.WEIGHTS", str(weights)])
+    assert found == str(tmp_path / "config.yaml")
