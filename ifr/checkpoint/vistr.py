@@ -7,10 +7,12 @@ other queries). Its trained models add ``insmask_head.*`` (the 3-D fusion). Both
 here (``tools/convert_pretrained.py --kind detr-vistr`` / ``--kind vistr``) into a
 checkpoint of full model names that ``MODEL.WEIGHTS`` loads through the safe loader.
 
-Not converted: ``mask_head.conv_offset.*`` (the offsets of VisTR's deformable last
-convolution; here it is a plain convolution, ``lay5``, which takes the deformable one's
-weight, or DETR's ``lay5``) and DETR's ``mask_head.out_lay.*`` (its single-channel output;
-VisTR's head ends in the 3-D fusion).
+The class head of a trained VisTR model has ``num_classes + 1`` = 42 rows for YouTube-VIS
+(its ``num_classes = 41``: category ids 1..40 index their rows directly, row 0 is never a
+target, row 41 is no-object); here the K + 1 rows are the contiguous classes 0..K-1 and
+no-object, so row 0 is dropped. Not converted: DETR's ``mask_head.lay5.*`` and
+``mask_head.out_lay.*`` (a plain last convolution and a single-channel output that VisTR's
+model does not have: its ``load_state_dict(strict=False)`` leaves them out too).
 """
 
 import re
@@ -42,7 +44,9 @@ _DECODER_PARTS = {
     "linear2": ("ffn_layers", "linear2"),
     "norm3": ("ffn_layers", "norm"),
 }
-_DROPPED = ("mask_head.conv_offset.", "mask_head.out_lay.")
+_DROPPED = ("mask_head.lay5.", "mask_head.out_lay.")
+# VisTR's class head rows: row 0 (category id 0) is never a target.
+_UNUSED_CLASS_ROWS = 1
 # VisTR's own (trained) models only; dropped when initialising from DETR.
 _DETR_ONLY_DROPPED = ("class_embed.", "query_embed.")
 
@@ -62,6 +66,8 @@ def vistr_to_ifr(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> D
         new_name = _rename(name)
         if new_name is None:
             raise CheckpointFormatError(f"{source}: unexpected key '{name}' for a VisTR checkpoint")
+        if name.startswith("class_embed."):
+            tensor = tensor[_UNUSED_CLASS_ROWS:]
         converted[new_name] = tensor
     if not backbone or not any(k.startswith(_DECODER + "transformer.") for k in converted):
         raise CheckpointFormatError(
@@ -102,7 +108,6 @@ def _rename(name: str):
         "bbox_embed.": _DECODER + "bbox_embed.",
         "query_embed.": _DECODER + "query_embed.",
         "bbox_attention.": _MASK_HEAD + "bbox_attention.",
-        "mask_head.dcn.": _MASK_HEAD + "mask_head.lay5.",
         "mask_head.": _MASK_HEAD + "mask_head.",
         "insmask_head.": _MASK_HEAD + "insmask_head.layers.",
     }

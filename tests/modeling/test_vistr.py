@@ -363,3 +363,32 @@ def test_published_configs_decay_every_parameter_as_vistr(make_cfg, name):
     assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS) == (139150, (92767,))
     assert cfg.SOLVER.IMS_PER_BATCH == 8
     assert (cfg.MODEL.BACKBONE.FREEZE_AT, cfg.MODEL.RESNETS.NORM) == (2, "FrozenBN")
+
+
+def test_deformable_conv_with_zero_offsets_is_a_convolution_without_bias():
+    from ifr.modeling.transformer_decoder.vistr_mask_head import DeformConv3x3
+
+    torch.manual_seed(0)
+    conv = DeformConv3x3(4, 3)
+    x = torch.randn(2, 4, 6, 7)
+    out = conv(x, torch.zeros(2, 18, 6, 7))
+    torch.testing.assert_close(out, torch.nn.functional.conv2d(x, conv.weight, padding=1))
+
+
+def test_deformable_conv_offset_layout_is_dy_dx_per_kernel_position():
+    """Every kernel position shifted down by one row (dy = 1, dx = 0 at channels 2k, 2k + 1)
+    is the plain convolution of the input moved up by one row (zero below the last); the
+    first output row differs (the plain one reads padding where the shifted one reads row
+    0), so rows 1.. are compared."""
+    from ifr.modeling.transformer_decoder.vistr_mask_head import DeformConv3x3
+
+    torch.manual_seed(0)
+    conv = DeformConv3x3(2, 2)
+    x = torch.randn(1, 2, 5, 6)
+    offset = torch.zeros(1, 18, 5, 6)
+    offset[:, 0::2] = 1.0
+    shifted = torch.zeros_like(x)
+    shifted[:, :, :-1] = x[:, :, 1:]
+    expected = torch.nn.functional.conv2d(shifted, conv.weight, padding=1)
+    torch.testing.assert_close(conv(x, offset)[:, :, 1:], expected[:, :, 1:])
+    assert not torch.allclose(conv(x, offset), conv(x, torch.zeros_like(offset)))

@@ -131,7 +131,8 @@ def test_detr_initialisation_loads_all_but_what_vistr_drops(
         "detr.transformer.decoder.layers.0.norm3.bias": "transformer.ffn_layers.0.norm.bias",
         "detr.transformer.decoder.norm.weight": "transformer.decoder_norm.weight",
         "bbox_attention.k_linear.weight": "mask_head.bbox_attention.k_linear.weight",
-        "mask_head.dcn.weight": "mask_head.mask_head.lay5.weight",
+        "mask_head.dcn.weight": "mask_head.mask_head.dcn.weight",
+        "mask_head.conv_offset.bias": "mask_head.mask_head.conv_offset.bias",
         "mask_head.adapter3.bias": "mask_head.mask_head.adapter3.bias",
     }
     for detr_name, name in pairs.items():
@@ -142,12 +143,11 @@ def test_detr_initialisation_loads_all_but_what_vistr_drops(
     )
     loaded = torch.load(out, weights_only=True)["model"]
     not_loaded = sorted(set(model.state_dict()) - set(loaded))
-    # Dropped as VisTR does (class_embed: other classes; query_embed: 360 queries), the
-    # plain last conv's bias (the deformable conv has none) and the 3-D fusion (new).
+    # Dropped as VisTR does (class_embed: other classes; query_embed: 360 queries) and
+    # the 3-D fusion (new).
     prefixes = (
         decoder + "class_embed.",
         decoder + "query_embed.",
-        decoder + "mask_head.mask_head.lay5.bias",
         decoder + "mask_head.insmask_head.",
     )
     assert not_loaded and all(k.startswith(prefixes) for k in not_loaded), not_loaded
@@ -158,3 +158,46 @@ def test_a_non_detr_checkpoint_is_refused(tmp_path):
     torch.save({"model": {"head.weight": torch.zeros(2, 2)}}, path)
     with pytest.raises(CheckpointFormatError, match="unexpected key 'head.weight'"):
         convert_checkpoint(str(path), str(tmp_path / "out.pth"), "detr-vistr", log=None)
+
+
+def insmask_head_keys():
+    """VisTR's ``insmask_head``: Conv3d(24, 12) + GN, Conv3d(12, 12) + GN twice, Conv3d(12, 1)
+    (``nn.Sequential`` indices 0..9; ReLUs at 2, 5, 8 hold no tensors)."""
+    keys = {}
+    for index, (c_in, c_out) in zip((0, 3, 6), ((24, 12), (12, 12), (12, 12))):
+        keys[f"insmask_head.{index}.weight"] = (c_out, c_in, 3, 3, 3)
+        keys[f"insmask_head.{index}.bias"] = (c_out,)
+        keys.update(_norm(f"insmask_head.{index + 1}", c_out))
+    keys["insmask_head.9.weight"], keys["insmask_head.9.bias"] = (1, 12, 1, 1, 1), (1,)
+    return keys
+
+
+def test_a_trained_vistr_model_loads_with_nothing_left_out(make_cfg, tmp_path):
+    """An official trained VisTR R50 (``vistr.*``, 42-row class head for num_classes = 41,
+    360 queries, the 3-D fusion) evaluates with its own classes: every tensor loads."""
+    torch.manual_seed(0)
+    state = {
+        f"vistr.backbone.0.body.{k}": v
+        for k, v in torchvision.models.resnet50().state_dict().items()
+    }
+    shapes = {k.replace("detr.", "vistr.", 1): v for k, v in detr_segm_keys().items()}
+    shapes["vistr.class_embed.weight"], shapes["vistr.class_embed.bias"] = (42, D), (42,)
+    shapes["vistr.query_embed.weight"] = (360, D)
+    shapes.update(insmask_head_keys())
+    state.update({k: torch.randn(shape) for k, shape in shapes.items()})
+    path, out = tmp_path / "vistr_r50.pth", tmp_path / "vistr_r50_d2.pth"
+    torch.save({"model": state}, path)
+    convert_checkpoint(str(path), str(out), "vistr", log=None)
+    overrides = {"MODEL.VISTR.ENC_LAYERS": 1, "MODEL.VISTR.DEC_LAYERS": 1, "MODEL.DEVICE": "cpu"}
+    model = build_model(make_cfg(R50, overrides))
+    loaded = torch.load(out, weights_only=True)["model"]
+    assert set(loaded) == set(model.state_dict())
+    IFRCheckpointer(model).load(str(out))
+    params = dict(model.named_parameters())
+    head = params["transformer_decoder.class_embed.weight"].detach()
+    # Our row c (contiguous class c, category id c + 1) is VisTR's row c + 1; no-object last.
+    torch.testing.assert_close(head, state["vistr.class_embed.weight"][1:])
+    torch.testing.assert_close(
+        params["transformer_decoder.mask_head.insmask_head.layers.9.weight"].detach(),
+        state["insmask_head.9.weight"],
+    )

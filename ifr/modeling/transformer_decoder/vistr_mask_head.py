@@ -5,9 +5,12 @@ convolutions into one mask logit per frame ("instance sequence segmentation").
 Shape shorthand: B videos, T frames, n instance slots per frame, d transformer width,
 (h, w) the stride-32 size of the encoder memory, (H4, W4) the stride-4 size of the masks.
 
+The last FPN stage is VisTR's 3x3 deformable convolution (``dcn``, no bias) with its
+offsets predicted by a 1x1 convolution (``conv_offset``, zero at initialisation, so the
+stage starts as a plain convolution); torchvision's ``deform_conv2d`` computes it, with
+the offset layout of VisTR's DCN operator ((dy, dx) per kernel position, row-major).
+
 Differences from VisTR's ``segmentation.py``, all deliberate:
-- the last FPN stage is a plain 3x3 convolution where VisTR uses a deformable one (no
-  compiled operator here);
 - GroupNorm groups are ``gcd(8, channels)`` (``gcd(4, channels)`` in the 3-D fusion), equal
   to VisTR's 8 (4) at its widths (d = 384), so narrow models also build;
 - all frames go through the 2-D head as one batch (VisTR loops over frames; GroupNorm is
@@ -20,6 +23,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torchvision.ops import deform_conv2d
 
 
 def _group_norm(channels: int, max_groups: int) -> nn.GroupNorm:
@@ -53,6 +57,24 @@ class BoxAttentionMap(nn.Module):
         return weights.flatten(2).softmax(-1).view_as(weights)
 
 
+class DeformConv3x3(nn.Module):
+    """VisTR's ``DeformConv`` (3x3, padding 1, one offset group, no bias): ``weight``
+    (C_out, C_in, 3, 3), Kaiming-uniform initialised as VisTR's."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
+        nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
+
+    def forward(self, x: Tensor, offset: Tensor) -> Tensor:
+        """x: (N, C_in, H, W); offset: (N, 18, H, W), (dy, dx) of the 9 kernel positions
+        -> (N, C_out, H, W) in x's dtype. Computed in float32 (torchvision's CPU kernel has
+        no half-precision versions), as the other sampling operators under autocast."""
+        with torch.autocast(x.device.type, enabled=False):
+            out = deform_conv2d(x.float(), offset.float(), self.weight.float(), padding=(1, 1))
+        return out.to(x.dtype)
+
+
 class FrameMaskHead(nn.Module):
     """DETR's ``MaskHeadSmallConv``: the memory of a frame, repeated per query and
     concatenated with the query's attention maps, upsampled to stride 4 by three FPN
@@ -72,7 +94,8 @@ class FrameMaskHead(nn.Module):
         self.gn3 = _group_norm(widths[2], 8)
         self.lay4 = nn.Conv2d(widths[2], widths[3], 3, padding=1)
         self.gn4 = _group_norm(widths[3], 8)
-        self.lay5 = nn.Conv2d(widths[3], widths[4], 3, padding=1)  # VisTR: deformable conv
+        self.conv_offset = nn.Conv2d(widths[3], 18, 1)  # (dy, dx) of the 3x3 kernel
+        self.dcn = DeformConv3x3(widths[3], widths[4])
         self.gn5 = _group_norm(widths[4], 8)
         self.adapter1 = nn.Conv2d(fpn_dims[0], widths[1], 1)
         self.adapter2 = nn.Conv2d(fpn_dims[1], widths[2], 1)
@@ -82,6 +105,7 @@ class FrameMaskHead(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_uniform_(module.weight, a=1)
                 nn.init.zeros_(module.bias)
+        nn.init.zeros_(self.conv_offset.weight)  # offsets start at 0, as VisTR
 
     def forward(self, memory: Tensor, attention: Tensor, fpns: Sequence[Tensor]) -> Tensor:
         """
@@ -102,7 +126,7 @@ class FrameMaskHead(nn.Module):
             x = self._add_lateral(x, adapter(fpn), num_queries)
             x = F.relu(norm(conv(x)))
         x = self._add_lateral(x, self.adapter3(fpns[2]), num_queries)
-        x = F.relu(self.gn5(self.lay5(x)))
+        x = F.relu(self.gn5(self.dcn(x, self.conv_offset(x))))
         return x.view(num_maps, num_queries, *x.shape[1:])
 
     @staticmethod
