@@ -149,7 +149,7 @@ def test_mask2former_checkpoint_loads_counterparts_and_logs_the_rest(tmp_path, c
     assert torch.equal(target.pixel_decoder.weight, source.pixel_decoder.weight)
     assert not torch.equal(target.transformer_decoder["query_feat"].weight, torch.ones(5, 4))
     text = caplog.text
-    assert "Loaded 2 of" in text
+    assert "loaded 2 of" in text
     assert "transformer_decoder.temporal_layer" in text
     assert "transformer_decoder.query_feat" in text
 
@@ -250,3 +250,28 @@ def test_inference_weights_refuse_partial_unless_allowed_and_warn_without_weight
     with ifr_caplog.at_level(logging.WARNING):
         assert load_inference_weights(TinyIFRLike(), cfg) == {}
     assert "UNTRAINED" in ifr_caplog.text
+
+
+def test_the_load_summary_is_one_line_naming_what_loaded_and_what_went_unused(tmp_path, caplog):
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    path = tmp_path / "w.pth"
+    torch.save(
+        {
+            "model": {
+                "0.weight": torch.ones(3, 2),
+                "1.weight": torch.ones(2, 2),
+                "extra.w": torch.ones(1),
+            }
+        },
+        path,
+    )
+    with caplog.at_level(logging.INFO):
+        IFRCheckpointer(model).load(str(path))
+    lines = [r.getMessage() for r in caplog.records if "model tensors" in r.getMessage()]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.startswith(f"{path}: loaded 1 of 4 model tensors; not loaded")
+    # Grouped by module: 0.bias absent; 1.weight another shape and 1.bias absent.
+    assert "not loaded (keep their initialisation): 0 (1), 1 (2);" in line
+    assert "unused, not in the model: extra (1)" in line
+    assert "unused, another shape: 1 (1)" in line

@@ -145,19 +145,31 @@ class IFRCheckpointer(DetectionCheckpointer):
             )
 
     def _log_load_summary(self, provided, incompatible) -> List[str]:
-        """Logs what loaded; returns the model tensors that did not (sorted)."""
+        """Logs one line: how many model tensors loaded, which did not (they keep their
+        initialisation), and which of the file's tensors went unused (no such model tensor,
+        or another shape); returns the model tensors that did not load (sorted)."""
         model_keys = set(self.model.state_dict())
         mismatched = {k for k, _, _ in incompatible.incorrect_shapes}
         loaded = (provided & model_keys) - mismatched
-        log = self.logger.warning if model_keys and not loaded else self.logger.info
-        log("Loaded %d of %d model tensors.", len(loaded), len(model_keys))
         not_loaded = sorted(model_keys - loaded)
+        parts = [
+            f"{getattr(self, '_loading_path', 'weights')}: loaded {len(loaded)} of "
+            f"{len(model_keys)} model tensors"
+        ]
         if not_loaded:
-            self.logger.info(
-                "Not loaded (keep their initialisation): %s",
-                ", ".join(_group_by_module(not_loaded)),
-            )
+            parts.append(f"not loaded (keep their initialisation): {_grouped(not_loaded)}")
+        unused = sorted(provided - model_keys)
+        if unused:
+            parts.append(f"unused, not in the model: {_grouped(unused)}")
+        if mismatched:
+            parts.append(f"unused, another shape: {_grouped(sorted(mismatched))}")
+        log = self.logger.warning if model_keys and not loaded else self.logger.info
+        log("; ".join(parts))
         return not_loaded
+
+
+def _grouped(keys: List[str]) -> str:
+    return ", ".join(_group_by_module(keys))
 
 
 def check_named_tensors(weights: Any, path: str) -> None:

@@ -131,8 +131,9 @@ def test_imagenet_backbone_loads_and_the_log_says_what_loaded(tmp_path, caplog):
     assert torch.all(model.backbone.res5[2].conv3.weight == 0.25)
     assert torch.equal(model.transformer_decoder.query_embed.weight, decoder_before)
     total = len(model.state_dict())
-    assert f"Loaded {num_backbone} of {total} model tensors." in caplog.text
-    not_loaded = next(r.getMessage() for r in caplog.records if "Not loaded" in r.getMessage())
+    line = next(r.getMessage() for r in caplog.records if "model tensors" in r.getMessage())
+    assert f"loaded {num_backbone} of {total} model tensors; not loaded" in line
+    not_loaded = line.split("not loaded")[1]
     assert "transformer_decoder.encoder" in not_loaded and "pixel_decoder.input_proj" in not_loaded
     assert "backbone." not in not_loaded
 
@@ -217,6 +218,6 @@ def test_an_official_ifc_checkpoint_loads_every_tensor(tmp_path, caplog):
     torch.save({"model": weights, "iteration": 5999}, tmp_path / "model_final.pth")
     with caplog.at_level(logging.INFO):
         IFRCheckpointer(model, require_complete=True).load(str(tmp_path / "model_final.pth"))
-    assert f"Loaded {len(keys)} of {len(model_state)} model tensors." in caplog.text
+    assert f"loaded {len(keys)} of {len(model_state)} model tensors" in caplog.text
     assert torch.all(model.transformer_decoder.encoder.memory_tokens == 0.5)
     assert torch.all(model.transformer_decoder.encoder.communicate_ffn[1].norm.weight == 0.5)

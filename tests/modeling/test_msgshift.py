@@ -143,7 +143,7 @@ def test_published_checkpoint_loads_through_the_safe_loader(tmp_path, caplog):
     for name in PUBLISHED_NAMES:
         assert torch.equal(state[name], published[name])
     total = len(state)
-    assert f"Loaded {total - 1} of {total} model tensors" in caplog.text
+    assert f"loaded {total - 1} of {total} model tensors" in caplog.text
     assert "msg_tokens" in caplog.text  # the one tensor left at its initialisation
 
 

@@ -110,7 +110,7 @@ def test_published_config_loads_imagenet_pvt_v2_weights(tmp_path, caplog):
         model.backbone.state_dict()["block2.1.attn.kv.weight"], published["block2.1.attn.kv.weight"]
     )
     total = len(model.state_dict())
-    assert f"Loaded {len(published) - 2} of {total} model tensors" in caplog.text
+    assert f"loaded {len(published) - 2} of {total} model tensors" in caplog.text
     assert "backbone.msg_tokens" in caplog.text
 
 
