@@ -98,23 +98,29 @@ class VideoMaskClassifier(nn.Module):
     def shared_from_config(cls, cfg) -> dict:
         """Every constructor argument but the criterion."""
         class_activation = cls.class_activation_from_config(cfg)  # checks the key first
-        backbone = build_backbone(cfg)
-        pixel_decoder = build_pixel_decoder(cfg, backbone.output_shape())
-        transformer_decoder = build_transformer_decoder(
-            cfg,
-            in_channels=cfg.MODEL.PIXEL_DECODER.CONVS_DIM,
-            mask_dim=cfg.MODEL.PIXEL_DECODER.MASK_DIM,
-        )
         return {
-            "backbone": backbone,
-            "pixel_decoder": pixel_decoder,
-            "transformer_decoder": transformer_decoder,
+            **cls.build_networks(cfg),
             "size_divisibility": cfg.MODEL.VIS.SIZE_DIVISIBILITY,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "inference_options": InferenceOptions.from_config(cfg),
             "precision": cfg.MODEL.PRECISION,
             "class_activation": class_activation,
+        }
+
+    @classmethod
+    def build_networks(cls, cfg) -> Dict[str, Optional[nn.Module]]:
+        """``backbone``, ``pixel_decoder`` and ``transformer_decoder`` from the config (a
+        system whose parts connect otherwise overrides this, e.g. VisTR)."""
+        backbone = build_backbone(cfg)
+        return {
+            "backbone": backbone,
+            "pixel_decoder": build_pixel_decoder(cfg, backbone.output_shape()),
+            "transformer_decoder": build_transformer_decoder(
+                cfg,
+                in_channels=cfg.MODEL.PIXEL_DECODER.CONVS_DIM,
+                mask_dim=cfg.MODEL.PIXEL_DECODER.MASK_DIM,
+            ),
         }
 
     @classmethod

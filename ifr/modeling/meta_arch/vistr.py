@@ -19,12 +19,12 @@ What differs from the shared ``VideoMaskClassifier``:
   reproduces them exactly, so inference (whole video, per clip, TTA) needs no VisTR path.
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from torch import nn
 
-from ...inference.options import InferenceOptions
 from ...layers.classification import class_probabilities
 from ..criterion.vistr import VisTRCriterion
 from ..registry import TRANSFORMER_DECODER_REGISTRY
@@ -40,8 +40,8 @@ class VisTR(VideoMaskClassifier):
     criterion_class = VisTRCriterion
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
-        class_activation = cls.class_activation_from_config(cfg)
+    def build_networks(cls, cfg) -> Dict[str, Optional[nn.Module]]:
+        """No pixel decoder: the decoder reads the backbone's res5..res2 (``input_shape``)."""
         num_frames = cfg.MODEL.VISTR.NUM_FRAMES
         if cfg.INPUT.SAMPLING_FRAME_NUM != num_frames:
             raise ValueError(
@@ -61,13 +61,6 @@ class VisTR(VideoMaskClassifier):
             "backbone": backbone,
             "pixel_decoder": None,
             "transformer_decoder": decoder_cls(cfg, input_shape=shapes),
-            "criterion": cls.criterion_class(cfg),
-            "size_divisibility": cfg.MODEL.VIS.SIZE_DIVISIBILITY,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
-            "inference_options": InferenceOptions.from_config(cfg),
-            "precision": cfg.MODEL.PRECISION,
-            "class_activation": class_activation,
         }
 
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
