@@ -279,11 +279,43 @@ def check_run(args: argparse.Namespace) -> CfgNode:
     """What can be checked before any process starts: the config, the datasets and the
     weights file. Raises ConfigError / FileNotFoundError naming what is wrong."""
     cfg = build_cfg(args.config_file, args.opts)
+    check_processes_and_device(cfg, args.num_gpus, args.num_machines)
+    if not args.eval_only:
+        check_solver(cfg, args.num_gpus * args.num_machines)
     if not (args.resume or args.eval_only):
         check_no_finished_run(cfg.OUTPUT_DIR)
     check_datasets_available(cfg, eval_only=args.eval_only)
     check_weights_available(cfg, resume=args.resume and not args.eval_only)
     return cfg
+
+
+def check_processes_and_device(cfg: CfgNode, num_gpus: int, num_machines: int) -> None:
+    """``--num-gpus`` and ``--num-machines`` at least 1, and a CUDA ``MODEL.DEVICE`` only
+    where CUDA is available; raises ConfigError naming the flag or key."""
+    for flag, value in (("--num-gpus", num_gpus), ("--num-machines", num_machines)):
+        if value < 1:
+            raise ConfigError(
+                f"{flag} must be at least 1, got {value} (processes per machine, one per "
+                "GPU; 1 on a CPU)"
+            )
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but no CUDA device is available here; "
+            "set MODEL.DEVICE cpu"
+        )
+
+
+def check_solver(cfg: CfgNode, world_size: int) -> None:
+    """A training needs SOLVER.MAX_ITER >= 1 and SOLVER.IMS_PER_BATCH >= 1, divisible by
+    the number of processes; raises ConfigError naming the key."""
+    for key in ("MAX_ITER", "IMS_PER_BATCH"):
+        if cfg.SOLVER[key] < 1:
+            raise ConfigError(f"SOLVER.{key} must be at least 1, got {cfg.SOLVER[key]}")
+    if cfg.SOLVER.IMS_PER_BATCH % world_size:
+        raise ConfigError(
+            f"SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} is not divisible by the "
+            f"{world_size} processes (--num-gpus x --num-machines)"
+        )
 
 
 def check_no_finished_run(output_dir: str) -> None:

@@ -280,7 +280,13 @@ def test_new_training_into_a_finished_run_is_refused(tmp_path, finished):
     from ifr.engine.defaults import ConfigError, check_run
 
     (tmp_path / finished).write_bytes(b"the finished run")
-    args = Namespace(config_file=TINY, opts=["OUTPUT_DIR", str(tmp_path)], eval_only=False)
+    args = Namespace(
+        config_file=TINY,
+        opts=["OUTPUT_DIR", str(tmp_path)],
+        eval_only=False,
+        num_gpus=1,
+        num_machines=1,
+    )
     with pytest.raises(ConfigError, match=f"holds a finished run \\({finished}\\).*--resume"):
         check_run(Namespace(**vars(args), resume=False))
     check_run(Namespace(**vars(args), resume=True))  # continuing or re-evaluating it is fine

@@ -238,6 +238,24 @@ CASES = [
         "--classes 'dog,cat' gives 2 class names but the model has MODEL.VIS.NUM_CLASSES 3",
     ),
     (
+        "max-iter-0",
+        "train_net",
+        ["--config-file", TINY, "SOLVER.MAX_ITER", "0"],
+        "SOLVER.MAX_ITER must be at least 1, got 0",
+    ),
+    (
+        "batch-0",
+        "train_net",
+        ["--config-file", TINY, "SOLVER.IMS_PER_BATCH", "0"],
+        "SOLVER.IMS_PER_BATCH must be at least 1, got 0",
+    ),
+    (
+        "num-gpus-0",
+        "train_net",
+        ["--config-file", TINY, "--num-gpus", "0"],
+        "--num-gpus must be at least 1, got 0",
+    ),
+    (
         "split-missing-file",
         "split_ytvis",
         ["{f:absent.json}"],
@@ -374,3 +392,12 @@ def test_command_line_exit_status_and_single_line(tmp_path):
         .startswith("error: --eval-only comes after the KEY VALUE overrides")
     )
     assert "Traceback" not in result.stderr
+
+
+def test_a_cuda_device_without_cuda_is_refused_naming_the_key(monkeypatch, make_cfg):
+    from ifr.engine.defaults import ConfigError, check_processes_and_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="MODEL.DEVICE is 'cuda:1' but no CUDA device"):
+        check_processes_and_device(make_cfg(TINY, {"MODEL.DEVICE": "cuda:1"}), 1, 1)
+    check_processes_and_device(make_cfg(TINY, {"MODEL.DEVICE": "cpu"}), 1, 1)
