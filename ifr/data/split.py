@@ -12,7 +12,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from ..utils.atomic_io import atomic_write_json
-from ..utils.paths import check_output_is_not_input
+from ..utils.paths import check_output_folder, check_output_is_not_input
 from .datasets.ytvis import YTVISFormatError, load_ytvis_json, read_ytvis_json
 
 __all__ = ["split_ytvis_json"]
@@ -38,6 +38,7 @@ def split_ytvis_json(
         ValueError: ``num_val`` is not between 1 and the number of videos - 1.
         OutputIsInputError: an output would overwrite ``train_json``.
     """
+    check_output_folder("--out-dir", out_dir)
     data = _read_train_json(train_json)
     video_ids = sorted(v["id"] for v in data["videos"])
     if not 0 < num_val < len(video_ids):

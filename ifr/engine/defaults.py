@@ -23,6 +23,7 @@ from ..config import add_ifr_config, merge_overrides, moved_key_in_error
 from ..data.datasets import register_custom_datasets
 from ..utils.atomic_io import atomic_write_json, atomic_write_text
 from ..utils.errors import UserInputError
+from ..utils.paths import check_output_folder
 from .cli import one_line, raise_on_argparse_error
 from .trainer import FINAL_METRICS_FILE, Trainer, flatten_metrics, write_final_metrics
 
@@ -280,6 +281,8 @@ def check_run(args: argparse.Namespace) -> CfgNode:
     weights file. Raises ConfigError / FileNotFoundError naming what is wrong."""
     cfg = build_cfg(args.config_file, args.opts)
     check_processes_and_device(cfg, args.num_gpus, args.num_machines)
+    if cfg.OUTPUT_DIR:
+        check_output_folder("OUTPUT_DIR", cfg.OUTPUT_DIR)
     if not args.eval_only:
         check_solver(cfg, args.num_gpus * args.num_machines)
     if not (args.resume or args.eval_only):

@@ -25,6 +25,7 @@ from ..engine.defaults import build_cfg
 from ..engine.trainer import FINAL_METRICS_FILE
 from ..evaluation.tracking import TRACKING_METRIC_NAMES
 from ..utils.atomic_io import atomic_write_text
+from ..utils.paths import check_output_folder
 from .aggregate import (
     DEFAULT_METRICS,
     choose_metrics,
@@ -122,6 +123,7 @@ def prepare_comparison(
 
     Raises ValueError / FileNotFoundError naming the argument, config, key or file at fault.
     """
+    check_output_folder("--output-dir", output_dir)
     labels = check_labels(config_files)
     sweeps = []
     for label, config_file in zip(labels, config_files):

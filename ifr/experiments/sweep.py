@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence
 
+from ..utils.paths import check_output_folder
 from .grid import OUTPUT_DIR_KEY, SEED_KEY, expand_grid, parse_param, parse_seeds
 from .manifest import (
     CONSOLE_LOG_NAME,
@@ -82,6 +83,7 @@ def prepare_sweep(
 
     Raises ValueError / FileNotFoundError naming the argument, key or file at fault.
     """
+    check_output_folder("--output-dir", sweep_dir)
     sweep_dir, config_file = os.path.abspath(sweep_dir), os.path.abspath(config_file)
     train_script = os.path.abspath(train_script)
     if not os.path.isfile(train_script):

@@ -1,16 +1,43 @@
 """Output paths checked before any work: an output may not be one of the inputs (the same
-file, also through a symbolic or hard link), so a tool never overwrites what it reads."""
+file, also through a symbolic or hard link), so a tool never overwrites what it reads, and
+an output folder must be a folder the tool can write (or create)."""
 
 import os
 from typing import Mapping
 
 from .errors import UserInputError
 
-__all__ = ["OutputIsInputError", "check_output_is_not_input", "same_file"]
+__all__ = [
+    "OutputFolderError",
+    "OutputIsInputError",
+    "check_output_folder",
+    "check_output_is_not_input",
+    "same_file",
+]
 
 
 class OutputIsInputError(UserInputError):
     """An output path that names one of the inputs."""
+
+
+class OutputFolderError(UserInputError):
+    """An output folder that is a file, or that cannot be written or created."""
+
+
+def check_output_folder(name: str, folder: str) -> None:
+    """Raise :class:`OutputFolderError` naming ``name`` (a flag or key) unless ``folder`` is
+    a writable folder or can be created: the nearest existing ancestor must be a writable
+    folder."""
+    path = os.path.abspath(folder)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputFolderError(f"{name} '{folder}' is a file, not a folder")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputFolderError(f"{name} '{folder}': '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputFolderError(f"{name} '{folder}': '{existing}' is not writable")
 
 
 def same_file(a: str, b: str) -> bool:

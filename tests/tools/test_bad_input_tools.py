@@ -256,6 +256,18 @@ CASES = [
         "--num-gpus must be at least 1, got 0",
     ),
     (
+        "output-dir-is-a-file",
+        "train_net",
+        ["--config-file", TINY, "OUTPUT_DIR", "{f:text.pth}"],
+        "OUTPUT_DIR '{f:text.pth}' is a file, not a folder",
+    ),
+    (
+        "split-out-dir-is-a-file",
+        "split_ytvis",
+        ["{f:unknown_video.json}", "--out-dir", "{f:text.pth}/sub"],
+        "'{f:text.pth}' is a file, not a folder",
+    ),
+    (
         "split-missing-file",
         "split_ytvis",
         ["{f:absent.json}"],
@@ -401,3 +413,14 @@ def test_a_cuda_device_without_cuda_is_refused_naming_the_key(monkeypatch, make_
     with pytest.raises(ConfigError, match="MODEL.DEVICE is 'cuda:1' but no CUDA device"):
         check_processes_and_device(make_cfg(TINY, {"MODEL.DEVICE": "cuda:1"}), 1, 1)
     check_processes_and_device(make_cfg(TINY, {"MODEL.DEVICE": "cpu"}), 1, 1)
+
+
+def test_sweep_and_compare_refuse_an_output_folder_that_is_a_file(tmp_path, load_tool, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    sweep = ["--config-file", TINY, "--seeds", "1", "--output-dir", str(afile), "--dry-run"]
+    assert load_tool("sweep").main(sweep) == 1
+    assert f"--output-dir '{afile}' is a file, not a folder" in capsys.readouterr().err
+    compare = ["--configs", TINY, TINY.replace("ifr_tiny", "m2f_vis_tiny")]
+    assert load_tool("compare").main([*compare, "--output-dir", str(afile), "--dry-run"]) == 1
+    assert f"--output-dir '{afile}' is a file, not a folder" in capsys.readouterr().err
