@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed and memory of a config on synthetic input (no dataset needed).
 
-    python tools/benchmark.py --config-file configs/ytvis19/r50.yaml --size 360 640 \
+    python tools/benchmark.py --config-file configs/ytvis19/r50.yaml --size 360 640 \\
         [--lengths 50,100,500] [--original-size 3000 4000] [KEY VALUE ...]
 
 ``--size`` is the model's input size; ``--original-size`` the size of the video before
@@ -12,7 +12,7 @@ memory against video length (device memory on GPU; process peak RSS on CPU).
 
 The device report (no config file: it builds its own models):
 
-    python tools/benchmark.py --report gpu --output report.json [--device cpu] [--small] \
+    python tools/benchmark.py --report gpu --output report.json [--device cpu] [--small] \\
         [--budget-s 420] [--sections msda,train,inference,memory,frame_step]
 
 runs MSDA (PyTorch vs Triton, fp32 vs bf16), the IFR-R50 and Mask2Former-VIS R50

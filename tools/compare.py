@@ -2,7 +2,7 @@
 """Compare configs: train each with the same data, iterations and seeds, evaluate, and
 tabulate mean ± std per config (the paper's Table 3 plus AP).
 
-    python tools/compare.py --configs configs/tiny/ifr_tiny.yaml configs/tiny/m2f_vis_tiny.yaml \
+    python tools/compare.py --configs configs/tiny/ifr_tiny.yaml configs/tiny/m2f_vis_tiny.yaml \\
         --seeds 3 --output-dir output/compare_tiny [KEY VALUE ...]
 
 Writes DIR/table.md, DIR/table.csv and DIR/table.png; config A.yaml trains in DIR/A/seed=<s>.

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Evaluate a YouTube-VIS results file against a ground-truth json.
 
-    python tools/evaluate.py --annotations GT.json --results results.json \
-        [--tracking [--tracking-score-threshold S]] [--videos 1-8] \
+    python tools/evaluate.py --annotations GT.json --results results.json \\
+        [--tracking [--tracking-score-threshold S]] [--videos 1-8] \\
         [--output metrics.json] [--per-track per_track.csv]
 
 Prints AP, AP50, AP75, APs, APm, APl, AR1, AR10 (as the official YouTube-VIS evaluation)
@@ -52,7 +52,9 @@ def default_tracking_score_threshold() -> float:
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--annotations", required=True, help="YouTube-VIS json with ground truth")
     parser.add_argument("--results", required=True, help="results.json or results.zip")
     parser.add_argument("--tracking", action="store_true", help="also the tracking metrics")

@@ -19,7 +19,9 @@ from ifr.engine.cli import EXIT_ERROR, run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("train_json", help="YouTube-VIS train annotation file")
     parser.add_argument("--out-dir", default=None, help="default: the folder of train_json")
     parser.add_argument(

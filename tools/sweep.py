@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train a grid of config values x seeds, locally (one run after another) or on SLURM.
 
-    python tools/sweep.py --config-file configs/ytvis19/r50.yaml \
+    python tools/sweep.py --config-file configs/ytvis19/r50.yaml \\
         --param MODEL.IFR.LAMBDA_E=0,0.1,0.3,0.5,1.0 --seeds 5 --output-dir output/lambda_e
     python tools/sweep.py ... --launcher slurm --partition gpu --nodes 1 --gpus-per-node 8
     python tools/aggregate.py output/lambda_e
