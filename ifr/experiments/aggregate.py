@@ -15,7 +15,7 @@ from ..evaluation.tracking import TRACKING_METRIC_NAMES
 from ..utils.atomic_io import atomic_open, atomic_write_text
 from ..utils.json_io import read_json
 from .manifest import SweepManifest, load_manifest, refresh_states
-from .plot import save_summary_figure
+from .plot import choose_x_key, save_summary_figure
 from .summary import MissingRun, SettingSummary, SweepSummary, format_stats, mean_std
 from .sweep import console_log_path
 
@@ -193,6 +193,7 @@ def aggregate_sweep(
     summary = summarize(manifest, sweep_dir, metrics)
     if not any(s.num_runs for s in summary.settings):
         raise ValueError(f"{sweep_dir}: no finished run ({FINAL_METRICS_FILE}) to aggregate")
+    choose_x_key(summary, x_key)  # a wrong --x is refused before any file is written
     markdown = format_markdown(summary)
     atomic_write_text(os.path.join(sweep_dir, SUMMARY_MD), markdown)
     write_csv(summary, os.path.join(sweep_dir, SUMMARY_CSV))

@@ -132,7 +132,12 @@ def test_two_swept_keys_need_x_and_draw_one_line_per_other_value(tmp_path):
     write_sweep(sweep_dir, params, [0, 1], lambda s, seed: {"AP": float(seed)})
     with pytest.raises(ValueError, match="--x"):
         aggregate_sweep(sweep_dir, echo=lambda line: None)
+    assert not os.path.exists(os.path.join(sweep_dir, "summary.md"))  # refused before writing
     summary = aggregate_sweep(sweep_dir, x_key=LAMBDA, echo=lambda line: None)
+    written = os.stat(os.path.join(sweep_dir, "summary.md")).st_mtime_ns
+    with pytest.raises(ValueError, match="not a swept key"):
+        aggregate_sweep(sweep_dir, x_key="SOLVER.BASE_LR", echo=lambda line: None)
+    assert os.stat(os.path.join(sweep_dir, "summary.md")).st_mtime_ns == written
     assert len(build_summary_figure(summary, LAMBDA).axes[0].containers) == 2
     with pytest.raises(ValueError, match="not a swept key"):
         build_summary_figure(summary, "SOLVER.BASE_LR")
