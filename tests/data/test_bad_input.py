@@ -98,6 +98,25 @@ def _swap_size_of_video_without_masks(data, image_root):
 # name, how to break the data, when it is caught, the expected one-line fragment
 CASES = [
     (
+        "video id as a string",
+        _set(["videos", 0, "id"], "11"),
+        "load",
+        "key 'id': video id '11' is not an integer",
+    ),
+    (
+        "segmentations null",
+        _set(["annotations", 0, "segmentations"], None),
+        "load",
+        "video id 11, key 'segmentations': annotation id 21: must be a list with one entry per "
+        "frame, got NoneType",
+    ),
+    (
+        "a video of 0 frames",
+        _set(["videos", 1, "file_names"], []),
+        "load",
+        "video id 4, key 'file_names': a video needs at least one frame",
+    ),
+    (
         "duplicate annotation id in a video",
         _set(["annotations", 1, "id"], 21),
         "load",

@@ -182,6 +182,10 @@ def check_videos(data: Dict, json_file: str) -> List[Dict]:
         for key in _VIDEO_KEYS:
             if not isinstance(video, dict) or key not in video:
                 raise YTVISFormatError(json_file, "video lacks this key", video_id, key)
+        if not isinstance(video_id, int) or isinstance(video_id, bool):
+            raise YTVISFormatError(
+                json_file, f"video id {video_id!r} is not an integer", key="id"
+            )
         if video_id in seen:
             raise YTVISFormatError(json_file, "duplicate video id", video_id, "id")
         seen.add(video_id)
@@ -194,8 +198,10 @@ def check_videos(data: Dict, json_file: str) -> List[Dict]:
         names = video["file_names"]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise YTVISFormatError(json_file, "must be a list of strings", video_id, "file_names")
+        if not names:
+            raise YTVISFormatError(json_file, "a video needs at least one frame", video_id, "file_names")
         length = video.get("length", len(video["file_names"]))
-        if length != len(video["file_names"]) or length == 0:
+        if length != len(video["file_names"]):
             raise YTVISFormatError(
                 json_file,
                 f"'length' is {length} but there are {len(video['file_names'])} file names",
@@ -287,6 +293,14 @@ def _group_annotations(
                 "category_id",
             )
         length = records[video_id]["length"]
+        if not isinstance(ann["segmentations"], list):
+            raise YTVISFormatError(
+                json_file,
+                f"annotation id {ann.get('id')!r}: must be a list with one entry per frame, got "
+                f"{type(ann['segmentations']).__name__}",
+                video_id,
+                "segmentations",
+            )
         for key in _PER_FRAME_KEYS:
             values = ann.get(key)
             if values is not None and not isinstance(values, list):
