@@ -168,7 +168,9 @@ def _validate_entry(entry, videos, categories, where: str) -> None:
     if missing:
         raise ValueError(f"{where} (video {entry.get('video_id')}): missing key(s) {missing}")
     video_id = entry["video_id"]
-    where = f"{where} (video {video_id})"
+    where = f"{where} (video {video_id!r})"
+    if isinstance(video_id, bool) or not isinstance(video_id, (int, np.integer)):
+        raise ValueError(f"{where}: 'video_id' must be an int, got {video_id!r}")
     if video_id not in videos:
         raise ValueError(f"{where}: video id {video_id} is not in the ground truth")
     score = entry["score"]
