@@ -11,6 +11,7 @@ import os
 from typing import Dict, List, Sequence, Tuple
 
 from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog
 
 from ..config import normalize_override
 from ..engine.defaults import build_cfg
@@ -84,6 +85,12 @@ def validate_sweep(
         SweepParam(p.key, tuple(normalize_override(with_overrides, p.key, v) for v in p.values))
         for p in params
     ]
+    check_datasets_registered(with_overrides)
+    for param in normalized_params:
+        for value in param.values:
+            setting = with_overrides.clone()
+            setting.merge_from_list([param.key, value])
+            check_datasets_registered(setting, f" (--param {param.key}={value})")
     for given, normalized in zip(params, normalized_params):
         check_values_distinct(given, normalized.values)
     check_folder_names_distinct(normalized_params)
@@ -105,3 +112,21 @@ def check_values_distinct(param: SweepParam, normalized: Sequence[str]) -> None:
                 "list it once"
             )
         seen[identity] = text
+
+
+def check_datasets_registered(cfg: CfgNode, where: str = "") -> None:
+    """Every dataset of DATASETS.TRAIN / TEST and TEST.TRACKING_TUNE_DATASET is registered
+    (or declared in DATASETS.REGISTER); raises ValueError naming the first that is not, so
+    a sweep stops before its first run rather than in each."""
+    declared = {spec.split("=", 1)[0] for spec in cfg.DATASETS.REGISTER}
+    known = set(DatasetCatalog.list()) | declared
+    names = [("DATASETS.TRAIN", n) for n in cfg.DATASETS.TRAIN]
+    names += [("DATASETS.TEST", n) for n in cfg.DATASETS.TEST]
+    if cfg.TEST.TRACKING_TUNE_DATASET:
+        names.append(("TEST.TRACKING_TUNE_DATASET", cfg.TEST.TRACKING_TUNE_DATASET))
+    for key, name in names:
+        if name not in known:
+            raise ValueError(
+                f"dataset {name!r} ({key}{where}) is not registered; a dataset of your own: "
+                "DATASETS.REGISTER, or see datasets/README.md, 'Adding a dataset'"
+            )

@@ -123,3 +123,14 @@ def test_parse_overrides():
         parse_overrides(["A", "1", "B"])
     with pytest.raises(ValueError, match="A is given twice"):
         parse_overrides(["A", "1", "A", "2"])
+
+
+def test_an_unregistered_dataset_is_refused_before_the_first_run():
+    cfg = build_reference_config(TINY)
+    with pytest.raises(ValueError, match=r"dataset 'nope' \(DATASETS.TRAIN\) is not registered"):
+        validate_sweep(cfg, [], [("DATASETS.TRAIN", '("nope",)')])
+    param = SweepParam("DATASETS.TEST", ('("ytvis_tiny_val",)', '("zz",)'))
+    with pytest.raises(ValueError, match=r"'zz' \(DATASETS.TEST \(--param DATASETS.TEST="):
+        validate_sweep(cfg, [param], [])
+    declared = [("DATASETS.REGISTER", '["mine=a.json:frames"]'), ("DATASETS.TEST", '("mine",)')]
+    validate_sweep(cfg, [], declared)  # declared for registration at the run's start
