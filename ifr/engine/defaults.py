@@ -181,17 +181,34 @@ def _check_dataset_files(name: str, meta) -> None:
 
 def check_weights_available(cfg: CfgNode, resume: bool) -> None:
     """Fail at once when MODEL.WEIGHTS names a local file that does not exist (unless
-    --resume will load OUTPUT_DIR/last_checkpoint instead)."""
+    --resume will load OUTPUT_DIR/last_checkpoint instead, whose checkpoint must exist)."""
+    if resume and _check_last_checkpoint(cfg.OUTPUT_DIR):
+        return
     weights = cfg.MODEL.WEIGHTS
     if not weights or "://" in weights or os.path.isfile(weights):
-        return
-    if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
         return
     raise FileNotFoundError(
         f"MODEL.WEIGHTS {weights!r} does not exist. Download the COCO-pretrained Mask2Former "
         "weights there (README, 'Pretrained weights'), point MODEL.WEIGHTS to them, or pass "
         'MODEL.WEIGHTS "" to start from random initialisation.'
     )
+
+
+def _check_last_checkpoint(output_dir: str) -> bool:
+    """True when ``output_dir/last_checkpoint`` names a checkpoint file that exists (what
+    --resume loads); False without ``last_checkpoint``; ConfigError when the file it names
+    is gone."""
+    pointer = os.path.join(output_dir, "last_checkpoint")
+    if not os.path.isfile(pointer):
+        return False
+    with open(pointer) as f:
+        name = f.read().strip()
+    if not os.path.isfile(os.path.join(output_dir, name)):
+        raise ConfigError(
+            f"--resume: {pointer} names {name!r}, which is not in {output_dir}; restore it, "
+            "or point last_checkpoint to a checkpoint that is there"
+        )
+    return True
 
 
 def check_class_names(checkpoint_extras: Dict[str, Any], dataset_names: Sequence[str]) -> None:

@@ -424,3 +424,12 @@ def test_sweep_and_compare_refuse_an_output_folder_that_is_a_file(tmp_path, load
     compare = ["--configs", TINY, TINY.replace("ifr_tiny", "m2f_vis_tiny")]
     assert load_tool("compare").main([*compare, "--output-dir", str(afile), "--dry-run"]) == 1
     assert f"--output-dir '{afile}' is a file, not a folder" in capsys.readouterr().err
+
+
+def test_resume_whose_last_checkpoint_is_gone_names_it(tmp_path, load_tool, capsys):
+    (tmp_path / "last_checkpoint").write_text("model_0000099.pth")
+    argv = ["--config-file", TINY, "--resume", "OUTPUT_DIR", str(tmp_path)]
+    assert run_tool(load_tool("train_net").main, argv) == 1
+    err = capsys.readouterr().err
+    assert "last_checkpoint names 'model_0000099.pth', which is not in" in err
+    assert "MODEL.WEIGHTS" not in err
