@@ -116,6 +116,7 @@ def test_missing_weights_stop_before_the_model_is_built(tmp_path):
     with pytest.raises(FileNotFoundError, match="m2f.pkl"):
         check_weights_available(cfg, resume=False)
     (tmp_path / "last_checkpoint").write_text("model_0000009.pth")
+    (tmp_path / "model_0000009.pth").write_bytes(b"")
     check_weights_available(cfg, resume=True)  # --resume loads OUTPUT_DIR's checkpoint instead
     cfg.MODEL.WEIGHTS = ""
     check_weights_available(cfg, resume=False)
