@@ -117,9 +117,11 @@ def class_names_for(
     else:
         return None
     if len(names) != num_classes:
+        unregistered = classes and "," not in classes and classes not in DatasetCatalog.list()
+        hint = f" ({classes!r} is not a registered dataset either)" if unregistered else ""
         raise UserInputError(
             f"{source} gives {len(names)} class names but the model has "
-            f"MODEL.VIS.NUM_CLASSES {num_classes}"
+            f"MODEL.VIS.NUM_CLASSES {num_classes}{hint}"
         )
     return names
 

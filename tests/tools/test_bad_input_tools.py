@@ -268,6 +268,12 @@ CASES = [
         "'{f:text.pth}' is a file, not a folder",
     ),
     (
+        "demo-classes-unregistered-dataset",
+        "demo",
+        _demo("{f:in.mp4}", "{f:out.mp4}", "--classes", "ytvis_nope"),
+        "'ytvis_nope' is not a registered dataset either",
+    ),
+    (
         "split-missing-file",
         "split_ytvis",
         ["{f:absent.json}"],
