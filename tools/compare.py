@@ -18,6 +18,7 @@ import ifr  # noqa: F401
 from ifr.engine.cli import EXIT_ERROR, run_tool
 from ifr.experiments.compare import (
     dry_run_commands,
+    load_comparison,
     prepare_comparison,
     run_comparison,
     write_comparison_table,
@@ -93,15 +94,18 @@ def main(argv=None) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     try:
         check_config_names(args.configs)
-        sweeps = prepare_comparison(
-            args.output_dir,
-            args.configs,
-            args.seeds,
-            args.seed_list,
-            args.opts,
-            args.train_script,
-            write=not (args.dry_run or args.table_only),
-        )
+        if args.table_only:
+            sweeps = load_comparison(args.output_dir, args.configs)
+        else:
+            sweeps = prepare_comparison(
+                args.output_dir,
+                args.configs,
+                args.seeds,
+                args.seed_list,
+                args.opts,
+                args.train_script,
+                write=not args.dry_run,
+            )
     except (ValueError, FileNotFoundError) as e:
         print(f"compare: error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -34,7 +34,14 @@ from .aggregate import (
     summarize_setting,
     write_csv,
 )
-from .manifest import RunRecord, SweepManifest, refresh_states, save_manifest
+from .manifest import (
+    RunRecord,
+    SweepManifest,
+    load_manifest,
+    manifest_path,
+    refresh_states,
+    save_manifest,
+)
 from .plot import save_comparison_figure
 from .summary import SweepSummary, format_stats
 from .sweep import (
@@ -136,6 +143,23 @@ def prepare_comparison(
     if write:
         for sweep in sweeps:
             save_manifest(sweep.manifest, sweep.sweep_dir)
+    return sweeps
+
+
+def load_comparison(output_dir: str, config_files: Sequence[str]) -> List[ConfigSweep]:
+    """The sweeps already in ``output_dir`` for ``config_files`` (``--table-only``): their
+    own manifests, whatever command trained them, so tabulating needs no overrides."""
+    sweeps = []
+    for label in check_labels(config_files):
+        sweep_dir = os.path.join(os.path.abspath(output_dir), label)
+        if not os.path.isfile(manifest_path(sweep_dir)):
+            raise FileNotFoundError(
+                f"{manifest_path(sweep_dir)}: no comparison of {label} in {output_dir} yet "
+                "(--table-only tabulates runs that a compare command trained there)"
+            )
+        manifest = load_manifest(sweep_dir)
+        refresh_states(manifest, sweep_dir)
+        sweeps.append(ConfigSweep(label, sweep_dir, manifest))
     return sweeps
 
 

@@ -174,8 +174,9 @@ def merge_manifests(new: SweepManifest, old: SweepManifest, sweep_dir: str) -> S
     ):
         if a != b:
             raise ValueError(
-                f"{manifest_path(sweep_dir)} records a sweep with other {what} ({a} vs now {b});"
-                " use another --output-dir"
+                f"{manifest_path(sweep_dir)} records a sweep with other {what} ({a} vs now {b}):"
+                " to add runs to it, repeat the command that trained it; for another "
+                "experiment, use another --output-dir"
             )
     params = [
         SweepParam(o.key, o.values + tuple(v for v in n.values if v not in o.values))

@@ -252,6 +252,10 @@ def test_compare_tool_fails_one_run_resumes_it_and_tabulates(
     os.remove(os.path.join(output_dir, "table.md"))
     assert compare.main(["--table-only", *argv]) == 0  # tabulates, trains nothing
     assert "| ifr_a | 1/2 | 40.0 ± - (1) |" in open(os.path.join(output_dir, "table.md")).read()
+    # The runs' own manifests decide what is tabulated: no overrides needed.
+    table_only = ["--table-only", "--configs", *configs, "--output-dir", output_dir]
+    assert compare.main(table_only) == 0
+    assert "| ifr_a | 1/2 | 40.0 ± - (1) |" in open(os.path.join(output_dir, "table.md")).read()
     assert calls(os.path.join(output_dir, "ifr_a", "seed=1")) == [
         "resume=True had_checkpoint=False"
     ]
@@ -293,7 +297,8 @@ def test_compare_tool_dry_run_and_argument_errors(tmp_path, two_configs, capsys,
     assert compare.main(["--configs", configs[0], *base]) == 1
     assert "at least two configs" in capsys.readouterr().err
     assert compare.main(["--configs", *configs, *base, "--table-only"]) == 1
-    assert "no finished run" in capsys.readouterr().err and not output_dir.exists()
+    err = capsys.readouterr().err
+    assert "no comparison of ifr_a in" in err and not output_dir.exists()
 
 
 def test_runs_go_seed_by_seed_across_the_configs(tmp_path, two_configs):
