@@ -17,7 +17,13 @@ import sys
 import ifr  # noqa: F401
 from ifr.engine.cli import EXIT_ERROR, run_tool
 from ifr.experiments.grid import add_seed_arguments
-from ifr.experiments.slurm import SlurmOptions, job_name, make_train_job, submit_sweep_to_slurm
+from ifr.experiments.slurm import (
+    SlurmOptions,
+    check_slurm_available,
+    job_name,
+    make_train_job,
+    submit_sweep_to_slurm,
+)
 from ifr.experiments.sweep import (
     add_train_script_argument,
     build_train_command,
@@ -109,6 +115,8 @@ def main(argv=None) -> int:
     args = argument_parser().parse_args(argv)
     try:
         options = slurm_options(args) if args.launcher == "slurm" else None
+        if options is not None and not args.dry_run:
+            check_slurm_available()
         manifest = prepare_sweep(
             args.output_dir,
             args.config_file,

@@ -14,6 +14,7 @@ same job; ``--resume`` continues from ``last_checkpoint``.
 
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
@@ -192,3 +193,13 @@ def submit_sweep_to_slurm(
 
 def job_name(record: RunRecord) -> str:
     return "ifr_" + re.sub(r"[^A-Za-z0-9._=-]+", "_", run_label(record))[:100]
+
+
+def check_slurm_available() -> None:
+    """Raise ValueError unless ``sbatch`` (what submitit submits with) is on PATH; called
+    before a sweep writes anything."""
+    if shutil.which("sbatch") is None:
+        raise ValueError(
+            "--launcher slurm: 'sbatch' is not on PATH (submitit submits jobs with it); run "
+            "the sweep where SLURM is installed, or add --dry-run to print the jobs"
+        )

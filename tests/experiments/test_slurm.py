@@ -193,3 +193,16 @@ def test_checkpoint_requeues_the_same_job(sweep):
 def test_slurm_options_are_checked():
     with pytest.raises(ValueError, match="nodes"):
         SlurmOptions(nodes=0)
+
+
+def test_slurm_launcher_without_sbatch_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch, load_tool, capsys
+):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty_bin"))
+    out = tmp_path / "sweep"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    config = os.path.join(root, "configs", "tiny", "ifr_tiny.yaml")
+    argv = ["--config-file", config, "--seeds", "1", "--output-dir", str(out)]
+    assert load_tool("sweep").main([*argv, "--launcher", "slurm"]) == 1
+    assert "'sbatch' is not on PATH" in capsys.readouterr().err
+    assert not out.exists()
