@@ -36,12 +36,15 @@ logger = logging.getLogger(__name__)
 LOADER_GENERATOR_SEED = 0
 
 
-def get_ytvis_dicts(names: Union[str, Sequence[str]], check_headers: bool = False) -> List[Dict]:
+def get_ytvis_dicts(
+    names: Union[str, Sequence[str]], check_headers: bool = False, for_training: bool = False
+) -> List[Dict]:
     """The dataset dicts of the registered datasets ``names``, concatenated in order.
 
     With ``check_headers``, every frame's header is read and its size compared with the
     json (``ifr.data.datasets.frame_headers``), so that a bad frame fails here, not in a
-    data-loader worker mid-training.
+    data-loader worker mid-training. With ``for_training``, a dataset without annotations
+    (a test-split file) is refused, naming it.
     """
     if isinstance(names, str):
         names = [names]
@@ -54,6 +57,12 @@ def get_ytvis_dicts(names: Union[str, Sequence[str]], check_headers: bool = Fals
         videos = DatasetCatalog.get(name)
         if len(videos) == 0:
             raise ValueError(f"Dataset '{name}' is empty")
+        if for_training and not any("annotations" in video for video in videos):
+            json_file = MetadataCatalog.get(name).get("json_file", name)
+            raise ValueError(
+                f"Dataset '{name}' (DATASETS.TRAIN, {json_file}) has no annotations: a "
+                "test-split file cannot train"
+            )
         if check_headers:
             check_frame_headers(videos, MetadataCatalog.get(name).get("json_file", name))
         dicts.extend(videos)
@@ -85,7 +94,9 @@ def build_ytvis_train_loader_and_sampler(
 ) -> Tuple[Any, ResumableTrainingSampler]:
     """:func:`build_ytvis_train_loader` and its sampler (to continue a resumed run's
     stream, :meth:`ResumableTrainingSampler.skip`)."""
-    dicts = get_ytvis_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.CHECK_FRAME_HEADERS)
+    dicts = get_ytvis_dicts(
+        cfg.DATASETS.TRAIN, cfg.DATALOADER.CHECK_FRAME_HEADERS, for_training=True
+    )
     dicts = filter_videos_without_instances(dicts)
     if mapper is None:
         mapper = YTVISDatasetMapper(cfg, is_train=True)

@@ -74,3 +74,19 @@ def test_videos_without_instances_are_filtered_with_a_count(caplog):
     assert "Removed 2 of 3 videos without instances" in caplog.text
     with pytest.raises(ValueError, match="No video"):
         filter_videos_without_instances(dicts[1:])
+
+
+def test_a_training_dataset_without_annotations_is_refused_naming_it():
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    name = "test_split_without_annotations"
+    video = {"video_id": 1, "file_names": ["a.jpg"], "length": 1, "height": 4, "width": 4}
+    DatasetCatalog.register(name, lambda: [dict(video)])
+    MetadataCatalog.get(name).set(json_file="test.json")
+    try:
+        assert len(get_ytvis_dicts(name)) == 1  # fine for evaluation
+        with pytest.raises(ValueError, match=rf"'{name}' \(DATASETS.TRAIN, test.json\) has no"):
+            get_ytvis_dicts(name, for_training=True)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
