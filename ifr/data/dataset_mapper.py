@@ -12,6 +12,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 
+from ..utils.errors import UserInputError
 from ..utils.rle import segmentation_to_mask
 
 __all__ = [
@@ -145,7 +146,7 @@ class YTVISDatasetMapper:
         first frame, and the same transforms are applied to every frame."""
         images, transforms = [], None
         for i in frame_idx:
-            image = utils.read_image(video["file_names"][i], format=self.image_format)
+            image = read_frame(video, i, self.image_format)
             utils.check_image_size({**video, "file_name": video["file_names"][i]}, image)
             if transforms is None:
                 aug_input = T.AugInput(image)
@@ -155,6 +156,24 @@ class YTVISDatasetMapper:
                 image = transforms.apply_image(image)
             images.append(image)
         return images, transforms
+
+
+class UnreadableFrameError(UserInputError):
+    """A frame file that exists but cannot be decoded."""
+
+
+def read_frame(video: Dict, index: int, image_format: str) -> np.ndarray:
+    """Frame ``index`` of ``video`` as an (H, W, 3) uint8 array; a file that cannot be
+    decoded (truncated, not an image) raises UnreadableFrameError naming it and the video,
+    not a bare decoder error from inside a data-loader worker."""
+    path = video["file_names"][index]
+    try:
+        return utils.read_image(path, format=image_format)
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's decoding errors
+        raise UnreadableFrameError(
+            f"video id {video.get('video_id')}, frame {index}: {path} cannot be decoded "
+            f"({' '.join(str(error).split())})"
+        ) from error
 
 
 def _to_chw_tensor(image: np.ndarray) -> torch.Tensor:

@@ -207,3 +207,18 @@ def test_tracks_empty_in_every_frame_after_augmentation_are_dropped():
     none = clip_instances([[_obj(9, MASKS[9][1], 1)]], crop, (H, W), (H, 15))[0]
     assert none.gt_masks.tensor.shape == (0, H, 15) and none.gt_ids.shape == (0,)
     assert none.gt_classes.shape == (0,) and none.gt_boxes.tensor.shape == (0, 4)
+
+
+def test_a_frame_that_cannot_be_decoded_is_named_with_its_video(tmp_path):
+    from ifr.data.dataset_mapper import UnreadableFrameError, read_frame
+
+    good = tmp_path / "good.jpg"
+    from PIL import Image
+
+    Image.new("RGB", (8, 6)).save(good)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:40])
+    video = {"video_id": 7, "file_names": [str(good), str(truncated)]}
+    assert read_frame(video, 0, "RGB").shape == (6, 8, 3)
+    with pytest.raises(UnreadableFrameError, match=rf"video id 7, frame 1: {truncated} cannot"):
+        read_frame(video, 1, "RGB")
