@@ -6,7 +6,7 @@ datasets, weights file); ``main`` is what every process runs."""
 import argparse
 import logging
 import os
-from typing import Any, Dict, List, Sequence, Set
+from typing import Any, Dict, List, Sequence, Set, Tuple
 
 import torch
 import yaml
@@ -141,16 +141,22 @@ def save_run_config(cfg: CfgNode, filename: str = RUN_CONFIG_FILE) -> str:
     return path
 
 
+def configured_datasets(cfg: CfgNode, eval_only: bool = False) -> List[Tuple[str, str]]:
+    """``(config key, dataset name)`` of every dataset a run reads: DATASETS.TRAIN (not
+    with ``eval_only``), DATASETS.TEST and TEST.TRACKING_TUNE_DATASET."""
+    names = [("DATASETS.TRAIN", n) for n in ([] if eval_only else cfg.DATASETS.TRAIN)]
+    names += [("DATASETS.TEST", n) for n in cfg.DATASETS.TEST]
+    if cfg.TEST.TRACKING_TUNE_DATASET:
+        names.append(("TEST.TRACKING_TUNE_DATASET", cfg.TEST.TRACKING_TUNE_DATASET))
+    return names
+
+
 def check_datasets_available(cfg: CfgNode, eval_only: bool = False) -> None:
     """Fail at once, before any model is built, when a dataset of the config (DATASETS.TEST
     only with ``eval_only``) is unknown, its files are missing, or its number of categories
     is not MODEL.VIS.NUM_CLASSES."""
     registered = set(DatasetCatalog.list())
-    names = [("DATASETS.TRAIN", n) for n in ([] if eval_only else cfg.DATASETS.TRAIN)]
-    names += [("DATASETS.TEST", n) for n in cfg.DATASETS.TEST]
-    if cfg.TEST.TRACKING_TUNE_DATASET:
-        names.append(("TEST.TRACKING_TUNE_DATASET", cfg.TEST.TRACKING_TUNE_DATASET))
-    for key, name in names:
+    for key, name in configured_datasets(cfg, eval_only):
         if name not in registered:
             ytvis = sorted(n for n in registered if n.startswith(("ytvis", "ovis")))
             raise ConfigError(

@@ -14,7 +14,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
 
 from ..config import normalize_override
-from ..engine.defaults import build_cfg
+from ..engine.defaults import build_cfg, configured_datasets
 from .grid import OUTPUT_DIR_KEY, SEED_KEY, SweepParam, check_folder_names_distinct
 
 # Keys the sweep sets itself for every run.
@@ -120,11 +120,7 @@ def check_datasets_registered(cfg: CfgNode, where: str = "") -> None:
     a sweep stops before its first run rather than in each."""
     declared = {spec.split("=", 1)[0] for spec in cfg.DATASETS.REGISTER}
     known = set(DatasetCatalog.list()) | declared
-    names = [("DATASETS.TRAIN", n) for n in cfg.DATASETS.TRAIN]
-    names += [("DATASETS.TEST", n) for n in cfg.DATASETS.TEST]
-    if cfg.TEST.TRACKING_TUNE_DATASET:
-        names.append(("TEST.TRACKING_TUNE_DATASET", cfg.TEST.TRACKING_TUNE_DATASET))
-    for key, name in names:
+    for key, name in configured_datasets(cfg):
         if name not in known:
             raise ValueError(
                 f"dataset {name!r} ({key}{where}) is not registered; a dataset of your own: "

@@ -14,15 +14,26 @@ from ifr.modeling.matcher import VideoHungarianMatcher
 CROSS_KEYS = {"loss_mask_cross", "loss_dice_cross"}
 
 
-def _criterion(lambda_e=0.3, num_aux=0, matcher=None, num_classes=3, num_points=12, **kwargs):
+def _criterion(
+    lambda_e=0.3,
+    num_aux=0,
+    matcher=None,
+    num_classes=3,
+    num_points=12,
+    clip_mask_weight=0.0,
+    clip_weights_in_dict=True,
+    **kwargs,
+):
     matcher = matcher or VideoHungarianMatcher(
         cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=16
     )
+    dict_clip_weight = clip_mask_weight if clip_weights_in_dict else 0.0
     return IFRCriterion(
         num_classes=num_classes,
         matcher=matcher,
-        weight_dict=build_weight_dict(2.0, 5.0, 5.0, lambda_e, num_aux),
+        weight_dict=build_weight_dict(2.0, 5.0, 5.0, lambda_e, num_aux, dict_clip_weight),
         lambda_e=lambda_e,
+        clip_mask_weight=clip_mask_weight,
         num_points=num_points,
         oversample_ratio=3.0,
         importance_sample_ratio=0.75,
@@ -374,17 +385,7 @@ def test_clip_mask_loss_equals_the_frame_mask_loss_when_every_frame_query_is_the
     outputs["pred_masks"] = torch.einsum(
         "bntc,btchw->bnthw", frame_embeds, outputs["mask_features"]
     )
-    criterion = IFRCriterion(
-        num_classes=3,
-        matcher=VideoHungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=16),
-        weight_dict=build_weight_dict(2.0, 5.0, 5.0, 0.0, 0, clip_mask_weight=1.0),
-        lambda_e=0.0,
-        clip_mask_weight=1.0,
-        num_points=12,
-        oversample_ratio=3.0,
-        importance_sample_ratio=0.75,
-    )
-    losses = criterion(outputs, _targets(frames=3))
+    losses = _criterion(lambda_e=0.0, clip_mask_weight=1.0)(outputs, _targets(frames=3))
     assert "loss_mask_cross" not in losses
     torch.testing.assert_close(losses["loss_mask_clip"], losses["loss_mask"])
     torch.testing.assert_close(losses["loss_dice_clip"], losses["loss_dice"])
@@ -392,16 +393,7 @@ def test_clip_mask_loss_equals_the_frame_mask_loss_when_every_frame_query_is_the
 
 def test_clip_mask_loss_needs_its_weights_and_the_clip_embeddings():
     with pytest.raises(ValueError, match="clip_mask_weight=0.5"):
-        _criterion(lambda_e=0.0, clip_mask_weight=0.5)
-    criterion = IFRCriterion(
-        num_classes=3,
-        matcher=VideoHungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=16),
-        weight_dict=build_weight_dict(2.0, 5.0, 5.0, 0.0, 0, clip_mask_weight=0.5),
-        lambda_e=0.0,
-        clip_mask_weight=0.5,
-        num_points=12,
-        oversample_ratio=3.0,
-        importance_sample_ratio=0.75,
-    )
+        _criterion(lambda_e=0.0, clip_mask_weight=0.5, clip_weights_in_dict=False)
+    criterion = _criterion(lambda_e=0.0, clip_mask_weight=0.5)
     with pytest.raises(KeyError, match="pred_clip_mask_embeds"):
         criterion(_decoder_like_output(), _targets())
