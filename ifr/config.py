@@ -369,6 +369,9 @@ def _add_tevit_config(cfg: CN) -> None:
     cfg.MODEL.TEVIT.MASK_CONVS = 4  # 3x3 convolutions of the mask head
     cfg.MODEL.TEVIT.NUM_REG_FCS = 3  # fully connected layers before the box deltas
     cfg.MODEL.TEVIT.NUM_CLS_FCS = 1  # fully connected layers before the class logits
+    # One mask logit per RoI instead of TeViT's K class-specific ones (the target's class
+    # in training, the candidate's at inference).
+    cfg.MODEL.TEVIT.CLASS_AGNOSTIC_MASKS = False
     # Loss weights (official): focal class, L1 and GIoU of the boxes, Dice of the masks.
     cfg.MODEL.TEVIT.CLASS_WEIGHT = 2.0
     cfg.MODEL.TEVIT.BBOX_WEIGHT = 5.0  # L1 of the (x1, y1, x2, y2) boxes / image size

@@ -1,7 +1,5 @@
 """Checkpoints: atomic saves, safe loads, and every conversion of outside weights.
 
-Checkpoints: atomic saves, safe loads, and initialisation from Mask2Former weights.
-
 Weights from outside are untrusted. Without ``allow_pickle`` this checkpointer reads
 - ``.pth``/``.pt``: ``torch.load(weights_only=True)`` (tensors and plain containers only),
 - ``.safetensors``,
@@ -18,7 +16,10 @@ colours (``class_names``, ``class_colors``), returned by ``load`` with the other
 Conversions of outside weights to this project's module names, one module each:
 - ``mask2former``: Mask2Former(-VIS) checkpoints (applied by the checkpointer);
 - ``ifc``: official IFC checkpoints (applied through ``IFC.rename_checkpoint_keys``);
-- ``vistr``: VisTR's trained models and its COCO DETR initialisation;
+- ``vistr``: VisTR's trained models and its COCO DETR initialisation (trained models also
+  through ``VisTR.rename_checkpoint_keys``);
+- ``tevit``: TeViT's trained models and the COCO QueryInst it starts from (also through
+  ``TeViT.rename_checkpoint_keys``);
 - ``backbones``: ImageNet Swin, torchvision ResNet, PVTv2 (TeViT's MsgShifT);
 - ``files``: reading such a file safely and writing the converted checkpoint
   (``tools/convert_pretrained.py``).

@@ -91,7 +91,9 @@ class IFRCheckpointer(DetectionCheckpointer):
             loaded = load_tensor_file(
                 filename, self.allow_pickle, "set MODEL.WEIGHTS_ALLOW_PICKLE True"
             )
-            if not (isinstance(loaded, dict) and "model" in loaded):
+            if isinstance(loaded, dict) and "model" not in loaded and "state_dict" in loaded:
+                loaded = {"model": loaded["state_dict"]}  # mmdetection's files (TeViT)
+            elif not (isinstance(loaded, dict) and "model" in loaded):
                 loaded = {"model": loaded}
         check_named_tensors(loaded["model"], filename)
         return loaded

@@ -17,6 +17,7 @@ from ..utils.atomic_io import atomic_torch_save
 from ..utils.errors import UserInputError
 from ..utils.tensor_io import CheckpointFormatError, UnsafeCheckpointError, load_tensor_file
 from .backbones import pvt_v2_official_to_d2, swin_official_to_d2, torchvision_resnet_to_d2
+from .tevit import tevit_to_ifr
 from .vistr import detr_to_vistr_init, vistr_to_ifr
 
 __all__ = [
@@ -68,6 +69,8 @@ CONVERTERS: Dict[str, Callable[..., Dict[str, Tensor]]] = {
     # Whole VisTR models (full names): its COCO DETR initialisation, its trained models.
     "detr-vistr": detr_to_vistr_init,
     "vistr": vistr_to_ifr,
+    # Whole TeViT models (full names): its trained models, the COCO QueryInst it starts from.
+    "tevit": tevit_to_ifr,
 }
 
 

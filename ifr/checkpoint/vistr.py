@@ -5,7 +5,9 @@ VisTR initialises from COCO-pretrained DETR segmentation weights at d = 384 (its
 mask head at the top level), dropping ``class_embed`` and ``query_embed`` (other classes,
 other queries). Its trained models add ``insmask_head.*`` (the 3-D fusion). Both convert
 here (``tools/convert_pretrained.py --kind detr-vistr`` / ``--kind vistr``) into a
-checkpoint of full model names that ``MODEL.WEIGHTS`` loads through the safe loader.
+checkpoint of full model names that ``MODEL.WEIGHTS`` loads through the safe loader; a
+trained model's file may also be given to ``MODEL.WEIGHTS`` as it is
+(``VisTR.rename_checkpoint_keys`` converts it on load).
 
 The class head of a trained VisTR model has ``num_classes + 1`` = 42 rows for YouTube-VIS
 (its ``num_classes = 41``: category ids 1..40 index their rows directly, row 0 is never a
@@ -49,6 +51,12 @@ _DROPPED = ("mask_head.lay5.", "mask_head.out_lay.")
 _UNUSED_CLASS_ROWS = 1
 # VisTR's own (trained) models only; dropped when initialising from DETR.
 _DETR_ONLY_DROPPED = ("class_embed.", "query_embed.")
+
+
+def is_official_vistr(state_dict: Dict[str, Tensor]) -> bool:
+    """Whether ``state_dict`` has the official VisTR / DETR layout (its backbone at
+    ``[vistr.|detr.]backbone.0.body.*``)."""
+    return any(re.match(r"^(detr\.|vistr\.)?backbone\.0\.body\.", name) for name in state_dict)
 
 
 def vistr_to_ifr(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> Dict[str, Tensor]:

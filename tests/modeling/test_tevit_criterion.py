@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ifr.modeling.criterion.tevit import clip_boxes, mask_dice_loss
+from ifr.modeling.criterion.tevit import TeViTCriterion, clip_boxes, mask_dice_loss
 from ifr.modeling.matcher.tevit import TeViTMatcher, focal_class_cost
 
 
@@ -26,6 +26,37 @@ def test_mask_dice_loss_by_hand():
     assert mask_dice_loss(certain, full).item() == pytest.approx(0.0, abs=1e-5)
     # p = 1 everywhere: 1 - 2 * 8 / (16 + 8)
     assert mask_dice_loss(certain, half).item() == pytest.approx(1 / 3, rel=1e-4)
+
+
+def test_mask_targets_are_cut_from_the_box_clipped_to_the_image_with_the_class():
+    # One positive: a box half outside a 16 x 16 frame whose mask is full. mmdetection clips
+    # the box to the image before cutting the target, so the whole 28 x 28 target is 1
+    # (unclipped, its outer half would be 0); the mask logits are read in the target class.
+    seen = {}
+
+    def roi_mask_logits(stage, frame_idx, boxes, queries, labels):
+        seen.update(stage=stage, frame_idx=frame_idx, boxes=boxes, labels=labels)
+        return torch.full((1, 28, 28), 30.0)  # certain everywhere
+
+    stage = {
+        "stage": 1,
+        "pred_logits": torch.zeros(1, 1, 2, 3),
+        "pred_boxes": torch.tensor([[[[0.0, 0.0, 1.0, 1.0], [0.5, 0.0, 1.5, 1.0]]]]),
+        "attn_feats": torch.zeros(1, 1, 2, 4),
+    }
+    positives = (torch.tensor([0]), torch.tensor([0]), torch.tensor([1]))
+    loss = TeViTCriterion._mask_loss(
+        stage,
+        {"roi_mask_logits": roi_mask_logits},
+        positives,
+        torch.tensor([2]),
+        torch.ones(1, 16, 16),
+        num_pos=1.0,
+    )
+    assert loss.item() == pytest.approx(0.0, abs=1e-5)  # target all ones: clipped
+    assert seen["labels"].tolist() == [2] and seen["frame_idx"].tolist() == [1]
+    # the mask head itself sees the unclipped box, as mmdetection's
+    assert torch.equal(seen["boxes"], torch.tensor([[0.5, 0.0, 1.5, 1.0]]))
 
 
 def test_clip_boxes_by_hand():

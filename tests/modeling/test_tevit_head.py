@@ -6,16 +6,18 @@ import math
 import torch
 
 from ifr.modeling.transformer_decoder.tevit import (
+    NOT_THIS_CLASS,
     TeViTSTQIHead,
     decode_box_deltas,
     paste_mask_logits,
     roi_levels,
+    select_class_candidates,
 )
 
 K, N, D = 3, 5, 32
 
 
-def _head(num_stages: int = 2) -> TeViTSTQIHead:
+def _head(num_stages: int = 2, class_agnostic: bool = True, top_k: int = 4) -> TeViTSTQIHead:
     torch.manual_seed(0)
     return TeViTSTQIHead(
         num_classes=K,
@@ -30,6 +32,8 @@ def _head(num_stages: int = 2) -> TeViTSTQIHead:
         mask_convs=2,
         num_cls_fcs=1,
         num_reg_fcs=2,
+        class_agnostic_masks=class_agnostic,
+        top_k=top_k,
     )
 
 
@@ -123,3 +127,84 @@ def test_inference_masks_do_not_depend_on_the_roi_chunk(monkeypatch):
         monkeypatch.setattr(tevit, "MASK_ROI_CHUNK", 4)  # 15 RoIs in chunks of 4
         chunked = head(multi_scale, p2, return_masks=False)["mask_features"]
     assert torch.allclose(whole, chunked, atol=1e-5)
+
+
+def test_class_candidates_are_the_top_pairs_of_mean_score():
+    # 2 queries, 2 frames, 3 classes; mean scores (query, class) chosen by hand.
+    probs = torch.tensor(
+        [[[0.9, 0.1, 0.5], [0.7, 0.3, 0.5]], [[0.2, 0.8, 0.6], [0.4, 0.8, 0.2]]]
+    )  # (N, T, K): means q0 = (0.8, 0.2, 0.5), q1 = (0.3, 0.8, 0.4)
+    outputs = {
+        "pred_logits": torch.logit(probs)[None],
+        "pred_boxes": torch.arange(16.0).view(1, 2, 2, 4),
+        "attn_feats": torch.arange(8.0).view(1, 2, 2, 2),
+    }
+    picked = select_class_candidates(outputs, top_k=3)
+    # The top three pairs: (q0, c0) 0.8, (q1, c1) 0.8, (q0, c2) 0.5 (q0 twice).
+    pairs = set(
+        zip(picked["candidate_queries"][0].tolist(), picked["candidate_labels"][0].tolist())
+    )
+    assert pairs == {(0, 0), (1, 1), (0, 2)}
+    for j, (q, c) in enumerate(
+        zip(picked["candidate_queries"][0].tolist(), picked["candidate_labels"][0].tolist())
+    ):
+        logits = picked["pred_logits"][0, j]  # (T, K)
+        assert torch.allclose(logits[:, c], torch.logit(probs[q, :, c]))
+        others = [k for k in range(3) if k != c]
+        assert (logits[:, others] == NOT_THIS_CLASS).all()
+        assert (logits[:, others].sigmoid() == 0).all()  # never selected with another class
+        assert torch.equal(picked["pred_boxes"][0, j], outputs["pred_boxes"][0, q])
+        assert torch.equal(picked["attn_feats"][0, j], outputs["attn_feats"][0, q])
+
+
+def test_class_specific_mask_reads_the_channel_of_its_class():
+    agnostic, specific = _head(class_agnostic=True), _head(class_agnostic=False)
+    specific.load_state_dict(
+        {k: v for k, v in agnostic.state_dict().items() if "conv_logits" not in k}, strict=False
+    )
+    last = specific.mask_heads[-1].conv_logits
+    assert last.weight.shape[0] == K
+    with torch.no_grad():  # channel 2 is the class-agnostic head's only channel
+        last.weight[2] = agnostic.mask_heads[-1].conv_logits.weight[0]
+        last.bias[2] = agnostic.mask_heads[-1].conv_logits.bias[0]
+    multi_scale, p2 = _features(1, 2)
+    args = (
+        0 + 1,
+        torch.tensor([0, 1]),
+        torch.tensor([[0.1, 0.1, 0.6, 0.7]] * 2),
+        torch.randn(2, D),
+    )
+    outs = []
+    for head in (agnostic, specific):
+        head.train()
+        outs.append(head(multi_scale, p2, return_masks=True)["roi_mask_logits"])
+    reference = outs[0](*args)
+    assert torch.allclose(outs[1](*args, torch.tensor([2, 2])), reference, atol=1e-6)
+    assert not torch.allclose(outs[1](*args, torch.tensor([0, 2]))[0], reference[0])
+
+
+def test_class_specific_inference_hands_on_top_k_pair_candidates():
+    head = _head(class_agnostic=False, top_k=4).eval()
+    multi_scale, p2 = _features(1, 3)
+    with torch.no_grad():
+        out = head(multi_scale, p2, return_masks=False)
+    assert out["pred_logits"].shape == (1, 4, 3, K)
+    assert out["mask_features"].shape == (1, 3, 4, 16, 24)
+    assert out["pred_mask_embeds"].shape == (1, 4, 3, 4)
+    # Each candidate's mask is its query's mask head read in its class's channel.
+    queries, labels = out["candidate_queries"][0], out["candidate_labels"][0]
+    with torch.no_grad():  # the training outputs give the masks of any RoI
+        train_out = head(multi_scale, p2, return_masks=True)
+    j, frame = 1, 2
+    assert torch.equal(out["attn_feats"][0, j], train_out["attn_feats"][0, queries[j]])
+    box = out["pred_boxes"][0, j, frame]
+    logits = train_out["roi_mask_logits"](
+        len(head.stages) - 1,
+        torch.tensor([frame]),
+        box[None],
+        out["attn_feats"][0, j, frame][None],
+        labels[j : j + 1],
+    )
+    expected = paste_mask_logits(logits, box[None] * torch.tensor([96.0, 64, 96, 64]), (16, 24), 4)
+    assert torch.allclose(out["mask_features"][0, frame, j], expected[0], atol=1e-4)
+    assert queries.shape == labels.shape == (4,)

@@ -83,7 +83,10 @@ def detr_segm_keys(enc_layers=1, dec_layers=1):
         {**_linear("bbox_attention.q_linear", D, D), **_linear("bbox_attention.k_linear", D, D)}
     )
     widths = [D + HEADS, D // 2, D // 4, D // 8, D // 16]
-    for i, (c_in, c_out) in enumerate(zip(widths[:4], [widths[0]] + widths[1:4]), start=1):
+    # lay1: dim -> dim, then dim -> context / 2 -> context / 4 -> context / 8
+    for i, (c_in, c_out) in enumerate(
+        zip([widths[0]] + widths[:3], [widths[0]] + widths[1:4]), start=1
+    ):
         keys.update(_conv(f"mask_head.lay{i}", c_out, c_in, 3))
         keys.update(_norm(f"mask_head.gn{i}", c_out))
     keys.update(_norm("mask_head.gn5", widths[4]))
@@ -192,7 +195,7 @@ def test_a_trained_vistr_model_loads_with_nothing_left_out(make_cfg, tmp_path):
     model = build_model(make_cfg(R50, overrides))
     loaded = torch.load(out, weights_only=True)["model"]
     assert set(loaded) == set(model.state_dict())
-    IFRCheckpointer(model).load(str(out))
+    IFRCheckpointer(model, require_complete=True).load(str(out))
     params = dict(model.named_parameters())
     head = params["transformer_decoder.class_embed.weight"].detach()
     # Our row c (contiguous class c, category id c + 1) is VisTR's row c + 1; no-object last.
@@ -201,3 +204,28 @@ def test_a_trained_vistr_model_loads_with_nothing_left_out(make_cfg, tmp_path):
         params["transformer_decoder.mask_head.insmask_head.layers.9.weight"].detach(),
         state["insmask_head.9.weight"],
     )
+
+
+def test_a_trained_vistr_file_evaluates_as_it_is(make_cfg, tmp_path, caplog):
+    """``MODEL.WEIGHTS <official file>`` without converting: ``VisTR.rename_checkpoint_keys``
+    converts it on load, every model tensor loads (``--eval-only``'s requirement)."""
+    torch.manual_seed(0)
+    state = {
+        f"vistr.backbone.0.body.{k}": v
+        for k, v in torchvision.models.resnet50().state_dict().items()
+    }
+    shapes = {k.replace("detr.", "vistr.", 1): v for k, v in detr_segm_keys().items()}
+    shapes["vistr.class_embed.weight"], shapes["vistr.class_embed.bias"] = (42, D), (42,)
+    shapes["vistr.query_embed.weight"] = (360, D)
+    shapes.update(insmask_head_keys())
+    state.update({k: torch.randn(shape) for k, shape in shapes.items()})
+    path = tmp_path / "vistr_r50.pth"
+    torch.save({"model": state}, path)
+    overrides = {"MODEL.VISTR.ENC_LAYERS": 1, "MODEL.VISTR.DEC_LAYERS": 1, "MODEL.DEVICE": "cpu"}
+    model = build_model(make_cfg(R50, overrides))
+    with caplog.at_level(logging.INFO):
+        IFRCheckpointer(model, require_complete=True).load(str(path), checkpointables=[])
+    total = len(model.state_dict())
+    assert f"loaded {total} of {total} model tensors" in caplog.text
+    head = dict(model.named_parameters())["transformer_decoder.class_embed.bias"].detach()
+    torch.testing.assert_close(head, state["vistr.class_embed.bias"][1:])

@@ -14,8 +14,9 @@ clip, P matched (query, frame) pairs where the instance is present.
   every (query, frame) (the matched instance's class where it is present, background
   elsewhere); ``loss_bbox`` the L1 and ``loss_giou`` the 1 - GIoU of the P boxes;
   ``loss_dice`` the Dice loss (mmdetection's, squared denominator, eps 1e-5) of the P
-  28x28 masks predicted in the stage's (detached) boxes against the ground-truth masks
-  RoIAligned into the same boxes and binarised at 0.5.
+  28x28 masks predicted in the stage's (detached) boxes (read from the target class's
+  channel when masks are class-specific) against the ground-truth masks RoIAligned
+  (sampling ratio 0) into the same boxes clipped to the image, binarised at 0.5.
 TeViT's mask loss is Dice only (weight 8), so there is no BCE mask term here.
 """
 
@@ -109,7 +110,7 @@ class TeViTCriterion(nn.Module):
         logits, boxes = stage["pred_logits"], stage["pred_boxes"]  # (B, N, T, K), (B, N, T, 4)
         indices = self.matcher(stage, targets)
         class_targets = torch.zeros_like(logits)
-        b_idx, q_idx, t_idx, tgt_boxes, tgt_masks, rows = [], [], [], [], [], []
+        b_idx, q_idx, t_idx, tgt_boxes, tgt_masks, tgt_labels = [], [], [], [], [], []
         for b, ((queries, instances), target) in enumerate(zip(indices, targets)):
             present = target["present"][instances]  # (m, T)
             m_idx, frames = torch.nonzero(present, as_tuple=True)
@@ -121,7 +122,7 @@ class TeViTCriterion(nn.Module):
             t_idx.append(frames)
             tgt_boxes.append(target["boxes"][instances][m_idx, frames])
             tgt_masks.append(target["masks"][instances][m_idx, frames])
-            rows.append(m_idx)
+            tgt_labels.append(labels)
         loss_ce = sigmoid_focal_loss(logits, class_targets, num_pos, FOCAL_ALPHA, FOCAL_GAMMA)
         b_idx, q_idx, t_idx = torch.cat(b_idx), torch.cat(q_idx), torch.cat(t_idx)
         if b_idx.numel() == 0:
@@ -138,7 +139,12 @@ class TeViTCriterion(nn.Module):
         giou = torch.diag(generalized_box_iou(pred_boxes, gt_boxes))
         loss_giou = (1 - giou).sum() / num_pos
         loss_dice = self._mask_loss(
-            stage, outputs, b_idx, q_idx, t_idx, torch.cat(tgt_masks), num_pos
+            stage,
+            outputs,
+            (b_idx, q_idx, t_idx),
+            torch.cat(tgt_labels),
+            torch.cat(tgt_masks),
+            num_pos,
         )
         return {
             "loss_ce": loss_ce,
@@ -148,25 +154,34 @@ class TeViTCriterion(nn.Module):
         }
 
     @staticmethod
-    def _mask_loss(stage, outputs, b_idx, q_idx, t_idx, gt_masks: Tensor, num_pos: float) -> Tensor:
-        """Dice of the P masks predicted in the detached boxes; gt_masks (P, H, W)."""
+    def _mask_loss(
+        stage, outputs, positives, labels: Tensor, gt_masks: Tensor, num_pos: float
+    ) -> Tensor:
+        """Dice of the P masks predicted in the detached boxes, each read from its target
+        class's channel when masks are class-specific (as mmdetection's mask loss).
+
+        positives: (batch, query, frame) indices, each (P,); labels (P,); gt_masks (P, H, W)
+        at the padded size, to which the boxes are clipped for the targets (as
+        mmdetection's ``mask_target``)."""
+        b_idx, q_idx, t_idx = positives
         frames = stage["pred_logits"].shape[2]
         boxes = stage["pred_boxes"][b_idx, q_idx, t_idx].detach()
         queries = stage["attn_feats"][b_idx, q_idx, t_idx]
-        logits = outputs["roi_mask_logits"](stage["stage"], b_idx * frames + t_idx, boxes, queries)
+        logits = outputs["roi_mask_logits"](
+            stage["stage"], b_idx * frames + t_idx, boxes, queries, labels
+        )
         height, width = gt_masks.shape[-2:]
         scale = boxes.new_tensor([width, height, width, height])
-        rois = torch.cat(
-            [torch.arange(len(boxes), device=boxes.device)[:, None].to(boxes), boxes * scale], dim=1
-        )
-        with torch.no_grad():
+        clipped = torch.min((boxes * scale).clamp(min=0), scale)
+        index = torch.arange(len(boxes), device=boxes.device)[:, None].to(boxes)
+        with torch.no_grad():  # mmdetection's BitmapMasks.crop_and_resize: sampling ratio 0
             targets = (
                 roi_align(
                     gt_masks[:, None].to(boxes),
-                    rois,
+                    torch.cat([index, clipped], dim=1),
                     logits.shape[-1],
                     1.0,
-                    sampling_ratio=2,
+                    sampling_ratio=0,
                     aligned=True,
                 )[:, 0]
                 >= 0.5

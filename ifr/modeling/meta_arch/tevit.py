@@ -7,7 +7,8 @@ Everything else is the shared ``VideoMaskClassifier``: preprocessing, targets, t
 training forward and inference (``ifr.inference``; the head hands its pasted masks over
 as one-hot embeddings, see ``transformer_decoder/tevit.py``). What is TeViT's own here:
 the backbone sees the clip length (``_encode``), and a query's class probabilities are
-the mean of its per-frame sigmoid scores (``class_probabilities``), as TeViT's test.
+the mean of its per-frame sigmoid scores (``class_probabilities``), as TeViT's test, and
+official (mmdetection-named) checkpoints load as they are (``rename_checkpoint_keys``).
 """
 
 from typing import Dict
@@ -15,6 +16,7 @@ from typing import Dict
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY
 
+from ...checkpoint.tevit import is_official_tevit, tevit_to_ifr
 from ..backbone.msgshift import D2MsgShifT
 from ..criterion.tevit import TeViTCriterion
 from ..pixel_decoder import TeViTFPN
@@ -35,6 +37,13 @@ class TeViT(VideoMaskClassifier):
     class_activation = "sigmoid"
     criterion_class = TeViTCriterion
     required_parts = _TEVIT_PARTS
+
+    @staticmethod
+    def rename_checkpoint_keys(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Called by ``ifr.checkpoint.IFRCheckpointer`` on every loaded state dict: an
+        official (mmdetection) TeViT or QueryInst file converts as ``--kind tevit``; other
+        files are unchanged."""
+        return tevit_to_ifr(state_dict) if is_official_tevit(state_dict) else state_dict
 
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
         """(..., T, K) per-frame logits -> (..., K): the mean over frames of the sigmoid."""

@@ -25,6 +25,7 @@ import torch
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
+from ...checkpoint.vistr import is_official_vistr, vistr_to_ifr
 from ...layers.classification import class_probabilities
 from ..criterion.vistr import VisTRCriterion
 from ..registry import TRANSFORMER_DECODER_REGISTRY
@@ -62,6 +63,12 @@ class VisTR(VideoMaskClassifier):
             "pixel_decoder": None,
             "transformer_decoder": decoder_cls(cfg, input_shape=shapes),
         }
+
+    @staticmethod
+    def rename_checkpoint_keys(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Called by ``ifr.checkpoint.IFRCheckpointer`` on every loaded state dict: an
+        official VisTR model converts as ``--kind vistr``; other files are unchanged."""
+        return vistr_to_ifr(state_dict) if is_official_vistr(state_dict) else state_dict
 
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
         """(..., T, K + 1) per-frame logits -> (..., K): the softmax probabilities of the

@@ -15,21 +15,26 @@ every frame. Each of the ``num_stages`` stages, as TeViT's ``STQIHead`` + ``Dyna
 5. the mask head: RoIAlign (14x14) of the refined boxes, a dynamic convolution with the
    query features of step 2, four 3x3 convolutions, a 2x deconvolution -> 28x28 logits.
 
+Masks are class-specific as TeViT's (K channels, the target's or the predicted class's
+read), or class-agnostic (one channel) with ``class_agnostic_masks``. At inference,
+class-specific masks make each candidate a (query, class) pair, as TeViT's test: the
+``top_k`` pairs of highest mean score are selected here, their masks read from their
+class's channel, and each is handed on as a candidate whose logits are the query's in its
+class and ``NOT_THIS_CLASS`` elsewhere, so the shared top-k selects exactly these pairs.
+
 Differences from TeViT's code, all deliberate:
-- masks are class-agnostic (one channel; TeViT predicts one per class and reads the
-  predicted class's): the shared inference renders one mask per query;
 - boxes are normalised by the padded input size (TeViT: the image size before padding);
 - RoIAlign is torchvision's (``aligned=True``, 2 samples per bin, as mmcv's) with
   mmdetection's level rule written here (``roi_levels``);
 - at inference a query's class probabilities are the mean over frames of its sigmoid
-  scores (as TeViT), and masks are computed for every query and frame of the clip, pasted
-  into the stride-4 grid and handed to the shared inference as one-hot embeddings over
-  those maps (TeViT computes masks of its top 10 only).
+  scores (as TeViT); masks (of every query with class-agnostic masks, of the top-k pairs
+  otherwise) are pasted into the stride-4 grid and handed to the shared inference as
+  one-hot embeddings over those maps (TeViT pastes at the original resolution).
 """
 
 import math
 from functools import partial
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from detectron2.config import configurable
@@ -40,7 +45,13 @@ from torchvision.ops import box_convert, roi_align
 from ..registry import TRANSFORMER_DECODER_REGISTRY
 from .common import masks_as_embeddings
 
-__all__ = ["TeViTSTQIHead", "decode_box_deltas", "roi_levels", "paste_mask_logits"]
+__all__ = [
+    "TeViTSTQIHead",
+    "decode_box_deltas",
+    "paste_mask_logits",
+    "roi_levels",
+    "select_class_candidates",
+]
 
 # mmdetection's RoI level rule: level = floor(log2(sqrt(area) / FINEST_SCALE)), clamped.
 FINEST_SCALE = 56
@@ -49,6 +60,9 @@ DELTA_STDS = (0.5, 0.5, 1.0, 1.0)
 MAX_LOG_RATIO = abs(math.log(16 / 1000))
 # RoIs through the mask head at once at inference (every query of every frame is masked).
 MASK_ROI_CHUNK = 512
+# Logit of a (query, class) candidate in the classes other than its own: sigmoid 0 in
+# float32 and float16, so the shared top-k never selects the pair with another class.
+NOT_THIS_CLASS = -1.0e4
 
 
 def roi_levels(boxes: Tensor, num_levels: int) -> Tensor:
@@ -220,9 +234,9 @@ class STQIStage(nn.Module):
 class DynamicMaskHead(nn.Module):
     """QueryInst's mask head: dynamic convolution (no projection) of the 14x14 RoI
     features with the query, 3x3 convolutions with BatchNorm, a 2x deconvolution and a
-    1x1 class-agnostic logit."""
+    1x1 convolution to ``num_masks`` logits (K class-specific ones, or 1)."""
 
-    def __init__(self, dim: int, dynamic_dim: int, pool: int, num_convs: int):
+    def __init__(self, dim: int, dynamic_dim: int, pool: int, num_convs: int, num_masks: int):
         super().__init__()
         self.pool = pool
         self.instance_interactive_conv = DynamicConv(dim, dynamic_dim, pool, with_proj=False)
@@ -235,17 +249,22 @@ class DynamicMaskHead(nn.Module):
             ]
         self.convs = nn.Sequential(*convs)
         self.upsample = nn.ConvTranspose2d(dim, dim, 2, 2)
-        self.conv_logits = nn.Conv2d(dim, 1, 1)
+        self.conv_logits = nn.Conv2d(dim, num_masks, 1)
         for m in (self.upsample, self.conv_logits):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(m.bias)
 
-    def forward(self, queries: Tensor, roi_features: Tensor) -> Tensor:
-        """queries (R, d), roi_features (R, d, S, S) -> (R, 2S, 2S) mask logits."""
+    def forward(self, queries: Tensor, roi_features: Tensor, labels: Optional[Tensor]) -> Tensor:
+        """queries (R, d), roi_features (R, d, S, S), labels (R,) the class channel to
+        read (ignored with one channel) -> (R, 2S, 2S) mask logits."""
         x = self.instance_interactive_conv(queries, roi_features)
         x = x.transpose(1, 2).reshape(-1, x.shape[2], self.pool, self.pool)
-        x = F.relu(self.upsample(self.convs(x)))
-        return self.conv_logits(x)[:, 0]
+        logits = self.conv_logits(F.relu(self.upsample(self.convs(x))))
+        if logits.shape[1] == 1:
+            return logits[:, 0]
+        if labels is None:
+            raise ValueError("class-specific mask logits need the class of each RoI")
+        return logits[torch.arange(len(logits), device=logits.device), labels]
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -271,6 +290,8 @@ class TeViTSTQIHead(nn.Module):
         mask_convs: int,
         num_cls_fcs: int,
         num_reg_fcs: int,
+        class_agnostic_masks: bool = False,
+        top_k: int = 10,
     ):
         """
         Args:
@@ -280,9 +301,14 @@ class TeViTSTQIHead(nn.Module):
             dynamic_dim: hidden channels of the dynamic convolutions (64).
             box_pool, mask_pool: RoIAlign sides (7, 14); mask_convs: 3x3 convs (4).
             num_cls_fcs, num_reg_fcs: layers of the class (1) and box (3) branches.
+            class_agnostic_masks: one mask logit per RoI instead of TeViT's K.
+            top_k: (query, class) pairs kept at inference with class-specific masks (the
+                shared inference's top-k, TeViT's ``max_per_img``).
         """
         super().__init__()
         self.num_queries = num_queries
+        self.class_agnostic_masks = class_agnostic_masks
+        self.top_k = top_k
         self.box_pool, self.mask_pool = box_pool, mask_pool
         self.init_proposal_features = nn.Embedding(num_queries, hidden_dim)
         self.init_proposal_bboxes = nn.Embedding(num_queries, 4)  # (cx, cy, w, h) / size
@@ -300,8 +326,9 @@ class TeViTSTQIHead(nn.Module):
             num_reg_fcs=num_reg_fcs,
         )
         self.stages = nn.ModuleList(stage() for _ in range(num_stages))
+        num_masks = 1 if class_agnostic_masks else num_classes
         self.mask_heads = nn.ModuleList(
-            DynamicMaskHead(hidden_dim, dynamic_dim, mask_pool, mask_convs)
+            DynamicMaskHead(hidden_dim, dynamic_dim, mask_pool, mask_convs, num_masks)
             for _ in range(num_stages)
         )
 
@@ -321,6 +348,8 @@ class TeViTSTQIHead(nn.Module):
             "mask_convs": t.MASK_CONVS,
             "num_cls_fcs": t.NUM_CLS_FCS,
             "num_reg_fcs": t.NUM_REG_FCS,
+            "class_agnostic_masks": t.CLASS_AGNOSTIC_MASKS,
+            "top_k": cfg.MODEL.VIS.TEST.TOP_K,
         }
 
     def forward(
@@ -376,8 +405,9 @@ class TeViTSTQIHead(nn.Module):
             outputs["aux_outputs"] = stage_outputs[:-1]
             outputs["roi_mask_logits"] = partial(self.roi_mask_logits, flat_levels, scale)
             return outputs
-        masks = self._masks_of_all_queries(flat_levels, scale, outputs, mask_features.shape[-2:])
-        masks = masks.view(batch, frames, n, *masks.shape[-2:]).transpose(1, 2)  # (B, N, T, h, w)
+        if not self.class_agnostic_masks:
+            outputs = select_class_candidates(outputs, self.top_k)
+        masks = self._pasted_masks(flat_levels, scale, outputs, mask_features.shape[-2:])
         outputs.update(masks_as_embeddings(masks))
         return outputs
 
@@ -389,21 +419,26 @@ class TeViTSTQIHead(nn.Module):
         frame_idx: Tensor,
         boxes: Tensor,
         queries: Tensor,
+        labels: Optional[Tensor] = None,
     ) -> Tensor:
         """Mask logits (R, 2S, 2S) of R boxes (R, 4) (xyxy / padded size) in frames
-        ``frame_idx`` (R,) (of the B*T frames), with stage ``stage``'s mask head and
-        query features ``queries`` (R, d)."""
+        ``frame_idx`` (R,) (of the B*T frames), with stage ``stage``'s mask head, query
+        features ``queries`` (R, d) and, for class-specific masks, classes ``labels`` (R,)."""
         rois = torch.cat([frame_idx[:, None].to(boxes), boxes * scale], dim=1)
         roi_features = multilevel_roi_align(flat_levels, rois, self.mask_pool, self.strides)
-        return self.mask_heads[stage](queries, roi_features)
+        return self.mask_heads[stage](queries, roi_features, labels)
 
-    def _masks_of_all_queries(self, flat_levels, scale, outputs, grid_size) -> Tensor:
-        """(B*T*N, h, w) pasted mask logits of the last stage, frame-major; the mask head
-        runs on ``MASK_ROI_CHUNK`` RoIs at a time (bounded memory on long videos)."""
-        boxes = outputs["pred_boxes"].transpose(1, 2).reshape(-1, 4)
+    def _pasted_masks(self, flat_levels, scale, outputs, grid_size) -> Tensor:
+        """(B, Q, T, h, w) pasted mask logits of the last stage for the Q queries (or
+        (query, class) candidates) of ``outputs``; the mask head runs on
+        ``MASK_ROI_CHUNK`` RoIs at a time (bounded memory on long videos)."""
+        batch, num, frames = outputs["pred_boxes"].shape[:3]
+        boxes = outputs["pred_boxes"].transpose(1, 2).reshape(-1, 4)  # frame-major
         queries = outputs["attn_feats"].transpose(1, 2).reshape(boxes.shape[0], -1)
-        frame_idx = torch.arange(flat_levels[0].shape[0], device=boxes.device)
-        frame_idx = frame_idx.repeat_interleave(self.num_queries)
+        labels = outputs.get("candidate_labels")
+        if labels is not None:
+            labels = labels[:, None].expand(batch, frames, num).reshape(-1)
+        frame_idx = torch.arange(batch * frames, device=boxes.device).repeat_interleave(num)
         pasted = []
         for start in range(0, boxes.shape[0], MASK_ROI_CHUNK):
             part = slice(start, start + MASK_ROI_CHUNK)
@@ -414,6 +449,43 @@ class TeViTSTQIHead(nn.Module):
                 frame_idx[part],
                 boxes[part],
                 queries[part],
+                None if labels is None else labels[part],
             )
             pasted.append(paste_mask_logits(logits, boxes[part] * scale, tuple(grid_size), 4))
-        return torch.cat(pasted)
+        masks = torch.cat(pasted)
+        return masks.view(batch, frames, num, *masks.shape[-2:]).transpose(1, 2)
+
+
+def select_class_candidates(outputs: Dict[str, Tensor], top_k: int) -> Dict[str, Tensor]:
+    """The ``top_k`` (query, class) pairs of highest mean sigmoid score over the frames
+    (TeViT's test), as ``top_k`` candidates.
+
+    Args:
+        outputs: ``pred_logits`` (B, N, T, K), ``pred_boxes`` (B, N, T, 4), ``attn_feats``
+            (B, N, T, d) of the last stage.
+    Returns:
+        the same keys with k = min(top_k, N*K) candidates in place of the N queries: a
+        candidate's logits are its query's in its class and ``NOT_THIS_CLASS`` in the
+        others; ``candidate_labels`` (B, k) its class, ``candidate_queries`` (B, k) its query.
+    """
+    logits = outputs["pred_logits"]
+    batch, n, frames, num_classes = logits.shape
+    scores = logits.sigmoid().mean(dim=2).flatten(1)  # (B, N*K)
+    top = scores.topk(min(top_k, scores.shape[1]), dim=1).indices
+    query, label = top // num_classes, top % num_classes  # (B, k)
+
+    def gather(x: Tensor) -> Tensor:  # (B, N, T, ...) -> (B, k, T, ...)
+        index = query.view(*query.shape, *([1] * (x.dim() - 2)))
+        return torch.gather(x, 1, index.expand(-1, -1, *x.shape[2:]))
+
+    own = torch.gather(gather(logits), 3, label[:, :, None, None].expand(-1, -1, frames, 1))
+    candidate_logits = torch.full_like(gather(logits), NOT_THIS_CLASS)
+    candidate_logits.scatter_(3, label[:, :, None, None].expand(-1, -1, frames, 1), own)
+    return dict(
+        outputs,
+        pred_logits=candidate_logits,
+        pred_boxes=gather(outputs["pred_boxes"]),
+        attn_feats=gather(outputs["attn_feats"]),
+        candidate_labels=label,
+        candidate_queries=query,
+    )
