@@ -6,17 +6,33 @@ dicts; ``files.py`` reads and writes files, and the model-specific converters
 
 import math
 import re
-from typing import Dict
+from typing import Dict, Optional
 
 from torch import Tensor
 
 from ..utils.tensor_io import CheckpointFormatError
 
-__all__ = ["pvt_v2_official_to_d2", "swin_official_to_d2", "torchvision_resnet_to_d2"]
+__all__ = [
+    "Dropped",
+    "pvt_v2_official_to_d2",
+    "record_drop",
+    "swin_official_to_d2",
+    "torchvision_resnet_to_d2",
+]
+
+# What a converter leaves out: input name -> why (filled when the caller passes a dict).
+Dropped = Optional[Dict[str, str]]
+IMAGENET_CLASSIFIER = "the ImageNet classifier (not part of the backbone)"
+
+
+def record_drop(dropped: Dropped, name: str, reason: str) -> None:
+    """Notes that input tensor ``name`` is left out, and why (no-op without a dict)."""
+    if dropped is not None:
+        dropped[name] = reason
 
 
 def swin_official_to_d2(
-    state_dict: Dict[str, Tensor], source: str = "checkpoint"
+    state_dict: Dict[str, Tensor], source: str = "checkpoint", dropped: Dropped = None
 ) -> Dict[str, Tensor]:
     """Official Swin classification names -> ``D2SwinTransformer`` names.
 
@@ -27,7 +43,11 @@ def swin_official_to_d2(
     """
     converted = {}
     for name, tensor in state_dict.items():
-        if name.startswith(("head.", "norm.")) or name.endswith(".attn_mask"):
+        if name.startswith(("head.", "norm.")):
+            record_drop(dropped, name, IMAGENET_CLASSIFIER + " and its final norm")
+            continue
+        if name.endswith(".attn_mask"):
+            record_drop(dropped, name, "precomputed window masks (recomputed per input size)")
             continue
         if name == "absolute_pos_embed" and tensor.dim() == 3:
             side = math.isqrt(tensor.shape[1])
@@ -49,7 +69,7 @@ _RESNET_BLOCK = re.compile(r"^layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.0|downs
 
 
 def torchvision_resnet_to_d2(
-    state_dict: Dict[str, Tensor], source: str = "checkpoint"
+    state_dict: Dict[str, Tensor], source: str = "checkpoint", dropped: Dropped = None
 ) -> Dict[str, Tensor]:
     """torchvision ResNet names -> detectron2 ResNet names.
 
@@ -60,7 +80,11 @@ def torchvision_resnet_to_d2(
     """
     converted = {}
     for name, tensor in state_dict.items():
-        if name.startswith("fc.") or name.endswith("num_batches_tracked"):
+        if name.startswith("fc."):
+            record_drop(dropped, name, IMAGENET_CLASSIFIER)
+            continue
+        if name.endswith("num_batches_tracked"):
+            record_drop(dropped, name, "BatchNorm step counters (frozen BatchNorm has none)")
             continue
         stem = _RESNET_STEM.match(name)
         block = _RESNET_BLOCK.match(name)
@@ -86,7 +110,7 @@ _PVT_PREFIXES = ("patch_embed", "block", "norm")
 
 
 def pvt_v2_official_to_d2(
-    state_dict: Dict[str, Tensor], source: str = "checkpoint"
+    state_dict: Dict[str, Tensor], source: str = "checkpoint", dropped: Dropped = None
 ) -> Dict[str, Tensor]:
     """Official PVTv2 classification names (``pvt_v2_b1.pth``) -> ``D2MsgShifT`` names: the
     same names; the classifier (``head.*``) is dropped. The messenger tokens are not in
@@ -94,6 +118,7 @@ def pvt_v2_official_to_d2(
     converted = {}
     for name, tensor in state_dict.items():
         if name.startswith("head."):
+            record_drop(dropped, name, IMAGENET_CLASSIFIER)
             continue
         if not name.startswith(_PVT_PREFIXES):
             raise CheckpointFormatError(

@@ -8,6 +8,7 @@ that ``DetectionCheckpointer`` loads into the model (``backbone.<name>`` keys).
 Input files are loaded without unpickling arbitrary objects unless the caller allows it.
 """
 
+import collections
 import os
 from typing import Callable, Dict, Optional
 
@@ -105,7 +106,8 @@ def convert_checkpoint(
         )
     state_dict = load_state_dict_safely(input_path, allow_pickle=allow_pickle)
     converter = CONVERTERS[kind]
-    backbone_state = converter(state_dict, source=input_path)
+    dropped: Dict[str, str] = {}
+    backbone_state = converter(state_dict, source=input_path, dropped=dropped)
     if not backbone_state:
         raise UserInputError(
             f"{input_path}: no tensor to convert with --kind {kind} ({len(state_dict)} tensors "
@@ -116,7 +118,33 @@ def convert_checkpoint(
     checkpoint = to_detectron2_checkpoint(backbone_state, prefix)
     atomic_torch_save(checkpoint, output_path)
     if log is not None:
-        dropped = len(state_dict) - len(backbone_state)
-        converted = len(backbone_state)
-        log(f"{input_path}: {converted} tensors converted ({dropped} dropped) -> {output_path}")
+        log(
+            conversion_summary(
+                input_path, output_path, len(state_dict), checkpoint, dropped, converter
+            )
+        )
     return checkpoint
+
+
+def conversion_summary(
+    input_path: str,
+    output_path: str,
+    num_read: int,
+    checkpoint: dict,
+    dropped: Dict[str, str],
+    converter: Callable,
+) -> str:
+    """One line: tensors read and written, and every dropped group with its reason."""
+    written = len(checkpoint["model"])
+    note = getattr(converter, "written_note", "")
+    line = f"{input_path}: {num_read} tensors read, {written} written" + (
+        f" ({note})" if note else ""
+    )
+    if dropped:
+        reasons = collections.Counter(dropped.values())
+        line += f"; {len(dropped)} left out: " + "; ".join(
+            f"{count} {reason}" for reason, count in sorted(reasons.items())
+        )
+    else:
+        line += "; nothing left out"
+    return f"{line} -> {output_path}"

@@ -23,6 +23,7 @@ from typing import Dict
 from torch import Tensor
 
 from ..utils.tensor_io import CheckpointFormatError
+from .backbones import Dropped
 
 __all__ = ["is_official_tevit", "tevit_to_ifr"]
 
@@ -104,10 +105,13 @@ def is_official_tevit(state_dict: Dict[str, Tensor]) -> bool:
     )
 
 
-def tevit_to_ifr(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> Dict[str, Tensor]:
+def tevit_to_ifr(
+    state_dict: Dict[str, Tensor], source: str = "checkpoint", dropped: Dropped = None
+) -> Dict[str, Tensor]:
     """An official TeViT (or QueryInst PVTv2) state dict -> full names of this project's
     ``TeViT`` model, every tensor converted; an unknown name raises CheckpointFormatError
-    naming ``source`` and the key."""
+    naming ``source`` and the key. Nothing is dropped (``dropped`` stays empty); each
+    backbone attention's ``in_proj`` becomes two tensors."""
     if not is_official_tevit(state_dict):
         raise CheckpointFormatError(
             f"{source}: not a TeViT checkpoint "
@@ -134,6 +138,7 @@ def tevit_to_ifr(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> D
 
 # Full model names (``convert_checkpoint`` adds no ``backbone.`` prefix).
 tevit_to_ifr.full_model = True
+tevit_to_ifr.written_note = "each backbone in_proj written as q and kv"
 
 
 def _rename(name: str):

@@ -23,7 +23,7 @@ from typing import Dict
 from torch import Tensor
 
 from ..utils.tensor_io import CheckpointFormatError
-from .backbones import torchvision_resnet_to_d2
+from .backbones import Dropped, record_drop, torchvision_resnet_to_d2
 
 _DECODER = "transformer_decoder."
 _MASK_HEAD = _DECODER + "mask_head."
@@ -59,7 +59,9 @@ def is_official_vistr(state_dict: Dict[str, Tensor]) -> bool:
     return any(re.match(r"^(detr\.|vistr\.)?backbone\.0\.body\.", name) for name in state_dict)
 
 
-def vistr_to_ifr(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> Dict[str, Tensor]:
+def vistr_to_ifr(
+    state_dict: Dict[str, Tensor], source: str = "checkpoint", dropped: Dropped = None
+) -> Dict[str, Tensor]:
     """A VisTR model (``vistr.*``, ``bbox_attention.*``, ``mask_head.*``,
     ``insmask_head.*``) -> full names of this project's ``VisTR`` model."""
     converted: Dict[str, Tensor] = {}
@@ -67,6 +69,7 @@ def vistr_to_ifr(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> D
     for name, tensor in state_dict.items():
         name = re.sub(r"^(detr|vistr)\.", "", name)
         if name.startswith(_DROPPED):
+            record_drop(dropped, name, "DETR's mask output layers, which VisTR does not have")
             continue
         if name.startswith("backbone.0.body."):
             backbone[name[len("backbone.0.body.") :]] = tensor
@@ -81,19 +84,22 @@ def vistr_to_ifr(state_dict: Dict[str, Tensor], source: str = "checkpoint") -> D
         raise CheckpointFormatError(
             f"{source}: not a DETR/VisTR checkpoint (no backbone.0.body.* or transformer.*)"
         )
-    for name, tensor in torchvision_resnet_to_d2(backbone, source).items():
+    for name, tensor in torchvision_resnet_to_d2(backbone, source, dropped).items():
         converted["backbone." + name] = tensor
     return converted
 
 
 def detr_to_vistr_init(
-    state_dict: Dict[str, Tensor], source: str = "checkpoint"
+    state_dict: Dict[str, Tensor], source: str = "checkpoint", dropped: Dropped = None
 ) -> Dict[str, Tensor]:
     """VisTR's initialisation from its COCO DETR weights: ``vistr_to_ifr`` without the
     class head and the query embeddings, as VisTR's ``main.py`` deletes them."""
-    converted = vistr_to_ifr(state_dict, source)
-    dropped = tuple(_DECODER + prefix for prefix in _DETR_ONLY_DROPPED)
-    return {k: v for k, v in converted.items() if not k.startswith(dropped)}
+    converted = vistr_to_ifr(state_dict, source, dropped)
+    coco_only = tuple(_DECODER + prefix for prefix in _DETR_ONLY_DROPPED)
+    for name in converted:
+        if name.startswith(coco_only):
+            record_drop(dropped, name, "DETR's COCO class head and queries (VisTR starts anew)")
+    return {k: v for k, v in converted.items() if not k.startswith(coco_only)}
 
 
 # Both return full model names (``convert_checkpoint`` adds no ``backbone.`` prefix).

@@ -195,8 +195,14 @@ def test_the_converter_writes_the_same_weights(tmp_path):
     official = _random_state(official_tevit_shapes(2))
     path, out = tmp_path / "tevit.pth", tmp_path / "tevit_d2.pth"
     torch.save({"state_dict": official}, path)
-    written = convert_checkpoint(str(path), str(out), "tevit", log=None)["model"]
+    lines = []
+    written = convert_checkpoint(str(path), str(out), "tevit", log=lines.append)["model"]
     expected = tevit_to_ifr(official)
+    splits = 2 * 8  # weight and bias of the 8 backbone attentions
+    assert lines == [
+        f"{path}: {len(official)} tensors read, {len(official) + splits} written (each "
+        f"backbone in_proj written as q and kv); nothing left out -> {out}"
+    ]
     assert set(written) == set(expected)
     assert all(torch.equal(written[k], expected[k]) for k in expected)
 

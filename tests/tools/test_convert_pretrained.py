@@ -229,10 +229,18 @@ def test_missing_input_is_named(tmp_path):
 def test_command_line_tool(tmp_path, capsys, load_tool):
     tool = load_tool("convert_pretrained")
     src = tmp_path / "tv.pth"
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), src)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(state, src)
     out = tmp_path / "sub" / "R-18.pth"
     assert tool.main(["--kind", "torchvision-resnet", str(src), str(out)]) == 0
-    assert "converted" in capsys.readouterr().out
+    # One line: read, written, and each group left out with its reason.
+    counters = sum(k.endswith("num_batches_tracked") for k in state)
+    written = len(state) - 2 - counters
+    assert capsys.readouterr().out.strip() == (
+        f"{src}: {len(state)} tensors read, {written} written; {2 + counters} left out: "
+        f"{counters} BatchNorm step counters (frozen BatchNorm has none); "
+        f"2 the ImageNet classifier (not part of the backbone) -> {out}"
+    )
     assert "backbone.res5.1.conv2.norm.running_var" in torch.load(out, weights_only=True)["model"]
     # Wrong kind: a clear error naming the key, non-zero exit, no output written.
     bad_out = tmp_path / "bad.pth"
