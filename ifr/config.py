@@ -179,6 +179,16 @@ def _add_input_config(cfg: CN) -> None:
     cfg.INPUT.MAX_SIZE_TEST = 1333
     # "flip_by_clip": one horizontal flip decision for all frames of a clip; "none".
     cfg.INPUT.RANDOM_FLIP = "flip_by_clip"
+    # VisTR's photometric distortion (brightness, contrast, saturation, hue, channel order,
+    # each with probability 1/2), drawn anew for every frame (ifr/data/augmentation.py).
+    cfg.INPUT.PHOTOMETRIC_DISTORTION = False
+    # VisTR's random size crop, before the resize to MIN_SIZE_TRAIN: the shorter side
+    # resized to one of PRE_RESIZE, then a crop of sides drawn in [MIN_SIZE, MAX_SIZE].
+    cfg.INPUT.RANDOM_SIZE_CROP = CN()
+    cfg.INPUT.RANDOM_SIZE_CROP.ENABLED = False
+    cfg.INPUT.RANDOM_SIZE_CROP.PRE_RESIZE = (400, 500, 600)
+    cfg.INPUT.RANDOM_SIZE_CROP.MIN_SIZE = 384
+    cfg.INPUT.RANDOM_SIZE_CROP.MAX_SIZE = 600
 
 
 def _add_solver_config(cfg: CN) -> None:
@@ -255,6 +265,8 @@ def _add_test_config(cfg: CN) -> None:
     cfg.MODEL.VIS.TEST.FEATURE_STORAGE_DTYPE = "float32"
     # A pixel belongs to a mask where its (averaged) mask probability is above this.
     cfg.MODEL.VIS.TEST.MASK_THRESHOLD = 0.5
+    # Leave out a prediction whose mask is empty in every frame (VisTR's inference).
+    cfg.MODEL.VIS.TEST.DROP_EMPTY = False
     # Test-time augmentation (paper Sec. 3.2). Detectron2's TEST.AUG.* (image TTA) is
     # refused: these are the keys of video TTA.
     cfg.MODEL.VIS.TEST.TTA = CN()
@@ -307,11 +319,15 @@ def _add_vistr_config(cfg: CN) -> None:
     cfg.MODEL.VISTR.DICE_WEIGHT = 1.0  # Dice loss of the masks
     # Weight of the "no-object" class in the cross-entropy (DETR's eos_coef).
     cfg.MODEL.VISTR.NO_OBJECT_WEIGHT = 0.1
-    # Instance-sequence matching cost weights (class, box L1, box GIoU), each term averaged
-    # over the frames where the target is present.
+    # Instance-sequence matching cost weights (class, box L1, box overlap).
     cfg.MODEL.VISTR.COST_CLASS = 1.0  # -p(c)
     cfg.MODEL.VISTR.COST_BBOX = 5.0  # box L1
-    cfg.MODEL.VISTR.COST_GIOU = 2.0  # -GIoU
+    cfg.MODEL.VISTR.COST_GIOU = 2.0  # -GIoU, or -IoU with COST_OVERLAP "iou"
+    # Frames each cost term is averaged over: "all" T (the official code: an absent frame
+    # has box target 0 and class term 0) or "present" (those where the target is).
+    cfg.MODEL.VISTR.COST_FRAMES = "all"
+    # Box overlap of the matching cost: "iou" (the official code's multi_iou) or "giou".
+    cfg.MODEL.VISTR.COST_OVERLAP = "iou"
     # Mask terms of the matching cost (sigmoid CE and Dice of the mask sequences); VisTR
     # matches on class and boxes only, so 0 (the recipe) leaves them out.
     cfg.MODEL.VISTR.COST_MASK = 0.0  # mask sigmoid cross-entropy
@@ -320,6 +336,11 @@ def _add_vistr_config(cfg: CN) -> None:
     cfg.MODEL.VISTR.COST_NUM_POINTS = 12544
     # Class and box losses at every decoder layer too (DETR's aux_loss; masks: last only).
     cfg.MODEL.VISTR.DEEP_SUPERVISION = True
+    # A slot's class scores at inference: "vote" (the official inference: one class per
+    # slot, the most frequent per-frame argmax, scored by the mean over frames of the
+    # per-frame top probability) or "mean" (every class, its probability averaged over
+    # frames; the top-k (slot, class) pairs are kept).
+    cfg.MODEL.VISTR.SLOT_SCORE = "vote"
 
 
 def _add_ifc_config(cfg: CN) -> None:

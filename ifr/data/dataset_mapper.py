@@ -14,6 +14,7 @@ from detectron2.structures import BitMasks, Instances
 
 from ..utils.errors import UserInputError
 from ..utils.rle import segmentation_to_mask
+from .augmentation import PhotometricDistortion, vistr_crop_augmentations
 
 __all__ = [
     "YTVISDatasetMapper",
@@ -50,15 +51,22 @@ def sample_clip_frames(
 
 
 def build_clip_augmentations(cfg, is_train: bool) -> List[T.Augmentation]:
-    """Resize (and, for training, flip) applied identically to every frame of a clip: the
-    mapper draws the random parameters once per clip."""
+    """Resize (and, for training, optionally VisTR's photometric distortion and random size
+    crop, then flip) applied identically to every frame of a clip: the mapper draws the
+    random parameters once per clip (the photometric distortion's once per frame)."""
     if not is_train:
         return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")]
-    augs = [
+    augs: List[T.Augmentation] = []
+    if cfg.INPUT.PHOTOMETRIC_DISTORTION:
+        augs.append(PhotometricDistortion())
+    crop = cfg.INPUT.RANDOM_SIZE_CROP
+    if crop.ENABLED:
+        augs += vistr_crop_augmentations(crop.PRE_RESIZE, crop.MIN_SIZE, crop.MAX_SIZE)
+    augs.append(
         T.ResizeShortestEdge(
             cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
         )
-    ]
+    )
     if cfg.INPUT.RANDOM_FLIP == "flip_by_clip":
         augs.append(T.RandomFlip(prob=0.5, horizontal=True, vertical=False))
     elif cfg.INPUT.RANDOM_FLIP != "none":

@@ -21,7 +21,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..utils.rle import mask_to_rle
+from ..utils.rle import mask_to_rle, rle_areas
 from .postprocess import Size, compute_mask_logits, select_topk_probs, upsample_mask_logits
 
 # (segment index, query index)
@@ -317,11 +317,17 @@ def candidates_to_output(
     output_size: Size,
     chunk: int,
     threshold: float,
+    drop_empty: bool = False,
 ) -> Dict[str, object]:
     """Top-k (candidate, class) pairs and their RLE masks at ``output_size``: the model's
-    per-video output of docs/design.md (``pred_masks``: per instance, T RLE dicts)."""
+    per-video output of docs/design.md (``pred_masks``: per instance, T RLE dicts); with
+    ``drop_empty``, pairs whose mask is empty in every frame are left out."""
     scores, labels, cand_idx = select_topk_probs(candidates.class_probs, top_k)
     rles = candidates.render_rles(cand_idx.tolist(), output_size, chunk, threshold)
+    if drop_empty:
+        kept = [i for i, masks in enumerate(rles) if rle_areas(masks).any()]
+        scores, labels = scores[kept], labels[kept]
+        rles = [rles[i] for i in kept]
     return {
         "image_size": tuple(output_size),
         "pred_scores": scores.tolist(),

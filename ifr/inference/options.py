@@ -29,6 +29,7 @@ class InferenceOptions:
     tta_pivot: int
     max_size_test: int
     input_format: str
+    drop_empty: bool = False
 
     def __post_init__(self) -> None:
         _one_of("MODEL.VIS.TEST.MODE", self.mode, ("video", "clip"))
@@ -101,6 +102,7 @@ class InferenceOptions:
             tta_pivot=test.TTA.PIVOT,
             max_size_test=cfg.INPUT.MAX_SIZE_TEST,
             input_format=cfg.INPUT.FORMAT,
+            drop_empty=test.DROP_EMPTY,
         )
 
 

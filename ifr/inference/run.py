@@ -31,5 +31,10 @@ def run_inference(model: VideoModel, batched_input: Dict) -> Dict[str, object]:
     else:
         candidates = video_candidates(model, batched_input["image"])
     return candidates_to_output(
-        candidates, options.top_k, output_size, options.frame_chunk, options.mask_threshold
+        candidates,
+        options.top_k,
+        output_size,
+        options.frame_chunk,
+        options.mask_threshold,
+        drop_empty=options.drop_empty,
     )

@@ -132,24 +132,46 @@ def clip_matching_cost(
 
 # ---------------------------------------------------------------------------------------
 # Instance-sequence matching (VisTR): a prediction is a sequence of per-frame slots, a
-# target a sequence of per-frame boxes present in some frames. Each term is averaged over
-# the frames where the target is present. Shapes: N predicted sequences, M targets,
-# T frames, K classes.
+# target a sequence of per-frame boxes present in some frames. Each term is averaged
+# either over the frames where the target is present (``frames="present"``) or, as the
+# official VisTR code, over all T frames (``frames="all"``): there an absent frame's box
+# target is (0, 0, 0, 0) and its class term is 0 (VisTR scores it against its unused class
+# 0, whose probability a trained VisTR keeps at about 0 and no model here has). Box overlap
+# is GIoU or, as the official code, IoU with 1e-6 added above and below.
+# Shapes: N predicted sequences, M targets, T frames, K classes.
+
+SEQUENCE_COST_FRAMES = ("present", "all")
+SEQUENCE_COST_OVERLAPS = ("giou", "iou")
+# VisTR's multi_iou: (intersection + eps) / (union + eps).
+IOU_EPS = 1e-6
 
 
-def _mean_over_present(per_frame: torch.Tensor, tgt_valid: torch.Tensor) -> torch.Tensor:
-    """(N, M, T) per-frame costs -> (N, M): mean over the frames where target m is
-    present (``tgt_valid`` (M, T) bool); 0 for a target present nowhere."""
+def _mean_over_frames(
+    per_frame: torch.Tensor, tgt_valid: torch.Tensor, frames: str
+) -> torch.Tensor:
+    """(N, M, T) per-frame costs -> (N, M): mean over the frames where target m is present
+    (``tgt_valid`` (M, T) bool; 0 for a target present nowhere), or over all T frames."""
+    if frames == "all":
+        return per_frame.mean(-1)
     present = tgt_valid.bool()[None].expand_as(per_frame)
     per_frame = torch.where(present, per_frame, torch.zeros_like(per_frame))
     return per_frame.sum(-1) / tgt_valid.sum(-1).clamp(min=1).to(per_frame.dtype)[None]
 
 
+def _check_choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
 def sequence_class_cost(
-    pred_probs: torch.Tensor, tgt_labels: torch.Tensor, tgt_valid: torch.Tensor
+    pred_probs: torch.Tensor,
+    tgt_labels: torch.Tensor,
+    tgt_valid: torch.Tensor,
+    frames: str = "present",
 ) -> torch.Tensor:
     """
-    ``-p_t(c_m)`` averaged over the frames where target m is present.
+    ``-p_t(c_m)`` averaged over the frames where target m is present, or over all frames
+    with 0 where it is absent (``frames``, see above).
 
     Args:
         pred_probs: (N, T, K) per-frame class probabilities of the N predicted sequences.
@@ -159,35 +181,60 @@ def sequence_class_cost(
     Returns:
         (N, M) cost.
     """
+    _check_choice("frames", frames, SEQUENCE_COST_FRAMES)
     per_frame = -pred_probs.float()[:, :, tgt_labels].permute(0, 2, 1)  # (N, M, T)
-    return _mean_over_present(per_frame, tgt_valid)
+    if frames == "all":
+        present = tgt_valid.bool().to(per_frame.device)[None].expand_as(per_frame)
+        per_frame = torch.where(present, per_frame, torch.zeros_like(per_frame))
+    return _mean_over_frames(per_frame, tgt_valid, frames)
+
+
+def pairwise_iou_eps(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """VisTR's IoU of every box of (N, 4) ``boxes1`` with every box of (M, 4) ``boxes2``
+    (xyxy): (intersection + 1e-6) / (union + 1e-6), so that two empty boxes have IoU 1 and
+    an empty target 1e-6 / (area + 1e-6) with any box. Returns (N, M)."""
+    lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
+    rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area1 = (boxes1[:, 2:] - boxes1[:, :2]).prod(-1)
+    area2 = (boxes2[:, 2:] - boxes2[:, :2]).prod(-1)
+    union = area1[:, None] + area2[None] - inter
+    return (inter + IOU_EPS) / (union + IOU_EPS)
 
 
 def sequence_box_costs(
-    pred_boxes: torch.Tensor, tgt_boxes: torch.Tensor, tgt_valid: torch.Tensor
+    pred_boxes: torch.Tensor,
+    tgt_boxes: torch.Tensor,
+    tgt_valid: torch.Tensor,
+    frames: str = "present",
+    overlap: str = "giou",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """
-    Box terms of the sequence matching cost: L1 and ``-GIoU``, each averaged over the
-    frames where the target is present (the L1 also over the 4 coordinates).
+    Box terms of the sequence matching cost: L1 and ``-GIoU`` (or ``-IoU``), each averaged
+    over the frames where the target is present or over all frames (the L1 also over the
+    4 coordinates).
 
     Args:
         pred_boxes: (N, T, 4) predicted (cx, cy, w, h) boxes, normalised to [0, 1].
-        tgt_boxes: (M, T, 4) target boxes, same format (any value where absent).
+        tgt_boxes: (M, T, 4) target boxes, same format ((0, 0, 0, 0) where absent for
+            ``frames="all"``; any value where absent otherwise).
         tgt_valid: (M, T) bool, target m present in frame t.
 
     Returns:
-        l1_cost (N, M), giou_cost (N, M) (the latter in [-1, 1]).
+        l1_cost (N, M), overlap_cost (N, M) (in [-1, 1]).
     """
+    _check_choice("frames", frames, SEQUENCE_COST_FRAMES)
+    _check_choice("overlap", overlap, SEQUENCE_COST_OVERLAPS)
     pred, tgt = pred_boxes.float(), tgt_boxes.float().to(pred_boxes.device)
     l1 = (pred[:, None] - tgt[None]).abs().mean(-1)  # (N, M, T)
     pred_xyxy = box_convert(pred, "cxcywh", "xyxy")
     tgt_xyxy = box_convert(tgt, "cxcywh", "xyxy")
-    giou = torch.stack(
-        [generalized_box_iou(pred_xyxy[:, t], tgt_xyxy[:, t]) for t in range(pred.shape[1])],
-        dim=-1,
-    )  # (N, M, T); NaN only for degenerate boxes, which absent frames may hold
+    pairwise = generalized_box_iou if overlap == "giou" else pairwise_iou_eps
+    overlaps = torch.stack(
+        [pairwise(pred_xyxy[:, t], tgt_xyxy[:, t]) for t in range(pred.shape[1])], dim=-1
+    )  # (N, M, T); GIoU is NaN only for degenerate boxes, which absent frames may hold
     valid = tgt_valid.to(pred.device)
-    return _mean_over_present(l1, valid), _mean_over_present(-giou, valid)
+    return _mean_over_frames(l1, valid, frames), _mean_over_frames(-overlaps, valid, frames)
 
 
 def sequence_matching_cost(
@@ -202,18 +249,22 @@ def sequence_matching_cost(
     cost_giou: float = 2.0,
     cost_mask: float = 0.0,
     cost_dice: float = 0.0,
+    frames: str = "present",
+    overlap: str = "giou",
     pred_mask_points: Optional[torch.Tensor] = None,
     tgt_mask_points: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """
     VisTR's instance-sequence matching cost of every predicted sequence against every
-    target sequence: ``cost_class * (-p(c)) + cost_bbox * L1 + cost_giou * (-GIoU)`` (each
-    averaged over the target's frames), plus, when their weights are not 0, the mask
-    sequence's sigmoid cross-entropy and ``1 - Dice`` over the whole volume.
+    target sequence: ``cost_class * (-p(c)) + cost_bbox * L1 + cost_giou * (-GIoU or
+    -IoU)`` (each averaged over the target's frames or all frames, see above), plus, when
+    their weights are not 0, the mask sequence's sigmoid cross-entropy and ``1 - Dice``
+    over the whole volume.
 
     Args:
         pred_probs: (N, T, K); pred_boxes: (N, T, 4); tgt_labels: (M,);
             tgt_boxes: (M, T, 4); tgt_valid: (M, T) bool (see the functions above).
+        frames: ``"present"`` or ``"all"``; overlap: ``"giou"`` or ``"iou"``.
         pred_mask_points: (N, T * P) mask logits at P points per frame; tgt_mask_points:
             (M, T * P) target masks at the same points. Needed when cost_mask or
             cost_dice is not 0.
@@ -221,9 +272,9 @@ def sequence_matching_cost(
     Returns:
         (N, M) float cost.
     """
-    cost = cost_class * sequence_class_cost(pred_probs, tgt_labels, tgt_valid)
-    l1_cost, giou_cost = sequence_box_costs(pred_boxes, tgt_boxes, tgt_valid)
-    cost = cost + cost_bbox * l1_cost + cost_giou * giou_cost
+    cost = cost_class * sequence_class_cost(pred_probs, tgt_labels, tgt_valid, frames)
+    l1_cost, overlap_cost = sequence_box_costs(pred_boxes, tgt_boxes, tgt_valid, frames, overlap)
+    cost = cost + cost_bbox * l1_cost + cost_giou * overlap_cost
     if cost_mask or cost_dice:
         if pred_mask_points is None or tgt_mask_points is None:
             raise ValueError("sequence_matching_cost: mask costs need the mask points")

@@ -222,3 +222,48 @@ def test_a_frame_that_cannot_be_decoded_is_named_with_its_video(tmp_path):
     assert read_frame(video, 0, "RGB").shape == (6, 8, 3)
     with pytest.raises(UnreadableFrameError, match=rf"video id 7, frame 1: {truncated} cannot"):
         read_frame(video, 1, "RGB")
+
+
+def test_vistr_random_size_crop_cuts_frames_and_masks_alike(video, input_cfg):
+    """VisTR's crop chain on a 20 x 30 video: pre-resize to shorter side 40 (40 x 60), a
+    crop of sides in [16, 24], one crop for the clip, masks cut alike; then the final
+    resize to shorter side 16."""
+    cfg = input_cfg(
+        MIN_SIZE_TRAIN=(16,),
+        **{
+            "RANDOM_SIZE_CROP.ENABLED": True,
+            "RANDOM_SIZE_CROP.PRE_RESIZE": (40,),
+            "RANDOM_SIZE_CROP.MIN_SIZE": 16,
+            "RANDOM_SIZE_CROP.MAX_SIZE": 24,
+        },
+    )
+    mapper = YTVISDatasetMapper(cfg, is_train=True)
+    np.random.seed(0)
+    shapes = set()
+    for _ in range(8):
+        out = mapper(video)
+        sizes = {tuple(image.shape[-2:]) for image in out["image"]}
+        assert len(sizes) == 1  # one crop for the clip
+        (size,) = sizes
+        assert min(size) == 16  # the final resize
+        shapes.add(size)
+        for image, inst in zip(out["image"], out["instances"]):
+            assert inst.image_size == size and inst.gt_masks.tensor.shape[-2:] == size
+    assert len(shapes) > 1  # the crop's aspect ratio is drawn
+
+
+def test_photometric_distortion_is_drawn_per_frame_and_leaves_masks(video, input_cfg):
+    mapper = YTVISDatasetMapper(input_cfg(PHOTOMETRIC_DISTORTION=True), is_train=True)
+    np.random.seed(1)
+    changed, differs_between_frames = False, False
+    for _ in range(6):
+        out = mapper(video)
+        deltas = [
+            image.float() - torch.from_numpy(_frame_image(t)).permute(2, 0, 1).float()
+            for t, image in enumerate(out["image"])
+        ]
+        changed |= any(bool(d.abs().max() > 0) for d in deltas)
+        differs_between_frames |= not torch.allclose(deltas[0], deltas[2])
+        for t, inst in enumerate(out["instances"]):
+            assert torch.equal(inst.gt_masks.tensor[0], torch.from_numpy(MASKS[5][t]))
+    assert changed and differs_between_frames

@@ -150,3 +150,29 @@ def test_rendered_candidates_fill_uncovered_frames_and_copy_repeats():
     first, second = output["pred_masks"]
     assert [int(mask_util.area(r)) for r in first] == [0, 12, 0]
     assert second == first and all(a is not b for a, b in zip(first, second))
+
+
+def test_drop_empty_leaves_out_pairs_whose_mask_is_empty_in_every_frame():
+    """Three candidates over 2 frames of 3 x 4: one with a pixel in frame 1, one empty
+    everywhere, one full; ``drop_empty`` keeps the first and the last, in score order."""
+    from ifr.utils.rle import mask_to_rle
+
+    def rle(mask):
+        return mask_to_rle(np.asarray(mask, dtype=bool))
+
+    empty, full = np.zeros((3, 4)), np.ones((3, 4))
+    pixel = empty.copy()
+    pixel[1, 2] = 1
+    candidates = RenderedCandidates(
+        class_probs=torch.tensor([[0.9, 0.0], [0.0, 0.8], [0.0, 0.7]]),
+        rles=[{0: rle(empty), 1: rle(pixel)}, {0: rle(empty), 1: rle(empty)}, {0: rle(full)}],
+        num_frames=2,
+        output_size=(3, 4),
+        threshold=0.5,
+    )
+    kept = candidates_to_output(candidates, 3, (3, 4), chunk=1, threshold=0.5, drop_empty=True)
+    assert kept["pred_scores"] == pytest.approx([0.9, 0.7])
+    assert kept["pred_labels"] == [0, 1]
+    assert [decode(masks).sum() for masks in kept["pred_masks"]] == [1, 12]
+    every = candidates_to_output(candidates, 3, (3, 4), chunk=1, threshold=0.5)
+    assert len(every["pred_scores"]) == 3

@@ -113,6 +113,26 @@ def test_sequence_matching_cost_by_hand():
     assert cols.tolist() == [0, 1]
 
 
+def test_official_sequence_cost_averages_over_all_frames_with_iou_by_hand():
+    """The official form: every term over all T frames (an absent frame: box target 0,
+    class term 0) and IoU (with 1e-6 above and below) instead of GIoU."""
+    probs, pred_boxes, labels, tgt_boxes, valid, _, _ = _hand_case()
+    l1, iou = sequence_box_costs(pred_boxes, tgt_boxes, valid, frames="all", overlap="iou")
+    # [0,1]: frame 0 big vs small 0.175, frame 1 big vs the zero box (0.5+0.5+0.2+0.2)/4;
+    # [1,1]: frame 0 equal, frame 1 moved vs the zero box (0.7+0.7+0.2+0.2)/4.
+    torch.testing.assert_close(l1, torch.tensor([[0.0, 0.2625], [0.1375, 0.225]]))
+    # IoU 1 for equal boxes, about 0 for disjoint/touching boxes and the zero box.
+    torch.testing.assert_close(iou, torch.tensor([[-1.0, 0.0], [0.0, -0.5]]), atol=1e-4, rtol=0)
+    cost = sequence_matching_cost(
+        probs, pred_boxes, labels, tgt_boxes, valid, frames="all", overlap="iou"
+    )
+    # -p(c) over both frames, 0 in target 1's absent frame 1: [0,1] -0.1 / 2, [1,1] -0.7 / 2.
+    class_cost = torch.tensor([[-0.85, -0.05], [-0.35, -0.35]])
+    torch.testing.assert_close(cost, class_cost + 5 * l1 + 2 * iou, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="frames"):
+        sequence_box_costs(pred_boxes, tgt_boxes, valid, frames="some")
+
+
 def test_matcher_assigns_whole_sequences():
     """Slot 1 predicts target 0's class and boxes in every frame, slot 0 target 1's."""
     probs, pred_boxes, labels, tgt_boxes, valid, _, _ = _hand_case()
@@ -121,9 +141,12 @@ def test_matcher_assigns_whole_sequences():
     targets = [
         {"labels": labels, "boxes": tgt_boxes, "valid": valid, "masks": torch.zeros(2, 2, 4, 4)}
     ]
-    matcher = VisTRSequenceMatcher(cost_class=1.0, cost_bbox=5.0, cost_giou=2.0)
-    ((pred_idx, tgt_idx),) = matcher(outputs, targets)
-    assert dict(zip(pred_idx.tolist(), tgt_idx.tolist())) == {0: 1, 1: 0}
+    for frames, overlap in (("present", "giou"), ("all", "iou")):
+        matcher = VisTRSequenceMatcher(
+            cost_class=1.0, cost_bbox=5.0, cost_giou=2.0, frames=frames, overlap=overlap
+        )
+        ((pred_idx, tgt_idx),) = matcher(outputs, targets)
+        assert dict(zip(pred_idx.tolist(), tgt_idx.tolist())) == {0: 1, 1: 0}
 
 
 # ----------------------------------------------------------------- decoder
@@ -337,6 +360,12 @@ def test_published_configs(make_cfg, name, depth):
     assert cfg.INPUT.SAMPLING_FRAME_NUM == 36
     assert (vistr.COST_CLASS, vistr.COST_BBOX, vistr.COST_GIOU) == (1.0, 5.0, 2.0)
     assert cfg.SOLVER.BASE_LR == 1e-4 and cfg.SOLVER.BACKBONE_MULTIPLIER == 0.1
+    # the official matcher, inference and training transform
+    assert (vistr.COST_FRAMES, vistr.COST_OVERLAP, vistr.SLOT_SCORE) == ("all", "iou", "vote")
+    assert cfg.MODEL.VIS.TEST.TOP_K == vistr.NUM_INSTANCES and cfg.MODEL.VIS.TEST.DROP_EMPTY
+    crop = cfg.INPUT.RANDOM_SIZE_CROP
+    assert cfg.INPUT.PHOTOMETRIC_DISTORTION and crop.ENABLED
+    assert (tuple(crop.PRE_RESIZE), crop.MIN_SIZE, crop.MAX_SIZE) == ((400, 500, 600), 384, 600)
 
 
 @pytest.mark.parametrize("name", ["vistr_r50.yaml", "vistr_r101.yaml"])
@@ -392,3 +421,19 @@ def test_deformable_conv_offset_layout_is_dy_dx_per_kernel_position():
     expected = torch.nn.functional.conv2d(shifted, conv.weight, padding=1)
     torch.testing.assert_close(conv(x, offset)[:, :, 1:], expected[:, :, 1:])
     assert not torch.allclose(conv(x, offset), conv(x, torch.zeros_like(offset)))
+
+
+def test_voted_slot_scores_by_hand():
+    """VisTR's inference: a slot's class is its most frequent per-frame argmax, its score
+    the mean over frames of the per-frame top probability; every other class scores 0."""
+    from ifr.modeling.meta_arch.vistr import voted_slot_scores
+
+    probs = torch.tensor(
+        [
+            [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1]],  # votes 0, 1, 0 -> class 0
+            [[0.1, 0.2, 0.7], [0.1, 0.8, 0.1], [0.4, 0.3, 0.3]],  # one vote each: tie -> 0
+        ]
+    )  # (slots, frames, classes)
+    scores = voted_slot_scores(probs)
+    expected = torch.tensor([[(0.6 + 0.7 + 0.5) / 3, 0, 0], [(0.7 + 0.8 + 0.4) / 3, 0, 0]])
+    torch.testing.assert_close(scores, expected)

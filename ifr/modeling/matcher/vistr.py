@@ -1,7 +1,14 @@
 """VisTR's instance-sequence matching (Wang et al., CVPR 2021, Sec. 3.2): the n sequences of
 a video (slot i of every frame) to its M instances, by Hungarian matching on
-``ifr.layers.matching_cost.sequence_matching_cost`` (class, box L1, GIoU and, when
-weighted, mask terms at random points)."""
+``ifr.layers.matching_cost.sequence_matching_cost`` (class, box L1, IoU or GIoU and, when
+weighted, mask terms at random points), averaged over all frames as the official code or
+over the frames where the instance is present.
+
+The official matcher builds the matched (query, target) pairs with ``tgt_valid_split[j]``,
+the validity of the j-th *target* in the order of the assignment's rows, where it means
+``tgt_valid_split[tgt_i[j]]``, the validity of the target matched to row j; the two differ
+whenever the assignment permutes the targets. Here a matched pair's frames are those where
+its own target is present (the intended form)."""
 
 from typing import Dict, List
 
@@ -11,6 +18,8 @@ from torch import nn
 
 from ...layers.classification import class_probabilities
 from ...layers.matching_cost import (
+    SEQUENCE_COST_FRAMES,
+    SEQUENCE_COST_OVERLAPS,
     Indices,
     empty_match,
     hungarian_match,
@@ -34,13 +43,24 @@ class VisTRSequenceMatcher(nn.Module):
         cost_mask: float = 0.0,
         cost_dice: float = 0.0,
         num_points: int = 12544,
+        frames: str = "all",
+        overlap: str = "iou",
     ):
         """
         Args:
             cost_class, cost_bbox, cost_giou, cost_mask, cost_dice: weights of the cost terms.
             num_points: points per frame sampled for the mask terms.
+            frames: ``"all"`` or ``"present"``; overlap: ``"iou"`` or ``"giou"``
+                (``sequence_matching_cost``).
         """
         super().__init__()
+        for key, value, choices in (
+            ("COST_FRAMES", frames, SEQUENCE_COST_FRAMES),
+            ("COST_OVERLAP", overlap, SEQUENCE_COST_OVERLAPS),
+        ):
+            if value not in choices:
+                raise ValueError(f"MODEL.VISTR.{key} must be one of {choices}, got {value!r}")
+        self.frames, self.overlap = frames, overlap
         if num_points <= 0:
             raise ValueError(f"MODEL.VISTR.COST_NUM_POINTS must be positive, got {num_points}")
         self.weights = {
@@ -62,6 +82,8 @@ class VisTRSequenceMatcher(nn.Module):
             "cost_mask": vistr.COST_MASK,
             "cost_dice": vistr.COST_DICE,
             "num_points": vistr.COST_NUM_POINTS,
+            "frames": vistr.COST_FRAMES,
+            "overlap": vistr.COST_OVERLAP,
         }
 
     @property
@@ -96,6 +118,8 @@ class VisTRSequenceMatcher(nn.Module):
                 target["boxes"],
                 target["valid"],
                 **weights,
+                frames=self.frames,
+                overlap=self.overlap,
                 **mask_points,
             ).cpu()
             if not torch.isfinite(cost).all():

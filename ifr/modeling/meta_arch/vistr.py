@@ -11,9 +11,11 @@ What differs from the shared ``VideoMaskClassifier``:
   res4, res3) and ``mask_features`` = res2, so inference encodes and stores them as it
   does for the other systems;
 - targets also hold per-frame boxes and presence (``prepare_targets``);
-- a query slot has a class per frame; the instance's class probabilities are their mean
-  over the frames of the clip (``class_probabilities``; VisTR's inference averages the
-  per-frame scores). Its masks are the 3-D-fused ``pred_masks``, not a product of
+- a query slot has a class per frame; a slot's class scores are, as VisTR's inference,
+  one class (the most frequent per-frame argmax) scored by the mean of the per-frame top
+  probabilities, or the class probabilities averaged over frames (``class_probabilities``,
+  ``MODEL.VISTR.SLOT_SCORE``); official checkpoints load as they are
+  (``rename_checkpoint_keys``). Its masks are the 3-D-fused ``pred_masks``, not a product of
   embeddings and mask features; the decoder hands them to the shared inference as its
   own ``mask_features`` (one channel per slot) with one-hot ``pred_mask_embeds``, which
   reproduces them exactly, so inference (whole video, per clip, TTA) needs no VisTR path.
@@ -22,8 +24,10 @@ What differs from the shared ``VideoMaskClassifier``:
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
+from torch.nn import functional as F
 
 from ...checkpoint.vistr import is_official_vistr, vistr_to_ifr
 from ...layers.classification import class_probabilities
@@ -32,6 +36,8 @@ from ..registry import TRANSFORMER_DECODER_REGISTRY
 from ..transformer_decoder.vistr import VISTR_IN_FEATURES
 from .base import VideoMaskClassifier, by_video
 
+SLOT_SCORES = ("vote", "mean")
+
 
 @META_ARCH_REGISTRY.register()
 class VisTR(VideoMaskClassifier):
@@ -39,6 +45,21 @@ class VisTR(VideoMaskClassifier):
 
     class_activation = "softmax"
     criterion_class = VisTRCriterion
+
+    @configurable
+    def __init__(self, *, slot_score: str = "vote", **kwargs):
+        """``slot_score`` (MODEL.VISTR.SLOT_SCORE): "vote" or "mean" (``class_probabilities``);
+        the rest as ``VideoMaskClassifier``."""
+        super().__init__(**kwargs)
+        if slot_score not in SLOT_SCORES:
+            raise ValueError(
+                f"MODEL.VISTR.SLOT_SCORE must be one of {SLOT_SCORES}, got {slot_score!r}"
+            )
+        self.slot_score = slot_score
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        return {**super().from_config(cfg), "slot_score": cfg.MODEL.VISTR.SLOT_SCORE}
 
     @classmethod
     def build_networks(cls, cfg) -> Dict[str, Optional[nn.Module]]:
@@ -71,9 +92,13 @@ class VisTR(VideoMaskClassifier):
         return vistr_to_ifr(state_dict) if is_official_vistr(state_dict) else state_dict
 
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
-        """(..., T, K + 1) per-frame logits -> (..., K): the softmax probabilities of the
-        K classes averaged over the frames."""
-        return class_probabilities(pred_logits, "softmax").mean(-2)
+        """(..., T, K + 1) per-frame logits -> (..., K) class scores of each slot
+        (``MODEL.VISTR.SLOT_SCORE``): "mean", the softmax probabilities of the K classes
+        averaged over the frames; "vote", :func:`voted_slot_scores`."""
+        probs = class_probabilities(pred_logits, "softmax")
+        if self.slot_score == "vote":
+            return voted_slot_scores(probs)
+        return probs.mean(-2)
 
     def _encode(
         self, frames: torch.Tensor, num_videos: int, num_frames: int
@@ -97,6 +122,20 @@ class VisTR(VideoMaskClassifier):
             target["valid"] = (masks > 0.5).flatten(2).any(-1)
             target["boxes"] = normalized_mask_boxes(masks, target["valid"])
         return targets
+
+
+def voted_slot_scores(probs: torch.Tensor) -> torch.Tensor:
+    """VisTR's inference: (..., T, K) per-frame probabilities -> (..., K) scores that are
+    0 except in one class per slot: the most frequent per-frame argmax (ties to the lower
+    class, as ``np.bincount(...).argmax()``), scored by the mean over frames of the
+    per-frame top probability. The shared top-k then keeps at most one pair per slot."""
+    top, label = probs.max(-1)  # (..., T)
+    num_classes = probs.shape[-1]
+    votes = F.one_hot(label, num_classes).sum(-2)  # (..., K)
+    # argmax returns the first maximum: the lowest class among tied vote counts
+    voted = votes.argmax(-1, keepdim=True)
+    scores = torch.zeros(probs.shape[:-2] + (num_classes,), dtype=probs.dtype, device=probs.device)
+    return scores.scatter_(-1, voted, top.mean(-1, keepdim=True))
 
 
 def normalized_mask_boxes(masks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
