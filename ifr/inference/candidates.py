@@ -21,6 +21,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..layers.box_masks import paste_mask_probs
 from ..utils.rle import mask_to_rle, rle_areas
 from .postprocess import Size, compute_mask_logits, select_topk_probs, upsample_mask_logits
 
@@ -74,6 +75,16 @@ class MaskSource:
         video frames [start, end), which must lie inside this source."""
         return self.logits_to_probs(self.mask_logits(query_idx, start, end), output_size)
 
+    def render_chunk(self, query_idx: torch.Tensor, start: int, end: int):
+        """What ``chunk_probs`` renders the frames [start, end) of queries ``query_idx``
+        from: their mask logits (k, end - start, h, w)."""
+        return self.mask_logits(query_idx, start, end)
+
+    def chunk_probs(self, chunk, row: int, frame: int, output_size: Size) -> torch.Tensor:
+        """(H0, W0) mask probabilities of row ``row`` and frame ``frame`` of a
+        ``render_chunk`` result."""
+        return self.logits_to_probs(chunk[row : row + 1, frame : frame + 1], output_size)[0, 0]
+
 
 @dataclass
 class SegmentPrediction(MaskSource):
@@ -108,6 +119,46 @@ class SegmentPrediction(MaskSource):
         local = self._local_frames(start, end)
         embeds = self.mask_embeds[query_idx.to(self.mask_embeds.device), local]
         return compute_mask_logits(embeds, self.mask_features[local])
+
+
+@dataclass
+class BoxMaskPrediction(SegmentPrediction):
+    """A ``SegmentPrediction`` whose masks are predicted inside boxes (TeViT): its mask
+    embeddings and features (the box masks pasted into the stride-4 grid) serve tracking
+    and TTA; the final masks are pasted from the box masks directly at the output size,
+    as mmdetection's ``get_seg_masks``.
+
+    box_masks: (N, T, S, S) mask logits inside the boxes; boxes: (N, T, 4) xyxy / the
+    image size (w, h, w, h), so that times the output size they are output pixels.
+    """
+
+    box_masks: torch.Tensor
+    boxes: torch.Tensor
+
+    def render_chunk(self, query_idx: torch.Tensor, start: int, end: int):
+        """(box mask logits (k, t, S, S), boxes (k, t, 4)) of the queries on [start, end)."""
+        local = self._local_frames(start, end)
+        query_idx = query_idx.to(self.box_masks.device)
+        return self.box_masks[query_idx, local], self.boxes[query_idx, local]
+
+    def chunk_probs(self, chunk, row: int, frame: int, output_size: Size) -> torch.Tensor:
+        masks, boxes = chunk
+        return self._paste(masks[row, frame][None], boxes[row, frame][None], output_size)[0]
+
+    def mask_probs(
+        self, query_idx: torch.Tensor, start: int, end: int, output_size: Size
+    ) -> torch.Tensor:
+        masks, boxes = self.render_chunk(query_idx, start, end)
+        probs = self._paste(masks.flatten(0, 1), boxes.flatten(0, 1), output_size)
+        return probs.view(*masks.shape[:2], *probs.shape[-2:])
+
+    def _paste(self, masks: torch.Tensor, boxes: torch.Tensor, output_size: Size) -> torch.Tensor:
+        """(R, S, S) logits in (R, 4) normalised boxes -> (R, H0, W0) probabilities, flipped
+        back if the input was flipped."""
+        height, width = output_size
+        pixels = boxes * boxes.new_tensor([width, height, width, height])
+        probs = paste_mask_probs(masks, pixels, tuple(output_size), 1.0)
+        return probs.flip(-1) if self.flipped else probs
 
 
 @dataclass
@@ -212,9 +263,10 @@ class VideoCandidates:
 
     def _chunk_logits(
         self, candidate_idx: Sequence[int], start: int, end: int
-    ) -> List[Tuple[MaskSource, Dict[int, int], torch.Tensor, int, int]]:
+    ) -> List[Tuple[MaskSource, Dict[int, int], object, int, int]]:
         """Per segment overlapping frames [start, end): (segment, candidate row -> row of
-        the logits, mask logits (r, f, h, w) of its member queries, first frame, end)."""
+        the chunk, what the segment renders its member queries from (``render_chunk``:
+        mask logits (r, f, h, w), or box masks and boxes), first frame, end)."""
         pieces = []
         for seg_idx, segment in enumerate(self.segments):
             seg_start, seg_end = max(start, segment.frame_offset), min(end, segment.frame_end)
@@ -222,9 +274,9 @@ class VideoCandidates:
                 continue
             rows, queries = self._members_in_segment(candidate_idx, seg_idx)
             if rows:
-                logits = segment.mask_logits(torch.tensor(queries), seg_start, seg_end)
+                chunk = segment.render_chunk(torch.tensor(queries), seg_start, seg_end)
                 position = {row: i for i, row in enumerate(rows)}
-                pieces.append((segment, position, logits, seg_start, seg_end))
+                pieces.append((segment, position, chunk, seg_start, seg_end))
         return pieces
 
     def _frame_probs(
@@ -233,11 +285,11 @@ class VideoCandidates:
         """(H0, W0) mask probabilities of candidate row ``row`` at ``frame``: the mean over
         its members covering the frame, None where none does."""
         maps = []
-        for segment, position, logits, seg_start, seg_end in pieces:
+        for segment, position, chunk, seg_start, seg_end in pieces:
             if row in position and seg_start <= frame < seg_end:
                 i, f = position[row], frame - seg_start
-                maps.append(segment.logits_to_probs(logits[i : i + 1, f : f + 1], output_size))
-        return ordered_mean(m[0, 0] for m in maps)
+                maps.append(segment.chunk_probs(chunk, i, f, output_size))
+        return ordered_mean(maps)
 
     def _members_in_segment(
         self, candidate_idx: Sequence[int], seg_idx: int

@@ -6,7 +6,16 @@ test-time augmentation, mask rendering) call only the members of :class:`VideoMo
 system's meta-architecture (IFR, Mask2Former-VIS, IFC, VisTR, TeViT) adapts what is its
 own there (docs/design.md, "The inference contract")."""
 
-from typing import Callable, ContextManager, Dict, List, Protocol, Tuple, runtime_checkable
+from typing import (
+    Callable,
+    ContextManager,
+    Dict,
+    List,
+    Protocol,
+    Sequence,
+    Tuple,
+    runtime_checkable,
+)
 
 import torch
 from detectron2.structures import ImageList
@@ -18,11 +27,17 @@ from .options import InferenceOptions
 class VideoModel(Protocol):
     """A video instance segmentation model as the inference code sees it.
 
+    A decoder with ``uses_image_sizes`` (TeViT's) is also given ``image_sizes``: each
+    clip's (h, w) before padding (``decoder_image_sizes``).
+
     Decoder outputs (``transformer_decoder(..., return_masks=False)``), batch of one video:
     ``pred_logits`` (1, N, K or K + 1) clip-level class logits, ``pred_mask_embeds``
     (1, N, T, C) per-frame mask embeddings whose dot product with the mask features gives
     the mask logits, and, where the mask features depend on the clip (IFC), the clip's
-    ``mask_features`` (1, T, C, h, w) in place of the encoder's.
+    ``mask_features`` (1, T, C, h, w) in place of the encoder's; where masks are predicted
+    in boxes (TeViT), also ``pred_box_masks`` (1, N, T, S, S) box mask logits with
+    ``pred_boxes`` (1, N, T, 4) xyxy / the image size, which render the final masks at the
+    output size (``ifr.inference.candidates.BoxMaskPrediction``).
     """
 
     inference_options: InferenceOptions  # MODEL.VIS.TEST.*, checked once
@@ -46,6 +61,15 @@ class VideoModel(Protocol):
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
         """(..., K or K + 1) logits -> (..., K) class probabilities (sigmoid, or softmax
         without the no-object column)."""
+
+
+def decoder_image_sizes(decoder: object, image_sizes: Sequence[Sequence[int]]) -> Dict[str, list]:
+    """``{"image_sizes": [(h, w), ...]}`` (each clip's size before padding) for a decoder
+    that reads them (``uses_image_sizes``), else nothing: the keyword arguments to add to
+    its call."""
+    if getattr(decoder, "uses_image_sizes", False):
+        return {"image_sizes": [tuple(int(x) for x in size) for size in image_sizes]}
+    return {}
 
 
 def check_video_model(model: object) -> None:

@@ -11,8 +11,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 
 from ..utils.precision import to_float32
-from .candidates import SegmentPrediction, VideoCandidates
-from .contract import VideoModel
+from .candidates import BoxMaskPrediction, SegmentPrediction, VideoCandidates
+from .contract import VideoModel, decoder_image_sizes
 
 # (padded_size, image_size)
 Size2 = Tuple[Tuple[int, int], Tuple[int, int]]
@@ -89,9 +89,14 @@ def decode_segment(
     mask_features = mask_features[:, start:end]
     # The decoder in the model's precision (MODEL.PRECISION); what leaves it, float32.
     with model.autocast():
-        outputs = model.transformer_decoder(multi_scale, mask_features, return_masks=False)
+        outputs = model.transformer_decoder(
+            multi_scale,
+            mask_features,
+            return_masks=False,
+            **decoder_image_sizes(model.transformer_decoder, [sizes[1]]),
+        )
     outputs = to_float32(outputs)
-    return SegmentPrediction(
+    prediction = dict(
         class_probs=model.class_probabilities(outputs["pred_logits"][0].float()),
         mask_embeds=outputs["pred_mask_embeds"][0].float(),
         # A decoder whose mask features depend on the clip (IFC: its mask head reads the
@@ -102,6 +107,13 @@ def decode_segment(
         frame_offset=start,
         flipped=flipped,
     )
+    if "pred_box_masks" in outputs:  # masks predicted in boxes: rendered from them
+        return BoxMaskPrediction(
+            **prediction,
+            box_masks=outputs["pred_box_masks"][0],
+            boxes=outputs["pred_boxes"][0],
+        )
+    return SegmentPrediction(**prediction)
 
 
 def video_candidates(

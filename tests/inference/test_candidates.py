@@ -176,3 +176,35 @@ def test_drop_empty_leaves_out_pairs_whose_mask_is_empty_in_every_frame():
     assert [decode(masks).sum() for masks in kept["pred_masks"]] == [1, 12]
     every = candidates_to_output(candidates, 3, (3, 4), chunk=1, threshold=0.5)
     assert len(every["pred_scores"]) == 3
+
+
+def test_box_masks_are_pasted_at_the_output_size():
+    """A box mask certain in its left half, in the box (0.25, 0, 0.75, 0.5) of the image:
+    at an 8 x 16 output the box spans x 4..12, y 0..4; pixel centres 4.5..7.5 are in its
+    left half, 8.5..11.5 in its right. Flipped inputs are flipped back."""
+    from ifr.inference.candidates import BoxMaskPrediction
+
+    box_mask = torch.full((1, 1, 28, 28), -30.0)
+    box_mask[..., :14] = 30.0
+
+    def prediction(flipped):
+        return BoxMaskPrediction(
+            class_probs=torch.tensor([[0.9]]),
+            mask_embeds=torch.zeros(1, 1, 1),
+            mask_features=torch.zeros(1, 1, 2, 4),
+            padded_size=(8, 16),
+            image_size=(8, 16),
+            flipped=flipped,
+            box_masks=box_mask,
+            boxes=torch.tensor([[[0.25, 0.0, 0.75, 0.5]]]),
+        )
+
+    probs = prediction(False).mask_probs(torch.tensor([0]), 0, 1, (8, 16))[0, 0]
+    expected = torch.zeros(8, 16, dtype=torch.bool)
+    expected[:4, 4:8] = True
+    assert torch.equal(probs > 0.5, expected)
+    flipped = prediction(True).mask_probs(torch.tensor([0]), 0, 1, (8, 16))[0, 0]
+    assert torch.equal(flipped > 0.5, expected.flip(-1))
+    # the RLEs the shared rendering writes are the same masks
+    rles = VideoCandidates.from_segment(prediction(False)).render_rles([0], (8, 16), 1, 0.5)
+    assert np.array_equal(decode(rles[0])[0], expected.numpy())

@@ -96,3 +96,10 @@ def test_matching_cost_averages_over_present_frames():
     present = torch.tensor([[True, True, False]])
     cost = matcher.cost(torch.zeros(1, 3, 2), boxes, torch.tensor([0]), tgt, present)
     assert cost.item() == pytest.approx((0.0 + 0.2) / 2)  # L1 summed over coordinates
+
+
+def test_boxes_are_normalised_by_the_image_size_before_padding():
+    masks = torch.zeros(1, 1, 40, 80)  # padded 40 x 80; the image is 30 x 60
+    masks[0, 0, 10:20, 30:50] = 1
+    boxes, _ = clip_boxes(masks, image_size=(30, 60))
+    assert torch.allclose(boxes[0, 0], torch.tensor([30 / 60, 10 / 30, 50 / 60, 20 / 30]))

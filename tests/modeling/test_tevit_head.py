@@ -208,3 +208,27 @@ def test_class_specific_inference_hands_on_top_k_pair_candidates():
     expected = paste_mask_logits(logits, box[None] * torch.tensor([96.0, 64, 96, 64]), (16, 24), 4)
     assert torch.allclose(out["mask_features"][0, frame, j], expected[0], atol=1e-4)
     assert queries.shape == labels.shape == (4,)
+
+
+def test_initial_boxes_cover_the_image_before_padding(monkeypatch):
+    """TeViT's proposals start as the image (its ``img_shape``), not the padded input; the
+    boxes are normalised by that size."""
+    import ifr.modeling.transformer_decoder.tevit as tevit
+
+    seen = []
+    original = tevit.multilevel_roi_align
+
+    def record(levels, rois, size, strides):
+        seen.append(rois.clone())
+        return original(levels, rois, size, strides)
+
+    monkeypatch.setattr(tevit, "multilevel_roi_align", record)
+    head = _head().eval()
+    multi_scale, p2 = _features(2, 2)  # padded 64 x 96
+    with torch.no_grad():
+        out = head(multi_scale, p2, return_masks=True, image_sizes=[(48, 80), (64, 96)])
+    first = seen[0].view(2, 2, N, 5)  # (clip, frame, query, (frame, x1, y1, x2, y2))
+    assert torch.equal(first[0, :, :, 1:], torch.tensor([0.0, 0, 80, 48]).expand(2, N, 4))
+    assert torch.equal(first[1, :, :, 1:], torch.tensor([0.0, 0, 96, 64]).expand(2, N, 4))
+    # stage 0 starts at zero deltas: its boxes are the whole image, normalised to (0, 0, 1, 1)
+    assert torch.allclose(out["aux_outputs"][0]["pred_boxes"], torch.tensor([0.0, 0, 1, 1]))

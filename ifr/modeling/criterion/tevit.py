@@ -20,7 +20,7 @@ clip, P matched (query, frame) pairs where the instance is present.
 TeViT's mask loss is Dice only (weight 8), so there is no BCE mask term here.
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -42,10 +42,15 @@ def mask_dice_loss(logits: Tensor, targets: Tensor, eps: float = 1e-5) -> Tensor
     return 1 - numerator / ((p * p).sum(1) + eps + (t * t).sum(1) + eps)
 
 
-def clip_boxes(masks: Tensor) -> Tuple[Tensor, Tensor]:
-    """(M, T, H, W) masks -> boxes (M, T, 4) xyxy / (W, H, W, H) and present (M, T) bool
-    (a non-empty mask); absent boxes are 0."""
+def clip_boxes(
+    masks: Tensor, image_size: Optional[Tuple[int, int]] = None
+) -> Tuple[Tensor, Tensor]:
+    """(M, T, H, W) masks -> boxes (M, T, 4) xyxy / (w, h, w, h) of ``image_size`` (the
+    clip's size before padding, as TeViT; default the masks' (H, W)) and present (M, T)
+    bool (a non-empty mask); absent boxes are 0."""
     num, frames, height, width = masks.shape
+    if image_size is not None:
+        height, width = image_size
     flat = masks.flatten(0, 1) > 0.5
     present = flat.flatten(1).any(1)
     boxes = masks.new_zeros((num * frames, 4))
@@ -54,6 +59,13 @@ def clip_boxes(masks: Tensor) -> Tuple[Tensor, Tensor]:
         found[:, 2:] += 1  # inclusive pixel index -> exclusive edge
         boxes[present] = found / masks.new_tensor([width, height, width, height])
     return boxes.view(num, frames, 4), present.view(num, frames)
+
+
+def box_scales(targets: List[Dict[str, Tensor]], like: Tensor) -> Tensor:
+    """(B, 4) (w, h, w, h) each clip's boxes are normalised by: its ``image_size``, or the
+    padded size of its masks."""
+    sizes = [t.get("image_size", tuple(t["masks"].shape[-2:])) for t in targets]
+    return like.new_tensor([[w, h, w, h] for h, w in sizes])
 
 
 class TeViTCriterion(nn.Module):
@@ -80,11 +92,13 @@ class TeViTCriterion(nn.Module):
         Args:
             outputs: of ``TeViTSTQIHead`` in training (``pred_logits``, ``pred_boxes``,
                 ``attn_feats``, ``stage``, ``aux_outputs``, ``roi_mask_logits``).
-            targets: B dicts with ``labels (M,)`` and ``masks (M, T, H, W)`` at the
-                padded size.
+            targets: B dicts with ``labels (M,)``, ``masks (M, T, H, W)`` at the padded
+                size and ``image_size`` (h, w) before padding, by which boxes are
+                normalised (the padded size without it).
         """
         targets = [
-            dict(t, **dict(zip(("boxes", "present"), clip_boxes(t["masks"])))) for t in targets
+            dict(t, **dict(zip(("boxes", "present"), clip_boxes(t["masks"], t.get("image_size")))))
+            for t in targets
         ]
         num_pos = self._num_positives(targets, outputs["pred_logits"].device)
         losses = self._stage_losses(outputs, outputs, targets, num_pos)
@@ -145,6 +159,7 @@ class TeViTCriterion(nn.Module):
             torch.cat(tgt_labels),
             torch.cat(tgt_masks),
             num_pos,
+            box_scales(targets, pred_boxes)[b_idx],
         )
         return {
             "loss_ce": loss_ce,
@@ -155,14 +170,21 @@ class TeViTCriterion(nn.Module):
 
     @staticmethod
     def _mask_loss(
-        stage, outputs, positives, labels: Tensor, gt_masks: Tensor, num_pos: float
+        stage,
+        outputs,
+        positives,
+        labels: Tensor,
+        gt_masks: Tensor,
+        num_pos: float,
+        scales: Optional[Tensor] = None,
     ) -> Tensor:
         """Dice of the P masks predicted in the detached boxes, each read from its target
         class's channel when masks are class-specific (as mmdetection's mask loss).
 
         positives: (batch, query, frame) indices, each (P,); labels (P,); gt_masks (P, H, W)
         at the padded size, to which the boxes are clipped for the targets (as
-        mmdetection's ``mask_target``)."""
+        mmdetection's ``mask_target``); scales (P, 4): the (w, h, w, h) the boxes are
+        normalised by (default the padded size)."""
         b_idx, q_idx, t_idx = positives
         frames = stage["pred_logits"].shape[2]
         boxes = stage["pred_boxes"][b_idx, q_idx, t_idx].detach()
@@ -171,8 +193,9 @@ class TeViTCriterion(nn.Module):
             stage["stage"], b_idx * frames + t_idx, boxes, queries, labels
         )
         height, width = gt_masks.shape[-2:]
-        scale = boxes.new_tensor([width, height, width, height])
-        clipped = torch.min((boxes * scale).clamp(min=0), scale)
+        padded = boxes.new_tensor([width, height, width, height])
+        pixels = boxes * (padded if scales is None else scales.to(boxes))
+        clipped = torch.min(pixels.clamp(min=0), padded)
         index = torch.arange(len(boxes), device=boxes.device)[:, None].to(boxes)
         with torch.no_grad():  # mmdetection's BitmapMasks.crop_and_resize: sampling ratio 0
             targets = (

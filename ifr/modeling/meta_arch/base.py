@@ -16,6 +16,7 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from ...inference import run_inference
+from ...inference.contract import decoder_image_sizes
 from ...inference.options import InferenceOptions
 from ...layers.classification import class_probabilities, configured_class_activation
 from ...utils.precision import check_precision, float32_autocast_off, precision_autocast, to_float32
@@ -174,7 +175,15 @@ class VideoMaskClassifier(nn.Module):
             multi_scale, mask_features = self._encode(
                 images.tensor, len(batched_inputs), num_frames
             )
-            outputs = self.transformer_decoder(multi_scale, mask_features, return_masks=True)
+            outputs = self.transformer_decoder(
+                multi_scale,
+                mask_features,
+                return_masks=True,
+                **decoder_image_sizes(
+                    self.transformer_decoder,
+                    [images.image_sizes[b * num_frames] for b in range(len(batched_inputs))],
+                ),
+            )
         # Losses, matching and point sampling in float32, whatever the network's precision.
         outputs, mask_features = self._float32_outputs(outputs), mask_features.float()
         with float32_autocast_off(self.device.type):

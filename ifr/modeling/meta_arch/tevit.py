@@ -11,7 +11,7 @@ the mean of its per-frame sigmoid scores (``class_probabilities``), as TeViT's t
 official (mmdetection-named) checkpoints load as they are (``rename_checkpoint_keys``).
 """
 
-from typing import Dict
+from typing import Dict, List
 
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY
@@ -48,6 +48,14 @@ class TeViT(VideoMaskClassifier):
     def class_probabilities(self, pred_logits: torch.Tensor) -> torch.Tensor:
         """(..., T, K) per-frame logits -> (..., K): the mean over frames of the sigmoid."""
         return pred_logits.sigmoid().mean(dim=-2)
+
+    def prepare_targets(self, batched_inputs: List[dict], padded_size) -> List[Dict]:
+        """The shared targets plus ``image_size`` (h, w): the clip's size before padding,
+        by which TeViT normalises its boxes."""
+        targets = super().prepare_targets(batched_inputs, padded_size)
+        for video, target in zip(batched_inputs, targets):
+            target["image_size"] = tuple(video["image"][0].shape[-2:])
+        return targets
 
     def backbone_features(self, frames: torch.Tensor, num_frames: int) -> Dict[str, torch.Tensor]:
         """As the shared one, with the clip length given to a MsgShifT backbone."""

@@ -4,8 +4,8 @@ Vision Transformer for Video Instance Segmentation", CVPR 2022): QueryInst on a 
 Shape shorthand: B clips, T frames, N queries, K classes, d channels, R RoIs (one per
 (clip, frame, query) or per selected one), S the RoI side (7 boxes, 14 masks).
 
-The same N learnt queries (a d-dim feature and an initial box, the whole image) start in
-every frame. Each of the ``num_stages`` stages, as TeViT's ``STQIHead`` + ``DynamicMaskHead``:
+The same N learnt queries (a d-dim feature and an initial box, the whole image before
+padding) start in every frame; boxes are normalised by that size (``image_sizes``). Each of the ``num_stages`` stages, as TeViT's ``STQIHead`` + ``DynamicMaskHead``:
 1. RoIAlign of each query's box (per frame) from the FPN level its size selects;
 2. multi-head self-attention among the N queries of a frame, then the SAME attention
    (shared weights and norm) among the T frames of each query: the temporal interaction;
@@ -22,19 +22,21 @@ class-specific masks make each candidate a (query, class) pair, as TeViT's test:
 class's channel, and each is handed on as a candidate whose logits are the query's in its
 class and ``NOT_THIS_CLASS`` elsewhere, so the shared top-k selects exactly these pairs.
 
-Differences from TeViT's code, all deliberate:
-- boxes are normalised by the padded input size (TeViT: the image size before padding);
-- RoIAlign is torchvision's (``aligned=True``, 2 samples per bin, as mmcv's) with
-  mmdetection's level rule written here (``roi_levels``);
-- at inference a query's class probabilities are the mean over frames of its sigmoid
-  scores (as TeViT); masks (of every query with class-agnostic masks, of the top-k pairs
-  otherwise) are pasted into the stride-4 grid and handed to the shared inference as
-  one-hot embeddings over those maps (TeViT pastes at the original resolution).
+At inference a query's class probabilities are the mean over frames of its sigmoid
+scores (as TeViT). The 28x28 masks (of every query with class-agnostic masks, of the top-k
+pairs otherwise) are returned as ``pred_box_masks``, from which the shared inference
+pastes the final masks at the original resolution (``BoxMaskPrediction``, as TeViT), and
+pasted into the stride-4 grid as one-hot embeddings over those maps, which per-clip
+tracking and test-time augmentation compare and fuse (there, the fused stride-4 logits
+are upsampled).
+
+RoIAlign is torchvision's (``aligned=True``, 2 samples per bin, as mmcv's) with
+mmdetection's level rule written here (``roi_levels``).
 """
 
 import math
 from functools import partial
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -42,6 +44,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import box_convert, roi_align
 
+from ...layers.box_masks import paste_mask_logits, paste_mask_probs
 from ..registry import TRANSFORMER_DECODER_REGISTRY
 from .common import masks_as_embeddings
 
@@ -49,6 +52,7 @@ __all__ = [
     "TeViTSTQIHead",
     "decode_box_deltas",
     "paste_mask_logits",
+    "paste_mask_probs",
     "roi_levels",
     "select_class_candidates",
 ]
@@ -105,30 +109,6 @@ def decode_box_deltas(boxes: Tensor, deltas: Tensor) -> Tensor:
     centre = centre + size * deltas[:, :2]
     size = size * deltas[:, 2:].clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO).exp()
     return torch.cat([centre - size / 2, centre + size / 2], dim=1)
-
-
-def paste_mask_logits(mask_logits: Tensor, boxes: Tensor, grid_size: tuple, stride: int) -> Tensor:
-    """Box masks into a frame grid, as logits.
-
-    Args:
-        mask_logits: (R, S, S) logits of each box's mask; boxes: (R, 4) xyxy input pixels.
-        grid_size: (h, w) of the output grid, whose cell (i, j) is centred at input pixel
-            ((j + 0.5) * stride, (i + 0.5) * stride).
-    Returns:
-        (R, h, w) logits: the bilinearly sampled box mask probability (0 outside the
-        box) mapped back to a logit (clamped to [-ln(1e6), ln(1e6)]).
-    """
-    h, w = grid_size
-    ys = (torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5) * stride
-    xs = (torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5) * stride
-    x1, y1, x2, y2 = (boxes[:, i, None] for i in range(4))
-    gx = (xs[None] - x1) / (x2 - x1).clamp(min=1e-6) * 2 - 1  # (R, w)
-    gy = (ys[None] - y1) / (y2 - y1).clamp(min=1e-6) * 2 - 1  # (R, h)
-    grid = torch.stack([gx[:, None, :].expand(-1, h, -1), gy[:, :, None].expand(-1, -1, w)], dim=-1)
-    probs = F.grid_sample(
-        mask_logits[:, None].sigmoid(), grid.to(mask_logits.dtype), align_corners=False
-    )[:, 0]
-    return torch.logit(probs.clamp(1e-6, 1 - 1e-6))
 
 
 class DynamicConv(nn.Module):
@@ -273,6 +253,7 @@ class TeViTSTQIHead(nn.Module):
 
     class_activation = "sigmoid"
     strides = [4, 8, 16, 32]
+    uses_image_sizes = True  # given each clip's size before padding (``image_sizes``)
 
     @configurable
     def __init__(
@@ -353,7 +334,11 @@ class TeViTSTQIHead(nn.Module):
         }
 
     def forward(
-        self, multi_scale: List[Tensor], mask_features: Tensor, return_masks: bool = True
+        self,
+        multi_scale: List[Tensor],
+        mask_features: Tensor,
+        return_masks: bool = True,
+        image_sizes: Optional[Sequence[Tuple[int, int]]] = None,
     ) -> Dict[str, object]:
         """
         Args:
@@ -361,23 +346,27 @@ class TeViTSTQIHead(nn.Module):
                 (B, T, d, H/4, W/4) (``TeViTFPN``).
             return_masks: training (True): per-stage outputs and ``roi_mask_logits`` for
                 the criterion; inference (False): masks of every query and frame.
+            image_sizes: B (h, w) sizes of the clips before padding (default: the padded
+                (H, W)); the initial boxes cover them, and boxes are normalised by them.
         Returns:
             ``pred_logits`` (B, N, T, K) per-frame class logits, ``pred_boxes`` (B, N, T, 4)
-            xyxy boxes / padded size, ``attn_feats`` (B, N, T, d) and ``image_size``
+            xyxy boxes / (w, h, w, h), ``attn_feats`` (B, N, T, d) and ``image_size``
             (H, W); training: ``aux_outputs`` (the earlier stages, each with its
             ``stage``) and ``roi_mask_logits``: ``fn(stage, frame_idx (R,), boxes (R, 4)
-            normalised xyxy, queries (R, d)) -> (R, 2S, 2S)``; inference:
-            ``pred_mask_embeds`` (B, N, T, N) one-hot and ``mask_features`` (B, T, N, h, w)
-            the pasted mask logits, so that ``embeds . features`` are the masks.
+            normalised xyxy, queries (R, d), labels (R,)) -> (R, 2S, 2S)``; inference:
+            ``pred_box_masks`` (B, Q, T, 2S, 2S) the box mask logits, ``pred_mask_embeds``
+            (B, Q, T, Q) one-hot and ``mask_features`` (B, T, Q, h, w) those masks pasted
+            into the stride-4 grid, so that ``embeds . features`` are the masks (Q = N
+            queries, or the top-k (query, class) candidates with class-specific masks).
         """
         levels = [mask_features, *reversed(multi_scale)]
         batch, frames = mask_features.shape[:2]
         flat_levels = [level.flatten(0, 1) for level in levels]  # (B*T, d, h, w)
         height, width = mask_features.shape[-2] * 4, mask_features.shape[-1] * 4
-        scale = mask_features.new_tensor([width, height, width, height])
+        scales = frame_scales(image_sizes or [(height, width)] * batch, frames, mask_features)
         n = self.num_queries
-        boxes = box_convert(self.init_proposal_bboxes.weight, "cxcywh", "xyxy") * scale
-        boxes = boxes[None].expand(batch * frames, n, 4)  # (B*T, N, 4) input pixels
+        boxes = box_convert(self.init_proposal_bboxes.weight, "cxcywh", "xyxy")
+        boxes = boxes[None] * scales[:, None]  # (B*T, N, 4) input pixels
         queries = self.init_proposal_features.weight[None].expand(batch * frames, n, -1)
         frame_idx = torch.arange(batch * frames, device=boxes.device).repeat_interleave(n)
         stage_outputs = []
@@ -394,7 +383,7 @@ class TeViTSTQIHead(nn.Module):
             stage_outputs.append(
                 {
                     "pred_logits": by_query(logits),
-                    "pred_boxes": by_query(boxes / scale),
+                    "pred_boxes": by_query(boxes / scales[:, None]),
                     "attn_feats": by_query(attn_feats),
                     "stage": i,
                 }
@@ -403,33 +392,36 @@ class TeViTSTQIHead(nn.Module):
         outputs = dict(stage_outputs[-1], image_size=(height, width))
         if return_masks:
             outputs["aux_outputs"] = stage_outputs[:-1]
-            outputs["roi_mask_logits"] = partial(self.roi_mask_logits, flat_levels, scale)
+            outputs["roi_mask_logits"] = partial(self.roi_mask_logits, flat_levels, scales)
             return outputs
         if not self.class_agnostic_masks:
             outputs = select_class_candidates(outputs, self.top_k)
-        masks = self._pasted_masks(flat_levels, scale, outputs, mask_features.shape[-2:])
-        outputs.update(masks_as_embeddings(masks))
+        box_masks = self._box_masks(flat_levels, scales, outputs)
+        boxes = outputs["pred_boxes"] * scales.view(batch, 1, frames, 4)  # input pixels
+        pasted = paste_box_masks(box_masks, boxes, tuple(mask_features.shape[-2:]))
+        outputs.update(masks_as_embeddings(pasted), pred_box_masks=box_masks)
         return outputs
 
     def roi_mask_logits(
         self,
         flat_levels: List[Tensor],
-        scale: Tensor,
+        scales: Tensor,
         stage: int,
         frame_idx: Tensor,
         boxes: Tensor,
         queries: Tensor,
         labels: Optional[Tensor] = None,
     ) -> Tensor:
-        """Mask logits (R, 2S, 2S) of R boxes (R, 4) (xyxy / padded size) in frames
-        ``frame_idx`` (R,) (of the B*T frames), with stage ``stage``'s mask head, query
-        features ``queries`` (R, d) and, for class-specific masks, classes ``labels`` (R,)."""
-        rois = torch.cat([frame_idx[:, None].to(boxes), boxes * scale], dim=1)
+        """Mask logits (R, 2S, 2S) of R boxes (R, 4) (xyxy / the frame's (w, h, w, h) in
+        ``scales`` (B*T, 4)) in frames ``frame_idx`` (R,) (of the B*T frames), with stage
+        ``stage``'s mask head, query features ``queries`` (R, d) and, for class-specific
+        masks, classes ``labels`` (R,)."""
+        rois = torch.cat([frame_idx[:, None].to(boxes), boxes * scales[frame_idx]], dim=1)
         roi_features = multilevel_roi_align(flat_levels, rois, self.mask_pool, self.strides)
         return self.mask_heads[stage](queries, roi_features, labels)
 
-    def _pasted_masks(self, flat_levels, scale, outputs, grid_size) -> Tensor:
-        """(B, Q, T, h, w) pasted mask logits of the last stage for the Q queries (or
+    def _box_masks(self, flat_levels, scales, outputs) -> Tensor:
+        """(B, Q, T, 2S, 2S) box mask logits of the last stage for the Q queries (or
         (query, class) candidates) of ``outputs``; the mask head runs on
         ``MASK_ROI_CHUNK`` RoIs at a time (bounded memory on long videos)."""
         batch, num, frames = outputs["pred_boxes"].shape[:3]
@@ -439,21 +431,35 @@ class TeViTSTQIHead(nn.Module):
         if labels is not None:
             labels = labels[:, None].expand(batch, frames, num).reshape(-1)
         frame_idx = torch.arange(batch * frames, device=boxes.device).repeat_interleave(num)
-        pasted = []
+        chunks = []
         for start in range(0, boxes.shape[0], MASK_ROI_CHUNK):
             part = slice(start, start + MASK_ROI_CHUNK)
-            logits = self.roi_mask_logits(
-                flat_levels,
-                scale,
-                len(self.stages) - 1,
-                frame_idx[part],
-                boxes[part],
-                queries[part],
-                None if labels is None else labels[part],
+            chunks.append(
+                self.roi_mask_logits(
+                    flat_levels,
+                    scales,
+                    len(self.stages) - 1,
+                    frame_idx[part],
+                    boxes[part],
+                    queries[part],
+                    None if labels is None else labels[part],
+                )
             )
-            pasted.append(paste_mask_logits(logits, boxes[part] * scale, tuple(grid_size), 4))
-        masks = torch.cat(pasted)
+        masks = torch.cat(chunks)
         return masks.view(batch, frames, num, *masks.shape[-2:]).transpose(1, 2)
+
+
+def frame_scales(image_sizes: Sequence[Tuple[int, int]], frames: int, like: Tensor) -> Tensor:
+    """B (h, w) clip sizes -> (B*T, 4) per-frame (w, h, w, h), on ``like``'s device/dtype."""
+    scales = like.new_tensor([[w, h, w, h] for h, w in image_sizes])
+    return scales.repeat_interleave(frames, dim=0)
+
+
+def paste_box_masks(box_masks: Tensor, boxes: Tensor, grid_size: Tuple[int, int]) -> Tensor:
+    """(B, Q, T, S, S) box mask logits in (B, Q, T, 4) xyxy input-pixel boxes -> (B, Q, T,
+    h, w) logits pasted into the stride-4 grid (``paste_mask_logits``)."""
+    flat = paste_mask_logits(box_masks.flatten(0, 2), boxes.flatten(0, 2), grid_size, 4)
+    return flat.view(*box_masks.shape[:3], *flat.shape[-2:])
 
 
 def select_class_candidates(outputs: Dict[str, Tensor], top_k: int) -> Dict[str, Tensor]:
