@@ -185,10 +185,10 @@ def _add_input_config(cfg: CN) -> None:
     # VisTR's random size crop, before the resize to MIN_SIZE_TRAIN: the shorter side
     # resized to one of PRE_RESIZE, then a crop of sides drawn in [MIN_SIZE, MAX_SIZE].
     cfg.INPUT.RANDOM_SIZE_CROP = CN()
-    cfg.INPUT.RANDOM_SIZE_CROP.ENABLED = False
-    cfg.INPUT.RANDOM_SIZE_CROP.PRE_RESIZE = (400, 500, 600)
-    cfg.INPUT.RANDOM_SIZE_CROP.MIN_SIZE = 384
-    cfg.INPUT.RANDOM_SIZE_CROP.MAX_SIZE = 600
+    cfg.INPUT.RANDOM_SIZE_CROP.ENABLED = False  # off: no crop (VisTR's recipe turns it on)
+    cfg.INPUT.RANDOM_SIZE_CROP.PRE_RESIZE = (400, 500, 600)  # shorter sides, one drawn
+    cfg.INPUT.RANDOM_SIZE_CROP.MIN_SIZE = 384  # smallest crop side (a shorter image: whole)
+    cfg.INPUT.RANDOM_SIZE_CROP.MAX_SIZE = 600  # largest crop side
 
 
 def _add_solver_config(cfg: CN) -> None:
@@ -238,7 +238,12 @@ def _add_ifr_config(cfg: CN) -> None:
 def _add_test_config(cfg: CN) -> None:
     # Inference (docs/method.md, Sec. 3). Checked once, by ifr.inference.InferenceOptions.
     cfg.MODEL.VIS.TEST = CN()
-    cfg.MODEL.VIS.TEST.TOP_K = 10  # k, (query, class) pairs kept per video
+    cfg.MODEL.VIS.TEST.TOP_K = 10  # k, (query, class) pairs kept per video (0: no cap)
+    # Keep only pairs whose probability is above this (IFC: 0.01); 0 keeps every pair.
+    cfg.MODEL.VIS.TEST.SCORE_THRESHOLD = 0.0
+    # Keep only queries whose most likely of the K + 1 classes is an object, per decoded
+    # video or clip (IFC's inference; softmax class heads only).
+    cfg.MODEL.VIS.TEST.OBJECTS_ONLY = False
     # "video": the whole video in one pass (default, as the paper);
     # "clip": clips of CLIP_LENGTH frames linked across clips (appendix A.1).
     cfg.MODEL.VIS.TEST.MODE = "video"

@@ -213,10 +213,17 @@ class VideoCandidates:
             )
 
     @classmethod
-    def from_segment(cls, segment: SegmentPrediction) -> "VideoCandidates":
-        """Every query of one segment covering the whole video is a candidate."""
-        members = [[(0, q)] for q in range(segment.class_probs.shape[0])]
-        return cls(segment.class_probs, members, [segment], segment.num_frames)
+    def from_segment(
+        cls, segment: SegmentPrediction, queries: Optional[Sequence[int]] = None
+    ) -> "VideoCandidates":
+        """The queries ``queries`` (default every one) of one segment covering the whole
+        video are the candidates."""
+        if queries is None:
+            queries = range(segment.class_probs.shape[0])
+        queries = list(queries)
+        members = [[(0, q)] for q in queries]
+        class_probs = segment.class_probs[torch.as_tensor(queries, dtype=torch.long)]
+        return cls(class_probs, members, [segment], segment.num_frames)
 
     def mask_probs(
         self, candidate_idx: Sequence[int], start: int, end: int, output_size: Size
@@ -370,11 +377,13 @@ def candidates_to_output(
     chunk: int,
     threshold: float,
     drop_empty: bool = False,
+    score_threshold: float = 0.0,
 ) -> Dict[str, object]:
     """Top-k (candidate, class) pairs and their RLE masks at ``output_size``: the model's
     per-video output of docs/design.md (``pred_masks``: per instance, T RLE dicts); with
-    ``drop_empty``, pairs whose mask is empty in every frame are left out."""
-    scores, labels, cand_idx = select_topk_probs(candidates.class_probs, top_k)
+    ``drop_empty``, pairs whose mask is empty in every frame are left out; with
+    ``score_threshold`` > 0, pairs of probability at most it (``select_topk_probs``)."""
+    scores, labels, cand_idx = select_topk_probs(candidates.class_probs, top_k, score_threshold)
     rles = candidates.render_rles(cand_idx.tolist(), output_size, chunk, threshold)
     if drop_empty:
         kept = [i for i, masks in enumerate(rles) if rle_areas(masks).any()]

@@ -42,7 +42,7 @@ from .candidates import (
 )
 from .contract import VideoModel
 from .feature_window import FeatureWindow
-from .postprocess import Size
+from .postprocess import Size, object_queries
 from .video import decode_segment
 
 
@@ -135,9 +135,15 @@ def soft_iou(probs_a: torch.Tensor, probs_b: torch.Tensor) -> torch.Tensor:
     return intersection / union.clamp(min=1e-6)
 
 
-def kept_queries(class_probs: torch.Tensor, min_score: float) -> List[int]:
-    """Queries predicted as objects: highest class probability >= ``min_score``."""
-    return torch.nonzero(class_probs.max(dim=1).values >= min_score)[:, 0].tolist()
+def kept_queries(
+    class_probs: torch.Tensor, min_score: float, objects_only: bool = False
+) -> List[int]:
+    """Queries predicted as objects: highest class probability >= ``min_score`` and, with
+    ``objects_only``, most likely of the K + 1 classes an object (``object_queries``)."""
+    keep = class_probs.max(dim=1).values >= min_score
+    if objects_only:
+        keep &= object_queries(class_probs)
+    return torch.nonzero(keep)[:, 0].tolist()
 
 
 def link_size_of(segment: SegmentPrediction) -> Size:
@@ -278,10 +284,12 @@ def decode_clip(
     return dataclasses.replace(segment, frame_offset=start)
 
 
-def link_clip(segment: SegmentPrediction, min_score: float) -> Tuple[ClipLinkInput, torch.Tensor]:
+def link_clip(
+    segment: SegmentPrediction, min_score: float, objects_only: bool = False
+) -> Tuple[ClipLinkInput, torch.Tensor]:
     """A clip's kept queries as linking input (mask probabilities at ``link_size_of``),
     and their mask logits (Q, L, h, w)."""
-    queries = kept_queries(segment.class_probs, min_score)
+    queries = kept_queries(segment.class_probs, min_score, objects_only)
     index = torch.tensor(queries, dtype=torch.long)
     logits = segment.mask_logits(index, segment.frame_offset, segment.frame_end)
     link_input = ClipLinkInput(
@@ -320,7 +328,7 @@ def clip_candidates(
     done = 0  # frames [0, done) are finished
     for clip_idx, (start, end) in enumerate(clips):
         segment = decode_clip(model, window, start, end, flipped)
-        link_input, logits = link_clip(segment, options.clip_min_score)
+        link_input, logits = link_clip(segment, options.clip_min_score, options.objects_only)
         tracks = tracker.add(link_input)
         class_probs.add(tracks, link_input.class_probs)
         open_clips.append(OpenClip(segment, logits, tracks))

@@ -30,6 +30,8 @@ class InferenceOptions:
     max_size_test: int
     input_format: str
     drop_empty: bool = False
+    objects_only: bool = False
+    score_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         _one_of("MODEL.VIS.TEST.MODE", self.mode, ("video", "clip"))
@@ -40,8 +42,13 @@ class InferenceOptions:
             ("float32", "float16"),
         )
         _one_of("INPUT.FORMAT", self.input_format, ("RGB", "BGR"))
+        if self.top_k < 0:
+            raise ValueError(f"MODEL.VIS.TEST.TOP_K must be >= 0 (0: no cap), got {self.top_k}")
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise ValueError(
+                f"MODEL.VIS.TEST.SCORE_THRESHOLD must be in [0, 1), got {self.score_threshold}"
+            )
         for key, value in (
-            ("TOP_K", self.top_k),
             ("FRAME_CHUNK", self.frame_chunk),
             ("CLIP_LENGTH", self.clip_length),
         ):
@@ -103,6 +110,8 @@ class InferenceOptions:
             max_size_test=cfg.INPUT.MAX_SIZE_TEST,
             input_format=cfg.INPUT.FORMAT,
             drop_empty=test.DROP_EMPTY,
+            objects_only=test.OBJECTS_ONLY,
+            score_threshold=test.SCORE_THRESHOLD,
         )
 
 

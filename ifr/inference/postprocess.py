@@ -16,13 +16,14 @@ Size = Tuple[int, int]
 
 
 def select_topk_probs(
-    class_probs: torch.Tensor, k: int
+    class_probs: torch.Tensor, k: int, score_threshold: float = 0.0
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k over all (query, class) pairs of class probabilities, as Mask2Former-VIS.
 
     Args:
         class_probs: (N, K) class probabilities of the candidates, in [0, 1].
-        k: number of pairs kept; at most N * K are returned.
+        k: number of pairs kept; at most N * K are returned; 0 keeps every pair.
+        score_threshold: if > 0, only pairs of probability above it are kept (IFC).
     Returns:
         scores (k,), labels (k,) int64 contiguous class ids, query_idx (k,) int64,
         sorted by decreasing score.
@@ -30,11 +31,22 @@ def select_topk_probs(
     if class_probs.dim() != 2:
         raise ValueError(f"class scores must be (N, K), got shape {tuple(class_probs.shape)}")
     num_queries, num_classes = class_probs.shape
-    k = min(k, num_queries * num_classes)
+    k = num_queries * num_classes if k == 0 else min(k, num_queries * num_classes)
     scores, flat_idx = class_probs.flatten().topk(k, sorted=True)
+    if score_threshold > 0:
+        above = scores > score_threshold
+        scores, flat_idx = scores[above], flat_idx[above]
     labels = flat_idx % num_classes
     query_idx = torch.div(flat_idx, num_classes, rounding_mode="floor")
     return scores, labels, query_idx
+
+
+def object_queries(class_probs: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: queries whose most likely of the K + 1 softmax classes is an object, from
+    (N, K) probabilities without the no-object column (whose probability is 1 - their sum),
+    as IFC's inference."""
+    no_object = 1 - class_probs.sum(dim=1)
+    return class_probs.max(dim=1).values > no_object
 
 
 def compute_mask_logits(mask_embeds: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:

@@ -37,4 +37,5 @@ def run_inference(model: VideoModel, batched_input: Dict) -> Dict[str, object]:
         options.frame_chunk,
         options.mask_threshold,
         drop_empty=options.drop_empty,
+        score_threshold=options.score_threshold,
     )

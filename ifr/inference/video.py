@@ -13,6 +13,7 @@ import torch
 from ..utils.precision import to_float32
 from .candidates import BoxMaskPrediction, SegmentPrediction, VideoCandidates
 from .contract import VideoModel, decoder_image_sizes
+from .postprocess import object_queries
 
 # (padded_size, image_size)
 Size2 = Tuple[Tuple[int, int], Tuple[int, int]]
@@ -119,9 +120,13 @@ def decode_segment(
 def video_candidates(
     model: VideoModel, frames: Sequence[torch.Tensor], flipped: bool = False
 ) -> VideoCandidates:
-    """Whole-video candidates: every query of one pass over all frames."""
+    """Whole-video candidates: every query of one pass over all frames (with
+    ``objects_only``, those whose most likely class is an object)."""
     multi_scale, mask_features, sizes = encode_frames_of(model, frames)
     segment = decode_segment(model, multi_scale, mask_features, sizes, 0, len(frames), flipped)
+    if model.inference_options.objects_only:
+        queries = torch.nonzero(object_queries(segment.class_probs))[:, 0].tolist()
+        return VideoCandidates.from_segment(segment, queries)
     return VideoCandidates.from_segment(segment)
 
 

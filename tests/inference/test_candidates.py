@@ -208,3 +208,24 @@ def test_box_masks_are_pasted_at_the_output_size():
     # the RLEs the shared rendering writes are the same masks
     rles = VideoCandidates.from_segment(prediction(False)).render_rles([0], (8, 16), 1, 0.5)
     assert np.array_equal(decode(rles[0])[0], expected.numpy())
+
+
+def test_objects_only_and_score_threshold_select_as_ifc():
+    """IFC's inference by hand: a query is kept where its most likely of the K + 1 classes
+    is an object (no-object = 1 - sum); of the kept, every pair above 0.01, no cap."""
+    from ifr.inference.postprocess import object_queries, select_topk_probs
+
+    probs = torch.tensor(
+        [
+            [0.50, 0.20, 0.005],  # no-object 0.295: kept
+            [0.30, 0.05, 0.05],  # no-object 0.60: dropped
+            [0.02, 0.45, 0.009],  # no-object 0.521 > 0.45: dropped
+            [0.40, 0.35, 0.02],  # no-object 0.23: kept
+        ]
+    )
+    assert object_queries(probs).tolist() == [True, False, False, True]
+    scores, labels, queries = select_topk_probs(probs[[0, 3]], 0, score_threshold=0.01)
+    assert scores.tolist() == pytest.approx([0.5, 0.4, 0.35, 0.2, 0.02])
+    assert list(zip(queries.tolist(), labels.tolist())) == [(0, 0), (1, 0), (1, 1), (0, 1), (1, 2)]
+    # without a threshold TOP_K 0 keeps all N * K pairs
+    assert len(select_topk_probs(probs, 0)[0]) == 12

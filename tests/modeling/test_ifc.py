@@ -355,3 +355,46 @@ def test_a_few_iterations_lower_the_loss_on_a_tiny_clip():
         optimizer.step()
         totals.append(total.item())
     assert min(totals[-3:]) < 0.7 * totals[0], totals
+
+
+def test_padding_mask_by_hand():
+    from ifr.modeling.transformer_decoder.ifc import padding_mask
+
+    mask = padding_mask([(64, 65), (96, 128)], (3, 4), 32, "cpu")
+    # 64 x 65: ceil(64/32) = 2 rows, ceil(65/32) = 3 columns are the image
+    assert mask[0].tolist() == [[False] * 3 + [True]] * 2 + [[True] * 4]
+    assert not mask[1].any()
+
+
+@torch.no_grad()
+def test_padded_tokens_change_nothing_the_queries_see():
+    """IFC's padding masks: a clip padded by one row and two columns of random tokens,
+    with its image size given, predicts the classes of the clip without padding (the
+    padding is no key of any attention, positions count only the image's tokens); without
+    the image size the padding is attended to and the classes change."""
+    decoder = _decoder().eval()
+    (coarse, lateral16), lateral8 = _decoder_inputs(batch=1, frames=2, size=(2, 3))
+    padded = [torch.randn(1, 2, 32, 3, 5), torch.randn(1, 2, 32, 6, 10)]
+    padded[0][..., :2, :3] = coarse
+    padded_lateral8 = torch.randn(1, 2, 32, 12, 20)
+    plain = decoder([coarse, lateral16], lateral8, return_masks=False)
+    masked = decoder(padded, padded_lateral8, return_masks=False, image_sizes=[(64, 96)])
+    torch.testing.assert_close(masked["pred_logits"], plain["pred_logits"], atol=1e-5, rtol=0)
+    unmasked = decoder(padded, padded_lateral8, return_masks=False)
+    assert not torch.allclose(unmasked["pred_logits"], plain["pred_logits"], atol=1e-3)
+
+
+def test_objects_only_is_refused_for_a_sigmoid_class_head():
+    import os
+
+    from detectron2.modeling import build_model
+
+    from ifr.engine.defaults import build_cfg
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cfg = build_cfg(
+        os.path.join(root, "configs", "tiny", "ifr_tiny.yaml"),
+        ["MODEL.VIS.TEST.OBJECTS_ONLY", "True"],
+    )
+    with pytest.raises(ValueError, match="MODEL.VIS.TEST.OBJECTS_ONLY needs a softmax"):
+        build_model(cfg)

@@ -67,6 +67,10 @@ IFC_RECIPE = {
     "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": 0.01,
     "DATASETS.TRAIN": ("ytvis_2019_train",),
     "DATASETS.TEST": ("ytvis_2019_val",),
+    # IFC's inference: queries predicted as objects, every pair above 0.01, no cap
+    "MODEL.VIS.TEST.OBJECTS_ONLY": True,
+    "MODEL.VIS.TEST.SCORE_THRESHOLD": 0.01,
+    "MODEL.VIS.TEST.TOP_K": 0,
 }
 
 

@@ -79,6 +79,11 @@ class VideoMaskClassifier(nn.Module):
         self.size_divisibility = max(size_divisibility, backbone.size_divisibility)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        if inference_options.objects_only and self.class_activation != "softmax":
+            raise ValueError(
+                "MODEL.VIS.TEST.OBJECTS_ONLY needs a softmax class head (K + 1 classes, the "
+                f"last no-object); {type(self).__name__} has {self.class_activation} logits"
+            )
         self.inference_options = inference_options
 
     def _check_parts(self, **parts: nn.Module) -> None:

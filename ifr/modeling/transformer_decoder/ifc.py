@@ -24,11 +24,13 @@ tokens per frame, N queries, d channels, K classes.
   res4 and res3 laterals (``IFCMaskFeatures``), so they depend on the clip: the decoder
   returns them as ``mask_features`` and inference uses them (docs/design.md).
 
-Left out: padding masks (the other decoders here have none either; IFC masks padded
-tokens in attention).
+Padding, as IFC: frame tokens of the padding of a clip (beyond ceil(h / 32) x
+ceil(w / 32), ``image_sizes``) are keys of no attention (encode-receive and the decoder's
+cross-attention), and the sine position embedding counts only the other tokens.
 """
 
-from typing import Dict, Sequence, Tuple
+import math
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -48,7 +50,7 @@ from .common import (
     query_decoder_args,
 )
 
-__all__ = ["IFCEncoder", "IFCMaskFeatures", "IFCTransformerDecoder"]
+__all__ = ["IFCEncoder", "IFCMaskFeatures", "IFCTransformerDecoder", "padding_mask"]
 
 NUM_GROUPS = 32  # GroupNorm groups of the mask head, as IFC
 
@@ -103,11 +105,15 @@ class IFCEncoder(nn.Module):
             nn.init.kaiming_normal_(self.memory_tokens, mode="fan_out", nonlinearity="relu")
             nn.init.kaiming_normal_(self.memory_pos, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, frame_tokens: Tensor, frame_pos: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(
+        self, frame_tokens: Tensor, frame_pos: Tensor, padding: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
         """
         Args:
             frame_tokens: (S, B, T, d) tokens of every frame.
             frame_pos: (S, B, T, d) their position embedding.
+            padding: optional (B, T, S) bool, True at tokens of the padding, which no
+                token attends to in encode-receive (memory tokens are never padding).
 
         Returns:
             encoded frame tokens (S, B, T, d) and memory tokens (M, B, T, d).
@@ -118,9 +124,14 @@ class IFCEncoder(nn.Module):
         memory = self.memory_tokens[:, None].expand(-1, batch_size * num_frames, -1)
         memory_pos = self.memory_pos[:, None].expand(-1, batch_size * num_frames, -1)
         pos = torch.cat((frame_pos.flatten(1, 2), memory_pos))  # (S + M, BT, d)
+        key_padding = None
+        if padding is not None:  # (BT, S + M)
+            key_padding = F.pad(padding.flatten(0, 1), (0, num_memory), value=False)
         for layer in range(self.num_layers):
             # Encode-receive: a frame's tokens and its own memory tokens, frame by frame.
-            tokens = self.receive_attention[layer](torch.cat((frames, memory)), query_pos=pos)
+            tokens = self.receive_attention[layer](
+                torch.cat((frames, memory)), tgt_key_padding_mask=key_padding, query_pos=pos
+            )
             tokens = self.receive_ffn[layer](tokens)
             frames, memory = tokens[:num_tokens], tokens[num_tokens:]
             if num_memory:
@@ -140,6 +151,18 @@ class IFCEncoder(nn.Module):
         gathered = self.communicate_ffn[layer](self.communicate_attention[layer](gathered))
         gathered = gathered.view(num_frames, batch_size, num_memory, dim).permute(2, 1, 0, 3)
         return gathered.reshape(num_memory, batch_size * num_frames, dim)
+
+
+def padding_mask(
+    image_sizes: Sequence[Tuple[int, int]], grid: Tuple[int, int], stride: int, device
+) -> Tensor:
+    """(B, h, w) bool, True at the cells of a stride-``stride`` grid of size ``grid`` that
+    lie in the padding of each (h_b, w_b) image (beyond ceil(h_b / stride) rows and
+    ceil(w_b / stride) columns, as IFC's ``MaskedBackbone``)."""
+    mask = torch.ones((len(image_sizes), *grid), dtype=torch.bool, device=device)
+    for index, (height, width) in enumerate(image_sizes):
+        mask[index, : math.ceil(height / stride), : math.ceil(width / stride)] = False
+    return mask
 
 
 class IFCMaskFeatures(nn.Module):
@@ -190,6 +213,8 @@ class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
     mask heads. Reads ``IFCInputProjection``'s features (docs/design.md)."""
 
     class_activation = "softmax"  # K classes + no-object, softmax
+    uses_image_sizes = True  # given each clip's size before padding (``image_sizes``)
+    coarse_stride = 32  # of the frame tokens (input_proj(res5))
 
     @configurable
     def __init__(
@@ -261,6 +286,7 @@ class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
         multi_scale_features: Sequence[Tensor],
         mask_features: Tensor,
         return_masks: bool = True,
+        image_sizes: Optional[Sequence[Tuple[int, int]]] = None,
     ) -> Dict:
         """
         Args:
@@ -268,6 +294,9 @@ class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
                 adapter1(res4) (B, T, d, h/16, w/16)] (``IFCInputProjection``).
             mask_features: adapter2(res3) (B, T, d, h/8, w/8).
             return_masks: also return ``pred_masks`` (B, N, T, h/8, w/8).
+            image_sizes: B (h, w) sizes of the clips before padding. As IFC, the frame
+                tokens of the padding (beyond ceil(h / 32) x ceil(w / 32)) are keys of no
+                attention, and the sine position embedding counts only the others.
 
         Returns:
             dict with ``pred_logits`` (B, N, K + 1), ``pred_mask_embeds`` (B, N, T, d) (one
@@ -283,10 +312,17 @@ class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
         batch_size, num_frames, dim, height, width = coarse.shape
 
         frame_tokens = coarse.permute(3, 4, 0, 1, 2).flatten(0, 1)  # (S, B, T, d)
-        frame_pos = self.pe_layer(coarse.flatten(0, 1))  # (BT, d, h, w)
+        padding = None  # (B, T, h, w) True at the padding
+        if image_sizes is not None:
+            padding = padding_mask(image_sizes, (height, width), self.coarse_stride, coarse.device)
+            padding = padding[:, None].expand(-1, num_frames, -1, -1)
+        frame_pos = self.pe_layer(
+            coarse.flatten(0, 1), None if padding is None else padding.flatten(0, 1)
+        )  # (BT, d, h, w)
         frame_pos = frame_pos.view(batch_size, num_frames, dim, height * width)
         frame_pos = frame_pos.permute(3, 0, 1, 2)  # (S, B, T, d)
-        encoded, memory = self.encoder(frame_tokens, frame_pos)
+        padding = None if padding is None else padding.flatten(2)  # (B, T, S)
+        encoded, memory = self.encoder(frame_tokens, frame_pos, padding)
 
         clip_masks = self.mask_head(
             encoded.permute(1, 2, 3, 0).reshape(batch_size * num_frames, dim, height, width),
@@ -295,13 +331,20 @@ class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
         ).view(batch_size, num_frames, dim, *lateral8.shape[-2:])
 
         tokens, pos = self._decoder_memory(encoded, frame_pos, memory)
+        key_padding = None
+        if padding is not None:  # (B, T * S + T * M): frame tokens, then memory tokens
+            key_padding = F.pad(padding.flatten(1), (0, memory.shape[0] * num_frames), value=False)
         query_pos = self.query_embed.weight[:, None].expand(-1, batch_size, -1)  # (N, B, d)
         queries = torch.zeros_like(query_pos)
         predictions = []
         for layer in range(self.num_layers):
             queries = self.self_attention_layers[layer](queries, query_pos=query_pos)
             queries = self.cross_attention_layers[layer](
-                queries, tokens, pos=pos, query_pos=query_pos
+                queries,
+                tokens,
+                pos=pos,
+                query_pos=query_pos,
+                memory_key_padding_mask=key_padding,
             )
             queries = self.ffn_layers[layer](queries)
             if self.training or layer == self.num_layers - 1:

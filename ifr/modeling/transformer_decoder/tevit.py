@@ -5,7 +5,8 @@ Shape shorthand: B clips, T frames, N queries, K classes, d channels, R RoIs (on
 (clip, frame, query) or per selected one), S the RoI side (7 boxes, 14 masks).
 
 The same N learnt queries (a d-dim feature and an initial box, the whole image before
-padding) start in every frame; boxes are normalised by that size (``image_sizes``). Each of the ``num_stages`` stages, as TeViT's ``STQIHead`` + ``DynamicMaskHead``:
+padding) start in every frame; boxes are normalised by that size (``image_sizes``). Each
+of the ``num_stages`` stages, as TeViT's ``STQIHead`` + ``DynamicMaskHead``:
 1. RoIAlign of each query's box (per frame) from the FPN level its size selects;
 2. multi-head self-attention among the N queries of a frame, then the SAME attention
    (shared weights and norm) among the T frames of each query: the temporal interaction;
