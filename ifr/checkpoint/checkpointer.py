@@ -20,7 +20,7 @@ from ..utils.tensor_io import (  # noqa: F401  (re-exported: the checkpoint laye
     load_arrays_pickle,
     load_tensor_file,
 )
-from .mask2former import rename_mask2former_keys
+from .mask2former import LOSS_PREFIXES, rename_mask2former_keys
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class IFRCheckpointer(DetectionCheckpointer):
         return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
 
     def _load_model(self, checkpoint: Dict[str, Any]):
+        loss_constants = sorted(k for k in checkpoint["model"] if k.startswith(LOSS_PREFIXES))
         checkpoint["model"] = rename_mask2former_keys(checkpoint["model"])
         # A system whose official checkpoints name modules otherwise maps them (IFC).
         rename = getattr(self.model, "rename_checkpoint_keys", None)
@@ -126,7 +127,7 @@ class IFRCheckpointer(DetectionCheckpointer):
         self._align_by_heuristics(checkpoint)
         provided = set(checkpoint["model"])
         incompatible = super()._load_model(checkpoint)
-        not_loaded = self._log_load_summary(provided, incompatible)
+        not_loaded = self._log_load_summary(provided, incompatible, loss_constants)
         if not_loaded and self.require_complete:
             raise IncompleteCheckpointError(
                 _incomplete_message(self._loading_path, not_loaded, incompatible, self.model)
@@ -146,10 +147,11 @@ class IFRCheckpointer(DetectionCheckpointer):
                 c2_conversion=checkpoint.get("__author__") == "Caffe2",
             )
 
-    def _log_load_summary(self, provided, incompatible) -> List[str]:
+    def _log_load_summary(self, provided, incompatible, loss_constants=()) -> List[str]:
         """Logs one line: how many model tensors loaded, which did not (they keep their
         initialisation), and which of the file's tensors went unused (no such model tensor,
-        or another shape); returns the model tensors that did not load (sorted)."""
+        another shape, or ``loss_constants``: the loss's constants, which the config sets);
+        returns the model tensors that did not load (sorted)."""
         model_keys = set(self.model.state_dict())
         mismatched = {k for k, _, _ in incompatible.incorrect_shapes}
         loaded = (provided & model_keys) - mismatched
@@ -165,6 +167,8 @@ class IFRCheckpointer(DetectionCheckpointer):
             parts.append(f"unused, not in the model: {_grouped(unused)}")
         if mismatched:
             parts.append(f"unused, another shape: {_grouped(sorted(mismatched))}")
+        if loss_constants:
+            parts.append(f"unused, loss constants set by the config: {_grouped(loss_constants)}")
         log = self.logger.warning if model_keys and not loaded else self.logger.info
         log("; ".join(parts))
         return not_loaded

@@ -6,14 +6,15 @@ other Mask2Former-style systems with every shared tensor used."""
 import collections
 from typing import Any, Dict
 
-__all__ = ["MASK2FORMER_PREFIXES", "rename_mask2former_keys"]
+__all__ = ["LOSS_PREFIXES", "MASK2FORMER_PREFIXES", "rename_mask2former_keys"]
 
 # Mask2Former(-VIS) module prefixes -> this project's modules.
 MASK2FORMER_PREFIXES = {
     "sem_seg_head.pixel_decoder.": "pixel_decoder.",
     "sem_seg_head.predictor.": "transformer_decoder.",
 }
-_IGNORED_PREFIXES = ("criterion.",)
+# Training constants of the loss (e.g. ``criterion.empty_weight``), set by the config here.
+LOSS_PREFIXES = ("criterion.",)
 
 # Some Mask2Former model-zoo files name the learned query features ``static_query``; the
 # official decoders rename it to ``query_feat`` when they load a state dict.
@@ -27,7 +28,7 @@ def rename_mask2former_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
     as the official decoders do); drop keys of training-only modules."""
     renamed = collections.OrderedDict()
     for key, value in state_dict.items():
-        if key.startswith(_IGNORED_PREFIXES):
+        if key.startswith(LOSS_PREFIXES):
             continue
         for old, new in MASK2FORMER_PREFIXES.items():
             if key.startswith(old):
