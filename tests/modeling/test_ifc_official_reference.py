@@ -72,7 +72,9 @@ def _outputs(image_sizes=None):
 
 
 def test_the_official_ifc_outputs_with_padding_masks():
-    sizes = [tuple(size) for size in torch.load(REFERENCE, weights_only=True)["image_sizes"].tolist()]
+    sizes = [
+        tuple(size) for size in torch.load(REFERENCE, weights_only=True)["image_sizes"].tolist()
+    ]
     reference, outputs = _outputs(sizes)
     torch.testing.assert_close(outputs["pred_logits"], reference["pred_logits"], atol=1e-10, rtol=0)
     torch.testing.assert_close(outputs["pred_masks"], reference["pred_masks"], atol=1e-9, rtol=0)

@@ -68,10 +68,14 @@ class DeformConv3x3(nn.Module):
 
     def forward(self, x: Tensor, offset: Tensor) -> Tensor:
         """x: (N, C_in, H, W); offset: (N, 18, H, W), (dy, dx) of the 9 kernel positions
-        -> (N, C_out, H, W) in x's dtype. Computed in float32 (torchvision's CPU kernel has
-        no half-precision versions), as the other sampling operators under autocast."""
+        -> (N, C_out, H, W) in x's dtype. Half-precision inputs are computed in float32
+        (torchvision's CPU kernel has no half versions), as the other sampling operators
+        under autocast; float32 and float64 in their own precision."""
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         with torch.autocast(x.device.type, enabled=False):
-            out = deform_conv2d(x.float(), offset.float(), self.weight.float(), padding=(1, 1))
+            out = deform_conv2d(
+                x.to(dtype), offset.to(dtype), self.weight.to(dtype), padding=(1, 1)
+            )
         return out.to(x.dtype)
 
 
