@@ -11,12 +11,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
-import torchvision
 from detectron2.modeling import build_model
 from test_ifc_configs import _official_ifc_names
 from test_m2f_vis_checkpoint import CLASSES, official_r50_keys
 from test_tevit_checkpoint import _random_state, official_tevit_shapes
-from test_vistr_weights import D, detr_segm_keys, insmask_head_keys
+from test_vistr_weights import official_trained_vistr_state
 
 from ifr.checkpoint import load_inference_weights
 from ifr.checkpoint.ifc import rename_official_ifc_keys
@@ -58,22 +57,7 @@ def _ifc_file(path, cfg, model) -> int:
 
 
 def _vistr_file(path, cfg, model) -> int:
-    """VisTR's own state dict: DETR's frozen batch norm (no step counters), no classifier,
-    and none of DETR's mask output layers (``lay5``, ``out_lay``), which VisTR lacks."""
-    state = {
-        f"vistr.backbone.0.body.{k}": v
-        for k, v in torchvision.models.resnet50().state_dict().items()
-        if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
-    }
-    shapes = {
-        k.replace("detr.", "vistr.", 1): v
-        for k, v in detr_segm_keys(6, 6).items()
-        if not k.startswith(("mask_head.lay5", "mask_head.out_lay"))
-    }
-    shapes["vistr.class_embed.weight"], shapes["vistr.class_embed.bias"] = (42, D), (42,)
-    shapes["vistr.query_embed.weight"] = (360, D)
-    shapes.update(insmask_head_keys())
-    state.update({k: torch.randn(shape) for k, shape in shapes.items()})
+    state = official_trained_vistr_state(cfg.MODEL.VISTR.ENC_LAYERS, cfg.MODEL.VISTR.DEC_LAYERS)
     torch.save({"model": state}, path)
     return len(state)
 

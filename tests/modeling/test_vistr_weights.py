@@ -175,19 +175,33 @@ def insmask_head_keys():
     return keys
 
 
-def test_a_trained_vistr_model_loads_with_nothing_left_out(make_cfg, tmp_path):
-    """An official trained VisTR R50 (``vistr.*``, 42-row class head for num_classes = 41,
-    360 queries, the 3-D fusion) evaluates with its own classes: every tensor loads."""
+def official_trained_vistr_state(enc_layers: int = 1, dec_layers: int = 1):
+    """A trained VisTR R50's state dict, random values (``torch.manual_seed(0)``): its
+    ResNet with DETR's frozen batch norm (no step counters) and no classifier, the DETR
+    transformer and mask head without DETR's ``lay5``/``out_lay``, a 42-row class head
+    (``num_classes = 41``), 360 queries and the 3-D fusion."""
     torch.manual_seed(0)
     state = {
         f"vistr.backbone.0.body.{k}": v
         for k, v in torchvision.models.resnet50().state_dict().items()
+        if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
     }
-    shapes = {k.replace("detr.", "vistr.", 1): v for k, v in detr_segm_keys().items()}
+    shapes = {
+        k.replace("detr.", "vistr.", 1): v
+        for k, v in detr_segm_keys(enc_layers, dec_layers).items()
+        if not k.startswith(("mask_head.lay5", "mask_head.out_lay"))
+    }
     shapes["vistr.class_embed.weight"], shapes["vistr.class_embed.bias"] = (42, D), (42,)
     shapes["vistr.query_embed.weight"] = (360, D)
     shapes.update(insmask_head_keys())
     state.update({k: torch.randn(shape) for k, shape in shapes.items()})
+    return state
+
+
+def test_a_trained_vistr_model_loads_with_nothing_left_out(make_cfg, tmp_path):
+    """An official trained VisTR R50 (``vistr.*``, 42-row class head for num_classes = 41,
+    360 queries, the 3-D fusion) evaluates with its own classes: every tensor loads."""
+    state = official_trained_vistr_state()
     path, out = tmp_path / "vistr_r50.pth", tmp_path / "vistr_r50_d2.pth"
     torch.save({"model": state}, path)
     convert_checkpoint(str(path), str(out), "vistr", log=None)
@@ -209,16 +223,7 @@ def test_a_trained_vistr_model_loads_with_nothing_left_out(make_cfg, tmp_path):
 def test_a_trained_vistr_file_evaluates_as_it_is(make_cfg, tmp_path, caplog):
     """``MODEL.WEIGHTS <official file>`` without converting: ``VisTR.rename_checkpoint_keys``
     converts it on load, every model tensor loads (``--eval-only``'s requirement)."""
-    torch.manual_seed(0)
-    state = {
-        f"vistr.backbone.0.body.{k}": v
-        for k, v in torchvision.models.resnet50().state_dict().items()
-    }
-    shapes = {k.replace("detr.", "vistr.", 1): v for k, v in detr_segm_keys().items()}
-    shapes["vistr.class_embed.weight"], shapes["vistr.class_embed.bias"] = (42, D), (42,)
-    shapes["vistr.query_embed.weight"] = (360, D)
-    shapes.update(insmask_head_keys())
-    state.update({k: torch.randn(shape) for k, shape in shapes.items()})
+    state = official_trained_vistr_state()
     path = tmp_path / "vistr_r50.pth"
     torch.save({"model": state}, path)
     overrides = {"MODEL.VISTR.ENC_LAYERS": 1, "MODEL.VISTR.DEC_LAYERS": 1, "MODEL.DEVICE": "cpu"}
