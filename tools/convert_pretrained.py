@@ -1,12 +1,16 @@
 #!/usr/bin/env python
-"""Convert ImageNet-pretrained backbone weights to a detectron2 checkpoint for MODEL.WEIGHTS.
+"""Convert outside weights to a detectron2 checkpoint for MODEL.WEIGHTS.
 
     python tools/convert_pretrained.py --kind swin swin_tiny_patch4_window7_224.pth swin_tiny.pth
     python tools/convert_pretrained.py --kind torchvision-resnet resnet50-0676ba61.pth R-50.pth
+    python tools/convert_pretrained.py --kind tevit queryinst_pvt_v2_b1_coco.pth tevit_init.pth
 
-The output holds ``backbone.*`` weights only; the heads start random (or come from a
-Mask2Former checkpoint). See ifr/checkpoint/files.py. Bad input ends with one
-``error:`` line (``--traceback`` shows the traceback).
+Backbone kinds (swin, torchvision-resnet, pvt-v2) write ``backbone.*`` weights only, the
+heads start random (or come from a Mask2Former checkpoint); whole-model kinds (vistr,
+detr-vistr, tevit) write every converted tensor under its model name (a trained VisTR or
+TeViT file may also be given to MODEL.WEIGHTS as it is). One line reports the tensors
+read and written and what was left out, and why. See ifr/checkpoint/files.py. Bad input
+ends with one ``error:`` line (``--traceback`` shows the traceback).
 """
 
 import argparse

@@ -222,6 +222,11 @@ def test_coco_queryinst_initialisation_loads_all_but_its_80_class_tensors(tmp_pa
     assert "backbone.msg_tokens" in caplog.text and "another shape" in caplog.text
     with pytest.raises(IncompleteCheckpointError):  # not an evaluable model
         IFRCheckpointer(model, require_complete=True).load(str(path), checkpointables=[])
+    # the published config starts from this file, as TeViT's README (load_from)
+    cfg = build_cfg(PUBLISHED)
+    assert (
+        os.path.basename(cfg.MODEL.WEIGHTS) == "queryinst_pvtv2-b1_fpn_mstrain_480-800_3x_coco.pth"
+    )
 
 
 def test_an_unknown_key_is_named():
