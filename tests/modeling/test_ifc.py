@@ -358,7 +358,7 @@ def test_a_few_iterations_lower_the_loss_on_a_tiny_clip():
 
 
 def test_padding_mask_by_hand():
-    from ifr.modeling.transformer_decoder.ifc import padding_mask
+    from ifr.modeling.transformer_decoder.common import padding_mask
 
     mask = padding_mask([(64, 65), (96, 128)], (3, 4), 32, "cpu")
     # 64 x 65: ceil(64/32) = 2 rows, ceil(65/32) = 3 columns are the image

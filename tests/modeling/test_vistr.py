@@ -437,3 +437,26 @@ def test_voted_slot_scores_by_hand():
     scores = voted_slot_scores(probs)
     expected = torch.tensor([[(0.6 + 0.7 + 0.5) / 3, 0, 0], [(0.7 + 0.8 + 0.4) / 3, 0, 0]])
     torch.testing.assert_close(scores, expected)
+
+
+@torch.no_grad()
+def test_padded_tokens_change_nothing_the_queries_see():
+    """VisTR's padding masks: a clip whose res5 is padded by one row and one column of
+    random tokens, with its image size given, predicts the classes and boxes of the clip
+    without padding; without the image size the padding is attended to."""
+    torch.manual_seed(5)
+    decoder, channels = _decoder(num_frames=2)
+    (res5, res4, res3), res2 = _features(channels, batch=1, frames=2, size=(16, 16))  # res5 2x2
+    padded5 = torch.randn(1, 2, channels["res5"], 3, 3)
+    padded5[..., :2, :2] = res5
+    padded = [padded5, torch.randn(1, 2, channels["res4"], 6, 6)]
+    padded += [torch.randn(1, 2, channels["res3"], 12, 12)]
+    padded2 = torch.randn(1, 2, channels["res2"], 24, 24)
+    plain = decoder([res5, res4, res3], res2)
+    # res5 of _features is stride 8 here: a 16 x 16 image is 2 x 2 cells of 32 / 4 = 8 pixels
+    decoder.coarse_stride = 8
+    masked = decoder(padded, padded2, image_sizes=[(16, 16)])
+    for key in ("pred_logits", "pred_boxes"):
+        torch.testing.assert_close(masked[key], plain[key], atol=1e-5, rtol=0)
+    unmasked = decoder(padded, padded2)
+    assert not torch.allclose(unmasked["pred_logits"], plain["pred_logits"], atol=1e-3)

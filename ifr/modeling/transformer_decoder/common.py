@@ -223,3 +223,15 @@ def masks_as_embeddings(masks: Tensor) -> Dict[str, Tensor]:
         "pred_mask_embeds": select[None, :, None].expand(batch, -1, frames, -1),
         "mask_features": masks.transpose(1, 2),
     }
+
+
+def padding_mask(
+    image_sizes: Sequence[Tuple[int, int]], grid: Tuple[int, int], stride: int, device
+) -> Tensor:
+    """(B, h, w) bool, True at the cells of a stride-``stride`` grid of size ``grid`` that
+    lie in the padding of each (h_b, w_b) image (beyond ceil(h_b / stride) rows and
+    ceil(w_b / stride) columns, as IFC's ``MaskedBackbone``)."""
+    mask = torch.ones((len(image_sizes), *grid), dtype=torch.bool, device=device)
+    for index, (height, width) in enumerate(image_sizes):
+        mask[index, : math.ceil(height / stride), : math.ceil(width / stride)] = False
+    return mask

@@ -29,7 +29,6 @@ ceil(w / 32), ``image_sizes``) are keys of no attention (encode-receive and the 
 cross-attention), and the sine position embedding counts only the other tokens.
 """
 
-import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -46,11 +45,12 @@ from .common import (
     attention_stack,
     check_decoder_sizes,
     ffn_stack,
+    padding_mask,
     predict_heads,
     query_decoder_args,
 )
 
-__all__ = ["IFCEncoder", "IFCMaskFeatures", "IFCTransformerDecoder", "padding_mask"]
+__all__ = ["IFCEncoder", "IFCMaskFeatures", "IFCTransformerDecoder"]
 
 NUM_GROUPS = 32  # GroupNorm groups of the mask head, as IFC
 
@@ -151,18 +151,6 @@ class IFCEncoder(nn.Module):
         gathered = self.communicate_ffn[layer](self.communicate_attention[layer](gathered))
         gathered = gathered.view(num_frames, batch_size, num_memory, dim).permute(2, 1, 0, 3)
         return gathered.reshape(num_memory, batch_size * num_frames, dim)
-
-
-def padding_mask(
-    image_sizes: Sequence[Tuple[int, int]], grid: Tuple[int, int], stride: int, device
-) -> Tensor:
-    """(B, h, w) bool, True at the cells of a stride-``stride`` grid of size ``grid`` that
-    lie in the padding of each (h_b, w_b) image (beyond ceil(h_b / stride) rows and
-    ceil(w_b / stride) columns, as IFC's ``MaskedBackbone``)."""
-    mask = torch.ones((len(image_sizes), *grid), dtype=torch.bool, device=device)
-    for index, (height, width) in enumerate(image_sizes):
-        mask[index, : math.ceil(height / stride), : math.ceil(width / stride)] = False
-    return mask
 
 
 class IFCMaskFeatures(nn.Module):

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..attention import MLP, CrossAttentionLayer, SelfAttentionLayer
 from ..position_encoding import PositionEmbeddingSine
 from ..registry import TRANSFORMER_DECODER_REGISTRY
-from .common import ComputeCastMixin, attention_stack, ffn_stack, masks_as_embeddings
+from .common import ComputeCastMixin, attention_stack, ffn_stack, masks_as_embeddings, padding_mask
 from .vistr_mask_head import VisTRMaskHead
 
 # Backbone outputs VisTR reads: the transformer's input and the mask head's FPN levels.
@@ -91,17 +91,21 @@ class VisTRTransformer(nn.Module):
         self.ffn_layers = ffn_stack(dec_layers, hidden_dim, dim_feedforward, **blocks)
         self.decoder_norm = nn.LayerNorm(hidden_dim)
 
-    def forward(self, src: Tensor, pos: Tensor, query_pos: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(
+        self, src: Tensor, pos: Tensor, query_pos: Tensor, padding: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
         """
         Args:
             src: (S, B, d) tokens; pos: (S, B, d) their position embedding;
             query_pos: (Q, B, d) query embeddings.
+            padding: optional (B, S) bool, True at tokens of the padding: keys of no
+                attention (DETR's ``key_padding_mask``).
         Returns:
             hs: (L, Q, B, d) normalised output of every decoder layer; memory: (S, B, d).
         """
         memory = src
         for attention, ffn in zip(self.encoder_self_attention_layers, self.encoder_ffn_layers):
-            memory = ffn(attention(memory, query_pos=pos))
+            memory = ffn(attention(memory, tgt_key_padding_mask=padding, query_pos=pos))
         memory = self.encoder_norm(memory)
         tgt = torch.zeros_like(query_pos)
         outputs = []
@@ -109,7 +113,9 @@ class VisTRTransformer(nn.Module):
             self.self_attention_layers, self.cross_attention_layers, self.ffn_layers
         ):
             tgt = self_attn(tgt, query_pos=query_pos)
-            tgt = cross_attn(tgt, memory, pos=pos, query_pos=query_pos)
+            tgt = cross_attn(
+                tgt, memory, pos=pos, query_pos=query_pos, memory_key_padding_mask=padding
+            )
             tgt = ffn(tgt)
             outputs.append(self.decoder_norm(tgt))
         return torch.stack(outputs), memory
@@ -130,6 +136,8 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
     """
 
     class_activation = "softmax"
+    uses_image_sizes = True  # given each clip's size before padding (``image_sizes``)
+    coarse_stride = 32  # of res5, the transformer's tokens
 
     @configurable
     def __init__(
@@ -199,6 +207,7 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
         multi_scale_features: Sequence[Tensor],
         mask_features: Tensor,
         return_masks: bool = True,
+        image_sizes: Optional[Sequence[Tuple[int, int]]] = None,
     ) -> Dict:
         """
         Args:
@@ -206,6 +215,10 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
             mask_features: res2, (B, T', C_2, H4, W4).
             return_masks: ignored: VisTR's masks are not a product of embeddings and
                 per-frame features, so they are always computed here.
+            image_sizes: B (h, w) sizes of the clips before padding. As VisTR, res5 cells
+                of the padding (beyond ceil(h / 32) x ceil(w / 32)) are keys of no
+                attention (encoder, decoder, box attention) and the position encoding
+                counts only the others.
         Returns:
             dict with ``pred_logits`` (B, n, T', K + 1), ``pred_boxes`` (B, n, T', 4)
             normalised (cx, cy, w, h), ``pred_masks`` (B, n, T', H4, W4) logits,
@@ -219,12 +232,17 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
         frame_index = self._frame_index(clip_frames)
         res5, res4, res3, res2 = [f[:, frame_index] for f in (res5, res4, res3, res2)]
 
-        hs, memory = self._transformer(res5)
+        padding = None  # (B, T, h, w) True at the padding
+        if image_sizes is not None:
+            batch, height, width = res5.shape[0], *res5.shape[-2:]
+            padding = padding_mask(image_sizes, (height, width), self.coarse_stride, res5.device)
+            padding = padding[:, None].expand(batch, self.num_frames, height, width)
+        hs, memory = self._transformer(res5, padding)
         logits = self._by_instance(self.class_embed(hs))
         boxes = self._by_instance(self.bbox_embed(hs).sigmoid())
         last = hs[-1].transpose(0, 1)  # (B, Q, d)
         queries = last.view(last.shape[0], self.num_frames, self.num_instances, -1)
-        masks = self.mask_head(queries, memory, [res4, res3, res2])
+        masks = self.mask_head(queries, memory, [res4, res3, res2], padding)
         keep = slice(0, clip_frames)
         masks = masks[:, :, keep]
         return {
@@ -248,18 +266,20 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
             )
         return torch.arange(self.num_frames, device=self.device) % clip_frames
 
-    def _transformer(self, res5: Tensor) -> Tuple[Tensor, Tensor]:
-        """res5 (B, T, C5, h, w) -> hs (L, Q, B, d), memory (B, T, d, h, w)."""
+    def _transformer(self, res5: Tensor, padding: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """res5 (B, T, C5, h, w), padding (B, T, h, w) or None -> hs (L, Q, B, d), memory
+        (B, T, d, h, w)."""
         batch, frames = res5.shape[:2]
         src = self.input_proj(res5.flatten(0, 1))
         src = src.view(batch, frames, *src.shape[1:])  # (B, T, d, h, w)
-        pos = self.pe_layer(src)
+        pos = self.pe_layer(src, padding)
 
         def tokens(x: Tensor) -> Tensor:  # (B, T, d, h, w) -> (T * h * w, B, d), frame-major
             return x.permute(1, 3, 4, 0, 2).flatten(0, 2)
 
         query_pos = self.query_embed.weight[:, None].expand(-1, batch, -1)
-        hs, memory = self.transformer(tokens(src), tokens(pos), query_pos)
+        key_padding = None if padding is None else padding.flatten(1)  # (B, T * h * w)
+        hs, memory = self.transformer(tokens(src), tokens(pos), query_pos, key_padding)
         height, width = src.shape[-2:]
         memory = memory.view(frames, height, width, batch, -1).permute(3, 0, 4, 1, 2)
         return hs, memory

@@ -18,7 +18,7 @@ Differences from VisTR's ``segmentation.py``, all deliberate:
 """
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -46,14 +46,18 @@ class BoxAttentionMap(nn.Module):
             nn.init.zeros_(linear.bias)
         self.scale = float(hidden_dim / nheads) ** -0.5
 
-    def forward(self, queries: Tensor, memory: Tensor) -> Tensor:
-        """queries: (F, Q, d); memory: (F, d, h, w) -> weights (F, Q, nheads, h, w)."""
+    def forward(self, queries: Tensor, memory: Tensor, padding: Optional[Tensor] = None) -> Tensor:
+        """queries: (F, Q, d); memory: (F, d, h, w); padding: optional (F, h, w) bool, True
+        at memory positions of the padding (weight 0, as DETR's) -> weights
+        (F, Q, nheads, h, w)."""
         num_maps, num_queries, dim = queries.shape
         head_dim = dim // self.nheads
         q = self.q_linear(queries).view(num_maps, num_queries, self.nheads, head_dim)
         k = F.conv2d(memory, self.k_linear.weight[:, :, None, None], self.k_linear.bias)
         k = k.view(num_maps, self.nheads, head_dim, *memory.shape[-2:])
         weights = torch.einsum("fqnc,fnchw->fqnhw", q * self.scale, k)
+        if padding is not None:
+            weights = weights.masked_fill(padding[:, None, None], float("-inf"))
         return weights.flatten(2).softmax(-1).view_as(weights)
 
 
@@ -173,18 +177,26 @@ class VisTRMaskHead(nn.Module):
         self.mask_head = FrameMaskHead(hidden_dim, nheads, fpn_dims)
         self.insmask_head = MaskFusion3D(self.mask_head.out_channels)
 
-    def forward(self, queries: Tensor, memory: Tensor, fpns: Sequence[Tensor]) -> Tensor:
+    def forward(
+        self,
+        queries: Tensor,
+        memory: Tensor,
+        fpns: Sequence[Tensor],
+        padding: Optional[Tensor] = None,
+    ) -> Tensor:
         """
         Args:
             queries: (B, T, n, d) decoder output of the slot of instance i in frame t.
             memory: (B, T, d, h, w) encoder memory.
             fpns: backbone features (B, T, C_l, H_l, W_l) at strides 16, 8, 4.
+            padding: optional (B, T, h, w) bool, True at memory cells of the padding.
         Returns:
             (B, n, T, H4, W4) mask logits.
         """
         batch, frames, num_instances = queries.shape[:3]
         flat_memory = memory.flatten(0, 1)
-        attention = self.bbox_attention(queries.flatten(0, 1), flat_memory)
+        flat_padding = None if padding is None else padding.flatten(0, 1)
+        attention = self.bbox_attention(queries.flatten(0, 1), flat_memory, flat_padding)
         features = self.mask_head(flat_memory, attention, [f.flatten(0, 1) for f in fpns])
         features = features.view(batch, frames, num_instances, *features.shape[2:])
         per_instance = features.permute(0, 2, 3, 1, 4, 5).flatten(0, 1)  # (B * n, C, T, H, W)
