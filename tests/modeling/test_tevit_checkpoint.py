@@ -11,6 +11,7 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
+from torch import nn
 
 from ifr.checkpoint import IFRCheckpointer, IncompleteCheckpointError, load_inference_weights
 from ifr.checkpoint.files import convert_checkpoint
@@ -236,3 +237,41 @@ def test_an_unknown_key_is_named():
         tevit_to_ifr(official, source="x.pth")
     with pytest.raises(CheckpointFormatError, match="not a TeViT checkpoint"):
         tevit_to_ifr({"backbone.layers.0.0.projection.weight": torch.zeros(1)}, source="x.pth")
+
+
+@torch.no_grad()
+def test_converted_attention_computes_the_official_one():
+    """The official MsgShifT attention on the converted weights: mmcv's
+    ``MultiheadAttention`` (``torch.nn.MultiheadAttention`` with one 3C-row ``in_proj``) over
+    the queries [patches; messengers] and the keys/values LN([sr(patches); messengers
+    through sr's summed kernel]), as TeViT's ``SpatialReductionAttention.forward`` (without
+    its residual, which the block adds): the split of ``in_proj`` into q and kv is right."""
+    from ifr.modeling.backbone.msgshift import SpatialReductionAttention
+
+    torch.manual_seed(0)
+    dim, heads, sr_ratio, size, messengers = 16, 2, 2, (4, 6), 3
+    official = nn.MultiheadAttention(dim, heads)
+    # MsgShifT's norm_cfg: LN with eps 1e-6
+    sr, norm = nn.Conv2d(dim, dim, sr_ratio, sr_ratio), nn.LayerNorm(dim, eps=1e-6)
+    for module in (official, sr, norm):
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    prefix = "backbone.layers.1.1.0.attn."
+    state = {prefix + "attn." + k: v for k, v in official.state_dict().items()}
+    state.update({prefix + "sr." + k: v for k, v in sr.state_dict().items()})
+    state.update({prefix + "norm." + k: v for k, v in norm.state_dict().items()})
+    state["roi_head.bbox_head.0.fc_cls.weight"] = torch.zeros(1)  # marks the official layout
+    converted = tevit_to_ifr(state)
+    ours = SpatialReductionAttention(dim, heads, sr_ratio)
+    ours.load_state_dict(
+        {k[len("backbone.block2.0.attn.") :]: v for k, v in converted.items() if "block2" in k}
+    )
+    x = torch.randn(2, size[0] * size[1], dim)
+    msg = torch.randn(2, messengers, dim)
+    # the official forward
+    x_kv = sr(x.transpose(1, 2).reshape(2, dim, *size)).flatten(2).transpose(1, 2)
+    msg_kv = torch.einsum("bnc,oc->bno", msg, sr.weight.sum((-1, -2))) + sr.bias
+    x_kv = norm(torch.cat([x_kv, msg_kv], dim=1))
+    x_q = torch.cat([x, msg], dim=1)
+    expected = official(x_q.transpose(0, 1), x_kv.transpose(0, 1), x_kv.transpose(0, 1))[0]
+    torch.testing.assert_close(ours(x, size, msg), expected.transpose(0, 1), atol=1e-5, rtol=0)
