@@ -53,7 +53,14 @@ def interrupt_after_first_checkpoint(command, run_dir):
     """Starts ``command`` and sends it SIGINT (Ctrl-C) once ``run_dir`` holds a checkpoint;
     returns (exit code, output)."""
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # as launched from a terminal: a test suite run in the background (``make test &``)
+        # passes SIGINT on ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     checkpoint = os.path.join(run_dir, "model_0000001.pth")
     deadline = time.monotonic() + 900
