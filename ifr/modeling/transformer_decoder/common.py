@@ -4,7 +4,7 @@ prediction heads on normalised queries, input checks and the masked-attention ma
 frame."""
 
 import math
-from typing import Dict, Sequence, Tuple, Type
+from typing import Dict, Optional, Sequence, Tuple, Type
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -235,3 +235,15 @@ def padding_mask(
     for index, (height, width) in enumerate(image_sizes):
         mask[index, : math.ceil(height / stride), : math.ceil(width / stride)] = False
     return mask
+
+
+def clip_padding_mask(
+    image_sizes: Optional[Sequence[Tuple[int, int]]], features: Tensor, stride: int
+) -> Optional[Tensor]:
+    """(B, T, h, w) ``padding_mask`` of clip features (B, T, C, h, w) at ``stride``, the
+    same for every frame of a clip; None without ``image_sizes``."""
+    if image_sizes is None:
+        return None
+    batch, frames = features.shape[:2]
+    mask = padding_mask(image_sizes, tuple(features.shape[-2:]), stride, features.device)
+    return mask[:, None].expand(batch, frames, *mask.shape[-2:])

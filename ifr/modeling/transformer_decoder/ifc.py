@@ -44,8 +44,8 @@ from .common import (
     ComputeCastMixin,
     attention_stack,
     check_decoder_sizes,
+    clip_padding_mask,
     ffn_stack,
-    padding_mask,
     predict_heads,
     query_decoder_args,
 )
@@ -300,10 +300,7 @@ class IFCTransformerDecoder(ComputeCastMixin, nn.Module):
         batch_size, num_frames, dim, height, width = coarse.shape
 
         frame_tokens = coarse.permute(3, 4, 0, 1, 2).flatten(0, 1)  # (S, B, T, d)
-        padding = None  # (B, T, h, w) True at the padding
-        if image_sizes is not None:
-            padding = padding_mask(image_sizes, (height, width), self.coarse_stride, coarse.device)
-            padding = padding[:, None].expand(-1, num_frames, -1, -1)
+        padding = clip_padding_mask(image_sizes, coarse, self.coarse_stride)  # (B, T, h, w)
         frame_pos = self.pe_layer(
             coarse.flatten(0, 1), None if padding is None else padding.flatten(0, 1)
         )  # (BT, d, h, w)

@@ -27,7 +27,13 @@ from torch import Tensor, nn
 from ..attention import MLP, CrossAttentionLayer, SelfAttentionLayer
 from ..position_encoding import PositionEmbeddingSine
 from ..registry import TRANSFORMER_DECODER_REGISTRY
-from .common import ComputeCastMixin, attention_stack, ffn_stack, masks_as_embeddings, padding_mask
+from .common import (
+    ComputeCastMixin,
+    attention_stack,
+    clip_padding_mask,
+    ffn_stack,
+    masks_as_embeddings,
+)
 from .vistr_mask_head import VisTRMaskHead
 
 # Backbone outputs VisTR reads: the transformer's input and the mask head's FPN levels.
@@ -232,11 +238,7 @@ class VisTRTransformerDecoder(ComputeCastMixin, nn.Module):
         frame_index = self._frame_index(clip_frames)
         res5, res4, res3, res2 = [f[:, frame_index] for f in (res5, res4, res3, res2)]
 
-        padding = None  # (B, T, h, w) True at the padding
-        if image_sizes is not None:
-            batch, height, width = res5.shape[0], *res5.shape[-2:]
-            padding = padding_mask(image_sizes, (height, width), self.coarse_stride, res5.device)
-            padding = padding[:, None].expand(batch, self.num_frames, height, width)
+        padding = clip_padding_mask(image_sizes, res5, self.coarse_stride)  # (B, T, h, w)
         hs, memory = self._transformer(res5, padding)
         logits = self._by_instance(self.class_embed(hs))
         boxes = self._by_instance(self.bbox_embed(hs).sigmoid())
